@@ -1,0 +1,11 @@
+"""Tooling for the auto-graded Transformers course: build the notebook, make sample submissions, grade them.
+
+One module per concern:
+- `layout`: where everything lives in the course directory.
+- `notebook_text`: the instructor notebook <-> its percent-format text twin.
+- `answers`: solution code out of the instructor notebook, and answers into a release notebook.
+- `samples`: demo submissions (correct, untouched, typical mistakes, damaged files).
+- `intake`: checks every hand-in under submitted/ and stages the gradable ones, never touching submitted/.
+- `grading`: runs nbgrader autograde on the staged submissions and reports the scores.
+- `cli`: the `python -m coursekit` commands behind the Makefile.
+"""

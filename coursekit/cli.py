@@ -1,0 +1,60 @@
+"""The `python -m coursekit` commands that the Makefile runs."""
+
+import argparse
+import sys
+
+import nbformat
+
+from . import grading, layout, notebook_text, samples
+
+
+def cmd_notebook(args) -> int:
+    """source_text/pw2_transformers.py -> source/pw2_transformers/pw2_transformers.ipynb"""
+    notebook_text.write_notebook(notebook_text.notebook_from_text(layout.SOURCE_TEXT), layout.SOURCE_NOTEBOOK)
+    print(f"wrote {layout.SOURCE_NOTEBOOK.relative_to(layout.ROOT)}")
+    return 0
+
+
+def cmd_notebook_text(args) -> int:
+    """source/pw2_transformers/pw2_transformers.ipynb -> source_text/pw2_transformers.py"""
+    nb = nbformat.read(layout.SOURCE_NOTEBOOK, as_version=4)
+    layout.SOURCE_TEXT.write_text(notebook_text.text_from_notebook(nb), encoding="utf-8")
+    print(f"wrote {layout.SOURCE_TEXT.relative_to(layout.ROOT)}")
+    return 0
+
+
+def cmd_samples(args) -> int:
+    for student in samples.write():
+        print(f"wrote submitted/{student}/")
+    return 0
+
+
+def cmd_grade(args) -> int:
+    results = grading.grade()
+    if not results:
+        print(f"Nothing to grade: put submissions in {layout.SUBMITTED.relative_to(layout.ROOT)}/<student>/{layout.ASSIGNMENT}/")
+        return 1
+    report = layout.REPORTS / "grading.csv"
+    grading.write_report(results, report)
+    print()
+    print(grading.table(results))
+    print(f"\nReport: {report.relative_to(layout.ROOT)}. Grades are in {layout.GRADEBOOK.name}.")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m coursekit", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, function, help in [
+        ("notebook", cmd_notebook, "rebuild the instructor notebook from its text twin in source_text/"),
+        ("notebook-text", cmd_notebook_text, "rewrite the text twin in source_text/ from the instructor notebook"),
+        ("samples", cmd_samples, "write demo submissions into submitted/demo-*/"),
+        ("grade", cmd_grade, "autograde every submission in submitted/ and write reports/grading.csv"),
+    ]:
+        commands.add_parser(name, help=help).set_defaults(run=function)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Autogrades the staged submissions with nbgrader and reports every student's score, or why there is none.
+
+The grades live in nbgrader's gradebook (gradebook.db); this module adds the students nbgrader could
+not see (unreadable hand-ins), and writes reports/grading.csv: one row per student, the score per
+exercise, and a note saying what was fixed or what went wrong.
+"""
+
+import csv
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbgrader.api import Gradebook, MissingEntry
+
+from . import answers, intake, layout
+
+
+def nbgrader(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Runs an nbgrader command in the course root, offline, with this Python's tools on the PATH."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # nbgrader calls `alembic`
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=layout.ROOT, env=env, check=check)
+
+
+def db_url() -> str:
+    return f"sqlite:///{layout.GRADEBOOK}"
+
+
+@dataclass
+class Result:
+    student: str
+    status: str                 # graded | not graded | failed
+    score: float = 0.0
+    max_score: float = 0.0
+    exercises: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+
+def _timeouts(student: str) -> list[str]:
+    """The grade_ids (or ids) of the cells that ran out of time in a student's autograded notebook."""
+    path = layout.submission_dir(layout.AUTOGRADED, student) / layout.NOTEBOOK
+    if not path.is_file():
+        return []
+    nb = nbformat.read(path, as_version=4)
+    return [c.metadata.get("nbgrader", {}).get("grade_id", c.get("id", "?")) for c in nb.cells
+            if c.cell_type == "code" and any(o.output_type == "error" and "Timeout" in o.get("ename", "") for o in c.outputs)]
+
+
+def grade(submitted: Path = layout.SUBMITTED) -> list[Result]:
+    """Stages, autogrades and reports every student under `submitted`."""
+    verdicts = intake.stage(submitted)
+    if any(v.gradable for v in verdicts):
+        nbgrader("autograde", layout.ASSIGNMENT, "--force",
+                 f"--CourseDirectory.submitted_directory={layout.STAGING.relative_to(layout.ROOT)}", check=False)
+    tests = test_points()
+    results = []
+    with Gradebook(db_url()) as gb:
+        for verdict in verdicts:
+            gb.update_or_create_student(verdict.student)  # so that the export lists every student
+            result = Result(verdict.student, "not graded", max_score=sum(tests.values()), note=verdict.note)
+            if verdict.gradable:
+                try:
+                    notebook = gb.find_submission_notebook(layout.NOTEBOOK_ID, layout.ASSIGNMENT, verdict.student)
+                except MissingEntry:
+                    result.status, result.note = "failed", "nbgrader could not grade it: see the autograde log"
+                else:
+                    points = {g.name: g.score or 0.0 for g in notebook.grades}
+                    result.status = "graded"
+                    result.exercises = {answers.exercise_of(t): points.get(t, 0.0) for t in tests}
+                    result.score = sum(result.exercises.values())
+                    timeouts = _timeouts(verdict.student)
+                    if timeouts:
+                        result.note = "; ".join(filter(None, [result.note, "ran out of time in " + ", ".join(timeouts)]))
+            results.append(result)
+    return results
+
+
+def test_points() -> dict[str, float]:
+    """The graded test cells of the instructor notebook and their points."""
+    return answers.test_points(nbformat.read(layout.SOURCE_NOTEBOOK, as_version=4))
+
+
+def write_report(results: list[Result], path: Path) -> None:
+    """reports/grading.csv: one row per student, with the score of every exercise and a note."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    exercises = [answers.exercise_of(t) for t in test_points()]
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "status", "score", "max_score", *exercises, "note"])
+        for r in results:
+            writer.writerow([r.student, r.status, f"{r.score:g}", f"{r.max_score:g}",
+                             *(f"{r.exercises[e]:g}" if e in r.exercises else "" for e in exercises), r.note])
+
+
+def table(results: list[Result]) -> str:
+    """A plain-text table of the scores, one line per student."""
+    width = max([len(r.student) for r in results] + [7])
+    lines = [f"{'student':<{width}}  {'status':<10}  {'score':>9}  note"]
+    for r in results:
+        score = f"{r.score:g}/{r.max_score:g}" if r.status == "graded" else "-"
+        lines.append(f"{r.student:<{width}}  {r.status:<10}  {score:>9}  {r.note}")
+    return "\n".join(lines)

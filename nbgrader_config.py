@@ -1,0 +1,32 @@
+"""nbgrader configuration for the Transformers course (assignment pw2_transformers).
+
+Every nbgrader command run from this folder reads it: `make release`, `make solutions`, `make grade`,
+`make feedback`, `make export`, and the formgrader.
+"""
+
+import os
+import secrets
+
+from nbgrader.preprocessors import ClearHiddenTests, ClearMarkScheme, ClearOutput, IncludeHeaderFooter, LockCells
+
+c = get_config()  # noqa: F821 (provided by nbgrader)
+
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.course_id = "transformers"
+# The gradebook is the embedded default, SQLite at the top level: gradebook.db.
+
+# The published solution (solutions/pw2_transformers/): the instructor notebook with its answers, without
+# the hidden tests, the outputs or any execution, so that regenerating it always gives the same file.
+c.CourseDirectory.solution_directory = "solutions"
+c.GenerateSolution.preprocessors = [IncludeHeaderFooter, LockCells, ClearOutput, ClearMarkScheme, ClearHiddenTests]
+
+# Files that never leave source/: the notebook's text twin lives in source_text/, but keep Python
+# scripts and caches out of releases and autograded folders in any case.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py", "logs", "*.bin"]
+
+# Grading. The notebook switches itself to small offline data when NBGRADER_EXECUTION is set; a whole
+# submission runs in well under a minute on 2 CPU cores, and no single cell needs more than a few seconds.
+c.Execute.timeout = 120
+# A student can tag a test cell `skip-execution` to keep it from running (and keep its points): only a tag
+# nobody can guess is honoured.
+c.Execute.skip_cells_with_tag = "skip-" + secrets.token_hex(16)

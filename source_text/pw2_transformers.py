@@ -1,0 +1,1725 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Practical work 2: Transformers
+#
+# In this practical work you build a small GPT-style language model from scratch, in PyTorch:
+# attention, multi-head attention and causal masking, then the modules of a transformer, a
+# next-token loss that ignores padding, a training loop and greedy generation.
+#
+# **Grading.** The notebook is graded automatically, out of **100 points**:
+#
+# | exercise | points |
+# |---|---|
+# | `self_attention` | 10 |
+# | `multi_head_attention` | 10 |
+# | `causal_multi_head_attention` | 10 |
+# | `CausalSelfAttention` | 10 |
+# | `FeedForward` | 5 |
+# | `Block` | 10 |
+# | `Transformer` | 10 |
+# | `lm_loss` | 15 |
+# | `train_step` | 10 |
+# | `decode` | 10 |
+#
+# Below each exercise, a locked cell checks your work. It prints one line per check (✓ or ✗ with
+# the reason) and ends with the points earned. Those are the **public checks**: more checks of the
+# same exercise run when your work is graded, so passing them all is a good sign, not a guarantee.
+#
+# Please keep the names and signatures of the functions and classes you are asked to write, don't
+# delete or copy the locked cells, and hand in the notebook under its original name
+# (`pw2_transformers.ipynb`).
+
+# %% [markdown]
+# # Make a group for the Homework
+#
+# Before starting this Practical Work, make sure that you have a group (3 students) for the Homework.
+#
+# If you have trouble finding a group, please tell the teacher. If you do the homework alone without authorization, you will get 0/20.
+
+# %% [markdown]
+# # Installation and imports
+#
+# Hit `Ctrl+S` to save a copy of the Colab notebook to your drive
+#
+# Run on Google Colab GPU:
+# - Connect
+# - Modify execution
+# - GPU
+#
+# ![image.png](https://paullerner.github.io/aivancity_nlp/_static/colab_gpu.png)
+
+# %% nbgrader={"grade": false, "grade_id": "install", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import os
+import sys
+
+# nbgrader sets NBGRADER_EXECUTION while it grades: the notebook then runs offline, on the CPU, on small data.
+GRADING = "NBGRADER_EXECUTION" in os.environ
+if GRADING:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+OFFLINE = os.environ.get("HF_HUB_OFFLINE") == "1"
+
+# Colab already has PyTorch: only install what it lacks.
+if "google.colab" in sys.modules:
+    # %pip install -q transformers datasets bertviz
+
+# %% nbgrader={"grade": false, "grade_id": "imports", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import math
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+# %% nbgrader={"grade": false, "grade_id": "device", "locked": true, "schema_version": 3, "solution": false, "task": false}
+if torch.cuda.is_available():
+    device = "cuda"
+else:
+    device = "cpu"
+    if not GRADING:
+        print("No GPU found: in Colab, choose Runtime > Change runtime type > GPU, then run the notebook again. "
+              "Everything still works on the CPU; only the training is slower.")
+
+# %% nbgrader={"grade": true, "grade_id": "grading_helpers", "locked": true, "points": 0, "schema_version": 3, "solution": false, "task": false}
+# Helpers for the checks below each exercise. Please run this cell, and don't edit it.
+import contextlib
+import warnings
+
+
+class Checks:
+    """Runs the checks of one exercise, prints one line per check and adds up the points earned.
+
+    The last line of each check cell, `checks.score()`, shows the points earned: nbgrader reads
+    that number as the cell's (partial) credit.
+    """
+
+    def __init__(self, exercise, points):
+        self.exercise, self.points = exercise, points
+        self.earned, self.checked = 0, 0
+        print(f"Checking {exercise}:")
+
+    def check(self, description, points, test):
+        """Runs `test()`: it passes unless it raises. Warnings are shown on the normal output."""
+        self.checked += points
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(sys.stdout):
+            warnings.simplefilter("always")
+            try:
+                test()
+                passed, reason = True, ""
+            except AssertionError as error:
+                passed, reason = False, str(error) or "a check failed"
+            except Exception as error:  # the student's code crashed: say how, and go on with the next check
+                passed, reason = False, f"your code raised {type(error).__name__}: {error}"
+        for warning in caught:
+            print(f"    (warning: {warning.message})")
+        if passed:
+            self.earned += points
+            print(f"  ✓ {description} [{points}/{points}]")
+        else:
+            print(f"  ✗ {description} [0/{points}]: {reason}")
+        return passed
+
+    def score(self):
+        """The points earned so far: the cell's last expression, read by nbgrader as partial credit."""
+        hidden = self.points - self.checked
+        if hidden > 0:
+            print(f"Public checks: {self.earned}/{self.checked} points. "
+                  f"Hidden checks worth {hidden} more points run when your work is graded.")
+        else:
+            print(f"{self.exercise}: {self.earned}/{self.points} points.")
+        return min(self.earned, self.points)
+
+
+class TinyLM(nn.Module):
+    """A tiny bigram language model for the public checks of train_step and decode: they don't depend on your Transformer."""
+
+    def __init__(self, vocab_size=20, seq_len=6):
+        super().__init__()
+        self.seq_len = seq_len
+        self.embedding = nn.Embedding(vocab_size, 16)
+        self.head = nn.Linear(16, vocab_size)
+
+    def forward(self, input_ids):
+        assert input_ids.shape[1] <= self.seq_len, f"TinyLM takes at most {self.seq_len} tokens"
+        return self.head(self.embedding(input_ids))
+
+
+def expect_tensor(value, shape, what="the output"):
+    """Fails with a plain message unless `value` is a tensor of the given shape."""
+    assert isinstance(value, torch.Tensor), f"{what} should be a torch.Tensor, not {type(value).__name__}"
+    assert tuple(value.shape) == tuple(shape), f"{what} should have shape {tuple(shape)}, not {tuple(value.shape)}"
+
+
+### BEGIN HIDDEN TESTS
+# Reference implementations and diagnostics for the hidden checks. The hidden check of an exercise
+# builds on these references, never on the student's earlier exercises, so a mistake in one
+# exercise costs points in that exercise only.
+import copy
+import itertools
+
+DEVICE = torch.device(device)
+TOLERANCE = dict(atol=1e-4, rtol=1e-4)  # float32, on the CPU and on CUDA alike
+
+
+def _randn(*shape, seed, scale=1.0):
+    """Seeded normal tensor on DEVICE: the same numbers on every machine."""
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=generator) * scale).to(DEVICE)
+
+
+def _randint(high, shape, seed):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, high, shape, generator=generator).to(DEVICE)
+
+
+def _close(a, b):
+    return (isinstance(a, torch.Tensor) and a.shape == b.shape
+            and torch.allclose(a.detach().float(), b.detach().float(), equal_nan=True, **TOLERANCE))
+
+
+# What each known wrong variant means, in words a student understands.
+MISTAKES = {
+    "scale:none": "the scores are not scaled: divide Q Kᵀ by √d_k",
+    "scale:model": "the scores are divided by the square root of the hidden size; divide by √d_k, the size of one key (one head's size)",
+    "scale:multiply": "the scores are multiplied by √d_k instead of divided by it",
+    "softmax_dim": "the softmax is taken over the wrong dimension: for each query, the weights over the keys (the last dimension) must sum to 1",
+    "split": "the heads are split without a transpose: view Q, K, V as (B, T, heads, d_h), then transpose to (B, heads, T, d_h)",
+    "merge": "the heads are merged without transposing back: transpose (B, heads, T, d_h) to (B, T, heads, d_h) before reshaping to (B, T, hidden)",
+    "no_W_O": "the concatenated heads are not projected back with the output projection (W_O)",
+    "heads_ignored": "the number of heads is not taken from num_heads",
+    "mask:none": "there is no causal mask: each position also attends to later positions",
+    "mask:triu": "the mask points the wrong way: position i must attend to positions j ≤ i (torch.tril), not j ≥ i",
+    "mask:+1": "the mask is off by one: each position can also see the next one",
+    "mask:-1": "the mask is off by one: each position is hidden from itself (the first row is all masked, hence NaN)",
+    "mask:zero": "masked scores are set to 0 instead of -inf: exp(0) = 1, so future positions still get weight",
+    "mask:after_softmax": "the mask is applied after the softmax, so the weights no longer sum to 1: mask the scores, then take the softmax",
+}
+
+
+def _attend(Q, K, V, num_heads, causal, mistake=None):
+    """Multi-head attention on projected (B, T, hidden) tensors; returns the merged heads (B, T, hidden).
+
+    `mistake` names one of MISTAKES, to reproduce a known wrong variant for diagnosis.
+    """
+    B, T, hidden = Q.shape
+
+    def split(X):
+        d = X.shape[-1] // num_heads
+        if mistake == "split":
+            return X.reshape(B, num_heads, T, d)
+        return X.reshape(B, T, num_heads, d).transpose(1, 2)  # (B, H, T, d)
+
+    Q, K, V = split(Q), split(K), split(V)
+    scores = Q @ K.transpose(-2, -1)  # (B, H, T, T)
+    d_k = Q.shape[-1]
+    if mistake == "scale:model":
+        scores = scores / math.sqrt(hidden)
+    elif mistake == "scale:multiply":
+        scores = scores * math.sqrt(d_k)
+    elif mistake != "scale:none":
+        scores = scores / math.sqrt(d_k)
+    keep = None
+    if causal and mistake != "mask:none":
+        ones = torch.ones(T, T, dtype=torch.bool, device=Q.device)
+        keep = ones.triu() if mistake == "mask:triu" else ones.tril({"mask:+1": 1, "mask:-1": -1}.get(mistake, 0))
+        if mistake == "mask:zero":
+            scores = scores.masked_fill(~keep, 0.0)
+        elif mistake != "mask:after_softmax":
+            scores = scores.masked_fill(~keep, float("-inf"))
+    weights = scores.softmax(dim=-2 if mistake == "softmax_dim" else -1)
+    if mistake == "mask:after_softmax":
+        weights = weights.masked_fill(~keep, 0.0)
+    out = weights @ V  # (B, H, T, d)
+    if mistake == "merge":
+        return out.reshape(B, T, -1)
+    return out.transpose(1, 2).reshape(B, T, -1)
+
+
+def _ref_attention(S, W_Q, W_K, W_V, W_O=None, num_heads=1, causal=False, mistake=None):
+    """Reference for the three attention functions (W_O=None: single head, no output projection)."""
+    out = _attend(S @ W_Q, S @ W_K, S @ W_V, num_heads, causal, mistake)
+    if W_O is not None and mistake != "no_W_O":
+        out = out @ W_O
+    return out
+
+
+def _expect_values(output, expected, variants=(), what="the output"):
+    """Fails unless `output` matches `expected`; names the known mistake it matches, if any.
+
+    `variants` maps a key of MISTAKES (or a message) to the output that mistake would give:
+    a dict, or a list of (mistake, output) pairs.
+    """
+    expect_tensor(output, expected.shape, what)
+    if _close(output, expected):
+        return
+    for mistake, wrong in (variants.items() if isinstance(variants, dict) else variants):
+        if not _close(wrong, expected) and _close(output, wrong):
+            raise AssertionError(f"{what} is wrong: {MISTAKES.get(mistake, mistake)}")
+    if torch.isnan(output).any():
+        raise AssertionError(f"{what} contains NaN")
+    difference = (output.detach().float() - expected.float()).abs().max().item()
+    raise AssertionError(f"{what} is wrong (largest difference from the expected values: {difference:.3g})")
+
+
+@contextlib.contextmanager
+def _using(**references):
+    """Temporarily replaces the student's global names (e.g. `Block`) with reference versions."""
+    namespace = globals()
+    saved = {name: namespace[name] for name in references if name in namespace}
+    namespace.update(references)
+    try:
+        yield
+    finally:
+        for name in references:
+            if name in saved:
+                namespace[name] = saved[name]
+            else:
+                namespace.pop(name, None)
+
+
+def _expect_causal(run, inputs, what="the output"):
+    """Fails if changing the last position of `inputs` changes the output at earlier positions."""
+    changed = inputs.clone()
+    if changed.is_floating_point():
+        changed[:, -1] = changed[:, -1] + 5.0
+    else:
+        changed[:, -1] = (changed[:, -1] + 1) % 50
+    before, after = run(inputs), run(changed)
+    assert _close(before[:, :-1], after[:, :-1]), (
+        f"changing the last token changed {what} at earlier positions: a position must not attend to later ones")
+
+
+def _expect_dropout_off_in_eval(module, inputs):
+    module.eval()
+    assert _close(module(inputs), module(inputs)), (
+        "in eval mode two calls give different outputs: dropout must be off in eval mode "
+        "(use nn.Dropout, or F.dropout(..., training=self.training))")
+
+
+class _RefCausalSelfAttention(nn.Module):
+    """Reference causal self-attention (fused QKV projection)."""
+
+    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.out = nn.Linear(hidden_size, hidden_size)
+        self.attn_dropout, self.out_dropout = nn.Dropout(dropout), nn.Dropout(dropout)
+        self.register_buffer("keep", torch.ones(seq_len, seq_len, dtype=torch.bool).tril())
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.num_heads, -1).transpose(1, 2) for t in self.qkv(x).split(C, dim=-1))
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        scores = scores.masked_fill(~self.keep[:T, :T], float("-inf"))
+        weights = self.attn_dropout(scores.softmax(dim=-1))
+        return self.out_dropout(self.out((weights @ v).transpose(1, 2).reshape(B, T, C)))
+
+
+class _RefFeedForward(nn.Module):
+    def __init__(self, hidden_size, dropout):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(hidden_size, 4 * hidden_size), nn.ReLU(),
+                                 nn.Linear(4 * hidden_size, hidden_size), nn.Dropout(dropout))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class _RefBlock(nn.Module):
+    """Reference pre-norm transformer block."""
+
+    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(hidden_size), nn.LayerNorm(hidden_size)
+        self.attn = _RefCausalSelfAttention(hidden_size, num_heads, dropout, seq_len)
+        self.ff = _RefFeedForward(hidden_size, dropout)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.ff(self.ln2(x))
+
+
+class _RefTransformer(nn.Module):
+    def __init__(self, vocab_size=100, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3, num_layers=2):
+        super().__init__()
+        self.seq_len = seq_len
+        self.tokens, self.positions = nn.Embedding(vocab_size, hidden_size), nn.Embedding(seq_len, hidden_size)
+        self.blocks = nn.Sequential(*[_RefBlock(hidden_size, num_heads, dropout, seq_len) for _ in range(num_layers)])
+        self.ln = nn.LayerNorm(hidden_size)
+        self.head = nn.Linear(hidden_size, vocab_size)
+
+    def forward(self, input_ids):
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        return self.head(self.ln(self.blocks(self.tokens(input_ids) + self.positions(positions))))
+
+
+def _ref_model(seed, dropout=0.0, **sizes):
+    torch.manual_seed(seed)
+    config = dict(vocab_size=50, hidden_size=16, num_heads=2, dropout=dropout, seq_len=8, num_layers=2)
+    config.update(sizes)
+    return _RefTransformer(**config).to(DEVICE)
+
+
+def _ref_lm_loss(logits, input_ids, attention_mask, mistake=None):
+    """Reference next-token loss: mean cross-entropy over the target tokens whose mask is 1."""
+    if mistake == "not_shifted":
+        predictions, targets, mask = logits, input_ids, attention_mask
+    elif mistake == "shifted_twice":
+        predictions, targets, mask = logits[:, :-2], input_ids[:, 2:], attention_mask[:, 2:]
+    else:
+        predictions, targets, mask = logits[:, :-1], input_ids[:, 1:], attention_mask[:, 1:]
+    if mistake == "input_side_mask":
+        mask = attention_mask[:, :-1]
+    losses = F.cross_entropy(predictions.reshape(-1, predictions.shape[-1]), targets.reshape(-1),
+                             reduction="none").view(targets.shape)
+    if mistake == "padding_counted":
+        return losses.mean()
+    if mistake == "eos_masked":
+        mask = mask * (targets != PAD_ID_FOR_TESTS)
+    if mistake == "per_row_mean":
+        mask = mask.float()
+        return ((losses * mask).sum(1) / mask.sum(1)).mean()
+    mask = mask.float()
+    return (losses * mask).sum() / mask.sum()
+
+
+PAD_ID_FOR_TESTS = 0  # the tests' stand-in for the EOS token, which GPT-2 also uses as padding
+MISTAKES.update({
+    "not_shifted": "the targets are not shifted: the logits at position t must predict the token at position t + 1",
+    "shifted_twice": "the targets are shifted by two positions instead of one",
+    "padding_counted": "padded positions are counted in the loss: average only over targets whose attention_mask is 1",
+    "input_side_mask": "the mask is taken on the input side (attention_mask[:, :-1]); take it on the target side (attention_mask[:, 1:])",
+    "per_row_mean": "the loss is averaged per sequence, then over sequences; average over all real target tokens at once",
+    "eos_masked": "every EOS token is ignored, including real ones inside the text: mask the padding with attention_mask, not by token id",
+})
+
+
+def _padded_batch(seed, batch=3, length=7, vocab=50):
+    """A right-padded batch whose padding is the EOS id, with one real EOS inside the text."""
+    input_ids = _randint(vocab, (batch, length), seed)
+    lengths = [length, 4, 5][:batch]
+    attention_mask = torch.zeros(batch, length, dtype=torch.long, device=DEVICE)
+    for row, n in enumerate(lengths):
+        attention_mask[row, :n] = 1
+        input_ids[row, n:] = PAD_ID_FOR_TESTS
+    input_ids[0, 3] = PAD_ID_FOR_TESTS  # a real EOS token, inside the text: it must be predicted
+    return input_ids, attention_mask
+
+
+def _ref_decode(model, input_ids, max_new_tokens):
+    model.eval()
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            logits = model(input_ids[:, -model.seq_len:])
+            input_ids = torch.cat([input_ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return input_ids
+
+
+def _projections(module, hidden):
+    """The module's learned maps from `hidden` features to `hidden` features, fused ones split.
+
+    Covers nn.Linear layers and raw (hidden, k*hidden) parameters used as `x @ W`.
+    """
+    maps = []
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear) and sub.in_features == hidden and sub.out_features % hidden == 0:
+            for i in range(sub.out_features // hidden):
+                W = sub.weight[i * hidden:(i + 1) * hidden]
+                b = None if sub.bias is None else sub.bias[i * hidden:(i + 1) * hidden]
+                maps.append(lambda x, W=W, b=b: F.linear(x, W, b))
+    for name, parameter in module.named_parameters():
+        owner = module.get_submodule(name.rpartition(".")[0])
+        if isinstance(owner, (nn.Linear, nn.Embedding, nn.LayerNorm)) or parameter.dim() != 2:
+            continue
+        if parameter.shape[0] == hidden and parameter.shape[1] % hidden == 0:
+            for i in range(parameter.shape[1] // hidden):
+                maps.append(lambda x, W=parameter[:, i * hidden:(i + 1) * hidden]: x @ W)
+    return maps
+
+
+def _expect_attention_module_values(module, x, num_heads):
+    """Checks a causal self-attention module against the reference, whatever order it declares its projections in."""
+    module.eval()
+    with torch.no_grad():
+        output = module(x)
+        maps = _projections(module, x.shape[-1])
+        mistakes = [None, "scale:none", "scale:model", "scale:multiply", "softmax_dim", "split", "merge",
+                    "mask:none", "mask:triu", "mask:+1", "mask:-1", "mask:zero", "mask:after_softmax"]
+        if len(maps) == 3:  # no output projection
+            for q, k, v in itertools.permutations(maps):
+                if _close(output, _attend(q(x), k(x), v(x), num_heads, causal=True)):
+                    raise AssertionError(f"the output has the wrong values: {MISTAKES['no_W_O']}")
+        if len(maps) != 4:
+            raise AssertionError(
+                f"expected four learned projections of size {x.shape[-1]} (query, key, value, output), found {len(maps)}")
+        for q, k, v, o in itertools.permutations(maps):
+            for mistake in mistakes:
+                if _close(output, o(_attend(q(x), k(x), v(x), num_heads, causal=True, mistake=mistake))):
+                    if mistake is None:
+                        return
+                    raise AssertionError(f"the output has the wrong values: {MISTAKES[mistake]}")
+        raise AssertionError("the output does not match causal multi-head attention computed with your module's "
+                             "projections (query, key, value, then output)")
+
+
+def _submodules(module, kind):
+    return [m for m in module.modules() if isinstance(m, kind)]
+### END HIDDEN TESTS
+
+# %% [markdown]
+# # Attention
+#
+# Attention is a crucial component of the transformer: it captures dependencies between the positions of two sequences of elements. In our case, and in most NLP applications, sequences are sentences and elements are (sub)words.
+# It is a powerful operation that learns an alignment between the elements of two sequences: it scores how related each element of sequence 1 is to each element of sequence 2.
+# Understanding how attention works, and being able to implement it, is essential for anyone working with transformers.
+#
+# Given query ($Q$), key ($K$) and value ($V$) tensors, the attention mechanism computes a weighted sum of the value tensor, weighted by the similarity between the query and key tensors, as in the following equation:
+#
+# $$
+# \text{Attention}(Q,K,V) = \text{softmax}\Big(\frac{QK^T}{\sqrt{d_k}}\Big)V
+# $$
+#
+# where
+# - $Q$ represents the query tensor.
+# - $K$ represents the key tensor.
+# - $V$ represents the value tensor.
+# - $d_k$ represents the dimensionality of the key tensor.
+#
+# This is the figure from the [original Transformer paper](https://proceedings.neurips.cc/paper_files/paper/2017/hash/3f5ee243547dee91fbd053c1c4a845aa-Abstract.html) that shows the computations used in attention.
+#
+# Forget about the right part for now: we'll get back to it later in the lab.
+#
+# ![image](https://miro.medium.com/v2/resize:fit:1270/1*LpDpZojgoKTPBBt8wdC4nQ.png)
+#
+# In this exercise, we dive into the attention mechanism. We first build a simple self-attention function, then extend it to multi-head attention, add causal masking, and finally wrap it in a PyTorch module.
+
+# %% [markdown]
+# ## Building a simple self-attention function (10 points)
+#
+# In self-attention, a single sequence provides the query $Q$, the key $K$ and the value $V$, so attention is computed within the sequence itself. This is useful for syntax, for example: an attention head can model the relationship between parts of speech such as subjects and verbs.
+#
+# Given an input sequence $S$ and the projection weights $W_Q$, $W_K$ and $W_V$, complete the `self_attention` function in the cell below.
+#
+# You need to:
+# - compute the query, key and value projections: $Q = S W_Q$, $K = S W_K$, $V = S W_V$;
+# - compute the attention scores, the dot products between queries and keys, scaled by $\sqrt{d_k}$ where $d_k$ is the size of one key (`W_K.shape[-1]`);
+# - apply a softmax to the scores to get the attention weights: for each query, the weights over the keys sum to 1;
+# - multiply the attention weights with the values, and return the result.
+#
+# Hint, matrix sizes (B: batch size, T: sequence length, d: input size, d_k: key size, d_v: value size):
+# - S: B×T×d
+# - Q, K: B×T×d_k and V: B×T×d_v
+# - Q Kᵀ: B×T×d_k times B×d_k×T gives B×T×T
+# - (Q Kᵀ) V: B×T×T times B×T×d_v gives B×T×d_v
+#
+# The output has shape B×T×d_v.
+
+# %% nbgrader={"grade": false, "grade_id": "self_attention", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def self_attention(S, W_Q, W_K, W_V):
+    ### BEGIN SOLUTION
+    Q, K, V = S @ W_Q, S @ W_K, S @ W_V                          # (B, T, d_k), (B, T, d_k), (B, T, d_v)
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(K.shape[-1])   # (B, T, T)
+    weights = scores.softmax(dim=-1)                            # each query's weights sum to 1
+    return weights @ V                                          # (B, T, d_v)
+    ### END SOLUTION
+
+
+# %%
+# Sequence
+S = torch.rand((1, 13, 3))
+
+# Projections
+W_Q = torch.rand((3, 2))  # Query weights
+W_K = torch.rand((3, 2))  # Key weights
+W_V = torch.rand((3, 2))  # Value weights
+
+# Perform self-attention
+attended_values = self_attention(S, W_Q, W_K, W_V)
+
+# Expected output: 1, 13, 2 (B, Sequence, Projection)
+print(f"Output Shape: {attended_values.shape}")
+
+# %% nbgrader={"grade": true, "grade_id": "test_self_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks self_attention: output shape, and values against softmax(Q Kᵀ / √d_k) V."""
+checks = Checks("self_attention", points=10)
+checks.check("output shape (B, T, d_v)", 2, lambda: expect_tensor(
+    self_attention(torch.rand(2, 5, 6), torch.rand(6, 4), torch.rand(6, 4), torch.rand(6, 3)), (2, 5, 3)))
+### BEGIN HIDDEN TESTS
+def _test_self_attention_values():
+    S = _randn(2, 6, 8, seed=1)
+    W_Q, W_K, W_V = _randn(8, 4, seed=2, scale=0.7), _randn(8, 4, seed=3, scale=0.7), _randn(8, 3, seed=4)
+    variants = {m: _ref_attention(S, W_Q, W_K, W_V, mistake=m)
+                for m in ["scale:none", "scale:model", "scale:multiply", "softmax_dim"]}
+    _expect_values(self_attention(S, W_Q, W_K, W_V), _ref_attention(S, W_Q, W_K, W_V), variants)
+
+
+def _test_self_attention_batch():
+    S = _randn(3, 5, 8, seed=5)
+    W_Q, W_K, W_V = _randn(8, 4, seed=6), _randn(8, 4, seed=7), _randn(8, 4, seed=8)
+    for b in range(3):  # each sequence of the batch is attended to separately
+        _expect_values(self_attention(S, W_Q, W_K, W_V)[b:b + 1], self_attention(S[b:b + 1], W_Q, W_K, W_V),
+                       what=f"the output for sequence {b} of a batch")
+
+
+checks.check("values match softmax(Q Kᵀ / √d_k) V", 6, _test_self_attention_values)
+checks.check("sequences in a batch don't mix", 2, _test_self_attention_batch)
+### END HIDDEN TESTS
+checks.score()
+
+# %% [markdown]
+# ## Multi-head attention (10 points)
+#
+# However, a single sentence holds more than one kind of relation: number and gender agreement, the semantic relation between subject and object, the role of a verb's arguments, and so on. A single head cannot model them all.
+#
+# For this reason, we extend the single-head attention function to **multi-head attention**. In the previous implementation, we had one set of weights for the query, resulting in a single type of _relationship between the source and the target sequence_. With multi-head attention, we use _several single-head attentions in parallel_ to obtain diverse relationships between the queries and the values. Attention projects the sequences with projection matrices and then computes alignment scores; the heads don't depend on each other, so all of this runs in parallel. Each head can thus learn to model a different linguistic interaction useful for downstream tasks, be it syntactic, semantic or generation-based.
+#
+# As we've seen in class, this can be done simply by reshaping queries, keys and values:
+# - project $S$ with $W_Q$, $W_K$ and $W_V$ (each of shape hidden × hidden);
+# - split each projection into `num_heads` heads of size $d_h$ = hidden / `num_heads`: head $h$ uses the contiguous columns $h \cdot d_h$ to $(h+1) \cdot d_h - 1$. Reshape B×T×hidden to B×T×heads×$d_h$, then transpose to B×heads×T×$d_h$;
+# - compute attention in every head at once, scaling by $\sqrt{d_h}$ (the size of one key is now $d_h$);
+# - concatenate the heads back in order (transpose back, then reshape to B×T×hidden);
+# - project back the result with $W_O$.
+
+# %% nbgrader={"grade": false, "grade_id": "multi_head_attention", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def multi_head_attention(S, W_Q, W_K, W_V, W_O, num_heads=4):
+    ### BEGIN SOLUTION
+    B, T, _ = S.shape
+
+    def split_heads(X):                                         # (B, T, hidden) -> (B, heads, T, d_h)
+        return X.view(B, T, num_heads, -1).transpose(1, 2)
+
+    Q, K, V = split_heads(S @ W_Q), split_heads(S @ W_K), split_heads(S @ W_V)
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(K.shape[-1])   # (B, heads, T, T)
+    heads = scores.softmax(dim=-1) @ V                          # (B, heads, T, d_h)
+    merged = heads.transpose(1, 2).reshape(B, T, -1)            # (B, T, hidden)
+    return merged @ W_O
+    ### END SOLUTION
+
+
+# %%
+# Sequence
+S = torch.rand((1, 13, 8))
+
+# Projections
+W_Q = torch.rand((8, 8))  # Query weights
+W_K = torch.rand((8, 8))  # Key weights
+W_V = torch.rand((8, 8))  # Value weights
+W_O = torch.rand((8, 8))  # Output projection
+
+# Perform multi-head self-attention
+attended_values = multi_head_attention(S, W_Q, W_K, W_V, W_O)
+
+# Expected output: 1, 13, 8 (B, Sequence, Projection)
+print(f"Output Shape: {attended_values.shape}")
+
+# %% nbgrader={"grade": true, "grade_id": "test_multi_head_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks multi_head_attention: output shape, and values against a reference, with 4 and with 2 heads."""
+checks = Checks("multi_head_attention", points=10)
+checks.check("output shape (B, T, hidden)", 2, lambda: expect_tensor(
+    multi_head_attention(torch.rand(2, 5, 8), *(torch.rand(8, 8) for _ in range(4))), (2, 5, 8)))
+### BEGIN HIDDEN TESTS
+def _test_multi_head_attention(num_heads, seed):
+    S = _randn(2, 6, 8, seed=seed)
+    W_Q, W_K, W_V, W_O = (_randn(8, 8, seed=seed + i, scale=0.5) for i in range(1, 5))
+    args = (S, W_Q, W_K, W_V, W_O)
+    variants = {m: _ref_attention(*args, num_heads=num_heads, mistake=m)
+                for m in ["scale:none", "scale:model", "scale:multiply", "softmax_dim", "split", "merge", "no_W_O"]}
+    variants["heads_ignored"] = _ref_attention(*args, num_heads=4 if num_heads != 4 else 1)
+    _expect_values(multi_head_attention(*args, num_heads=num_heads), _ref_attention(*args, num_heads=num_heads),
+                   variants)
+
+
+checks.check("values with 4 heads (the default)", 4, lambda: _test_multi_head_attention(4, seed=10))
+checks.check("values with num_heads=2", 4, lambda: _test_multi_head_attention(2, seed=20))
+### END HIDDEN TESTS
+checks.score()
+
+# %% [markdown]
+# ## Causal mask (10 points)
+#
+# GPT uses a version of self-attention called causal self-attention. When we train a model for language modeling or machine translation, we feed it the entire training sequence at once, but at every timestep we must prevent it from aligning with future tokens. For this reason we use a mask that we lift one token at a time. For instance, take the sentence "Lisbon is a great city to live in". Using strikethrough for masking, this is what the model sees at step 0:
+#
+# - Time 0: Lisbon ~is a great city to live in~
+#
+# It then predicts the next token, and at step 1 everything but the first two tokens is masked:
+#
+# - Time 1: Lisbon is ~a great city to live in~
+#
+# and so on...
+#
+# - Time 2: Lisbon is a ~great city to live in~
+# - Time 3: Lisbon is a great ~city to live in~
+# - Time 4: Lisbon is a great city ~to live in~
+# - Time 5: Lisbon is a great city to ~live in~
+# - Time 6: Lisbon is a great city to live ~in~
+#
+# ![transformer](https://paullerner.github.io/aivancity_nlp/_static/attention_mask.png)
+#
+# Apply the mask to the attention scores using `torch.tril` and `masked_fill`: position $i$ may attend only to positions $j \le i$. Masked scores are set to $-\infty$ *before* the softmax, so that they get a weight of exactly 0. For a sequence of 3 tokens and one head, the scores go from
+#
+# ```
+# bidirectional attention:      causal attention:
+# [[ 7.68,  9.88,  7.87],       [[ 7.68,  -inf,  -inf],
+#  [11.71, 14.93, 11.97],        [11.71, 14.93,  -inf],
+#  [ 8.81, 11.36,  9.05]]        [ 8.81, 11.36,  9.05]]
+# ```
+
+# %% nbgrader={"grade": false, "grade_id": "causal_multi_head_attention", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def causal_multi_head_attention(S, W_Q, W_K, W_V, W_O, num_heads=4):
+    ### BEGIN SOLUTION
+    B, T, _ = S.shape
+
+    def split_heads(X):                                         # (B, T, hidden) -> (B, heads, T, d_h)
+        return X.view(B, T, num_heads, -1).transpose(1, 2)
+
+    Q, K, V = split_heads(S @ W_Q), split_heads(S @ W_K), split_heads(S @ W_V)
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(K.shape[-1])   # (B, heads, T, T)
+    mask = torch.tril(torch.ones(T, T, dtype=torch.bool, device=S.device))
+    scores = scores.masked_fill(~mask, float("-inf"))           # position i sees positions j <= i
+    heads = scores.softmax(dim=-1) @ V                          # (B, heads, T, d_h)
+    merged = heads.transpose(1, 2).reshape(B, T, -1)            # (B, T, hidden)
+    return merged @ W_O
+    ### END SOLUTION
+
+
+# %%
+# Sequence
+S = torch.rand((1, 3, 8))
+
+# Projections
+W_Q = torch.rand((8, 8))  # Query weights
+W_K = torch.rand((8, 8))  # Key weights
+W_V = torch.rand((8, 8))  # Value weights
+W_O = torch.rand((8, 8))  # Output projection
+
+# Perform causal multi-head self-attention
+attended_values = causal_multi_head_attention(S, W_Q, W_K, W_V, W_O)
+
+# Expected output: 1, 3, 8 (B, Sequence, Projection)
+print(f"Output Shape: {attended_values.shape}")
+
+# %% nbgrader={"grade": true, "grade_id": "test_causal_multi_head_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks causal_multi_head_attention: shape, causality, and values against a reference."""
+checks = Checks("causal_multi_head_attention", points=10)
+checks.check("output shape (B, T, hidden)", 1, lambda: expect_tensor(
+    causal_multi_head_attention(torch.rand(2, 5, 8), *(torch.rand(8, 8) for _ in range(4))), (2, 5, 8)))
+
+
+def _public_first_position():
+    S, W = torch.rand(1, 4, 8), [torch.rand(8, 8) for _ in range(4)]
+    output = causal_multi_head_attention(S, *W)
+    expected = S[:, :1] @ W[2] @ W[3]  # the first position can only attend to itself: its output is its own value
+    assert torch.allclose(output[:, 0], expected[:, 0], atol=1e-4), (
+        "the first position should attend only to itself, so its output should be its own value projected by W_O")
+
+
+checks.check("the first position attends only to itself", 2, _public_first_position)
+### BEGIN HIDDEN TESTS
+def _causal_args(seed):
+    return (_randn(2, 6, 8, seed=seed),) + tuple(_randn(8, 8, seed=seed + i, scale=0.5) for i in range(1, 5))
+
+
+def _test_causal_values(num_heads, seed):
+    args = _causal_args(seed)
+    mistakes = ["scale:none", "scale:model", "scale:multiply", "softmax_dim", "split", "merge", "no_W_O",
+                "mask:none", "mask:triu", "mask:+1", "mask:-1", "mask:zero", "mask:after_softmax"]
+    variants = {m: _ref_attention(*args, num_heads=num_heads, causal=True, mistake=m) for m in mistakes}
+    variants["heads_ignored"] = _ref_attention(*args, num_heads=4 if num_heads != 4 else 1, causal=True)
+    _expect_values(causal_multi_head_attention(*args, num_heads=num_heads),
+                   _ref_attention(*args, num_heads=num_heads, causal=True), variants)
+
+
+def _test_causal_future():
+    S, *W = _causal_args(30)
+    _expect_causal(lambda s: causal_multi_head_attention(s, *W), S)
+
+
+checks.check("a position never sees later positions", 3, _test_causal_future)
+checks.check("values with 4 heads (the default)", 2, lambda: _test_causal_values(4, seed=40))
+checks.check("values with num_heads=2", 2, lambda: _test_causal_values(2, seed=50))
+### END HIDDEN TESTS
+checks.score()
+
+# %% [markdown]
+# We can now look back at the attention figure from the paper. Hopefully, you now understand the right side of the figure too.
+#
+# ![image](https://miro.medium.com/v2/resize:fit:1270/1*LpDpZojgoKTPBBt8wdC4nQ.png)
+
+# %% [markdown]
+# ## PyTorch module (10 points)
+#
+# The last step embeds our function in a PyTorch module. As you may have noticed, in the previous exercises we passed the projection weights to the function as inputs. In a real model, these matrices are learned, and PyTorch can keep track of them for us.
+#
+# - Complete the missing lines of the module's initialization and of its forward pass. Use learned projections (`nn.Linear`) for the queries, keys, values and output.
+# - Add dropout on the attention weights and on the output (`nn.Dropout`: it is active in training mode and off in eval mode).
+# - `seq_len` is the longest sequence the module will see: the forward pass must also work for any shorter sequence.
+
+# %% nbgrader={"grade": false, "grade_id": "CausalSelfAttention", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class CausalSelfAttention(nn.Module):
+    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+        super().__init__()
+        ### BEGIN SOLUTION
+        assert hidden_size % num_heads == 0, "hidden_size must be a multiple of num_heads"
+        self.num_heads = num_heads
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key = nn.Linear(hidden_size, hidden_size)
+        self.value = nn.Linear(hidden_size, hidden_size)
+        self.output = nn.Linear(hidden_size, hidden_size)
+        self.attention_dropout = nn.Dropout(dropout)
+        self.output_dropout = nn.Dropout(dropout)
+        # mask[i, j] is True where position i may attend to position j (j <= i)
+        self.register_buffer("mask", torch.tril(torch.ones(seq_len, seq_len, dtype=torch.bool)))
+        ### END SOLUTION
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        B, T, C = x.shape
+
+        def split_heads(X):                                     # (B, T, C) -> (B, heads, T, d_h)
+            return X.view(B, T, self.num_heads, -1).transpose(1, 2)
+
+        Q, K, V = split_heads(self.query(x)), split_heads(self.key(x)), split_heads(self.value(x))
+        scores = Q @ K.transpose(-2, -1) / math.sqrt(K.shape[-1])          # (B, heads, T, T)
+        scores = scores.masked_fill(~self.mask[:T, :T], float("-inf"))
+        weights = self.attention_dropout(scores.softmax(dim=-1))
+        merged = (weights @ V).transpose(1, 2).reshape(B, T, C)             # (B, T, C)
+        return self.output_dropout(self.output(merged))
+        ### END SOLUTION
+
+
+# %%
+attention_module = CausalSelfAttention()
+
+# %%
+# Sequence
+S = torch.rand((1, 3, 8))
+
+# Perform self-attention
+attended_values = attention_module(S)
+
+# Expected output: 1, 3, 8 (B, Sequence, Projection)
+print(f"Output Shape: {attended_values.shape}")
+
+# %% nbgrader={"grade": true, "grade_id": "test_CausalSelfAttention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks CausalSelfAttention: shapes for every length up to seq_len, causality, values, and dropout."""
+checks = Checks("CausalSelfAttention", points=10)
+checks.check("output shape with the default sizes", 1, lambda: expect_tensor(
+    CausalSelfAttention()(torch.rand(1, 3, 8)), (1, 3, 8)))
+checks.check("works for a sequence shorter than seq_len", 1, lambda: expect_tensor(
+    CausalSelfAttention(hidden_size=8, num_heads=2, seq_len=6)(torch.rand(2, 4, 8)), (2, 4, 8)))
+### BEGIN HIDDEN TESTS
+def _attention_module(dropout=0.0, seed=60):
+    torch.manual_seed(seed)
+    return CausalSelfAttention(hidden_size=16, num_heads=4, dropout=dropout, seq_len=8).to(DEVICE)
+
+
+def _test_module_causal():
+    module = _attention_module().eval()
+    _expect_causal(module, _randn(2, 8, 16, seed=61))
+
+
+def _test_module_values():
+    for T in (8, 5):
+        _expect_attention_module_values(_attention_module(), _randn(2, T, 16, seed=62), num_heads=4)
+
+
+def _train_and_eval_outputs():
+    module = _attention_module(dropout=0.5)
+    x = _randn(2, 8, 16, seed=63)
+    with torch.no_grad():
+        trained = module.train()(x)
+        evaluated = module.eval()(x)
+    return trained, evaluated
+
+
+def _test_attention_dropout():
+    trained, evaluated = _train_and_eval_outputs()
+    assert not _close(trained, evaluated), "no dropout in training mode: add nn.Dropout on the attention weights and on the output"
+    kept = trained != 0
+    assert not _close(trained[kept], 2 * evaluated[kept]), (
+        "with dropout 0.5, the output only changes by output dropout: add dropout on the attention weights too")
+
+
+def _test_output_dropout():
+    trained, _ = _train_and_eval_outputs()
+    assert (trained == 0).float().mean() > 0.2, (
+        "with dropout 0.5 in training mode, about half of the outputs should be zeroed: add dropout on the output")
+
+
+checks.check("a position never sees later positions", 2, _test_module_causal)
+checks.check("values match causal multi-head attention", 3, _test_module_values)
+checks.check("dropout is off in eval mode", 1, lambda: _expect_dropout_off_in_eval(_attention_module(0.5), _randn(2, 8, 16, seed=64)))
+checks.check("dropout on the attention weights", 1, _test_attention_dropout)
+checks.check("dropout on the output", 1, _test_output_dropout)
+### END HIDDEN TESTS
+checks.score()
+
+# %% [markdown]
+# # Transformer
+#
+# ![transformer](https://paullerner.github.io/aivancity_nlp/_static/transformer_decoder.png)
+#
+# ## Attention is almost all you need: feedforward neural network (5 points)
+#
+# A simple neural network of two layers with a ReLU activation in between, and dropout on the output. The intermediate dimension is 4 times `hidden_size`.
+
+# %% nbgrader={"grade": false, "grade_id": "FeedForward", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class FeedForward(nn.Module):
+    def __init__(self, hidden_size, dropout):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.up = nn.Linear(hidden_size, 4 * hidden_size)
+        self.down = nn.Linear(4 * hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        ### END SOLUTION
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        return self.dropout(self.down(F.relu(self.up(x))))
+        ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_FeedForward", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
+"""Checks FeedForward: shape, width, activation and dropout."""
+checks = Checks("FeedForward", points=5)
+checks.check("output shape", 1, lambda: expect_tensor(FeedForward(8, 0.1)(torch.rand(2, 3, 8)), (2, 3, 8)))
+### BEGIN HIDDEN TESTS
+def _test_feed_forward_values():
+    torch.manual_seed(70)
+    module = FeedForward(16, 0.0).to(DEVICE).eval()
+    x = _randn(2, 5, 16, seed=71)
+    linears = _submodules(module, nn.Linear)
+    up = [m for m in linears if (m.in_features, m.out_features) == (16, 64)]
+    down = [m for m in linears if (m.in_features, m.out_features) == (64, 16)]
+    assert up and down, "expected a Linear layer from hidden_size to 4 * hidden_size, then one back to hidden_size"
+    with torch.no_grad():
+        _expect_values(module(x), down[0](F.relu(up[0](x))), {
+            "there is no activation between the two layers: add a ReLU": down[0](up[0](x)),
+            "the activation should be a ReLU": down[0](F.gelu(up[0](x))),
+        })
+
+
+checks.check("two layers (hidden → 4 × hidden → hidden) with a ReLU in between", 2, _test_feed_forward_values)
+checks.check("dropout is off in eval mode", 1, lambda: _expect_dropout_off_in_eval(FeedForward(16, 0.5).to(DEVICE), _randn(2, 5, 16, seed=72)))
+
+
+def _test_feed_forward_dropout():
+    module = FeedForward(16, 0.5).to(DEVICE).train()
+    output = module(_randn(4, 8, 16, seed=73))
+    assert (output == 0).float().mean() > 0.2, "with dropout 0.5 in training mode, about half of the outputs should be zeroed: add dropout on the output"
+
+
+checks.check("dropout on the output in training mode", 1, _test_feed_forward_dropout)
+### END HIDDEN TESTS
+checks.score()
+
+# %% [markdown]
+# ## Transformer block (10 points)
+#
+# - stack `CausalSelfAttention` and `FeedForward`;
+# - add residual connections;
+# - add layer norms (`nn.LayerNorm`). Applying them before each sub-layer (pre-norm, as in GPT-2) or after each residual connection (post-norm, as in the original Transformer) are both fine.
+
+# %% nbgrader={"grade": false, "grade_id": "Block", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class Block(nn.Module):
+    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.norm1 = nn.LayerNorm(hidden_size)
+        self.attention = CausalSelfAttention(hidden_size, num_heads, dropout, seq_len)
+        self.norm2 = nn.LayerNorm(hidden_size)
+        self.feed_forward = FeedForward(hidden_size, dropout)
+        ### END SOLUTION
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        x = x + self.attention(self.norm1(x))      # pre-norm, as in GPT-2
+        return x + self.feed_forward(self.norm2(x))
+        ### END SOLUTION
+
+
+# %%
+# Sequence
+S = torch.rand((1, 3, 8))
+
+block = Block()
+# Apply the block
+output = block(S)
+
+# Expected output: 1, 3, 8 (B, Sequence, Projection)
+print(f"Output Shape: {output.shape}")
+
+# %% nbgrader={"grade": true, "grade_id": "test_Block", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks Block with reference attention and feed-forward modules: shapes, causality, residuals and layer norms."""
+checks = Checks("Block", points=10)
+checks.check("output shape with the default sizes", 1, lambda: expect_tensor(Block()(torch.rand(1, 3, 8)), (1, 3, 8)))
+### BEGIN HIDDEN TESTS
+def _reference_block(seed=80):
+    """The student's Block, built on the reference CausalSelfAttention and FeedForward."""
+    torch.manual_seed(seed)
+    with _using(CausalSelfAttention=_RefCausalSelfAttention, FeedForward=_RefFeedForward):
+        return Block(hidden_size=16, num_heads=4, dropout=0.0, seq_len=8).to(DEVICE).eval()
+
+
+def _test_block_values():
+    block = _reference_block()
+    attention, feed_forward = _submodules(block, _RefCausalSelfAttention), _submodules(block, _RefFeedForward)
+    assert len(attention) == 1 and len(feed_forward) == 1, (
+        "a Block should contain one CausalSelfAttention and one FeedForward (create them in __init__)")
+    attend, ff = attention[0], feed_forward[0]
+    x = _randn(2, 6, 16, seed=81)
+
+    def norm(h):
+        return F.layer_norm(h, h.shape[-1:])
+
+    with torch.no_grad():
+        output = block(x)
+        h = x + attend(norm(x))
+        pre_norm = h + ff(norm(h))
+        h = norm(x + attend(x))
+        post_norm = norm(h + ff(h))
+        if _close(output, post_norm):
+            return
+        h = attend(norm(x))
+        no_residual_pre = ff(norm(h))
+        h = norm(attend(x))
+        no_residual_post = norm(ff(h))
+        h = x + attend(x)
+        no_norm = h + ff(h)
+        no_residual = "the residual connections are missing: add the input of each sub-layer to its output"
+        _expect_values(output, pre_norm, [
+            (no_residual, no_residual_pre),
+            (no_residual, no_residual_post),
+            ("the layer norms are missing: normalize before each sub-layer (pre-norm) or after each residual (post-norm)", no_norm),
+        ], what="the output (expected pre-norm or post-norm)")
+
+
+def _test_block_shorter():
+    expect_tensor(_reference_block()(_randn(2, 5, 16, seed=82)), (2, 5, 16), "the output for 5 tokens (seq_len=8)")
+
+
+checks.check("works for a sequence shorter than seq_len", 1, _test_block_shorter)
+checks.check("a position never sees later positions", 2, lambda: _expect_causal(_reference_block(), _randn(2, 8, 16, seed=83)))
+checks.check("attention and feed-forward with residual connections and layer norms", 5, _test_block_values)
+checks.check("dropout is off in eval mode", 1, lambda: _expect_dropout_off_in_eval(
+    Block(hidden_size=16, num_heads=4, dropout=0.5, seq_len=8).to(DEVICE), _randn(2, 8, 16, seed=84)))
+### END HIDDEN TESTS
+checks.score()
+
+# %% [markdown]
+# ## Complete transformer (10 points)
+# - word embeddings;
+# - position embeddings (learned, one per position `0 … seq_len - 1`): the input of the first block is the sum of the word and position embeddings;
+# - as many blocks as you like to stack (`num_layers`), each with its own weights;
+# - an output layer back to the vocabulary (no need for a softmax: the model returns *logits*, unnormalized scores).
+#
+# Keep `seq_len` as an attribute (`self.seq_len`): generation will need it. The model must also work on sequences shorter than `seq_len`.
+
+# %% nbgrader={"grade": false, "grade_id": "Transformer", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class Transformer(nn.Module):
+
+    def __init__(self, vocab_size=100, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3, num_layers=2):
+        super().__init__()
+        self.seq_len = seq_len
+        ### BEGIN SOLUTION
+        self.token_embedding = nn.Embedding(vocab_size, hidden_size)
+        self.position_embedding = nn.Embedding(seq_len, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList([Block(hidden_size, num_heads, dropout, seq_len) for _ in range(num_layers)])
+        self.final_norm = nn.LayerNorm(hidden_size)
+        self.lm_head = nn.Linear(hidden_size, vocab_size)
+        ### END SOLUTION
+
+    def forward(self, input_ids):
+        ### BEGIN SOLUTION
+        B, T = input_ids.shape
+        positions = torch.arange(T, device=input_ids.device)                        # (T,)
+        x = self.dropout(self.token_embedding(input_ids) + self.position_embedding(positions))  # (B, T, hidden)
+        for block in self.blocks:
+            x = block(x)
+        return self.lm_head(self.final_norm(x))                                    # (B, T, vocab_size)
+        ### END SOLUTION
+
+
+# %%
+transformer = Transformer()
+
+# %%
+input_ids = torch.randint(0, 100, (1, 3))
+
+# %%
+input_ids
+
+# %%
+logits = transformer(input_ids)
+
+# %%
+# scores (not probabilities, because they are not normalized) over the complete vocabulary, for each token in the sentence
+# shape: batch size, seq_len, V
+logits.shape
+
+# %% nbgrader={"grade": true, "grade_id": "test_Transformer", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks Transformer with reference blocks: shapes, causality, position embeddings, stacking and logits."""
+checks = Checks("Transformer", points=10)
+checks.check("logits shape (B, T, vocab_size) with the default sizes", 1, lambda: expect_tensor(
+    Transformer()(torch.randint(0, 100, (2, 3))), (2, 3, 100), "the logits"))
+### BEGIN HIDDEN TESTS
+def _reference_transformer(seed=90, num_layers=3):
+    """The student's Transformer, built on the reference Block."""
+    torch.manual_seed(seed)
+    with _using(Block=_RefBlock):
+        model = Transformer(vocab_size=50, hidden_size=16, num_heads=4, dropout=0.0, seq_len=12, num_layers=num_layers)
+    return model.to(DEVICE).eval()
+
+
+def _test_transformer_shapes():
+    model = _reference_transformer()
+    assert getattr(model, "seq_len", None) == 12, "keep seq_len as an attribute: self.seq_len = seq_len"
+    for T in (12, 5):
+        expect_tensor(model(_randint(50, (2, T), seed=91)), (2, T, 50), f"the logits for {T} tokens (seq_len=12)")
+
+
+def _test_transformer_positions():
+    model = _reference_transformer()
+    with torch.no_grad():
+        same_token = model(torch.full((1, 6), 7, device=DEVICE))
+    assert not _close(same_token[:, 1:], same_token[:, :1].expand(-1, 5, -1)), (
+        "a sequence that repeats one token gets the same logits at every position: "
+        "add position embeddings, indexed by position (0, 1, …, T - 1), not by token id")
+
+
+def _test_transformer_prefix():
+    model = _reference_transformer()
+    ids = _randint(50, (2, 12), seed=92)
+    with torch.no_grad():
+        _expect_values(model(ids[:, :5]), model(ids)[:, :5],
+                       what="the logits of the first 5 tokens, run alone, compared with the same tokens inside 12")
+
+
+def _test_transformer_stacking():
+    model = _reference_transformer(num_layers=3)
+    blocks, calls = _submodules(model, _RefBlock), []
+    hooks = [b.register_forward_hook(lambda module, inputs, output: calls.append(module)) for b in blocks]
+    try:
+        model(_randint(50, (1, 6), seed=93))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(blocks) == 3, f"with num_layers=3 the model should contain 3 separate blocks, found {len(blocks)} (each needs its own weights: create a new Block for each layer)"
+    assert len(calls) == 3 and len(set(map(id, calls))) == 3, (
+        f"the forward pass should apply each of the 3 blocks once, in turn; it applied {len(calls)} block calls")
+
+
+def _test_transformer_embeddings_and_head():
+    model = _reference_transformer(num_layers=2)
+    blocks = _submodules(model, _RefBlock)
+    seen = {}
+    hooks = [blocks[0].register_forward_pre_hook(lambda module, inputs: seen.update(first=inputs[0])),
+             blocks[-1].register_forward_hook(lambda module, inputs, output: seen.update(last=output))]
+    ids = _randint(50, (2, 7), seed=94)
+    try:
+        with torch.no_grad():
+            logits = model(ids)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    embeddings = _submodules(model, nn.Embedding)
+    words = [e for e in embeddings if e.num_embeddings == 50]
+    positions = [e for e in embeddings if e.num_embeddings == 12]
+    assert words, "expected word embeddings: nn.Embedding(vocab_size, hidden_size)"
+    assert positions, "expected position embeddings: nn.Embedding(seq_len, hidden_size)"
+    with torch.no_grad():
+        expected = words[0](ids) + positions[0](torch.arange(7, device=DEVICE))
+        _expect_values(seen["first"], expected, what="the input of the first block (word + position embeddings)")
+        last = seen["last"]
+        heads = [m for m in _submodules(model, nn.Linear) if m.out_features == 50] or [lambda h: F.linear(h, words[0].weight)]
+        candidates = [head(h) for head in heads for h in (last, F.layer_norm(last, last.shape[-1:]))]
+    assert not (logits.min() >= 0 and torch.allclose(logits.sum(-1), torch.ones_like(logits[..., 0]), atol=1e-3)), (
+        "the model returns probabilities: return the logits, without a softmax")
+    assert any(_close(logits, c) for c in candidates), (
+        "the logits should be the output layer applied to the last block's output (optionally after a final LayerNorm)")
+
+
+checks.check("works for sequences up to seq_len, and keeps self.seq_len", 1, _test_transformer_shapes)
+checks.check("a position never sees later tokens", 2, lambda: _expect_causal(_reference_transformer(), _randint(50, (2, 8), seed=95), "the logits"))
+checks.check("position embeddings are used", 1, _test_transformer_positions)
+checks.check("positions count from 0 whatever the length", 1, _test_transformer_prefix)
+checks.check("num_layers blocks, stacked, each with its own weights", 2, _test_transformer_stacking)
+checks.check("embeddings in, logits out", 2, _test_transformer_embeddings_and_head)
+### END HIDDEN TESTS
+checks.score()
+
+# %% [markdown]
+# # Training
+#
+# A peek into language modeling (next class)
+#
+# ![lm](https://paullerner.github.io/aivancity_nlp/_static/lm.png)
+#
+# A language model estimates the probability of a sequence of words $w$:
+# $$P(w)=\prod_t^{|w|} P(w_t | w_{<t}) = P(w_1)  P(w_2|w_1)  P(w_3 | w_1 w_2)...$$
+#
+# See how this turns into a sequence of classification problems:
+# - first $P(w_1)$
+# - then $P(w_2|w_1)$
+# - etc.
+#
+# The model "predicts the next word" given a context.
+#
+# ## Data
+#
+# We use WikiText-103, a corpus of Wikipedia articles. While the notebook is graded, or when the Hugging Face Hub can't be reached (`HF_HUB_OFFLINE=1`), it uses a small local sample of WikiText instead (the `data/` folder next to the notebook).
+
+# %% nbgrader={"grade": false, "grade_id": "load_data", "locked": true, "schema_version": 3, "solution": false, "task": false}
+if OFFLINE:
+    import json
+
+    with open("data/wikitext_sample.json") as f:
+        dataset = json.load(f)
+    print("Offline: using the small local sample data/wikitext_sample.json instead of downloading WikiText-103.")
+else:
+    from datasets import load_dataset
+
+    dataset = load_dataset("Salesforce/wikitext", "wikitext-103-raw-v1")
+    dataset = {k: v["text"] for k, v in dataset.items()}
+
+for k, v in dataset.items():
+    print(k, len(v))
+
+# %%
+dataset["train"][3]
+
+# %% [markdown]
+# ## Tokenization
+#
+# We have hardly talked about tokenization yet! So far we have assumed words, which is impractical given a finite vocabulary size.
+#
+# Instead, LLMs rely on BPE (byte-pair encoding), a data compression technique, which segments rare words into subwords. We use GPT-2's tokenizer. Offline, we train a small BPE tokenizer of the same kind on the local sample instead.
+
+# %% nbgrader={"grade": false, "grade_id": "load_tokenizer", "locked": true, "schema_version": 3, "solution": false, "task": false}
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+if OFFLINE:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(dataset["train"], trainers.BpeTrainer(
+        vocab_size=512, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
+    print(f"Offline: using a BPE tokenizer of {len(tokenizer)} tokens trained on the local sample instead of GPT-2's.")
+else:
+    tokenizer = AutoTokenizer.from_pretrained("openai-community/gpt2")
+
+tokenizer.pad_token = tokenizer.eos_token
+
+seq_len = 128
+
+# %%
+print(tokenizer.tokenize(dataset["train"][3]))
+
+# %%
+text_batch = dataset["train"][:4]
+
+# %% [markdown]
+# Hugging Face's `transformers` provides a convenient way to tokenize text. It also takes care of padding the texts so that all examples of a batch fit in the same `Tensor`, and it returns an `attention_mask`: 1 for real tokens, 0 for padding.
+
+# %%
+batch = tokenizer(text_batch, return_tensors='pt', padding=True, truncation=True, max_length=seq_len)
+input_ids, attention_mask = batch['input_ids'], batch['attention_mask']
+
+# %%
+input_ids
+
+# %%
+input_ids.shape
+
+# %% [markdown]
+# Notice the padding: short texts are padded with `tokenizer.eos_token_id`, the "end of text" token. (The first text of WikiText is empty, so its row is all padding.)
+
+# %%
+tokenizer.eos_token_id
+
+# %%
+transformer = Transformer(vocab_size=len(tokenizer), seq_len=seq_len)
+
+# %%
+# same as before (only larger seq_len and V)
+logits = transformer(input_ids)
+logits.shape
+
+# %% [markdown]
+# ## Self-supervision (15 points)
+#
+# Remember the greatest thing about language modeling: we don't need to annotate data!
+#
+# The model should predict the next word given the context, so we just need to shift the input by 1 to get the labels: the logits at position $t$ predict the token at position $t + 1$.
+#
+# Complete `lm_loss`, which computes the loss of one batch with `nn.CrossEntropyLoss` (or `F.cross_entropy`). Be careful about the padding! We don't want our model to learn to predict padding at the end of the text. Since the padding token is also the end-of-text token, which can appear in real text, recognize padding with `attention_mask` (a target is padding when its `attention_mask` is 0), not by its token id. The loss is the mean over all real target tokens of the batch.
+#
+# As in the previous practical work, remember to flatten the batch dimension with the sequence dimension.
+
+# %% nbgrader={"grade": false, "grade_id": "lm_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def lm_loss(logits, input_ids, attention_mask):
+    """Mean next-token cross-entropy over the real (non-padding) target tokens.
+
+    logits: (B, T, V); input_ids and attention_mask: (B, T). Returns a scalar tensor.
+    """
+    ### BEGIN SOLUTION
+    predictions = logits[:, :-1]                   # the logits at position t predict ...
+    targets = input_ids[:, 1:]                     # ... the token at position t + 1
+    is_real = attention_mask[:, 1:].bool()         # padding is masked on the target side
+    return F.cross_entropy(predictions[is_real], targets[is_real])
+    ### END SOLUTION
+
+
+# %%
+# loss of the randomly initialized model
+loss = lm_loss(logits, input_ids, attention_mask)
+loss
+
+# %% [markdown]
+# Notice anything about this value? What about its exponential? Ever heard of perplexity? More about this in the next class. (Hint: compare it with $\ln V$, where $V$ is the vocabulary size.)
+
+# %% nbgrader={"grade": true, "grade_id": "test_lm_loss", "locked": true, "points": 15, "schema_version": 3, "solution": false, "task": false}
+"""Checks lm_loss: a scalar, the shift, and padding that never counts while real EOS tokens do."""
+checks = Checks("lm_loss", points=15)
+
+
+def _public_loss_without_padding():
+    logits, input_ids = torch.randn(2, 5, 11), torch.randint(0, 11, (2, 5))
+    loss = lm_loss(logits, input_ids, torch.ones(2, 5, dtype=torch.long))
+    expect_tensor(loss, (), "the loss")
+    expected = F.cross_entropy(logits[:, :-1].reshape(-1, 11), input_ids[:, 1:].reshape(-1))
+    assert torch.allclose(loss, expected, atol=1e-4), (
+        f"without padding, the loss should be the cross-entropy of logits[:, :-1] against input_ids[:, 1:] "
+        f"({expected.item():.4f}), not {loss.item():.4f}")
+
+
+checks.check("without padding: cross-entropy of the next token", 3, _public_loss_without_padding)
+### BEGIN HIDDEN TESTS
+def _loss_inputs(seed):
+    input_ids, attention_mask = _padded_batch(seed)
+    return _randn(3, 7, 50, seed=seed + 1), input_ids, attention_mask
+
+
+def _test_loss_value():
+    logits, input_ids, attention_mask = _loss_inputs(100)
+    variants = {m: _ref_lm_loss(logits, input_ids, attention_mask, mistake=m)
+                for m in ["not_shifted", "shifted_twice", "padding_counted", "input_side_mask", "per_row_mean", "eos_masked"]}
+    loss = lm_loss(logits, input_ids, attention_mask)
+    _expect_values(loss, _ref_lm_loss(logits, input_ids, attention_mask), variants,
+                   what="the loss of a padded batch")
+
+
+def _test_loss_padded_logits():
+    logits, input_ids, attention_mask = _loss_inputs(110)
+    changed = logits.clone()
+    changed[attention_mask == 0] = 100 * _randn(int((attention_mask == 0).sum()), 50, seed=112)
+    last_real = attention_mask.sum(1) - 1
+    changed[torch.arange(3), last_real] = _randn(3, 50, seed=113) * 100  # nothing to predict after the last real token
+    assert _close(lm_loss(changed, input_ids, attention_mask), lm_loss(logits, input_ids, attention_mask)), (
+        "the loss changed when only the logits at padded positions (and after the last real token) changed: "
+        "padded targets must not count (use attention_mask[:, 1:])")
+
+
+def _test_loss_padded_tokens():
+    logits, input_ids, attention_mask = _loss_inputs(120)
+    changed = input_ids.clone()
+    changed[attention_mask == 0] = 17
+    assert _close(lm_loss(logits, changed, attention_mask), lm_loss(logits, input_ids, attention_mask)), (
+        "the loss changed when only the tokens at padded positions changed: padded targets must not count "
+        "(use attention_mask[:, 1:])")
+
+
+def _test_loss_real_eos():
+    logits, input_ids, attention_mask = _loss_inputs(130)
+    assert input_ids[0, 3] == PAD_ID_FOR_TESTS and attention_mask[0, 3] == 1
+    expected = _ref_lm_loss(logits, input_ids, attention_mask)
+    variants = {m: _ref_lm_loss(logits, input_ids, attention_mask, mistake=m)
+                for m in ["eos_masked", "padding_counted", "input_side_mask"]}
+    _expect_values(lm_loss(logits, input_ids, attention_mask), expected, variants,
+                   what="the loss of a text that contains a real EOS token")
+
+
+def _test_loss_gradient():
+    logits, input_ids, attention_mask = _loss_inputs(140)
+    logits.requires_grad_(True)
+    loss = lm_loss(logits, input_ids, attention_mask)
+    assert isinstance(loss, torch.Tensor) and loss.requires_grad, (
+        "the loss should be a tensor that gradients flow through: don't call .item() or .detach() on it")
+
+
+checks.check("the mean over real target tokens of a padded batch", 5, _test_loss_value)
+checks.check("logits at padded positions don't count", 2, _test_loss_padded_logits)
+checks.check("tokens at padded positions don't count", 2, _test_loss_padded_tokens)
+checks.check("a real EOS token inside the text counts", 2, _test_loss_real_eos)
+checks.check("gradients flow through the loss", 1, _test_loss_gradient)
+### END HIDDEN TESTS
+checks.score()
+
+# %% [markdown]
+# ## Training loop
+#
+# Ensure that everything is on the GPU: create the model, then move it with `.to(device)`, and move every batch the same way.
+#
+# ### One training step (10 points)
+#
+# Complete `train_step`, which performs one optimization step on one batch and returns the loss as a Python float:
+# 1. reset the gradients left over by the previous step (`optimizer.zero_grad()`),
+# 2. compute the logits, then the loss with `lm_loss`,
+# 3. backpropagate,
+# 4. clip the norm of the gradients at 1.0 with `nn.utils.clip_grad_norm_` (before the optimizer step!),
+# 5. update the parameters with the optimizer.
+
+# %% nbgrader={"grade": false, "grade_id": "train_step", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def train_step(model, optimizer, input_ids, attention_mask):
+    """One optimization step on one batch; returns the loss (before the update) as a float."""
+    ### BEGIN SOLUTION
+    optimizer.zero_grad()
+    loss = lm_loss(model(input_ids), input_ids, attention_mask)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return loss.item()
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_train_step", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks train_step with a reference model and loss: the returned loss, zero_grad, clipping and the update."""
+checks = Checks("train_step", points=10)
+
+
+def _public_train_step_learns():
+    torch.manual_seed(0)
+    model = TinyLM(vocab_size=20, seq_len=6)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    input_ids, attention_mask = torch.randint(0, 20, (4, 6)), torch.ones(4, 6, dtype=torch.long)
+    losses = [train_step(model, optimizer, input_ids, attention_mask) for _ in range(20)]
+    assert all(isinstance(loss, float) for loss in losses), f"train_step should return a float, not {type(losses[0]).__name__}"
+    assert losses[-1] < losses[0] - 0.5, f"20 steps on one batch should lower the loss; it went from {losses[0]:.3f} to {losses[-1]:.3f}"
+
+
+checks.check("returns a float, and repeated steps lower the loss", 2, _public_train_step_learns)
+### BEGIN HIDDEN TESTS
+def _train_step_setup(seed):
+    model = _ref_model(seed)
+    with torch.no_grad():  # larger weights: the gradient norm is well above 1, so clipping matters
+        for parameter in model.parameters():
+            parameter.mul_(3.0)
+    input_ids, attention_mask = _padded_batch(seed + 1)
+    return model, input_ids, attention_mask
+
+
+def _reference_step(model, input_ids, attention_mask, stale=None, clip=True):
+    model = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer.zero_grad()
+    if stale is not None:
+        for parameter, gradient in zip(model.parameters(), stale):
+            parameter.grad = gradient.clone()
+    loss = _ref_lm_loss(model(input_ids), input_ids, attention_mask)
+    loss.backward()
+    if clip:
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return model, loss.item()
+
+
+def _student_step(model, input_ids, attention_mask, stale):
+    model = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for parameter, gradient in zip(model.parameters(), stale):  # leftovers from a previous step
+        parameter.grad = gradient.clone()
+    with _using(lm_loss=_ref_lm_loss):
+        loss = train_step(model, optimizer, input_ids, attention_mask)
+    return model, loss
+
+
+def _parameters(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _test_train_step_update(seed, what):
+    model, input_ids, attention_mask = _train_step_setup(seed)
+    stale = [_randn(*p.shape, seed=seed + i, scale=5.0) for i, p in enumerate(model.parameters())]
+    updated, _ = _student_step(model, input_ids, attention_mask, stale)
+    expected, _ = _reference_step(model, input_ids, attention_mask)
+    variants = {
+        "the gradients of the previous step are not reset: call optimizer.zero_grad() first":
+            _parameters(_reference_step(model, input_ids, attention_mask, stale=stale)[0]),
+        "the gradients are not clipped before the optimizer step: call nn.utils.clip_grad_norm_(model.parameters(), 1.0) between backward() and step()":
+            _parameters(_reference_step(model, input_ids, attention_mask, clip=False)[0]),
+        "the gradients of the previous step are not reset (optimizer.zero_grad()), and not clipped before the step":
+            _parameters(_reference_step(model, input_ids, attention_mask, stale=stale, clip=False)[0]),
+        "the parameters did not change: call optimizer.step() after backward()": _parameters(model),
+    }
+    _expect_values(_parameters(updated), _parameters(expected), variants, what=what)
+
+
+def _test_train_step_loss():
+    model, input_ids, attention_mask = _train_step_setup(150)
+    stale = [torch.zeros_like(p) for p in model.parameters()]
+    _, loss = _student_step(model, input_ids, attention_mask, stale)
+    _, expected = _reference_step(model, input_ids, attention_mask)
+    assert isinstance(loss, (float, int)) or (isinstance(loss, torch.Tensor) and loss.numel() == 1), (
+        f"train_step should return the loss as a float, not {type(loss).__name__}")
+    assert abs(float(loss) - expected) < 1e-4 * max(1.0, abs(expected)), (
+        f"train_step should return the loss computed before the update ({expected:.4f}), not {float(loss):.4f}")
+
+
+checks.check("returns the loss of the batch, computed before the update", 2, _test_train_step_loss)
+checks.check("one step: zero_grad, backward, clip at 1.0, step", 3, lambda: _test_train_step_update(160, "the parameters after one step"))
+checks.check("the update is the same on another batch", 3, lambda: _test_train_step_update(170, "the parameters after one step on another batch"))
+### END HIDDEN TESTS
+checks.score()
+
+# %% [markdown]
+# ### TensorBoard
+#
+# TensorBoard shows the training curves live. Run it before training, and refresh it during training.
+
+# %%
+# %load_ext tensorboard
+
+# %%
+from torch.utils.tensorboard import SummaryWriter
+
+writer = SummaryWriter("logs")
+
+# %%
+if not GRADING:
+    # %tensorboard --logdir logs
+
+# %% [markdown]
+# ### The training loop
+#
+# In the interest of time, we simply overfit on a single batch: the model memorizes it. Try training on more texts when you have more time. While the notebook is graded or offline, the model and the run are much smaller, so that they take seconds on a CPU.
+
+# %%
+if OFFLINE:  # a tiny run that takes seconds on a CPU
+    seq_len, batch_size, epochs, validate_every = 64, 8, 30, 10
+    transformer = Transformer(vocab_size=len(tokenizer), hidden_size=64, num_layers=2, num_heads=4, dropout=0.1, seq_len=seq_len).to(device)
+else:
+    seq_len, batch_size, epochs, validate_every = 128, 32, 1000, 100
+    transformer = Transformer(vocab_size=len(tokenizer), hidden_size=256, num_layers=3, num_heads=4, dropout=0.1, seq_len=seq_len).to(device)
+
+optimizer = torch.optim.AdamW(transformer.parameters(), lr=0.0001 if not OFFLINE else 0.003)
+
+# in the interest of time, we simply overfit on a single batch
+# try to train on the complete texts when you have more time
+train_loader = torch.utils.data.DataLoader(dataset["train"][:batch_size], batch_size=batch_size, shuffle=True)
+validation_loader = torch.utils.data.DataLoader(dataset["validation"], batch_size=batch_size, shuffle=False)
+
+
+def tokenize(text_batch):
+    batch = tokenizer(text_batch, return_tensors='pt', padding=True, truncation=True, max_length=seq_len)
+    return batch['input_ids'].to(device), batch['attention_mask'].to(device)
+
+
+steps = 0
+for epoch in range(epochs):
+    for text_batch in train_loader:
+        input_ids, attention_mask = tokenize(text_batch)
+        loss = train_step(transformer, optimizer, input_ids, attention_mask)
+        writer.add_scalar("Loss/train", loss, steps)
+        steps += 1
+
+        # validation
+        if steps % validate_every == 0:
+            with torch.no_grad():
+                transformer.eval()
+                valid_loss = 0
+                valid_batches = 0
+                for text_batch in validation_loader:
+                    input_ids, attention_mask = tokenize(text_batch)
+                    if attention_mask[:, 1:].sum() == 0:
+                        continue  # a batch of empty lines has no token to predict
+                    valid_loss += lm_loss(transformer(input_ids), input_ids, attention_mask).item()
+                    valid_batches += 1
+                transformer.train()
+                valid_loss /= max(valid_batches, 1)
+                writer.add_scalar("Loss/validation", valid_loss, steps)
+            print(f"step {steps}: train loss {loss:.3f}, validation loss {valid_loss:.3f}")
+
+# %% [markdown]
+# Save the model
+
+# %%
+torch.save(transformer.state_dict(), "transformer.bin")
+
+# %% [markdown]
+# ## Generate text (10 points)
+#
+# Greedy decoding generates text one token at a time: at each step, feed the sequence to the model, take the logits of the **last** position, pick the most likely token (`argmax`), and append it to the sequence.
+#
+# Complete `decode`. It must:
+# - work for a batch of any size: `input_ids` has shape (B, T), and the result (B, T + `max_new_tokens`);
+# - put the model in eval mode (`model.eval()`), so that dropout is off, and compute no gradients (`@torch.no_grad()`);
+# - crop the context to the last `model.seq_len` tokens before each forward pass: the model has no position embedding beyond `seq_len`.
+
+# %% nbgrader={"grade": false, "grade_id": "decode", "locked": false, "schema_version": 3, "solution": true, "task": false}
+@torch.no_grad()
+def decode(model, input_ids, max_new_tokens=32):
+    """Greedy generation: returns input_ids followed by max_new_tokens generated tokens, shape (B, T + max_new_tokens)."""
+    ### BEGIN SOLUTION
+    model.eval()                                              # no dropout while generating
+    for _ in range(max_new_tokens):
+        context = input_ids[:, -model.seq_len:]               # (B, <= seq_len): crop the context
+        logits = model(context)                               # (B, T, V)
+        next_ids = logits[:, -1].argmax(dim=-1, keepdim=True)  # (B, 1): the most likely next token
+        input_ids = torch.cat((input_ids, next_ids), dim=1)   # (B, T + 1)
+    return input_ids
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_decode", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks decode with a reference model: shapes, greedy choices, batches, eval mode and context cropping."""
+checks = Checks("decode", points=10)
+
+
+def _public_decode_shape():
+    torch.manual_seed(0)
+    model = TinyLM(vocab_size=20, seq_len=6)
+    prompt = torch.randint(0, 20, (1, 3))
+    output = decode(model, prompt, max_new_tokens=2)
+    expect_tensor(output, (1, 5))
+    assert torch.equal(output[:, :3], prompt), "the output should start with the prompt"
+
+
+checks.check("returns the prompt followed by max_new_tokens tokens", 2, _public_decode_shape)
+### BEGIN HIDDEN TESTS
+def _test_decode_greedy():
+    model = _ref_model(180)
+    prompt = _randint(50, (1, 3), seed=181)
+    expected = _ref_decode(model, prompt, 4)
+    output = decode(model, prompt.clone(), max_new_tokens=4)
+    logits = model(prompt)
+    _expect_values(output, expected, {
+        "the next token should be the argmax of the logits of the last position (logits[:, -1])":
+            torch.cat([prompt, logits[:, 0].argmax(-1, keepdim=True).expand(-1, 4)], 1),
+    }, what="the generated tokens")
+
+
+def _test_decode_batch():
+    model = _ref_model(190)
+    prompt = _randint(50, (3, 4), seed=191)
+    output = decode(model, prompt.clone(), max_new_tokens=3)
+    expect_tensor(output, (3, 7), "the output for a batch of 3 prompts")
+    _expect_values(output, _ref_decode(model, prompt, 3), what="the tokens generated for a batch of 3 prompts")
+
+
+def _test_decode_eval_mode():
+    model = _ref_model(200, dropout=0.5).train()
+    grad_enabled = []
+    hook = model.register_forward_hook(lambda module, inputs, output: grad_enabled.append(torch.is_grad_enabled()))
+    prompt = _randint(50, (2, 3), seed=201)
+    try:
+        with torch.enable_grad():
+            output = decode(model, prompt.clone(), max_new_tokens=4)
+    finally:
+        hook.remove()
+    assert not any(grad_enabled), "decode computes gradients: decorate it with @torch.no_grad()"
+    expect_tensor(output, (2, 7))
+    assert torch.equal(output, _ref_decode(copy.deepcopy(model), prompt, 4)), (
+        "a model left in training mode generated other tokens than greedy decoding in eval mode: "
+        "call model.eval() in decode, so that dropout is off")
+
+
+def _test_decode_crop():
+    model = _ref_model(210)  # seq_len = 8
+    prompt = _randint(50, (2, 6), seed=211)
+    try:
+        output = decode(model, prompt.clone(), max_new_tokens=7)
+    except IndexError:
+        raise AssertionError("decode fails once the sequence is longer than model.seq_len: "
+                             "crop the context to the last model.seq_len tokens (input_ids[:, -model.seq_len:])")
+    _expect_values(output, _ref_decode(model, prompt, 7),
+                   what="the tokens generated past model.seq_len (the context should be the last model.seq_len tokens)")
+
+
+checks.check("greedy: appends the argmax of the last position's logits", 3, _test_decode_greedy)
+checks.check("works for a batch of several prompts", 1, _test_decode_batch)
+checks.check("runs in eval mode without gradients", 2, _test_decode_eval_mode)
+checks.check("crops the context to model.seq_len", 2, _test_decode_crop)
+### END HIDDEN TESTS
+checks.score()
+
+# %%
+## load the previously saved model
+# transformer.load_state_dict(torch.load("transformer.bin"))
+
+# %%
+text_batch[0]
+
+# %% [markdown]
+# When overfitting on one single batch, the model simply memorizes the training data.
+
+# %%
+prompt = " As with previous"
+
+# %%
+input_ids = tokenizer([prompt], return_tensors='pt')['input_ids'].to(device)
+output = decode(transformer, input_ids)
+
+tokenizer.batch_decode(output)
+
+# %% [markdown]
+# It gets a bit better when you train on 10,000 examples for 20,000 steps, but that takes roughly one hour on a laptop GPU.
+
+# %%
+prompt = " The"
+input_ids = tokenizer([prompt], return_tensors='pt')['input_ids'].to(device)
+tokenizer.batch_decode(decode(transformer, input_ids))
+
+# %% [markdown]
+# # Bonus: visualize attentions
+#
+# Now that we understand the basic mechanisms of attention, we can look at the attention patterns of a pretrained BERT model (Devlin et al. 2018). Recall that BERT is an encoder-based transformer model: a stack of (bidirectional) self-attention blocks.
+#
+# The bonus downloads BERT from the Hugging Face Hub, so it is skipped while the notebook is graded or offline. It uses its own names (`bert_tokenizer`, `bert_model`) so that it leaves your GPT tokenizer and model untouched.
+
+# %%
+if OFFLINE:
+    print("Bonus skipped: it downloads BERT from the Hugging Face Hub, which is not reachable here.")
+else:
+    from transformers import BertModel, BertTokenizer
+
+    # Define a sample input text
+    text = "I will go for a run and will jump into a lake."
+
+    # Instantiate the BERT tokenizer and model
+    bert_tokenizer = BertTokenizer.from_pretrained('bert-base-uncased')
+    bert_model = BertModel.from_pretrained('bert-base-uncased', attn_implementation="eager")
+
+    # Tokenize the input text, with BERT's special tokens [CLS] and [SEP]
+    bert_inputs = bert_tokenizer(text, return_tensors="pt")
+    tokens = bert_tokenizer.convert_ids_to_tokens(bert_inputs["input_ids"][0])
+
+    # Run the model and keep its attentions
+    bert_outputs = bert_model(**bert_inputs, output_attentions=True)
+
+    # Attentions of the first layer: check the shape
+    print(bert_outputs.attentions[0].shape)
+
+# %% [markdown]
+# As you can see, we extracted the attentions of the first layer. The first dimension is the batch, the second one is the number of heads of the first layer, and the last two dimensions are the sequence length. Since this is self-attention, the last two numbers are equal.
+#
+# We can now use a function from the [bertviz library](https://github.com/jessevig/bertviz) to plot all the heads.
+#
+# You'll see a dropdown menu to select a layer of the model (BERT-base has 12). You'll then see a color for every head of that layer (BERT-base has 12 heads per layer). By default all heads are shown: click on a color to turn that head on or off. It helps to start with a single head and look at the relation it learned. Hover over a word to see the attention weights that link it to all the others.
+#
+# **Question** Do you notice any interesting (linguistic) pattern?
+
+# %%
+if not OFFLINE:
+    from bertviz import head_view
+
+    head_view(bert_outputs.attentions, tokens=tokens)
