@@ -7,7 +7,9 @@ Every nbgrader command run from this folder reads it: `make release`, `make solu
 import os
 import secrets
 
-from nbgrader.preprocessors import ClearHiddenTests, ClearMarkScheme, ClearOutput, IncludeHeaderFooter, LockCells
+from nbgrader.preprocessors import (ClearHiddenTests, ClearMarkScheme, ClearOutput, GetGrades, IncludeHeaderFooter,
+                                   LockCells)
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
@@ -30,3 +32,7 @@ c.Execute.timeout = 120
 # A student can tag a test cell `skip-execution` to keep it from running (and keep its points): only a tag
 # nobody can guess is honoured.
 c.Execute.skip_cells_with_tag = "skip-" + secrets.token_hex(16)
+
+# Feedback (feedback/<student>/pw2_transformers/pw2_transformers.html): nbgrader shows the hidden tests in it by
+# default; strip them. The check lines each test cell prints already say what failed and why.
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]

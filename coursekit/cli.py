@@ -6,39 +6,48 @@ import sys
 import nbformat
 
 from . import grading, layout, notebook_text, samples
+from .layout import COURSE
 
 
 def cmd_notebook(args) -> int:
     """source_text/pw2_transformers.py -> source/pw2_transformers/pw2_transformers.ipynb"""
-    notebook_text.write_notebook(notebook_text.notebook_from_text(layout.SOURCE_TEXT), layout.SOURCE_NOTEBOOK)
-    print(f"wrote {layout.SOURCE_NOTEBOOK.relative_to(layout.ROOT)}")
+    notebook_text.write_notebook(notebook_text.notebook_from_text(layout.SOURCE_TEXT), COURSE.source_notebook)
+    print(f"wrote {COURSE.source_notebook.relative_to(COURSE.root)}")
     return 0
 
 
 def cmd_notebook_text(args) -> int:
     """source/pw2_transformers/pw2_transformers.ipynb -> source_text/pw2_transformers.py"""
-    nb = nbformat.read(layout.SOURCE_NOTEBOOK, as_version=4)
+    nb = nbformat.read(COURSE.source_notebook, as_version=4)
     layout.SOURCE_TEXT.write_text(notebook_text.text_from_notebook(nb), encoding="utf-8")
     print(f"wrote {layout.SOURCE_TEXT.relative_to(layout.ROOT)}")
     return 0
 
 
 def cmd_samples(args) -> int:
-    for student in samples.write():
+    for student in samples.write(COURSE):
         print(f"wrote submitted/{student}/")
     return 0
 
 
 def cmd_grade(args) -> int:
-    results = grading.grade()
+    results = grading.grade(COURSE)
     if not results:
-        print(f"Nothing to grade: put submissions in {layout.SUBMITTED.relative_to(layout.ROOT)}/<student>/{layout.ASSIGNMENT}/")
+        print(f"Nothing to grade: put each hand-in in submitted/<student>/{layout.ASSIGNMENT}/{layout.NOTEBOOK}")
         return 1
-    report = layout.REPORTS / "grading.csv"
-    grading.write_report(results, report)
+    report = grading.write_report(COURSE, results)
     print()
     print(grading.table(results))
-    print(f"\nReport: {report.relative_to(layout.ROOT)}. Grades are in {layout.GRADEBOOK.name}.")
+    print(f"\nReport: {report.relative_to(COURSE.root)}. Grades are in {COURSE.gradebook.name}.")
+    return 0
+
+
+def cmd_scores(args) -> int:
+    report = COURSE.reports / "grading.csv"
+    if not report.is_file():
+        print("No grading report yet: run `make grade` first.")
+        return 1
+    print(grading.table(grading.read_report(report)))
     return 0
 
 
@@ -50,6 +59,7 @@ def main(argv=None) -> int:
         ("notebook-text", cmd_notebook_text, "rewrite the text twin in source_text/ from the instructor notebook"),
         ("samples", cmd_samples, "write demo submissions into submitted/demo-*/"),
         ("grade", cmd_grade, "autograde every submission in submitted/ and write reports/grading.csv"),
+        ("scores", cmd_scores, "print the table of scores from reports/grading.csv"),
     ]:
         commands.add_parser(name, help=help).set_defaults(run=function)
     args = parser.parse_args(argv)

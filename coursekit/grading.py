@@ -18,15 +18,15 @@ from nbgrader.api import Gradebook, MissingEntry
 from . import answers, intake, layout
 
 
-def nbgrader(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def nbgrader(course: layout.Course, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Runs an nbgrader command in the course root, offline, with this Python's tools on the PATH."""
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # nbgrader calls `alembic`
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=layout.ROOT, env=env, check=check)
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root, env=env, check=check)
 
 
-def db_url() -> str:
-    return f"sqlite:///{layout.GRADEBOOK}"
+def db_url(course: layout.Course) -> str:
+    return f"sqlite:///{course.gradebook}"
 
 
 @dataclass
@@ -39,9 +39,9 @@ class Result:
     note: str = ""
 
 
-def _timeouts(student: str) -> list[str]:
+def _timeouts(course: layout.Course, student: str) -> list[str]:
     """The grade_ids (or ids) of the cells that ran out of time in a student's autograded notebook."""
-    path = layout.submission_dir(layout.AUTOGRADED, student) / layout.NOTEBOOK
+    path = layout.submission_dir(course.autograded, student) / layout.NOTEBOOK
     if not path.is_file():
         return []
     nb = nbformat.read(path, as_version=4)
@@ -49,15 +49,15 @@ def _timeouts(student: str) -> list[str]:
             if c.cell_type == "code" and any(o.output_type == "error" and "Timeout" in o.get("ename", "") for o in c.outputs)]
 
 
-def grade(submitted: Path = layout.SUBMITTED) -> list[Result]:
-    """Stages, autogrades and reports every student under `submitted`."""
-    verdicts = intake.stage(submitted)
+def grade(course: layout.Course = layout.COURSE) -> list[Result]:
+    """Stages, autogrades and reports every student under the course's submitted/."""
+    verdicts = intake.stage(course.submitted, course.staging)
     if any(v.gradable for v in verdicts):
-        nbgrader("autograde", layout.ASSIGNMENT, "--force",
-                 f"--CourseDirectory.submitted_directory={layout.STAGING.relative_to(layout.ROOT)}", check=False)
-    tests = test_points()
+        nbgrader(course, "autograde", layout.ASSIGNMENT, "--force",
+                 f"--CourseDirectory.submitted_directory={course.staging.relative_to(course.root)}", check=False)
+    tests = test_points(course)
     results = []
-    with Gradebook(db_url()) as gb:
+    with Gradebook(db_url(course)) as gb:
         for verdict in verdicts:
             gb.update_or_create_student(verdict.student)  # so that the export lists every student
             result = Result(verdict.student, "not graded", max_score=sum(tests.values()), note=verdict.note)
@@ -71,28 +71,39 @@ def grade(submitted: Path = layout.SUBMITTED) -> list[Result]:
                     result.status = "graded"
                     result.exercises = {answers.exercise_of(t): points.get(t, 0.0) for t in tests}
                     result.score = sum(result.exercises.values())
-                    timeouts = _timeouts(verdict.student)
+                    timeouts = _timeouts(course, verdict.student)
                     if timeouts:
                         result.note = "; ".join(filter(None, [result.note, "ran out of time in " + ", ".join(timeouts)]))
             results.append(result)
     return results
 
 
-def test_points() -> dict[str, float]:
+def test_points(course: layout.Course) -> dict[str, float]:
     """The graded test cells of the instructor notebook and their points."""
-    return answers.test_points(nbformat.read(layout.SOURCE_NOTEBOOK, as_version=4))
+    return answers.test_points(nbformat.read(course.source_notebook, as_version=4))
 
 
-def write_report(results: list[Result], path: Path) -> None:
+def write_report(course: layout.Course, results: list[Result]) -> Path:
     """reports/grading.csv: one row per student, with the score of every exercise and a note."""
+    path = course.reports / "grading.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    exercises = [answers.exercise_of(t) for t in test_points()]
+    exercises = [answers.exercise_of(t) for t in test_points(course)]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["student", "status", "score", "max_score", *exercises, "note"])
         for r in results:
             writer.writerow([r.student, r.status, f"{r.score:g}", f"{r.max_score:g}",
                              *(f"{r.exercises[e]:g}" if e in r.exercises else "" for e in exercises), r.note])
+    return path
+
+
+def read_report(path: Path) -> list[Result]:
+    """The results written by write_report."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    fixed = {"student", "status", "score", "max_score", "note"}
+    return [Result(r["student"], r["status"], float(r["score"]), float(r["max_score"]),
+                   {k: float(v) for k, v in r.items() if k not in fixed and v != ""}, r["note"]) for r in rows]
 
 
 def table(results: list[Result]) -> str:

@@ -65,7 +65,7 @@ def students(submitted: Path) -> list[str]:
     return sorted(p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith(".")) if submitted.is_dir() else []
 
 
-def stage(submitted: Path = layout.SUBMITTED, staging: Path = layout.STAGING) -> list[Verdict]:
+def stage(submitted: Path, staging: Path) -> list[Verdict]:
     """Inspects every student under `submitted` and copies the gradable notebooks to `staging`."""
     if staging.exists():
         shutil.rmtree(staging)

@@ -1,5 +1,10 @@
-"""Where everything lives in the course directory (paths are relative to the repository root)."""
+"""Where everything lives in a course directory.
 
+`Course(root)` names every folder of one course directory; `COURSE` is this repository's. Tests grade in
+a temporary copy of the course, so they never touch an instructor's gradebook or submissions.
+"""
+
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -7,19 +12,55 @@ ASSIGNMENT = "pw2_transformers"
 NOTEBOOK_ID = ASSIGNMENT  # one notebook, named after the assignment
 NOTEBOOK = f"{NOTEBOOK_ID}.ipynb"
 
+# The instructor notebook's text twin, for review and diffs: it never goes into a course directory's source/.
 SOURCE_TEXT = ROOT / "source_text" / f"{ASSIGNMENT}.py"
-SOURCE_NOTEBOOK = ROOT / "source" / ASSIGNMENT / NOTEBOOK
-RELEASE_NOTEBOOK = ROOT / "release" / ASSIGNMENT / NOTEBOOK
-SOLUTION_NOTEBOOK = ROOT / "solutions" / ASSIGNMENT / NOTEBOOK
-SUBMITTED = ROOT / "submitted"
-AUTOGRADED = ROOT / "autograded"
-FEEDBACK = ROOT / "feedback"
-REPORTS = ROOT / "reports"
-# Copies of the gradable submissions, normalised, that nbgrader autogrades: submitted/ itself is never written.
-STAGING = ROOT / "build" / "intake"
-GRADEBOOK = ROOT / "gradebook.db"
 
 
-def submission_dir(submitted: Path, student: str) -> Path:
-    """The folder that holds one student's hand-in: submitted/<student>/<assignment>/."""
-    return submitted / student / ASSIGNMENT
+@dataclass(frozen=True)
+class Course:
+    root: Path
+
+    @property
+    def source_notebook(self) -> Path:
+        return self.root / "source" / ASSIGNMENT / NOTEBOOK
+
+    @property
+    def release_notebook(self) -> Path:
+        return self.root / "release" / ASSIGNMENT / NOTEBOOK
+
+    @property
+    def solution_notebook(self) -> Path:
+        return self.root / "solutions" / ASSIGNMENT / NOTEBOOK
+
+    @property
+    def submitted(self) -> Path:
+        return self.root / "submitted"
+
+    @property
+    def autograded(self) -> Path:
+        return self.root / "autograded"
+
+    @property
+    def feedback(self) -> Path:
+        return self.root / "feedback"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def staging(self) -> Path:
+        """Copies of the gradable submissions, normalised, that nbgrader autogrades: submitted/ is never written."""
+        return self.root / "build" / "intake"
+
+    @property
+    def gradebook(self) -> Path:
+        return self.root / "gradebook.db"
+
+
+COURSE = Course(ROOT)
+
+
+def submission_dir(step: Path, student: str) -> Path:
+    """One student's folder for the assignment in a step folder: <step>/<student>/<assignment>/."""
+    return step / student / ASSIGNMENT

@@ -6,7 +6,6 @@ submitted/demo-<name>/ and never overwrite a real student's folder.
 """
 
 import shutil
-from pathlib import Path
 
 import nbformat
 
@@ -36,10 +35,10 @@ def decode(model, input_ids, max_new_tokens=32):
 }
 
 
-def notebooks() -> dict[str, nbformat.NotebookNode]:
+def notebooks(course: layout.Course = layout.COURSE) -> dict[str, nbformat.NotebookNode]:
     """The gradable sample notebooks, by name: the full solution, the untouched release, typical mistakes."""
-    source = nbformat.read(layout.SOURCE_NOTEBOOK, as_version=4)
-    release = nbformat.read(layout.RELEASE_NOTEBOOK, as_version=4)
+    source = nbformat.read(course.source_notebook, as_version=4)
+    release = nbformat.read(course.release_notebook, as_version=4)
     solution = answers.solution_answers(source)
     return {
         "solution": answers.fill(release, solution),
@@ -48,9 +47,9 @@ def notebooks() -> dict[str, nbformat.NotebookNode]:
     }
 
 
-def write(submitted: Path = layout.SUBMITTED) -> list[str]:
-    """Writes every sample under `submitted`; returns the student ids written."""
-    nbs = notebooks()
+def write(course: layout.Course = layout.COURSE) -> list[str]:
+    """Writes every sample under the course's submitted/; returns the student ids written."""
+    nbs = notebooks(course)
     files = {name: (layout.NOTEBOOK, nbformat.writes(nb)) for name, nb in nbs.items()}
     files["renamed"] = (f"Copy of {layout.NOTEBOOK}", nbformat.writes(nbs["solution"]))  # as Colab names a copy
     files["empty"] = (layout.NOTEBOOK, "")
@@ -59,7 +58,7 @@ def write(submitted: Path = layout.SUBMITTED) -> list[str]:
     written = []
     for name, file in files.items():
         student = f"demo-{name}"
-        folder = layout.submission_dir(submitted, student)
+        folder = layout.submission_dir(course.submitted, student)
         if folder.parent.exists():
             if not (folder.parent / MARKER).exists():
                 raise FileExistsError(f"{folder.parent} exists and is not a demo sample: refusing to overwrite it")

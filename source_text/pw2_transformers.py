@@ -472,6 +472,7 @@ def _submodules(module, kind):
     return [m for m in module.modules() if isinstance(m, kind)]
 ### END HIDDEN TESTS
 
+
 # %% [markdown]
 # # Attention
 #
@@ -572,6 +573,7 @@ checks.check("sequences in a batch don't mix", 2, _test_self_attention_batch)
 ### END HIDDEN TESTS
 checks.score()
 
+
 # %% [markdown]
 # ## Multi-head attention (10 points)
 #
@@ -639,6 +641,7 @@ checks.check("values with 4 heads (the default)", 4, lambda: _test_multi_head_at
 checks.check("values with num_heads=2", 4, lambda: _test_multi_head_attention(2, seed=20))
 ### END HIDDEN TESTS
 checks.score()
+
 
 # %% [markdown]
 # ## Causal mask (10 points)
@@ -745,6 +748,7 @@ checks.check("values with 4 heads (the default)", 2, lambda: _test_causal_values
 checks.check("values with num_heads=2", 2, lambda: _test_causal_values(2, seed=50))
 ### END HIDDEN TESTS
 checks.score()
+
 
 # %% [markdown]
 # We can now look back at the attention figure from the paper. Hopefully, you now understand the right side of the figure too.
@@ -860,6 +864,7 @@ checks.check("dropout on the output", 1, _test_output_dropout)
 ### END HIDDEN TESTS
 checks.score()
 
+
 # %% [markdown]
 # # Transformer
 #
@@ -918,6 +923,7 @@ def _test_feed_forward_dropout():
 checks.check("dropout on the output in training mode", 1, _test_feed_forward_dropout)
 ### END HIDDEN TESTS
 checks.score()
+
 
 # %% [markdown]
 # ## Transformer block (10 points)
@@ -1011,6 +1017,7 @@ checks.check("dropout is off in eval mode", 1, lambda: _expect_dropout_off_in_ev
     Block(hidden_size=16, num_heads=4, dropout=0.5, seq_len=8).to(DEVICE), _randn(2, 8, 16, seed=84)))
 ### END HIDDEN TESTS
 checks.score()
+
 
 # %% [markdown]
 # ## Complete transformer (10 points)
@@ -1255,6 +1262,7 @@ transformer = Transformer(vocab_size=len(tokenizer), seq_len=seq_len)
 logits = transformer(input_ids)
 logits.shape
 
+
 # %% [markdown]
 # ## Self-supervision (15 points)
 #
@@ -1364,6 +1372,7 @@ checks.check("a real EOS token inside the text counts", 2, _test_loss_real_eos)
 checks.check("gradients flow through the loss", 1, _test_loss_gradient)
 ### END HIDDEN TESTS
 checks.score()
+
 
 # %% [markdown]
 # ## Training loop
@@ -1554,6 +1563,7 @@ for epoch in range(epochs):
 
 # %%
 torch.save(transformer.state_dict(), "transformer.bin")
+
 
 # %% [markdown]
 # ## Generate text (10 points)

@@ -1,0 +1,77 @@
+# The single entry point for instructors, TAs and CI. Every target is a thin wrapper over a documented
+# nbgrader command or a `python -m coursekit` command; `make help` lists them.
+
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+NBGRADER := $(PY) -m nbgrader
+ASSIGNMENT := pw2_transformers
+
+# nbgrader runs `alembic` from the PATH; everything here runs offline (the Hugging Face Hub is not needed).
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export HF_HUB_OFFLINE := 1
+
+.PHONY: help setup notebook notebook-text release solutions samples grade feedback export demo test lint clean
+
+help:
+	@echo "make setup       create .venv with requirements.txt (CPU torch)"
+	@echo "make notebook    rebuild source/ notebook from source_text/ (after editing the text twin)"
+	@echo "make notebook-text  rewrite source_text/ from the source/ notebook (after editing it in Jupyter)"
+	@echo "make release     nbgrader generate_assignment: the student version in release/"
+	@echo "make solutions   the solution notebook in solutions/"
+	@echo "make samples     demo submissions in submitted/demo-*/"
+	@echo "make grade       autograde every submission in submitted/; report in reports/grading.csv"
+	@echo "make feedback    one HTML feedback file per student in feedback/"
+	@echo "make export      grades as CSV in reports/grades.csv"
+	@echo "make demo        the whole cycle on the demo submissions, ending with a table of scores"
+	@echo "make test        the test suite"
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+notebook: setup
+	$(PY) -m coursekit notebook
+
+notebook-text: setup
+	$(PY) -m coursekit notebook-text
+
+# generate_assignment also records the assignment, its cells and hidden tests in gradebook.db.
+release: setup
+	$(NBGRADER) generate_assignment $(ASSIGNMENT) --force
+
+gradebook.db:
+	$(MAKE) release
+
+solutions: setup gradebook.db
+	$(NBGRADER) generate_solution $(ASSIGNMENT) --force
+
+samples: setup
+	$(PY) -m coursekit samples
+
+grade: setup gradebook.db
+	$(PY) -m coursekit grade
+
+feedback: setup gradebook.db
+	$(NBGRADER) generate_feedback $(ASSIGNMENT) --force
+
+export: setup gradebook.db
+	mkdir -p reports
+	$(NBGRADER) export --to reports/grades.csv
+
+demo: release solutions samples grade feedback export
+	@$(PY) -m coursekit scores
+	@echo "Feedback: feedback/<student>/$(ASSIGNMENT)/$(ASSIGNMENT).html   Grades: reports/grades.csv"
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check coursekit tests
+
+clean:
+	rm -rf gradebook.db autograded feedback reports build submitted/demo-*
