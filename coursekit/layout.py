@@ -4,6 +4,7 @@
 a temporary copy of the course, so they never touch an instructor's gradebook or submissions.
 """
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +65,13 @@ COURSE = Course(ROOT)
 def submission_dir(step: Path, student: str) -> Path:
     """One student's folder for the assignment in a step folder: <step>/<student>/<assignment>/."""
     return step / student / ASSIGNMENT
+
+
+def copy_course(destination: Path, course: Course = COURSE) -> Course:
+    """A new course directory at `destination` with this course's inputs (config, source/, release/, solutions/)
+    and none of its grading state, for tests and benchmarks."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for folder in ["source", "release", "solutions"]:
+        shutil.copytree(course.root / folder, destination / folder)
+    shutil.copy(course.root / "nbgrader_config.py", destination)
+    return Course(destination)

@@ -6,7 +6,6 @@ submissions or reports.
 
 import hashlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +26,7 @@ def tree_digest(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def course(tmp_path_factory) -> layout.Course:
     """A copy of the course directory in which release/ and solutions/ were generated again from source/."""
-    root = tmp_path_factory.mktemp("course")
-    for folder in ["source", "release", "solutions"]:
-        shutil.copytree(layout.ROOT / folder, root / folder)
-    shutil.copy(layout.ROOT / "nbgrader_config.py", root)
-    course = layout.Course(root)
+    course = layout.copy_course(tmp_path_factory.mktemp("course"))
     grading.nbgrader(course, "generate_assignment", layout.ASSIGNMENT, "--force")
     grading.nbgrader(course, "generate_solution", layout.ASSIGNMENT, "--force")
     return course
