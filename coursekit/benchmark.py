@@ -21,7 +21,8 @@ def _seconds(cell) -> float:
     start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
     if not (start and end):
         return 0.0
-    return (datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+    start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (start, end))
+    return (end - start).total_seconds()
 
 
 def run(repeats: int = 3) -> str:

@@ -135,6 +135,50 @@ class Checks:
         return min(self.earned, self.points)
 
 
+@contextlib.contextmanager
+def replaced(**names):
+    """Temporarily replaces global names (e.g. `CausalSelfAttention`) with other versions.
+
+    The checks of an exercise use it to build your class on stand-ins for the earlier exercises, so that a
+    mistake in an earlier exercise never costs points in a later one.
+    """
+    namespace = globals()
+    saved = {name: namespace[name] for name in names if name in namespace}
+    namespace.update(names)
+    try:
+        yield
+    finally:
+        for name in names:
+            if name in saved:
+                namespace[name] = saved[name]
+            else:
+                namespace.pop(name, None)
+
+
+class StandInAttention(nn.Module):
+    """A stand-in for CausalSelfAttention in the public checks of Block: each position averages the positions up to it."""
+
+    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+        super().__init__()
+        self.project = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x):
+        positions = torch.arange(1, x.shape[1] + 1, device=x.device).view(1, -1, 1)
+        return self.project(x.cumsum(dim=1) / positions)
+
+
+class StandInFeedForward(nn.Linear):
+    """A stand-in for FeedForward in the public checks of Block."""
+
+    def __init__(self, hidden_size, dropout):
+        super().__init__(hidden_size, hidden_size)
+
+
+def stand_in_loss(logits, input_ids, attention_mask):
+    """A stand-in for lm_loss in the public checks of train_step (it ignores padding: fine without padding)."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), input_ids[:, 1:].flatten())
+
+
 class TinyLM(nn.Module):
     """A tiny bigram language model for the public checks of train_step and decode: they don't depend on your Transformer."""
 
@@ -248,38 +292,22 @@ def _ref_attention(S, W_Q, W_K, W_V, W_O=None, num_heads=1, causal=False, mistak
     return out
 
 
-def _expect_values(output, expected, variants=(), what="the output"):
+def _expect_values(output, expected, variants=(), what="output"):
     """Fails unless `output` matches `expected`; names the known mistake it matches, if any.
 
     `variants` maps a key of MISTAKES (or a message) to the output that mistake would give:
     a dict, or a list of (mistake, output) pairs.
     """
-    expect_tensor(output, expected.shape, what)
+    expect_tensor(output, expected.shape, f"the {what}")
     if _close(output, expected):
         return
     for mistake, wrong in (variants.items() if isinstance(variants, dict) else variants):
         if not _close(wrong, expected) and _close(output, wrong):
-            raise AssertionError(f"{what} is wrong: {MISTAKES.get(mistake, mistake)}")
+            raise AssertionError(f"wrong {what}: {MISTAKES.get(mistake, mistake)}")
     if torch.isnan(output).any():
         raise AssertionError(f"{what} contains NaN")
     difference = (output.detach().float() - expected.float()).abs().max().item()
-    raise AssertionError(f"{what} is wrong (largest difference from the expected values: {difference:.3g})")
-
-
-@contextlib.contextmanager
-def _using(**references):
-    """Temporarily replaces the student's global names (e.g. `Block`) with reference versions."""
-    namespace = globals()
-    saved = {name: namespace[name] for name in references if name in namespace}
-    namespace.update(references)
-    try:
-        yield
-    finally:
-        for name in references:
-            if name in saved:
-                namespace[name] = saved[name]
-            else:
-                namespace.pop(name, None)
+    raise AssertionError(f"wrong {what} (largest difference from the expected values: {difference:.3g})")
 
 
 def _expect_causal(run, inputs, what="the output"):
@@ -355,6 +383,8 @@ class _RefTransformer(nn.Module):
         self.head = nn.Linear(hidden_size, vocab_size)
 
     def forward(self, input_ids):
+        if input_ids.shape[1] > self.seq_len:  # fail clearly, before a CUDA device-side assert would
+            raise IndexError(f"the model got {input_ids.shape[1]} tokens, more than its seq_len of {self.seq_len}")
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         return self.head(self.ln(self.blocks(self.tokens(input_ids) + self.positions(positions))))
 
@@ -565,7 +595,7 @@ def _test_self_attention_batch():
     W_Q, W_K, W_V = _randn(8, 4, seed=6), _randn(8, 4, seed=7), _randn(8, 4, seed=8)
     for b in range(3):  # each sequence of the batch is attended to separately
         _expect_values(self_attention(S, W_Q, W_K, W_V)[b:b + 1], self_attention(S[b:b + 1], W_Q, W_K, W_V),
-                       what=f"the output for sequence {b} of a batch")
+                       what=f"output for sequence {b} of a batch")
 
 
 checks.check("values match softmax(Q Kᵀ / √d_k) V", 6, _test_self_attention_values)
@@ -964,13 +994,21 @@ print(f"Output Shape: {output.shape}")
 # %% nbgrader={"grade": true, "grade_id": "test_Block", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
 """Checks Block with reference attention and feed-forward modules: shapes, causality, residuals and layer norms."""
 checks = Checks("Block", points=10)
-checks.check("output shape with the default sizes", 1, lambda: expect_tensor(Block()(torch.rand(1, 3, 8)), (1, 3, 8)))
+
+
+def _public_block_shape():
+    with replaced(CausalSelfAttention=StandInAttention, FeedForward=StandInFeedForward):  # see `replaced`
+        block = Block()
+    expect_tensor(block(torch.rand(1, 3, 8)), (1, 3, 8))
+
+
+checks.check("output shape with the default sizes", 1, _public_block_shape)
 ### BEGIN HIDDEN TESTS
-def _reference_block(seed=80):
+def _reference_block(seed=80, dropout=0.0):
     """The student's Block, built on the reference CausalSelfAttention and FeedForward."""
     torch.manual_seed(seed)
-    with _using(CausalSelfAttention=_RefCausalSelfAttention, FeedForward=_RefFeedForward):
-        return Block(hidden_size=16, num_heads=4, dropout=0.0, seq_len=8).to(DEVICE).eval()
+    with replaced(CausalSelfAttention=_RefCausalSelfAttention, FeedForward=_RefFeedForward):
+        return Block(hidden_size=16, num_heads=4, dropout=dropout, seq_len=8).to(DEVICE).eval()
 
 
 def _test_block_values():
@@ -1003,7 +1041,7 @@ def _test_block_values():
             (no_residual, no_residual_pre),
             (no_residual, no_residual_post),
             ("the layer norms are missing: normalize before each sub-layer (pre-norm) or after each residual (post-norm)", no_norm),
-        ], what="the output (expected pre-norm or post-norm)")
+        ], what="output (expected pre-norm or post-norm)")
 
 
 def _test_block_shorter():
@@ -1014,7 +1052,7 @@ checks.check("works for a sequence shorter than seq_len", 1, _test_block_shorter
 checks.check("a position never sees later positions", 2, lambda: _expect_causal(_reference_block(), _randn(2, 8, 16, seed=83)))
 checks.check("attention and feed-forward with residual connections and layer norms", 5, _test_block_values)
 checks.check("dropout is off in eval mode", 1, lambda: _expect_dropout_off_in_eval(
-    Block(hidden_size=16, num_heads=4, dropout=0.5, seq_len=8).to(DEVICE), _randn(2, 8, 16, seed=84)))
+    _reference_block(dropout=0.5), _randn(2, 8, 16, seed=84)))
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1074,13 +1112,20 @@ logits.shape
 # %% nbgrader={"grade": true, "grade_id": "test_Transformer", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
 """Checks Transformer with reference blocks: shapes, causality, position embeddings, stacking and logits."""
 checks = Checks("Transformer", points=10)
-checks.check("logits shape (B, T, vocab_size) with the default sizes", 1, lambda: expect_tensor(
-    Transformer()(torch.randint(0, 100, (2, 3))), (2, 3, 100), "the logits"))
+
+
+def _public_transformer_shape():
+    with replaced(Block=StandInAttention):  # see `replaced`
+        model = Transformer()
+    expect_tensor(model(torch.randint(0, 100, (2, 3))), (2, 3, 100), "the logits")
+
+
+checks.check("logits shape (B, T, vocab_size) with the default sizes", 1, _public_transformer_shape)
 ### BEGIN HIDDEN TESTS
 def _reference_transformer(seed=90, num_layers=3):
     """The student's Transformer, built on the reference Block."""
     torch.manual_seed(seed)
-    with _using(Block=_RefBlock):
+    with replaced(Block=_RefBlock):
         model = Transformer(vocab_size=50, hidden_size=16, num_heads=4, dropout=0.0, seq_len=12, num_layers=num_layers)
     return model.to(DEVICE).eval()
 
@@ -1106,7 +1151,7 @@ def _test_transformer_prefix():
     ids = _randint(50, (2, 12), seed=92)
     with torch.no_grad():
         _expect_values(model(ids[:, :5]), model(ids)[:, :5],
-                       what="the logits of the first 5 tokens, run alone, compared with the same tokens inside 12")
+                       what="logits of the first 5 tokens, run alone, compared with the same tokens inside 12")
 
 
 def _test_transformer_stacking():
@@ -1127,7 +1172,7 @@ def _test_transformer_embeddings_and_head():
     model = _reference_transformer(num_layers=2)
     blocks = _submodules(model, _RefBlock)
     seen = {}
-    hooks = [blocks[0].register_forward_pre_hook(lambda module, inputs: seen.update(first=inputs[0])),
+    hooks = [blocks[0].register_forward_pre_hook(lambda module, inputs: seen.setdefault("first", inputs[0])),
              blocks[-1].register_forward_hook(lambda module, inputs, output: seen.update(last=output))]
     ids = _randint(50, (2, 7), seed=94)
     try:
@@ -1136,6 +1181,8 @@ def _test_transformer_embeddings_and_head():
     finally:
         for hook in hooks:
             hook.remove()
+    assert not (logits.min() >= 0 and torch.allclose(logits.sum(-1), torch.ones_like(logits[..., 0]), atol=1e-3)), (
+        "the model returns probabilities: return the logits, without a softmax")
     embeddings = _submodules(model, nn.Embedding)
     words = [e for e in embeddings if e.num_embeddings == 50]
     positions = [e for e in embeddings if e.num_embeddings == 12]
@@ -1143,12 +1190,10 @@ def _test_transformer_embeddings_and_head():
     assert positions, "expected position embeddings: nn.Embedding(seq_len, hidden_size)"
     with torch.no_grad():
         expected = words[0](ids) + positions[0](torch.arange(7, device=DEVICE))
-        _expect_values(seen["first"], expected, what="the input of the first block (word + position embeddings)")
+        _expect_values(seen["first"], expected, what="input of the first block (word + position embeddings)")
         last = seen["last"]
         heads = [m for m in _submodules(model, nn.Linear) if m.out_features == 50] or [lambda h: F.linear(h, words[0].weight)]
         candidates = [head(h) for head in heads for h in (last, F.layer_norm(last, last.shape[-1:]))]
-    assert not (logits.min() >= 0 and torch.allclose(logits.sum(-1), torch.ones_like(logits[..., 0]), atol=1e-3)), (
-        "the model returns probabilities: return the logits, without a softmax")
     assert any(_close(logits, c) for c in candidates), (
         "the logits should be the output layer applied to the last block's output (optionally after a final LayerNorm)")
 
@@ -1324,7 +1369,7 @@ def _test_loss_value():
                 for m in ["not_shifted", "shifted_twice", "padding_counted", "input_side_mask", "per_row_mean", "eos_masked"]}
     loss = lm_loss(logits, input_ids, attention_mask)
     _expect_values(loss, _ref_lm_loss(logits, input_ids, attention_mask), variants,
-                   what="the loss of a padded batch")
+                   what="loss of a padded batch")
 
 
 def _test_loss_padded_logits():
@@ -1332,7 +1377,7 @@ def _test_loss_padded_logits():
     changed = logits.clone()
     changed[attention_mask == 0] = 100 * _randn(int((attention_mask == 0).sum()), 50, seed=112)
     last_real = attention_mask.sum(1) - 1
-    changed[torch.arange(3), last_real] = _randn(3, 50, seed=113) * 100  # nothing to predict after the last real token
+    changed[torch.arange(3, device=DEVICE), last_real] = _randn(3, 50, seed=113) * 100  # nothing to predict after the last real token
     assert _close(lm_loss(changed, input_ids, attention_mask), lm_loss(logits, input_ids, attention_mask)), (
         "the loss changed when only the logits at padded positions (and after the last real token) changed: "
         "padded targets must not count (use attention_mask[:, 1:])")
@@ -1354,7 +1399,7 @@ def _test_loss_real_eos():
     variants = {m: _ref_lm_loss(logits, input_ids, attention_mask, mistake=m)
                 for m in ["eos_masked", "padding_counted", "input_side_mask"]}
     _expect_values(lm_loss(logits, input_ids, attention_mask), expected, variants,
-                   what="the loss of a text that contains a real EOS token")
+                   what="loss of a text that contains a real EOS token")
 
 
 def _test_loss_gradient():
@@ -1411,7 +1456,8 @@ def _public_train_step_learns():
     model = TinyLM(vocab_size=20, seq_len=6)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     input_ids, attention_mask = torch.randint(0, 20, (4, 6)), torch.ones(4, 6, dtype=torch.long)
-    losses = [train_step(model, optimizer, input_ids, attention_mask) for _ in range(20)]
+    with replaced(lm_loss=stand_in_loss):  # see `replaced`
+        losses = [train_step(model, optimizer, input_ids, attention_mask) for _ in range(20)]
     assert all(isinstance(loss, float) for loss in losses), f"train_step should return a float, not {type(losses[0]).__name__}"
     assert losses[-1] < losses[0] - 0.5, f"20 steps on one batch should lower the loss; it went from {losses[0]:.3f} to {losses[-1]:.3f}"
 
@@ -1447,7 +1493,7 @@ def _student_step(model, input_ids, attention_mask, stale):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     for parameter, gradient in zip(model.parameters(), stale):  # leftovers from a previous step
         parameter.grad = gradient.clone()
-    with _using(lm_loss=_ref_lm_loss):
+    with replaced(lm_loss=_ref_lm_loss):
         loss = train_step(model, optimizer, input_ids, attention_mask)
     return model, loss
 
@@ -1485,8 +1531,8 @@ def _test_train_step_loss():
 
 
 checks.check("returns the loss of the batch, computed before the update", 2, _test_train_step_loss)
-checks.check("one step: zero_grad, backward, clip at 1.0, step", 3, lambda: _test_train_step_update(160, "the parameters after one step"))
-checks.check("the update is the same on another batch", 3, lambda: _test_train_step_update(170, "the parameters after one step on another batch"))
+checks.check("one step: zero_grad, backward, clip at 1.0, step", 3, lambda: _test_train_step_update(160, "parameters after one step"))
+checks.check("the update is the same on another batch", 3, lambda: _test_train_step_update(170, "parameters after one step on another batch"))
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1610,34 +1656,45 @@ def _test_decode_greedy():
     model = _ref_model(180)
     prompt = _randint(50, (1, 3), seed=181)
     expected = _ref_decode(model, prompt, 4)
-    output = decode(model, prompt.clone(), max_new_tokens=4)
+    outputs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        outputs.append(decode(model, prompt.clone(), max_new_tokens=4))
+    output = outputs[0]
+    expect_tensor(output, (1, 7))
+    assert torch.equal(outputs[0], outputs[1]), (
+        "decode gave different tokens on two calls: greedy decoding picks the argmax, it does not sample")
     logits = model(prompt)
     _expect_values(output, expected, {
         "the next token should be the argmax of the logits of the last position (logits[:, -1])":
             torch.cat([prompt, logits[:, 0].argmax(-1, keepdim=True).expand(-1, 4)], 1),
-    }, what="the generated tokens")
+    }, what="generated tokens")
 
 
 def _test_decode_batch():
     model = _ref_model(190)
     prompt = _randint(50, (3, 4), seed=191)
-    output = decode(model, prompt.clone(), max_new_tokens=3)
+    try:
+        output = decode(model, prompt.clone(), max_new_tokens=3)
+    except RuntimeError as error:
+        raise AssertionError(f"decode fails for a batch of 3 prompts ({error}): the next tokens of a batch have "
+                             "shape (B, 1), for example logits[:, -1].argmax(dim=-1, keepdim=True)") from None
     expect_tensor(output, (3, 7), "the output for a batch of 3 prompts")
-    _expect_values(output, _ref_decode(model, prompt, 3), what="the tokens generated for a batch of 3 prompts")
+    _expect_values(output, _ref_decode(model, prompt, 3), what="tokens generated for a batch of 3 prompts")
 
 
 def _test_decode_eval_mode():
     model = _ref_model(200, dropout=0.5).train()
     grad_enabled = []
     hook = model.register_forward_hook(lambda module, inputs, output: grad_enabled.append(torch.is_grad_enabled()))
-    prompt = _randint(50, (2, 3), seed=201)
+    prompt = _randint(50, (1, 3), seed=201)
     try:
         with torch.enable_grad():
             output = decode(model, prompt.clone(), max_new_tokens=4)
     finally:
         hook.remove()
     assert not any(grad_enabled), "decode computes gradients: decorate it with @torch.no_grad()"
-    expect_tensor(output, (2, 7))
+    expect_tensor(output, (1, 7))
     assert torch.equal(output, _ref_decode(copy.deepcopy(model), prompt, 4)), (
         "a model left in training mode generated other tokens than greedy decoding in eval mode: "
         "call model.eval() in decode, so that dropout is off")
@@ -1645,14 +1702,14 @@ def _test_decode_eval_mode():
 
 def _test_decode_crop():
     model = _ref_model(210)  # seq_len = 8
-    prompt = _randint(50, (2, 6), seed=211)
+    prompt = _randint(50, (1, 6), seed=211)
     try:
         output = decode(model, prompt.clone(), max_new_tokens=7)
     except IndexError:
         raise AssertionError("decode fails once the sequence is longer than model.seq_len: "
                              "crop the context to the last model.seq_len tokens (input_ids[:, -model.seq_len:])")
     _expect_values(output, _ref_decode(model, prompt, 7),
-                   what="the tokens generated past model.seq_len (the context should be the last model.seq_len tokens)")
+                   what="tokens generated past model.seq_len (the context should be the last model.seq_len tokens)")
 
 
 checks.check("greedy: appends the argmax of the last position's logits", 3, _test_decode_greedy)
