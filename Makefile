@@ -11,7 +11,7 @@ ASSIGNMENT := pw2_transformers
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup notebook notebook-text release solutions samples grade feedback export demo test lint bench-notebook clean
+.PHONY: help setup notebook notebook-text release solutions samples grade feedback export demo test lint catalogue bench-notebook clean
 
 help:
 	@echo "make setup       create .venv with requirements.txt (CPU torch)"
@@ -25,6 +25,7 @@ help:
 	@echo "make export      grades as CSV in reports/grades.csv"
 	@echo "make demo        the whole cycle on the demo submissions, ending with a table of scores"
 	@echo "make test        the test suite"
+	@echo "make catalogue   grade the catalogue of known mistakes and correct variants, print what the checks catch"
 	@echo "make bench-notebook  time the autograding of one submission"
 
 setup: $(VENV)/.installed
@@ -70,6 +71,9 @@ demo: release solutions samples grade feedback export
 
 test: setup
 	$(PY) -m pytest
+
+catalogue: setup
+	$(PY) -m coursekit catalogue
 
 bench-notebook: setup
 	$(PY) -m coursekit bench-notebook

@@ -7,5 +7,8 @@ One module per concern:
 - `samples`: demo submissions (correct, untouched, typical mistakes, damaged files).
 - `intake`: checks every hand-in under submitted/ and stages the gradable ones, never touching submitted/.
 - `grading`: runs nbgrader autograde on the staged submissions and reports the scores.
+- `checks`: reads the check lines (✓/✗ and reasons) that test cells print, from an autograded notebook.
+- `catalogue`: grades the catalogue of known right and wrong answers (tests/catalogue.py) and tabulates it.
+- `benchmark`: times the autograding of one submission.
 - `cli`: the `python -m coursekit` commands behind the Makefile.
 """

@@ -58,6 +58,13 @@ def cmd_bench_notebook(args) -> int:
     return 0
 
 
+def cmd_catalogue(args) -> int:
+    from . import catalogue
+
+    print(catalogue.table(catalogue.grade(catalogue.load())))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coursekit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +74,7 @@ def main(argv=None) -> int:
         ("samples", cmd_samples, "write demo submissions into submitted/demo-*/"),
         ("grade", cmd_grade, "autograde every submission in submitted/ and write reports/grading.csv"),
         ("scores", cmd_scores, "print the table of scores from reports/grading.csv"),
+        ("catalogue", cmd_catalogue, "grade the catalogue of known right and wrong answers (tests/catalogue.py)"),
         ("bench-notebook", cmd_bench_notebook, "time the autograding of one submission, and its slowest cells"),
     ]:
         commands.add_parser(name, help=help).set_defaults(run=function)

@@ -9,30 +9,18 @@ import shutil
 
 import nbformat
 
-from . import answers, layout
+from . import answers, catalogue, layout
 
 MARKER = ".coursekit-sample"  # marks a folder made here, which a later run may replace
 
-# Typical mistakes, one exercise each: (grade_id of the exercise, wrong answer).
-MISTAKES = {
-    "self_attention": '''def self_attention(S, W_Q, W_K, W_V):
-    Q, K, V = S @ W_Q, S @ W_K, S @ W_V
-    weights = (Q @ K.transpose(-2, -1)).softmax(dim=-1)   # forgot to divide by sqrt(d_k)
-    return weights @ V
-''',
-    "lm_loss": '''def lm_loss(logits, input_ids, attention_mask):
-    # shifted, but the padding is counted
-    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), input_ids[:, 1:].reshape(-1))
-''',
-    "decode": '''@torch.no_grad()
-def decode(model, input_ids, max_new_tokens=32):
-    # no model.eval(), and the context is never cropped
-    for _ in range(max_new_tokens):
-        logits = model(input_ids)
-        input_ids = torch.cat((input_ids, logits[:, -1].argmax(-1, keepdim=True)), dim=1)
-    return input_ids
-''',
-}
+# Typical mistakes for the demo, in three exercises: entries of the catalogue (tests/catalogue.py).
+DEMO_MISTAKES = ["self_attention: no scaling", "lm_loss: padding counted", "decode: not in eval mode"]
+
+
+def mistakes() -> dict[str, str]:
+    """The demo's wrong answers, keyed by exercise."""
+    entries = {e.name: e for e in catalogue.load()}
+    return {exercise: code for name in DEMO_MISTAKES for exercise, code in entries[name].cells.items()}
 
 
 def notebooks(course: layout.Course = layout.COURSE) -> dict[str, nbformat.NotebookNode]:
@@ -43,7 +31,7 @@ def notebooks(course: layout.Course = layout.COURSE) -> dict[str, nbformat.Noteb
     return {
         "solution": answers.fill(release, solution),
         "untouched": release,
-        "mistakes": answers.fill(release, {**solution, **MISTAKES}),
+        "mistakes": answers.fill(release, {**solution, **mistakes()}),
     }
 
 

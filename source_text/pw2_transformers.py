@@ -245,12 +245,14 @@ MISTAKES = {
 }
 
 
-def _attend(Q, K, V, num_heads, causal, mistake=None):
+def _attend(Q, K, V, num_heads, causal, mistake=None, input_size=None):
     """Multi-head attention on projected (B, T, hidden) tensors; returns the merged heads (B, T, hidden).
 
-    `mistake` names one of MISTAKES, to reproduce a known wrong variant for diagnosis.
+    `mistake` names one of MISTAKES, to reproduce a known wrong variant for diagnosis; `input_size` is the
+    size of the sequence's elements before projection (the "scale:model" mistake divides by its root).
     """
     B, T, hidden = Q.shape
+    input_size = input_size or hidden
 
     def split(X):
         d = X.shape[-1] // num_heads
@@ -262,7 +264,7 @@ def _attend(Q, K, V, num_heads, causal, mistake=None):
     scores = Q @ K.transpose(-2, -1)  # (B, H, T, T)
     d_k = Q.shape[-1]
     if mistake == "scale:model":
-        scores = scores / math.sqrt(hidden)
+        scores = scores / math.sqrt(input_size)
     elif mistake == "scale:multiply":
         scores = scores * math.sqrt(d_k)
     elif mistake != "scale:none":
@@ -286,7 +288,7 @@ def _attend(Q, K, V, num_heads, causal, mistake=None):
 
 def _ref_attention(S, W_Q, W_K, W_V, W_O=None, num_heads=1, causal=False, mistake=None):
     """Reference for the three attention functions (W_O=None: single head, no output projection)."""
-    out = _attend(S @ W_Q, S @ W_K, S @ W_V, num_heads, causal, mistake)
+    out = _attend(S @ W_Q, S @ W_K, S @ W_V, num_heads, causal, mistake, input_size=S.shape[-1])
     if W_O is not None and mistake != "no_W_O":
         out = out @ W_O
     return out
@@ -845,8 +847,19 @@ print(f"Output Shape: {attended_values.shape}")
 checks = Checks("CausalSelfAttention", points=10)
 checks.check("output shape with the default sizes", 1, lambda: expect_tensor(
     CausalSelfAttention()(torch.rand(1, 3, 8)), (1, 3, 8)))
-checks.check("works for a sequence shorter than seq_len", 1, lambda: expect_tensor(
-    CausalSelfAttention(hidden_size=8, num_heads=2, seq_len=6)(torch.rand(2, 4, 8)), (2, 4, 8)))
+
+
+def _public_shorter_sequence():
+    module = CausalSelfAttention(hidden_size=8, num_heads=2, seq_len=6)
+    try:
+        output = module(torch.rand(2, 4, 8))
+    except RuntimeError as error:
+        raise AssertionError(f"the module fails on 4 tokens with seq_len=6 ({error}): "
+                             "if you store a seq_len × seq_len mask, slice it to the input's length T") from None
+    expect_tensor(output, (2, 4, 8))
+
+
+checks.check("works for a sequence shorter than seq_len", 1, _public_shorter_sequence)
 ### BEGIN HIDDEN TESTS
 def _attention_module(dropout=0.0, seed=60):
     torch.manual_seed(seed)
@@ -1037,9 +1050,23 @@ def _test_block_values():
         h = x + attend(x)
         no_norm = h + ff(h)
         no_residual = "the residual connections are missing: add the input of each sub-layer to its output"
+        h = x + attend(norm(x))
+        no_ff_residual_pre = ff(norm(h))
+        h = norm(x + attend(x))
+        no_ff_residual_post = norm(ff(h))
+        no_ff_residual = "the feed-forward has no residual connection: add its input to its output"
+        h = attend(norm(x))
+        no_attention_residual_pre = h + ff(norm(h))
+        h = norm(attend(x))
+        no_attention_residual_post = norm(h + ff(h))
+        no_attention_residual = "the attention has no residual connection: add its input to its output"
         _expect_values(output, pre_norm, [
             (no_residual, no_residual_pre),
             (no_residual, no_residual_post),
+            (no_ff_residual, no_ff_residual_pre),
+            (no_ff_residual, no_ff_residual_post),
+            (no_attention_residual, no_attention_residual_pre),
+            (no_attention_residual, no_attention_residual_post),
             ("the layer norms are missing: normalize before each sub-layer (pre-norm) or after each residual (post-norm)", no_norm),
         ], what="output (expected pre-norm or post-norm)")
 
