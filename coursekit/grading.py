@@ -51,7 +51,7 @@ def _timeouts(course: layout.Course, student: str) -> list[str]:
 
 def grade(course: layout.Course = layout.COURSE) -> list[Result]:
     """Stages, autogrades and reports every student under the course's submitted/."""
-    verdicts = intake.stage(course.submitted, course.staging)
+    verdicts = intake.stage(course)
     if any(v.gradable for v in verdicts):
         nbgrader(course, "autograde", layout.ASSIGNMENT, "--force",
                  f"--CourseDirectory.submitted_directory={course.staging.relative_to(course.root)}", check=False)

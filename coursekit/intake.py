@@ -1,19 +1,20 @@
 """Checks every hand-in under submitted/ and stages the gradable ones for nbgrader.
 
 Nothing under submitted/ is ever written. Each student's folder gets a verdict: graded as is,
-graded after a fix (a renamed notebook), or not gradable, with the reason in plain words.
-Gradable notebooks are copied, under the expected name, to the staging folder that nbgrader
-autogrades from.
+graded after a fix (a renamed notebook, a notebook repaired against the release), or not gradable,
+with the reason in plain words. Gradable notebooks are repaired (see `repair`) and written, under the
+expected name, to the staging folder that nbgrader autogrades from.
 """
 
 import json
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-from . import layout
+from . import layout, repair
 
 
 @dataclass
@@ -30,7 +31,9 @@ def _problem(path: Path) -> str:
     if not data.strip():
         return f"{path.name} is empty (0 bytes of notebook)"
     try:
-        nbformat.reads(data.decode("utf-8"), as_version=4)
+        with warnings.catch_warnings():  # nbformat warns about Colab's missing cell ids, and adds them
+            warnings.simplefilter("ignore")
+            nbformat.reads(data.decode("utf-8"), as_version=4)
     except UnicodeDecodeError:
         return f"{path.name} is not a text file (is it a zip or a PDF?)"
     except (json.JSONDecodeError, nbformat.reader.NotJSONError):
@@ -65,17 +68,23 @@ def students(submitted: Path) -> list[str]:
     return sorted(p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith(".")) if submitted.is_dir() else []
 
 
-def stage(submitted: Path, staging: Path) -> list[Verdict]:
-    """Inspects every student under `submitted` and copies the gradable notebooks to `staging`."""
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    verdicts = [inspect(layout.submission_dir(submitted, s), s) for s in students(submitted)]
+def stage(course: layout.Course) -> list[Verdict]:
+    """Inspects every student under the course's submitted/ and writes the repaired gradable notebooks to its staging."""
+    if course.staging.exists():
+        shutil.rmtree(course.staging)
+    course.staging.mkdir(parents=True)
+    release = nbformat.read(course.release_notebook, as_version=4)
+    verdicts = [inspect(layout.submission_dir(course.submitted, s), s) for s in students(course.submitted)]
     for verdict in verdicts:
         if verdict.gradable:
-            target = layout.submission_dir(staging, verdict.student)
+            target = layout.submission_dir(course.staging, verdict.student)
             target.mkdir(parents=True)
-            shutil.copyfile(verdict.notebook, target / layout.NOTEBOOK)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                handed_in = nbformat.read(verdict.notebook, as_version=4)
+            repaired, notes = repair.repair(handed_in, release)
+            verdict.note = "; ".join(filter(None, [verdict.note, *notes]))
+            nbformat.write(repaired, target / layout.NOTEBOOK)
             timestamp = verdict.notebook.parent / "timestamp.txt"
             if timestamp.is_file():
                 shutil.copyfile(timestamp, target / "timestamp.txt")

@@ -221,9 +221,12 @@ def _randint(high, shape, seed):
     return torch.randint(0, high, shape, generator=generator).to(DEVICE)
 
 
+_allclose = torch.allclose  # kept privately: student code may replace torch.allclose while a check runs
+
+
 def _close(a, b):
     return (isinstance(a, torch.Tensor) and a.shape == b.shape
-            and torch.allclose(a.detach().float(), b.detach().float(), equal_nan=True, **TOLERANCE))
+            and _allclose(a.detach().float(), b.detach().float(), equal_nan=True, **TOLERANCE))
 
 
 # What each known wrong variant means, in words a student understands.
@@ -502,6 +505,55 @@ def _expect_attention_module_values(module, x, num_heads):
 
 def _submodules(module, kind):
     return [m for m in module.modules() if isinstance(m, kind)]
+
+
+# Tampering. Student code runs in this namespace: it could replace a grading helper (`Checks`, ...) or a
+# function the checks rely on (`torch.allclose`, ...). Every check cell calls `_trust()` first, which puts
+# the originals back and says what had been replaced, and `_trust(checks)` last, which also takes away
+# the cell's points if something was replaced while its checks ran.
+import builtins
+
+# PyTorch replaces some of its own functions the first time an optimizer is created: do it before the snapshot.
+torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1).step()
+
+_TRUSTED_NAMES = {name: globals()[name] for name in [
+    "Checks", "expect_tensor", "replaced", "StandInAttention", "StandInFeedForward", "stand_in_loss", "TinyLM",
+    "torch", "nn", "F", "math", "contextlib", "warnings", "sys", "copy", "itertools"]}
+_TRUSTED_ATTRIBUTES = [(owner, name, getattr(owner, name)) for owner, names in [
+    (torch, ["allclose", "equal", "isclose", "isnan", "cat", "full", "ones", "zeros", "arange", "randn", "randint",
+             "is_grad_enabled", "enable_grad", "no_grad", "tril"]),
+    (torch.testing, ["assert_close"]),
+    (torch.Tensor, ["__eq__", "__ne__", "allclose", "equal", "abs", "max", "min", "float", "detach", "clone", "sum",
+                    "mean", "item", "softmax", "masked_fill", "__getitem__", "__setitem__"]),
+    (F, ["cross_entropy", "layer_norm", "linear", "relu", "gelu", "softmax", "dropout"]),
+    (nn.Module, ["__call__", "eval", "train", "modules", "parameters", "named_parameters", "to",
+                 "register_forward_hook", "register_forward_pre_hook"]),
+    (nn.Linear, ["forward"]), (nn.LayerNorm, ["forward"]), (nn.Embedding, ["forward"]), (nn.Dropout, ["forward"]),
+    (nn.utils, ["clip_grad_norm_"]), (torch.optim.Optimizer, ["zero_grad"]),
+    (Checks, ["__init__", "check", "score"]),
+    (builtins, ["isinstance", "abs", "float", "print", "round", "min", "max", "sum", "any", "all", "len", "set",
+                "getattr", "type", "id", "str", "repr", "AssertionError", "Exception"]),
+] for name in names]
+
+
+def _trust(checks=None):
+    """Puts back the grading helpers and the functions the checks rely on; reports (and, after the checks,
+    penalizes) any that had been replaced."""
+    found = []
+    namespace = globals()
+    for name, value in _TRUSTED_NAMES.items():
+        if namespace.get(name) is not value:
+            found.append(name)
+            namespace[name] = value
+    for owner, name, value in _TRUSTED_ATTRIBUTES:
+        if owner.__dict__.get(name, value) is not value or getattr(owner, name) is not value:
+            found.append(f"{getattr(owner, '__name__', owner)}.{name}")
+            setattr(owner, name, value)
+    if found:
+        builtins.print(f"⚠ tampering: {', '.join(found)} had been replaced; the originals were put back"
+                       + (" and this exercise's checks cannot be trusted: 0 points." if checks is not None else "."))
+        if checks is not None:
+            checks.earned = 0
 ### END HIDDEN TESTS
 
 
@@ -580,6 +632,9 @@ print(f"Output Shape: {attended_values.shape}")
 
 # %% nbgrader={"grade": true, "grade_id": "test_self_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
 """Checks self_attention: output shape, and values against softmax(Q Kᵀ / √d_k) V."""
+### BEGIN HIDDEN TESTS
+_trust()
+### END HIDDEN TESTS
 checks = Checks("self_attention", points=10)
 checks.check("output shape (B, T, d_v)", 2, lambda: expect_tensor(
     self_attention(torch.rand(2, 5, 6), torch.rand(6, 4), torch.rand(6, 4), torch.rand(6, 3)), (2, 5, 3)))
@@ -602,6 +657,7 @@ def _test_self_attention_batch():
 
 checks.check("values match softmax(Q Kᵀ / √d_k) V", 6, _test_self_attention_values)
 checks.check("sequences in a batch don't mix", 2, _test_self_attention_batch)
+_trust(checks)
 ### END HIDDEN TESTS
 checks.score()
 
@@ -654,6 +710,9 @@ print(f"Output Shape: {attended_values.shape}")
 
 # %% nbgrader={"grade": true, "grade_id": "test_multi_head_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
 """Checks multi_head_attention: output shape, and values against a reference, with 4 and with 2 heads."""
+### BEGIN HIDDEN TESTS
+_trust()
+### END HIDDEN TESTS
 checks = Checks("multi_head_attention", points=10)
 checks.check("output shape (B, T, hidden)", 2, lambda: expect_tensor(
     multi_head_attention(torch.rand(2, 5, 8), *(torch.rand(8, 8) for _ in range(4))), (2, 5, 8)))
@@ -671,6 +730,7 @@ def _test_multi_head_attention(num_heads, seed):
 
 checks.check("values with 4 heads (the default)", 4, lambda: _test_multi_head_attention(4, seed=10))
 checks.check("values with num_heads=2", 4, lambda: _test_multi_head_attention(2, seed=20))
+_trust(checks)
 ### END HIDDEN TESTS
 checks.score()
 
@@ -741,6 +801,9 @@ print(f"Output Shape: {attended_values.shape}")
 
 # %% nbgrader={"grade": true, "grade_id": "test_causal_multi_head_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
 """Checks causal_multi_head_attention: shape, causality, and values against a reference."""
+### BEGIN HIDDEN TESTS
+_trust()
+### END HIDDEN TESTS
 checks = Checks("causal_multi_head_attention", points=10)
 checks.check("output shape (B, T, hidden)", 1, lambda: expect_tensor(
     causal_multi_head_attention(torch.rand(2, 5, 8), *(torch.rand(8, 8) for _ in range(4))), (2, 5, 8)))
@@ -778,6 +841,7 @@ def _test_causal_future():
 checks.check("a position never sees later positions", 3, _test_causal_future)
 checks.check("values with 4 heads (the default)", 2, lambda: _test_causal_values(4, seed=40))
 checks.check("values with num_heads=2", 2, lambda: _test_causal_values(2, seed=50))
+_trust(checks)
 ### END HIDDEN TESTS
 checks.score()
 
@@ -844,6 +908,9 @@ print(f"Output Shape: {attended_values.shape}")
 
 # %% nbgrader={"grade": true, "grade_id": "test_CausalSelfAttention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
 """Checks CausalSelfAttention: shapes for every length up to seq_len, causality, values, and dropout."""
+### BEGIN HIDDEN TESTS
+_trust()
+### END HIDDEN TESTS
 checks = Checks("CausalSelfAttention", points=10)
 checks.check("output shape with the default sizes", 1, lambda: expect_tensor(
     CausalSelfAttention()(torch.rand(1, 3, 8)), (1, 3, 8)))
@@ -904,6 +971,7 @@ checks.check("values match causal multi-head attention", 3, _test_module_values)
 checks.check("dropout is off in eval mode", 1, lambda: _expect_dropout_off_in_eval(_attention_module(0.5), _randn(2, 8, 16, seed=64)))
 checks.check("dropout on the attention weights", 1, _test_attention_dropout)
 checks.check("dropout on the output", 1, _test_output_dropout)
+_trust(checks)
 ### END HIDDEN TESTS
 checks.score()
 
@@ -935,6 +1003,9 @@ class FeedForward(nn.Module):
 
 # %% nbgrader={"grade": true, "grade_id": "test_FeedForward", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 """Checks FeedForward: shape, width, activation and dropout."""
+### BEGIN HIDDEN TESTS
+_trust()
+### END HIDDEN TESTS
 checks = Checks("FeedForward", points=5)
 checks.check("output shape", 1, lambda: expect_tensor(FeedForward(8, 0.1)(torch.rand(2, 3, 8)), (2, 3, 8)))
 ### BEGIN HIDDEN TESTS
@@ -964,6 +1035,7 @@ def _test_feed_forward_dropout():
 
 
 checks.check("dropout on the output in training mode", 1, _test_feed_forward_dropout)
+_trust(checks)
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1006,6 +1078,9 @@ print(f"Output Shape: {output.shape}")
 
 # %% nbgrader={"grade": true, "grade_id": "test_Block", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
 """Checks Block with reference attention and feed-forward modules: shapes, causality, residuals and layer norms."""
+### BEGIN HIDDEN TESTS
+_trust()
+### END HIDDEN TESTS
 checks = Checks("Block", points=10)
 
 
@@ -1080,6 +1155,7 @@ checks.check("a position never sees later positions", 2, lambda: _expect_causal(
 checks.check("attention and feed-forward with residual connections and layer norms", 5, _test_block_values)
 checks.check("dropout is off in eval mode", 1, lambda: _expect_dropout_off_in_eval(
     _reference_block(dropout=0.5), _randn(2, 8, 16, seed=84)))
+_trust(checks)
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1138,6 +1214,9 @@ logits.shape
 
 # %% nbgrader={"grade": true, "grade_id": "test_Transformer", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
 """Checks Transformer with reference blocks: shapes, causality, position embeddings, stacking and logits."""
+### BEGIN HIDDEN TESTS
+_trust()
+### END HIDDEN TESTS
 checks = Checks("Transformer", points=10)
 
 
@@ -1231,6 +1310,7 @@ checks.check("position embeddings are used", 1, _test_transformer_positions)
 checks.check("positions count from 0 whatever the length", 1, _test_transformer_prefix)
 checks.check("num_layers blocks, stacked, each with its own weights", 2, _test_transformer_stacking)
 checks.check("embeddings in, logits out", 2, _test_transformer_embeddings_and_head)
+_trust(checks)
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1370,6 +1450,9 @@ loss
 
 # %% nbgrader={"grade": true, "grade_id": "test_lm_loss", "locked": true, "points": 15, "schema_version": 3, "solution": false, "task": false}
 """Checks lm_loss: a scalar, the shift, and padding that never counts while real EOS tokens do."""
+### BEGIN HIDDEN TESTS
+_trust()
+### END HIDDEN TESTS
 checks = Checks("lm_loss", points=15)
 
 
@@ -1442,6 +1525,7 @@ checks.check("logits at padded positions don't count", 2, _test_loss_padded_logi
 checks.check("tokens at padded positions don't count", 2, _test_loss_padded_tokens)
 checks.check("a real EOS token inside the text counts", 2, _test_loss_real_eos)
 checks.check("gradients flow through the loss", 1, _test_loss_gradient)
+_trust(checks)
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1475,6 +1559,9 @@ def train_step(model, optimizer, input_ids, attention_mask):
 
 # %% nbgrader={"grade": true, "grade_id": "test_train_step", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
 """Checks train_step with a reference model and loss: the returned loss, zero_grad, clipping and the update."""
+### BEGIN HIDDEN TESTS
+_trust()
+### END HIDDEN TESTS
 checks = Checks("train_step", points=10)
 
 
@@ -1560,6 +1647,7 @@ def _test_train_step_loss():
 checks.check("returns the loss of the batch, computed before the update", 2, _test_train_step_loss)
 checks.check("one step: zero_grad, backward, clip at 1.0, step", 3, lambda: _test_train_step_update(160, "parameters after one step"))
 checks.check("the update is the same on another batch", 3, lambda: _test_train_step_update(170, "parameters after one step on another batch"))
+_trust(checks)
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1665,6 +1753,9 @@ def decode(model, input_ids, max_new_tokens=32):
 
 # %% nbgrader={"grade": true, "grade_id": "test_decode", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
 """Checks decode with a reference model: shapes, greedy choices, batches, eval mode and context cropping."""
+### BEGIN HIDDEN TESTS
+_trust()
+### END HIDDEN TESTS
 checks = Checks("decode", points=10)
 
 
@@ -1743,6 +1834,7 @@ checks.check("greedy: appends the argmax of the last position's logits", 3, _tes
 checks.check("works for a batch of several prompts", 1, _test_decode_batch)
 checks.check("runs in eval mode without gradients", 2, _test_decode_eval_mode)
 checks.check("crops the context to model.seq_len", 2, _test_decode_crop)
+_trust(checks)
 ### END HIDDEN TESTS
 checks.score()
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from coursekit import grading, layout, samples
+import handins
+from coursekit import answers, grading, layout, samples
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # the Hugging Face Hub is never needed, and unreachable here
 
@@ -39,10 +40,38 @@ class GradedBatch:
     submitted_before: dict[str, str]
 
 
+def write_handins(course: layout.Course) -> None:
+    """Real-world hand-ins (see handins.py), each a damaged copy of the solution or of the release."""
+    source = nbformat.read(course.source_notebook, as_version=4)
+    release = nbformat.read(course.release_notebook, as_version=4)
+    solution = answers.fill(release, answers.solution_answers(source))
+    helper_answer = "def self_attention(S, W_Q, W_K, W_V):\n    return my_attention(S @ W_Q, S @ W_K, S @ W_V)\n"
+    texts = {
+        "colab-saved": handins.colab_saved(solution),
+        "colab-old-format": handins.colab_saved_old_format(solution),
+        "metadata-lost": handins.metadata_lost(solution),
+        "duplicated-cells": handins.duplicated(solution, "test_Block", "lm_loss", "test_lm_loss"),
+        "deleted-tests": handins.deleted(solution, "test_Block", "test_decode", "grading_helpers"),
+        "reordered": handins.moved_to_end(solution, "FeedForward", "test_FeedForward", "Block"),
+        "edited-tests": handins.edited(solution, "test_lm_loss", "checks = Checks('lm_loss', 15)\n15"),
+        "extra-cells": handins.inserted_after(handins.edited(solution, "self_attention", helper_answer), "imports",
+                                              "def my_attention(Q, K, V):\n"
+                                              "    return F.scaled_dot_product_attention(Q, K, V)\n"),
+        "skip-tagged-release": handins.tagged(release, "skip-execution"),
+    }
+    for student, nb in texts.items():
+        folder = layout.submission_dir(course.submitted, student)
+        folder.mkdir(parents=True)
+        name = "Copy of pw2_transformers.ipynb" if student.startswith("colab") else layout.NOTEBOOK
+        (folder / name).write_text(nb if isinstance(nb, str) else nbformat.writes(nb), encoding="utf-8")
+
+
 @pytest.fixture(scope="session")
 def graded(course) -> GradedBatch:
-    """The demo submissions, graded once with the same command as `make grade`, then feedback and export."""
+    """The demo submissions and the real-world hand-ins, graded once with the same command as `make grade`,
+    then feedback and export."""
     samples.write(course)
+    write_handins(course)
     before = tree_digest(course.submitted)
     results = grading.grade(course)
     grading.write_report(course, results)

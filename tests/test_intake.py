@@ -70,10 +70,12 @@ def test_a_folder_without_a_notebook_or_assignment_folder_is_reported(tmp_path, 
 def test_staging_copies_gradable_notebooks_under_the_expected_name_and_never_writes_submitted(tmp_path, submitted):
     submitted("ada", {"Copy of pw2_transformers.ipynb": GOOD, "timestamp.txt": "2026-11-20 10:00:00"})
     submitted("bob", {layout.NOTEBOOK: ""})
+    course = layout.Course(tmp_path)
+    (tmp_path / "release").symlink_to(layout.ROOT / "release")
     before = sorted((p, p.read_bytes()) for p in (tmp_path / "submitted").rglob("*") if p.is_file())
-    verdicts = intake.stage(tmp_path / "submitted", tmp_path / "staging")
+    verdicts = intake.stage(course)
     assert [(v.student, v.gradable) for v in verdicts] == [("ada", True), ("bob", False)]
-    staged = layout.submission_dir(tmp_path / "staging", "ada")
+    staged = layout.submission_dir(course.staging, "ada")
     assert sorted(p.name for p in staged.iterdir()) == [layout.NOTEBOOK, "timestamp.txt"]
-    assert not layout.submission_dir(tmp_path / "staging", "bob").exists()
+    assert not layout.submission_dir(course.staging, "bob").exists()
     assert sorted((p, p.read_bytes()) for p in (tmp_path / "submitted").rglob("*") if p.is_file()) == before

@@ -1,0 +1,87 @@
+"""Hand-ins damaged by Colab or by hand are repaired against the release, graded as if pristine, and the
+repairs are reported; a damaged hand-in never stops the batch."""
+
+import nbformat
+import pytest
+
+import handins
+from coursekit import answers, repair
+
+
+@pytest.fixture(scope="module")
+def solution(source_nb, release_nb):
+    return answers.fill(release_nb, answers.solution_answers(source_nb))
+
+
+def _sources(nb):
+    return [c.source for c in nb.cells]
+
+
+def test_an_intact_hand_in_is_left_as_it_is(solution, release_nb):
+    repaired, notes = repair.repair(solution, release_nb)
+    assert repaired == solution and notes == []
+
+
+def test_a_colab_save_is_graded_as_the_pristine_notebook(solution, release_nb):
+    for text in (handins.colab_saved(solution), handins.colab_saved_old_format(solution)):
+        repaired, notes = repair.repair(nbformat.reads(text, as_version=4), release_nb)
+        assert _sources(repaired)[1:] == _sources(solution), "only Colab's badge cell is added, at the top"
+        assert repaired.cells[1:] == solution.cells and repaired.metadata == release_nb.metadata
+        assert "Ada Lovelace" not in nbformat.writes(repaired) and notes == []
+
+
+def test_lost_metadata_is_restored_by_content(solution, release_nb):
+    repaired, notes = repair.repair(handins.metadata_lost(solution), release_nb)
+    assert repaired == solution
+    assert notes and "metadata restored" in notes[0]
+
+
+def test_a_duplicated_test_cell_is_dropped_and_a_duplicated_exercise_keeps_its_last_copy(solution, release_nb):
+    damaged = handins.duplicated(solution, "test_Block", "lm_loss")
+    lm_loss = next(c for c in damaged.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "lm_loss")
+    damaged.cells[damaged.cells.index(lm_loss) + 1].source += "\n# my second try\n"
+    repaired, notes = repair.repair(damaged, release_nb)
+    graded_ids = [c.metadata["nbgrader"]["grade_id"] for c in repaired.cells if "nbgrader" in c.metadata]
+    assert len(graded_ids) == len(set(graded_ids)), "each graded cell appears once"
+    answer = next(c for c in repaired.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "lm_loss")
+    assert answer.source.endswith("# my second try\n")
+    assert "duplicated cells: lm_loss, test_Block" in notes[0]
+
+
+def test_deleted_reordered_and_edited_cells_come_back_as_released(solution, release_nb):
+    for damaged, said in [(handins.deleted(solution, "test_Block", "grading_helpers"), "deleted cells put back"),
+                          (handins.moved_to_end(solution, "FeedForward", "test_FeedForward"), "released order"),
+                          (handins.edited(solution, "test_lm_loss", "15"), "edited locked cells restored")]:
+        repaired, notes = repair.repair(damaged, release_nb)
+        assert repaired == solution and any(said in n for n in notes), notes
+
+
+def test_the_students_own_cells_are_kept_after_the_cell_they_followed(solution, release_nb):
+    repaired, notes = repair.repair(handins.inserted_after(solution, "imports", "def helper():\n    return 1\n"), release_nb)
+    ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in repaired.cells]
+    extra = next(i for i, c in enumerate(repaired.cells) if c.source.startswith("def helper"))
+    assert ids[extra - 1] == "imports" and "nbgrader" not in repaired.cells[extra].metadata and notes == []
+
+
+def test_tags_are_dropped_and_reported(release_nb):
+    repaired, notes = repair.repair(handins.tagged(release_nb, "skip-execution"), release_nb)
+    assert repaired == release_nb and notes == ["cell tags ignored: skip-execution"]
+
+
+@pytest.mark.parametrize("student", ["colab-saved", "colab-old-format", "metadata-lost", "duplicated-cells", "deleted-tests",
+                                     "reordered", "edited-tests", "extra-cells"])
+def test_a_damaged_solution_still_gets_full_marks(graded, student):
+    result = graded.results[student]
+    assert result.status == "graded" and result.score == 100, (result.status, result.score, result.note)
+
+
+def test_repairs_are_reported_in_the_grading_report(graded):
+    assert "Copy of pw2_transformers.ipynb" in graded.results["colab-saved"].note
+    assert "metadata restored" in graded.results["metadata-lost"].note
+    assert "duplicated cells" in graded.results["duplicated-cells"].note
+    assert "deleted cells put back: grading_helpers, test_Block, test_decode" in graded.results["deleted-tests"].note
+
+
+def test_skip_execution_tags_earn_nothing(graded):
+    result = graded.results["skip-tagged-release"]
+    assert result.score == 0 and "skip-execution" in result.note
