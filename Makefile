@@ -30,7 +30,11 @@ help:
 
 setup: $(VENV)/.installed
 
+# bubblewrap is the grading sandbox (Debian's package); installing it needs root, as on CI.
 $(VENV)/.installed: requirements.txt
+	@command -v bwrap >/dev/null || apt-get install -y bubblewrap >/dev/null 2>&1 \
+	  || (apt-get update >/dev/null 2>&1 && apt-get install -y bubblewrap >/dev/null 2>&1) \
+	  || echo "WARNING: could not install bubblewrap: \`make grade\` will refuse to run student code unsandboxed"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
@@ -55,8 +59,9 @@ solutions: setup gradebook.db
 samples: setup
 	$(PY) -m coursekit samples
 
+# SANDBOX=off grades without the sandbox (student code then runs with your permissions): say it on purpose.
 grade: setup gradebook.db
-	$(PY) -m coursekit grade
+	$(PY) -m coursekit grade $(if $(filter off,$(SANDBOX)),--no-sandbox)
 
 feedback: setup gradebook.db
 	$(NBGRADER) generate_feedback $(ASSIGNMENT) --force

@@ -31,7 +31,14 @@ def cmd_samples(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    results = grading.grade(COURSE)
+    if args.no_sandbox:
+        print("\n" + "!" * 100 + "\nWARNING: grading WITHOUT the sandbox: student code runs with your permissions, "
+              "your network and your files.\n" + "!" * 100 + "\n", file=sys.stderr)
+    try:
+        results = grading.grade(COURSE, sandboxed=not args.no_sandbox)
+    except grading.SandboxUnavailable as error:
+        print(f"\nERROR: {error}", file=sys.stderr)
+        return 2
     if not results:
         print(f"Nothing to grade: put each hand-in in submitted/<student>/{layout.ASSIGNMENT}/{layout.NOTEBOOK}")
         return 1
@@ -68,11 +75,13 @@ def cmd_catalogue(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coursekit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    grade = commands.add_parser("grade", help="autograde every submission in submitted/ and write reports/grading.csv")
+    grade.add_argument("--no-sandbox", action="store_true", help="run student code without the sandbox (not recommended)")
+    grade.set_defaults(run=cmd_grade)
     for name, function, help in [
         ("notebook", cmd_notebook, "rebuild the instructor notebook from its text twin in source_text/"),
         ("notebook-text", cmd_notebook_text, "rewrite the text twin in source_text/ from the instructor notebook"),
         ("samples", cmd_samples, "write demo submissions into submitted/demo-*/"),
-        ("grade", cmd_grade, "autograde every submission in submitted/ and write reports/grading.csv"),
         ("scores", cmd_scores, "print the table of scores from reports/grading.csv"),
         ("catalogue", cmd_catalogue, "grade the catalogue of known right and wrong answers (tests/catalogue.py)"),
         ("bench-notebook", cmd_bench_notebook, "time the autograding of one submission, and its slowest cells"),

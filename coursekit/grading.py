@@ -15,14 +15,36 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
-from . import answers, intake, layout
+from . import answers, intake, layout, sandbox
 
 
-def nbgrader(course: layout.Course, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+class SandboxUnavailable(RuntimeError):
+    pass
+
+
+def nbgrader(course: layout.Course, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Runs an nbgrader command in the course root, offline, with this Python's tools on the PATH."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # nbgrader calls `alembic`
     return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root, env=env, check=check)
+
+
+def autograde(course: layout.Course, sandboxed: bool = True) -> None:
+    """nbgrader autograde on the staged hand-ins, with the student code in the sandbox unless told otherwise."""
+    options, env = [], {}
+    if sandboxed:
+        why = sandbox.unavailable()
+        if why:
+            raise SandboxUnavailable(
+                f"The grading sandbox is not available: {why}.\nStudent code would run with your permissions, "
+                "network and files. Install bubblewrap (`make setup` does, as root), or grade without the sandbox "
+                "on purpose: `make grade SANDBOX=off`.")
+        build = course.root / "build"
+        env = sandbox.install_kernel(build, course.root)
+        options = sandbox.nbgrader_options(build)
+    nbgrader(course, "autograde", layout.ASSIGNMENT, "--force",
+             f"--CourseDirectory.submitted_directory={course.staging.relative_to(course.root)}", *options,
+             check=False, env=env)
 
 
 def db_url(course: layout.Course) -> str:
@@ -39,22 +61,34 @@ class Result:
     note: str = ""
 
 
-def _timeouts(course: layout.Course, student: str) -> list[str]:
-    """The grade_ids (or ids) of the cells that ran out of time in a student's autograded notebook."""
+def _run_problems(course: layout.Course, student: str) -> list[str]:
+    """What went wrong while a student's notebook ran: cells that ran out of time, tampering the checks found."""
     path = layout.submission_dir(course.autograded, student) / layout.NOTEBOOK
     if not path.is_file():
         return []
     nb = nbformat.read(path, as_version=4)
-    return [c.metadata.get("nbgrader", {}).get("grade_id", c.get("id", "?")) for c in nb.cells
-            if c.cell_type == "code" and any(o.output_type == "error" and "Timeout" in o.get("ename", "") for o in c.outputs)]
+    timeouts, tampering = [], []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if any(o.output_type == "error" and "Timeout" in o.get("ename", "") for o in cell.outputs):
+            timeouts.append(cell.metadata.get("nbgrader", {}).get("grade_id", cell.get("id", "?")))
+        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        tampering += [line.removeprefix("⚠ tampering: ").split(" had been replaced")[0]
+                      for line in text.splitlines() if line.startswith("⚠ tampering: ")]
+    notes = []
+    if timeouts:
+        notes.append("ran out of time in " + ", ".join(timeouts))
+    if tampering:
+        notes.append("tampering: replaced " + ", ".join(dict.fromkeys(", ".join(tampering).split(", "))))
+    return notes
 
 
-def grade(course: layout.Course = layout.COURSE) -> list[Result]:
+def grade(course: layout.Course = layout.COURSE, sandboxed: bool = True) -> list[Result]:
     """Stages, autogrades and reports every student under the course's submitted/."""
     verdicts = intake.stage(course)
     if any(v.gradable for v in verdicts):
-        nbgrader(course, "autograde", layout.ASSIGNMENT, "--force",
-                 f"--CourseDirectory.submitted_directory={course.staging.relative_to(course.root)}", check=False)
+        autograde(course, sandboxed)
     tests = test_points(course)
     results = []
     with Gradebook(db_url(course)) as gb:
@@ -71,9 +105,7 @@ def grade(course: layout.Course = layout.COURSE) -> list[Result]:
                     result.status = "graded"
                     result.exercises = {answers.exercise_of(t): points.get(t, 0.0) for t in tests}
                     result.score = sum(result.exercises.values())
-                    timeouts = _timeouts(course, verdict.student)
-                    if timeouts:
-                        result.note = "; ".join(filter(None, [result.note, "ran out of time in " + ", ".join(timeouts)]))
+                    result.note = "; ".join(filter(None, [result.note, *_run_problems(course, verdict.student)]))
             results.append(result)
     return results
 

@@ -4,7 +4,8 @@ Colab and copy-paste damage notebooks in ways that knock nbgrader over: lost nbg
 hidden tests never run), duplicated graded cells (the whole batch aborts), deleted or edited test
 cells, reordered cells. The repaired notebook is the release notebook, cell for cell, with:
 - each exercise cell's source taken from the student's matching cell;
-- the student's own extra cells kept, after the release cell they followed;
+- the student's own extra cells kept, after the release cell they followed (but never before the
+  grading helpers' cell);
 - everything else (instructions, test cells, metadata, tags) exactly as released.
 
 A student cell matches a release cell by nbgrader grade_id, then by cell id, then by content: an
@@ -21,6 +22,7 @@ import nbformat
 
 from . import answers
 
+HELPERS = "grading_helpers"  # the locked cell that defines the checks' helpers
 DEFINES = re.compile(r"^(?:@[^\n]*\n)*(?:def|class)\s+(\w+)", re.M)
 
 
@@ -106,6 +108,11 @@ def repair(student: nbformat.NotebookNode, release_nb: nbformat.NotebookNode) ->
         answer_of[index], matched_by[index] = j, how
         order.append(index)
         after = index
+
+    # The student's cells never run before the grading helpers: the checks snapshot pristine libraries there.
+    helpers = release.by_grade_id.get(HELPERS, -1)
+    for index in [i for i in extras if i < helpers]:
+        extras.setdefault(helpers, [])[:0] = extras.pop(index)
 
     repaired = copy.deepcopy(release_nb)
     repaired.cells = []

@@ -40,11 +40,48 @@ class GradedBatch:
     submitted_before: dict[str, str]
 
 
+# An extra cell that tries what the sandbox forbids, and prints what happened.
+SANDBOX_PROBE = """import os, socket
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=3)
+    print("probe network: reachable")
+except OSError as error:
+    print("probe network:", error)
+print("probe gradebook visible:", os.path.exists("../../../gradebook.db"), os.path.exists("../../../source"))
+print("probe students visible:", sorted(os.listdir("../..")))
+try:
+    open("../../../written-by-a-student.txt", "w").write("x")
+    print("probe write outside: done")
+except OSError as error:
+    print("probe write outside:", error)
+try:
+    hog = bytearray(6 * 2**30)
+    print("probe 6 GiB: allocated")
+except MemoryError:
+    print("probe 6 GiB: MemoryError")
+"""
+
+FAKE_CHECKS = """class Checks:
+    def __init__(self, exercise, points):
+        self.points = points
+    def check(self, *args):
+        return True
+    def score(self):
+        return self.points
+"""
+
+PATCHING_ANSWER = """def self_attention(S, W_Q, W_K, W_V):
+    torch.allclose = lambda *args, **kwargs: True
+    return torch.zeros(S.shape[0], S.shape[1], W_V.shape[1])
+"""
+
+
 def write_handins(course: layout.Course) -> None:
     """Real-world hand-ins (see handins.py), each a damaged copy of the solution or of the release."""
     source = nbformat.read(course.source_notebook, as_version=4)
     release = nbformat.read(course.release_notebook, as_version=4)
-    solution = answers.fill(release, answers.solution_answers(source))
+    solution_answers = answers.solution_answers(source)
+    solution = answers.fill(release, solution_answers)
     helper_answer = "def self_attention(S, W_Q, W_K, W_V):\n    return my_attention(S @ W_Q, S @ W_K, S @ W_V)\n"
     texts = {
         "colab-saved": handins.colab_saved(solution),
@@ -58,6 +95,11 @@ def write_handins(course: layout.Course) -> None:
                                               "def my_attention(Q, K, V):\n"
                                               "    return F.scaled_dot_product_attention(Q, K, V)\n"),
         "skip-tagged-release": handins.tagged(release, "skip-execution"),
+        "sandbox-probe": handins.inserted_after(solution, "imports", SANDBOX_PROBE),
+        "tamper-allclose": handins.inserted_after(answers.fill(release, {**solution_answers, **samples.mistakes()}),
+                                                  "imports", "torch.allclose = lambda *args, **kwargs: True\n"),
+        "tamper-checks": handins.inserted_after(release, "grading_helpers", FAKE_CHECKS),
+        "tamper-inside": handins.edited(solution, "self_attention", PATCHING_ANSWER),
     }
     for student, nb in texts.items():
         folder = layout.submission_dir(course.submitted, student)
