@@ -11,7 +11,7 @@ ASSIGNMENT := pw2_transformers
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup notebook notebook-text release solutions samples grade feedback export demo test lint catalogue bench-notebook clean
+.PHONY: help setup notebook notebook-text release solutions samples grade feedback export demo test lint catalogue bench-notebook collect clean
 
 help:
 	@echo "make setup       create .venv with requirements.txt (CPU torch)"
@@ -20,6 +20,7 @@ help:
 	@echo "make release     nbgrader generate_assignment: the student version in release/"
 	@echo "make solutions   the solution notebook in solutions/"
 	@echo "make samples     demo submissions in submitted/demo-*/"
+	@echo "make collect ZIP=download.zip  put an LMS (Moodle) download into submitted/<student>/"
 	@echo "make grade       autograde every submission in submitted/; report in reports/grading.csv"
 	@echo "make feedback    one HTML feedback file per student in feedback/"
 	@echo "make export      grades as CSV in reports/grades.csv"
@@ -55,6 +56,14 @@ gradebook.db:
 
 solutions: setup gradebook.db
 	$(NBGRADER) generate_solution $(ASSIGNMENT) --force
+
+# Students already in submitted/ are never overwritten: nbgrader refuses, and says so.
+collect: setup gradebook.db
+	@test -n "$(ZIP)" || (echo "usage: make collect ZIP=path/to/download.zip" && exit 2)
+	rm -rf downloaded/$(ASSIGNMENT)
+	mkdir -p downloaded/$(ASSIGNMENT)/archive
+	cp "$(ZIP)" downloaded/$(ASSIGNMENT)/archive/
+	$(NBGRADER) zip_collect $(ASSIGNMENT)
 
 samples: setup
 	$(PY) -m coursekit samples

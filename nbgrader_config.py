@@ -6,10 +6,17 @@ Every nbgrader command run from this folder reads it: `make release`, `make solu
 
 import os
 import secrets
+import sys
 
 from nbgrader.preprocessors import (ClearHiddenTests, ClearMarkScheme, ClearOutput, GetGrades, IncludeHeaderFooter,
                                    LockCells)
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # coursekit, next to this file
+from coursekit.limit_output import LimitOutputSize  # noqa: E402
+from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern,  # noqa: E402
+                                    LimitOutput, SaveAutoGrades)
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
@@ -28,7 +35,11 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 
 # Grading. The notebook switches itself to small offline data when NBGRADER_EXECUTION is set; a whole
 # submission runs in well under a minute on 2 CPU cores, and no single cell needs more than a few seconds.
-c.Execute.timeout = 120
+c.Execute.timeout = 60
+# Runaway output: nbgrader's LimitOutput counts lines; LimitOutputSize also caps each output's size, so that
+# a huge print can't make a huge autograded notebook or feedback page. (nbgrader's default list, plus it.)
+c.Autograde.autograde_preprocessors = [Execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, LimitOutputSize,
+                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 # A student can tag a test cell `skip-execution` to keep it from running (and keep its points): only a tag
 # nobody can guess is honoured.
 c.Execute.skip_cells_with_tag = "skip-" + secrets.token_hex(16)
@@ -36,3 +47,7 @@ c.Execute.skip_cells_with_tag = "skip-" + secrets.token_hex(16)
 # Feedback (feedback/<student>/pw2_transformers/pw2_transformers.html): nbgrader shows the hidden tests in it by
 # default; strip them. The check lines each test cell prints already say what failed and why.
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+
+# An LMS download (`make collect ZIP=...`): Moodle's "Download all submissions" zip, one folder per student.
+c.ZipCollectApp.collector_plugin = "coursekit.collect.MoodleCollectorPlugin"
+c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".txt"]

@@ -43,9 +43,11 @@ def cmd_grade(args) -> int:
         print(f"Nothing to grade: put each hand-in in submitted/<student>/{layout.ASSIGNMENT}/{layout.NOTEBOOK}")
         return 1
     report = grading.write_report(COURSE, results)
+    summary = grading.write_summary(COURSE, results, sandboxed=not args.no_sandbox)
     print()
-    print(grading.table(results))
-    print(f"\nReport: {report.relative_to(COURSE.root)}. Grades are in {COURSE.gradebook.name}.")
+    print(summary.read_text())
+    print(f"Reports: {report.relative_to(COURSE.root)}, {summary.relative_to(COURSE.root)}. "
+          f"Grades are in {COURSE.gradebook.name}.")
     return 0
 
 

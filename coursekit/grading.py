@@ -7,6 +7,7 @@ exercise, and a note saying what was fixed or what went wrong.
 
 import csv
 import os
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ class SandboxUnavailable(RuntimeError):
 
 def nbgrader(course: layout.Course, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Runs an nbgrader command in the course root, offline, with this Python's tools on the PATH."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
+    # PYTHONPATH: nbgrader_config.py imports coursekit, also from a copy of the course elsewhere
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(layout.ROOT), **(env or {}))
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # nbgrader calls `alembic`
     return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root, env=env, check=check)
 
@@ -67,12 +69,14 @@ def _run_problems(course: layout.Course, student: str) -> list[str]:
     if not path.is_file():
         return []
     nb = nbformat.read(path, as_version=4)
-    timeouts, tampering = [], []
+    timeouts, tampering, last = [], [], "the start"
     for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        last = grade_id or last
         if cell.cell_type != "code":
             continue
         if any(o.output_type == "error" and "Timeout" in o.get("ename", "") for o in cell.outputs):
-            timeouts.append(cell.metadata.get("nbgrader", {}).get("grade_id", cell.get("id", "?")))
+            timeouts.append(grade_id or f"a cell of the student's after {last}")
         text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
         tampering += [line.removeprefix("⚠ tampering: ").split(" had been replaced")[0]
                       for line in text.splitlines() if line.startswith("⚠ tampering: ")]
@@ -96,10 +100,14 @@ def grade(course: layout.Course = layout.COURSE, sandboxed: bool = True) -> list
             gb.update_or_create_student(verdict.student)  # so that the export lists every student
             result = Result(verdict.student, "not graded", max_score=sum(tests.values()), note=verdict.note)
             if verdict.gradable:
+                autograded = layout.submission_dir(course.autograded, verdict.student) / layout.NOTEBOOK
                 try:
                     notebook = gb.find_submission_notebook(layout.NOTEBOOK_ID, layout.ASSIGNMENT, verdict.student)
                 except MissingEntry:
-                    result.status, result.note = "failed", "nbgrader could not grade it: see the autograde log"
+                    notebook = None
+                if notebook is None or not autograded.is_file():  # nbgrader removes what it failed to grade
+                    result.status = "failed"
+                    result.note = "; ".join(filter(None, [result.note, "nbgrader could not grade it: see the autograde log"]))
                 else:
                     points = {g.name: g.score or 0.0 for g in notebook.grades}
                     result.status = "graded"
@@ -126,6 +134,28 @@ def write_report(course: layout.Course, results: list[Result]) -> Path:
         for r in results:
             writer.writerow([r.student, r.status, f"{r.score:g}", f"{r.max_score:g}",
                              *(f"{r.exercises[e]:g}" if e in r.exercises else "" for e in exercises), r.note])
+    return path
+
+
+def write_summary(course: layout.Course, results: list[Result], sandboxed: bool) -> Path:
+    """reports/grading.txt: counts, score statistics, the hand-ins that need a look, and the table."""
+    graded = [r.score for r in results if r.status == "graded"]
+    counts = {status: sum(r.status == status for r in results) for status in ("graded", "not graded", "failed")}
+    lines = [f"Grading of {layout.ASSIGNMENT}: {len(results)} hand-ins, "
+             + ", ".join(f"{n} {status}" for status, n in counts.items()) + ".",
+             "Student code ran in the sandbox." if sandboxed else "WARNING: student code ran WITHOUT the sandbox."]
+    if graded:
+        lines.append(f"Scores of the graded hand-ins: mean {statistics.mean(graded):.1f}, median "
+                     f"{statistics.median(graded):g}, lowest {min(graded):g}, highest {max(graded):g} "
+                     f"(out of {results[0].max_score:g}).")
+    attention = [r for r in results if r.status != "graded" or r.note]
+    if attention:
+        lines += ["", "Needs a look (not graded, failed, repaired, tampering, time-outs):"]
+        lines += [f"- {r.student} ({r.status}): {r.note}" for r in attention]
+    lines += ["", table(results)]
+    path = course.reports / "grading.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 

@@ -13,6 +13,7 @@ over IPC sockets in a folder bound into the sandbox, since it has no network, lo
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,9 @@ def _run_kernel(connection_file: str) -> None:
                   work=Path.cwd().resolve(), course_root=Path(env["PW2_COURSE_ROOT"]),
                   python_prefix=Path(env["PW2_PYTHON_PREFIX"]),
                   shared=[Path(env["PW2_IPC"]), Path(connection_file)])
+    # Jupyter interrupts a kernel with SIGINT to its whole process group, bubblewrap included: bubblewrap must
+    # ignore it (or it dies and takes the kernel with it); ipykernel sets its own handler while it executes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.execvp(cmd[0], cmd)
 
 

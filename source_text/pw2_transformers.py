@@ -88,20 +88,45 @@ else:
 # %% nbgrader={"grade": true, "grade_id": "grading_helpers", "locked": true, "points": 0, "schema_version": 3, "solution": false, "task": false}
 # Helpers for the checks below each exercise. Please run this cell, and don't edit it.
 import contextlib
+import signal
+import threading
 import warnings
+
+
+class CheckTimeout(BaseException):
+    """Raised in a check that runs for too long (a BaseException, so that `except Exception` doesn't swallow it)."""
 
 
 class Checks:
     """Runs the checks of one exercise, prints one line per check and adds up the points earned.
 
     The last line of each check cell, `checks.score()`, shows the points earned: nbgrader reads
-    that number as the cell's (partial) credit.
+    that number as the cell's (partial) credit. A check that runs longer than `seconds` is stopped
+    (an infinite loop, say), and the exercise's remaining checks are skipped.
     """
+
+    seconds = 15  # every check takes well under a second when the code is right
 
     def __init__(self, exercise, points):
         self.exercise, self.points = exercise, points
-        self.earned, self.checked = 0, 0
+        self.earned, self.checked, self.timed_out = 0, 0, False
         print(f"Checking {exercise}:")
+
+    def _run(self, test):
+        """Runs `test` with a time limit, where the platform has alarms (Linux and macOS, main thread)."""
+        if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+            return test()
+
+        def stop(signum, frame):
+            raise CheckTimeout()
+
+        previous = signal.signal(signal.SIGALRM, stop)
+        signal.alarm(self.seconds)
+        try:
+            return test()
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
 
     def check(self, description, points, test):
         """Runs `test()`: it passes unless it raises. Warnings are shown on the normal output."""
@@ -109,8 +134,13 @@ class Checks:
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(sys.stdout):
             warnings.simplefilter("always")
             try:
-                test()
+                if self.timed_out:
+                    raise AssertionError("not run: an earlier check of this exercise ran out of time")
+                self._run(test)
                 passed, reason = True, ""
+            except CheckTimeout:
+                self.timed_out = True
+                passed, reason = False, f"your code ran for more than {self.seconds} seconds: is there an infinite loop?"
             except AssertionError as error:
                 passed, reason = False, str(error) or "a check failed"
             except Exception as error:  # the student's code crashed: say how, and go on with the next check
@@ -517,7 +547,7 @@ import builtins
 torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1).step()
 
 _TRUSTED_NAMES = {name: globals()[name] for name in [
-    "Checks", "expect_tensor", "replaced", "StandInAttention", "StandInFeedForward", "stand_in_loss", "TinyLM",
+    "Checks", "CheckTimeout", "expect_tensor", "replaced", "StandInAttention", "StandInFeedForward", "stand_in_loss", "TinyLM",
     "torch", "nn", "F", "math", "contextlib", "warnings", "sys", "copy", "itertools"]}
 _TRUSTED_ATTRIBUTES = [(owner, name, getattr(owner, name)) for owner, names in [
     (torch, ["allclose", "equal", "isclose", "isnan", "cat", "full", "ones", "zeros", "arange", "randn", "randint",
@@ -530,7 +560,7 @@ _TRUSTED_ATTRIBUTES = [(owner, name, getattr(owner, name)) for owner, names in [
                  "register_forward_hook", "register_forward_pre_hook"]),
     (nn.Linear, ["forward"]), (nn.LayerNorm, ["forward"]), (nn.Embedding, ["forward"]), (nn.Dropout, ["forward"]),
     (nn.utils, ["clip_grad_norm_"]), (torch.optim.Optimizer, ["zero_grad"]),
-    (Checks, ["__init__", "check", "score"]),
+    (Checks, ["__init__", "check", "score", "_run", "seconds"]),
     (builtins, ["isinstance", "abs", "float", "print", "round", "min", "max", "sum", "any", "all", "len", "set",
                 "getattr", "type", "id", "str", "repr", "AssertionError", "Exception"]),
 ] for name in names]

@@ -100,6 +100,11 @@ def write_handins(course: layout.Course) -> None:
                                                   "imports", "torch.allclose = lambda *args, **kwargs: True\n"),
         "tamper-checks": handins.inserted_after(release, "grading_helpers", FAKE_CHECKS),
         "tamper-inside": handins.edited(solution, "self_attention", PATCHING_ANSWER),
+        "runaway-loop-in-answer": handins.edited(solution, "self_attention",
+                                                 "def self_attention(S, W_Q, W_K, W_V):\n    while True:\n        pass\n"),
+        "runaway-loop-in-cell": handins.inserted_after(solution, "FeedForward", "while True:\n    pass\n"),
+        "runaway-output": handins.inserted_after(solution, "FeedForward", "print('x' * 50_000_000)\n"),
+        "runaway-memory": handins.inserted_after(solution, "FeedForward", "hog = torch.empty(10**10)\n"),
     }
     for student, nb in texts.items():
         folder = layout.submission_dir(course.submitted, student)
@@ -117,6 +122,7 @@ def graded(course) -> GradedBatch:
     before = tree_digest(course.submitted)
     results = grading.grade(course)
     grading.write_report(course, results)
+    grading.write_summary(course, results, sandboxed=True)
     grading.nbgrader(course, "generate_feedback", layout.ASSIGNMENT, "--force")
     grading.nbgrader(course, "export", "--to", "reports/grades.csv")
     return GradedBatch(course, {r.student: r for r in results}, before)

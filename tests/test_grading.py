@@ -106,3 +106,11 @@ def test_export_lists_every_student(graded):
         rows = {row["student_id"]: row for row in csv.DictReader(f)}
     assert set(rows) == set(graded.results)
     assert float(rows["demo-solution"]["score"]) == 100
+
+
+def test_the_summary_lists_every_hand_in_that_needs_a_look(graded):
+    summary = (graded.course.reports / "grading.txt").read_text()
+    assert "Student code ran in the sandbox." in summary
+    for student, result in graded.results.items():
+        if result.status != "graded" or result.note:
+            assert f"- {student} ({result.status}): " in summary, student

@@ -1,0 +1,46 @@
+"""Collects an LMS download (a Moodle-style zip, one folder per student) into submitted/, with `nbgrader zip_collect`.
+
+Moodle's "Download all submissions" gives a zip of folders named `<Full Name>_<participant id>_assignsubmission_file_`,
+each holding what the student uploaded, under whatever name their browser or Colab gave it. This collector
+plugin takes the student id from the folder (the name, as a slug: `ada-lovelace`) and files the notebook under
+the released name when it is recognisably the same notebook ("Copy of pw2_transformers.ipynb",
+"pw2_transformers (1).ipynb", ...). Any other file keeps its name; intake then reports it.
+"""
+
+import re
+import unicodedata
+from pathlib import PurePath
+
+from nbgrader.plugins.zipcollect import FileNameCollectorPlugin
+
+from . import layout
+
+MOODLE_FOLDER = re.compile(r"^(?P<name>.+?)_(?P<participant>\d+)_assign(?:submission|feedback)_\w+?_?$")
+
+
+def student_id(full_name: str) -> str:
+    """A folder-safe id from a name: lower case, ASCII, words joined by dashes ("Élodie N'Diaye" -> "elodie-n-diaye")."""
+    ascii_name = unicodedata.normalize("NFKD", full_name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+
+
+def notebook_name(filename: str) -> str:
+    """The released notebook's name for the copies a browser or Colab makes of it; any other name unchanged."""
+    stem = PurePath(filename).stem
+    cleaned = re.sub(r"^(copy[ _]of[ _])+", "", stem, flags=re.I)
+    cleaned = re.sub(r"[ _]?\(\d+\)$", "", cleaned).strip().replace(" ", "_")
+    return layout.NOTEBOOK if cleaned.lower() == layout.NOTEBOOK_ID else PurePath(filename).name
+
+
+class MoodleCollectorPlugin(FileNameCollectorPlugin):
+    """nbgrader zip_collect plugin for Moodle's "Download all submissions" zip (set in nbgrader_config.py)."""
+
+    def collect(self, submitted_file: str):
+        path = PurePath(submitted_file)
+        folder = next((MOODLE_FOLDER.match(part) for part in path.parts if MOODLE_FOLDER.match(part)), None)
+        if folder is None:
+            self.log.warning("Skipped %s: not in a Moodle submission folder (<Name>_<id>_assignsubmission_file_)", path)
+            return None
+        first, _, last = folder["name"].partition(" ")
+        return {"student_id": student_id(folder["name"]), "file_id": notebook_name(path.name),
+                "first_name": first, "last_name": last}
