@@ -7,6 +7,7 @@ expected name, to the staging folder that nbgrader autogrades from.
 """
 
 import json
+import re
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -64,6 +65,26 @@ def inspect(folder: Path, student: str) -> Verdict:
     return Verdict(student, True, f"graded {others[0].name} as {layout.NOTEBOOK}", others[0])
 
 
+# What a hand-in's code has no business doing while it is graded. The sandbox stops all of it; these
+# patterns only make each attempt visible in the grading report.
+SUSPICIOUS = {
+    "reads the gradebook": re.compile(r"gradebook"),
+    "looks for the course's source or hidden tests": re.compile(r"\bsource/|HIDDEN TESTS|nbgrader_config"),
+    "uses the network": re.compile(r"\bsocket\b|urllib|\brequests\.|http\.client|\bcurl\b|\bwget\b"),
+    "runs shell commands": re.compile(r"\bsubprocess\b|os\.system|os\.popen|^\s*!", re.M),
+    "writes outside its folder": re.compile(r"open\(\s*['\"](?:/|\.\./)"),
+    "patches the grading": re.compile(r"skip-execution|\b(?:torch|F|nn|builtins)\.\w+\s*=[^=]|\bChecks\s*=|class\s+Checks\b"),
+}
+
+
+def suspicious(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> list[str]:
+    """What the code the student wrote (any cell not as released) looks like it tries to do, from SUSPICIOUS."""
+    released = {c.source for c in release.cells}
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and c.source not in released)
+    tags = " ".join(t for c in nb.cells for t in c.get("metadata", {}).get("tags", []))
+    return [what for what, pattern in SUSPICIOUS.items() if pattern.search(code) or pattern.search(tags)]
+
+
 def students(submitted: Path) -> list[str]:
     return sorted(p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith(".")) if submitted.is_dir() else []
 
@@ -83,6 +104,9 @@ def stage(course: layout.Course) -> list[Verdict]:
                 warnings.simplefilter("ignore")
                 handed_in = nbformat.read(verdict.notebook, as_version=4)
             repaired, notes = repair.repair(handed_in, release)
+            flags = suspicious(handed_in, release)
+            if flags:
+                notes.append("suspicious code: " + ", ".join(flags))
             verdict.note = "; ".join(filter(None, [verdict.note, *notes]))
             nbformat.write(repaired, target / layout.NOTEBOOK)
             timestamp = verdict.notebook.parent / "timestamp.txt"

@@ -79,3 +79,22 @@ def test_staging_copies_gradable_notebooks_under_the_expected_name_and_never_wri
     assert sorted(p.name for p in staged.iterdir()) == [layout.NOTEBOOK, "timestamp.txt"]
     assert not layout.submission_dir(course.staging, "bob").exists()
     assert sorted((p, p.read_bytes()) for p in (tmp_path / "submitted").rglob("*") if p.is_file()) == before
+
+
+@pytest.mark.parametrize("code, flag", [
+    ("open('../../../gradebook.db').read()", "reads the gradebook"),
+    ("import socket\nsocket.create_connection(('example.org', 80))", "uses the network"),
+    ("import subprocess\nsubprocess.run(['ls', '/'])", "runs shell commands"),
+    ("!ls ../..", "runs shell commands"),
+    ("open('/tmp/leak.txt', 'w')", "writes outside its folder"),
+    ("torch.allclose = lambda *a, **k: True", "patches the grading"),
+    ("class Checks:\n    pass", "patches the grading"),
+])
+def test_suspicious_code_is_flagged(code, flag, release_nb):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    assert flag in intake.suspicious(nb, release_nb)
+
+
+def test_ordinary_answers_are_not_flagged(release_nb, source_nb):
+    from coursekit import answers
+    assert intake.suspicious(answers.fill(release_nb, answers.solution_answers(source_nb)), release_nb) == []

@@ -43,6 +43,7 @@ def test_student_code_is_sandboxed_while_graded(graded):
     assert "probe write outside: [Errno 30] Read-only file system" in printed
     assert "probe 6 GiB: MemoryError" in printed
     assert not (graded.course.root / "written-by-a-student.txt").exists()
+    assert "suspicious code: reads the gradebook, uses the network" in graded.results["sandbox-probe"].note
     assert graded.results["sandbox-probe"].score == 100, "the sandbox doesn't get in the way of a correct notebook"
 
 
