@@ -95,5 +95,6 @@ bench-notebook: setup
 lint: setup
 	$(PY) -m ruff check coursekit tests
 
+# Removes the demo hand-ins and what was made from them, and the build folder; never real hand-ins or the gradebook.
 clean:
-	rm -rf gradebook.db autograded feedback reports build submitted/demo-*
+	rm -rf build downloaded submitted/demo-* autograded/demo-* feedback/demo-*
