@@ -50,8 +50,9 @@ def command(program: list[str], work: Path, course_root: Path, python_prefix: Pa
         args += ["--ro-bind", str(python_prefix), str(python_prefix)]
     for path in shared:
         args += ["--bind" if path.is_dir() else "--ro-bind", str(path), str(path)]
+    # HOME in the private /tmp: IPython's history and library caches don't land in the submission folder
     args += ["--bind", str(work), str(work), "--remount-ro", str(course_root), "--chdir", str(work),
-             "--setenv", "HOME", str(work), "--unshare-net", "--die-with-parent"]
+             "--setenv", "HOME", "/tmp", "--unshare-net", "--die-with-parent"]
     return ["prlimit", f"--as={memory_bytes}", f"--cpu={cpu_seconds}", "--", "bwrap", *args, *program]
 
 

@@ -129,7 +129,7 @@ def graded(course) -> GradedBatch:
 
 
 @pytest.fixture(scope="session")
-def source_nb(course) -> nbformat.NotebookNode:
+def source_nb() -> nbformat.NotebookNode:
     return nbformat.read(layout.COURSE.source_notebook, as_version=4)
 
 
