@@ -46,12 +46,12 @@
 # %% [markdown]
 # # Installation and imports
 #
-# Hit `Ctrl+S` to save a copy of the Colab notebook to your drive
+# In Colab, save a copy of the notebook to your Drive first (File > Save a copy in Drive), so that your work is kept.
 #
-# Run on Google Colab GPU:
-# - Connect
-# - Modify execution
-# - GPU
+# Then run it on a GPU:
+# - Runtime > Change runtime type;
+# - choose a GPU (for example T4), save;
+# - Connect.
 #
 # ![image.png](https://paullerner.github.io/aivancity_nlp/_static/colab_gpu.png)
 
