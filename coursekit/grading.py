@@ -7,6 +7,7 @@ exercise, and a note saying what was fixed or what went wrong.
 
 import csv
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
+from tqdm import tqdm
 
 from . import answers, intake, layout, sandbox
 
@@ -23,12 +25,24 @@ class SandboxUnavailable(RuntimeError):
     pass
 
 
+def _nbgrader_env(extra: dict | None = None) -> dict:
+    """Offline, with this Python's tools on the PATH (nbgrader calls `alembic`), and coursekit importable
+    (nbgrader_config.py imports it, also from a copy of the course elsewhere)."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(layout.ROOT), **(extra or {}))
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
 def nbgrader(course: layout.Course, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Runs an nbgrader command in the course root, offline, with this Python's tools on the PATH."""
-    # PYTHONPATH: nbgrader_config.py imports coursekit, also from a copy of the course elsewhere
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(layout.ROOT), **(env or {}))
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # nbgrader calls `alembic`
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root, env=env, check=check)
+    """Runs an nbgrader command in the course root."""
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root, env=_nbgrader_env(env), check=check)
+
+
+STUDENT_STARTED = re.compile(r"Creating/updating student with ID '([^']+)'")
+
+
+def autograde_log(course: layout.Course) -> Path:
+    return course.reports / "autograde.log"
 
 
 def autograde(course: layout.Course, sandboxed: bool = True) -> None:
@@ -44,9 +58,26 @@ def autograde(course: layout.Course, sandboxed: bool = True) -> None:
         build = course.root / "build"
         env = sandbox.install_kernel(build, course.root)
         options = sandbox.nbgrader_options(build)
-    nbgrader(course, "autograde", layout.ASSIGNMENT, "--force",
-             f"--CourseDirectory.submitted_directory={course.staging.relative_to(course.root)}", *options,
-             check=False, env=env)
+    command = [sys.executable, "-m", "nbgrader", "autograde", layout.ASSIGNMENT, "--force",
+               f"--CourseDirectory.submitted_directory={course.staging.relative_to(course.root)}", *options]
+    total = sum(1 for p in course.staging.iterdir() if p.is_dir())
+    log_path = autograde_log(course)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    # nbgrader's own log goes to reports/autograde.log; the terminal shows progress: done / total, elapsed,
+    # ETA and the hand-in being graded.
+    with log_path.open("w") as log, tqdm(total=total, unit="hand-in", desc="autograde", file=sys.stderr) as bar:
+        process = subprocess.Popen(command, cwd=course.root, env=_nbgrader_env(env), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        current = None
+        for line in process.stdout:
+            log.write(line)
+            started = STUDENT_STARTED.search(line)
+            if started:
+                bar.update(current is not None)
+                current = started.group(1)
+                bar.set_postfix_str(current)
+        process.wait()
+        bar.update(current is not None)
 
 
 def db_url(course: layout.Course) -> str:
@@ -107,7 +138,7 @@ def grade(course: layout.Course = layout.COURSE, sandboxed: bool = True) -> list
                     notebook = None
                 if notebook is None or not autograded.is_file():  # nbgrader removes what it failed to grade
                     result.status = "failed"
-                    result.note = "; ".join(filter(None, [result.note, "nbgrader could not grade it: see the autograde log"]))
+                    result.note = "; ".join(filter(None, [result.note, "nbgrader could not grade it: see reports/autograde.log"]))
                 else:
                     points = {g.name: g.score or 0.0 for g in notebook.grades}
                     result.status = "graded"

@@ -114,3 +114,10 @@ def test_the_summary_lists_every_hand_in_that_needs_a_look(graded):
     for student, result in graded.results.items():
         if result.status != "graded" or result.note:
             assert f"- {student} ({result.status}): " in summary, student
+
+
+def test_nbgraders_log_is_kept_and_names_every_graded_hand_in(graded):
+    log = (graded.course.reports / "autograde.log").read_text()
+    for student, result in graded.results.items():
+        if result.status != "not graded":
+            assert f"Creating/updating student with ID '{student}'" in log, student
