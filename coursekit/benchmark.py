@@ -43,8 +43,7 @@ def run(repeats: int = 3) -> str:
                      + ", ".join(f"{t:.1f} s" for t in times))
 
         os.environ.update(NBGRADER_EXECUTION="autograde", HF_HUB_OFFLINE="1")
-        nb = nbformat.read(course.release_notebook, as_version=4)
-        nb = samples.answers.fill(nb, samples.answers.solution_answers(nbformat.read(course.source_notebook, as_version=4)))
+        nb = solution  # executed in place: `nb` gets the outputs and their timings
         start = time.perf_counter()
         NotebookClient(nb, timeout=600, kernel_name="python3", record_timing=True,
                        resources={"metadata": {"path": str(course.release_notebook.parent)}}).execute()

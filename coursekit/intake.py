@@ -26,15 +26,19 @@ class Verdict:
     notebook: Path | None = None  # the file that is graded
 
 
+def _read_notebook(text: str) -> nbformat.NotebookNode:
+    with warnings.catch_warnings():  # nbformat warns about Colab's missing cell ids, and adds them
+        warnings.simplefilter("ignore")
+        return nbformat.reads(text, as_version=4)
+
+
 def _problem(path: Path) -> str:
     """Why the file is not a readable notebook, or "" if it is one."""
     data = path.read_bytes()
     if not data.strip():
         return f"{path.name} is empty (0 bytes of notebook)"
     try:
-        with warnings.catch_warnings():  # nbformat warns about Colab's missing cell ids, and adds them
-            warnings.simplefilter("ignore")
-            nbformat.reads(data.decode("utf-8"), as_version=4)
+        _read_notebook(data.decode("utf-8"))
     except UnicodeDecodeError:
         return f"{path.name} is not a text file (is it a zip or a PDF?)"
     except (json.JSONDecodeError, nbformat.reader.NotJSONError):
@@ -100,9 +104,7 @@ def stage(course: layout.Course) -> list[Verdict]:
         if verdict.gradable:
             target = layout.submission_dir(course.staging, verdict.student)
             target.mkdir(parents=True)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                handed_in = nbformat.read(verdict.notebook, as_version=4)
+            handed_in = _read_notebook(verdict.notebook.read_text(encoding="utf-8"))
             repaired, notes = repair.repair(handed_in, release)
             flags = suspicious(handed_in, release)
             if flags:
