@@ -31,11 +31,14 @@ help:
 
 setup: $(VENV)/.installed
 
-# bubblewrap is the grading sandbox (Debian's package); installing it needs root, as on CI.
+# Debian packages: bubblewrap is the grading sandbox; chromium (headless) and postgresql are used by the tests
+# (the class report and formgrader pages, the PostgreSQL gradebook). Installing them needs root, as on CI.
+DEBIAN_PACKAGES := bubblewrap chromium postgresql
 $(VENV)/.installed: requirements.txt
-	@command -v bwrap >/dev/null || apt-get install -y bubblewrap >/dev/null 2>&1 \
-	  || (apt-get update >/dev/null 2>&1 && apt-get install -y bubblewrap >/dev/null 2>&1) \
-	  || echo "WARNING: could not install bubblewrap: \`make grade\` will refuse to run student code unsandboxed"
+	@command -v bwrap >/dev/null && command -v chromium >/dev/null && command -v pg_ctlcluster >/dev/null \
+	  || apt-get install -y $(DEBIAN_PACKAGES) >/dev/null 2>&1 \
+	  || (apt-get update >/dev/null 2>&1 && apt-get install -y $(DEBIAN_PACKAGES) >/dev/null 2>&1) \
+	  || echo "WARNING: could not install $(DEBIAN_PACKAGES): without bubblewrap \`make grade\` refuses to run student code unsandboxed"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
