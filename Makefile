@@ -21,7 +21,7 @@ help:
 	@echo "make solutions   the solution notebook in solutions/"
 	@echo "make samples     demo submissions in submitted/demo-*/"
 	@echo "make collect ZIP=download.zip  put an LMS (Moodle) download into submitted/<student>/"
-	@echo "make grade       autograde every submission in submitted/; report in reports/grading.csv"
+	@echo "make grade       autograde every submission in submitted/ (JOBS=N workers, default one per core); reports/grading.csv"
 	@echo "make feedback    one HTML feedback file per student in feedback/"
 	@echo "make export      grades as CSV in reports/grades.csv"
 	@echo "make demo        the whole cycle on the demo submissions, ending with a table of scores"
@@ -72,8 +72,9 @@ samples: setup
 	$(PY) -m coursekit samples
 
 # SANDBOX=off grades without the sandbox (student code then runs with your permissions): say it on purpose.
+# JOBS=N grades N hand-ins at a time (default: one per core).
 grade: setup gradebook.db
-	$(PY) -m coursekit grade $(if $(filter off,$(SANDBOX)),--no-sandbox)
+	$(PY) -m coursekit grade $(if $(filter off,$(SANDBOX)),--no-sandbox) $(if $(JOBS),--jobs $(JOBS))
 
 feedback: setup gradebook.db
 	$(NBGRADER) generate_feedback $(ASSIGNMENT) --force

@@ -35,7 +35,7 @@ def cmd_grade(args) -> int:
         print("\n" + "!" * 100 + "\nWARNING: grading WITHOUT the sandbox: student code runs with your permissions, "
               "your network and your files.\n" + "!" * 100 + "\n", file=sys.stderr)
     try:
-        results = grading.grade(COURSE, sandboxed=not args.no_sandbox)
+        results = grading.grade(COURSE, sandboxed=not args.no_sandbox, jobs=args.jobs)
     except grading.SandboxUnavailable as error:
         print(f"\nERROR: {error}", file=sys.stderr)
         return 2
@@ -74,11 +74,19 @@ def cmd_catalogue(args) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of workers (1 or more), got {text!r}")
+    return int(text)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coursekit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     grade = commands.add_parser("grade", help="autograde every submission in submitted/ and write reports/grading.csv")
     grade.add_argument("--no-sandbox", action="store_true", help="run student code without the sandbox (not recommended)")
+    grade.add_argument("--jobs", type=_positive, default=None, metavar="N",
+                       help="hand-ins graded at a time (default: one per core)")
     grade.set_defaults(run=cmd_grade)
     for name, function, help in [
         ("notebook", cmd_notebook, "rebuild the instructor notebook from its text twin in source_text/"),

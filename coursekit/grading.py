@@ -6,8 +6,6 @@ exercise, and a note saying what was fixed or what went wrong.
 """
 
 import csv
-import os
-import re
 import statistics
 import subprocess
 import sys
@@ -16,68 +14,15 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
-from tqdm import tqdm
 
-from . import answers, intake, layout, sandbox
-
-
-class SandboxUnavailable(RuntimeError):
-    pass
-
-
-def _nbgrader_env(extra: dict | None = None) -> dict:
-    """Offline, with this Python's tools on the PATH (nbgrader calls `alembic`), and coursekit importable
-    (nbgrader_config.py imports it, also from a copy of the course elsewhere)."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(layout.ROOT), **(extra or {}))
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    return env
+from . import answers, autograde, intake, layout
+from .autograde import SandboxUnavailable  # noqa: F401 (part of this module's interface)
 
 
 def nbgrader(course: layout.Course, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Runs an nbgrader command in the course root."""
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root, env=_nbgrader_env(env), check=check)
-
-
-STUDENT_STARTED = re.compile(r"Creating/updating student with ID '([^']+)'")
-
-
-def autograde_log(course: layout.Course) -> Path:
-    return course.reports / "autograde.log"
-
-
-def autograde(course: layout.Course, sandboxed: bool = True) -> None:
-    """nbgrader autograde on the staged hand-ins, with the student code in the sandbox unless told otherwise."""
-    options, env = [], {}
-    if sandboxed:
-        why = sandbox.unavailable()
-        if why:
-            raise SandboxUnavailable(
-                f"The grading sandbox is not available: {why}.\nStudent code would run with your permissions, "
-                "network and files. Install bubblewrap (`make setup` does, as root), or grade without the sandbox "
-                "on purpose: `make grade SANDBOX=off`.")
-        build = course.root / "build"
-        env = sandbox.install_kernel(build, course.root)
-        options = sandbox.nbgrader_options(build)
-    command = [sys.executable, "-m", "nbgrader", "autograde", layout.ASSIGNMENT, "--force",
-               f"--CourseDirectory.submitted_directory={course.staging.relative_to(course.root)}", *options]
-    total = sum(1 for p in course.staging.iterdir() if p.is_dir())
-    log_path = autograde_log(course)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    # nbgrader's own log goes to reports/autograde.log; the terminal shows progress: done / total, elapsed,
-    # ETA and the hand-in being graded.
-    with log_path.open("w") as log, tqdm(total=total, unit="hand-in", desc="autograde", file=sys.stderr) as bar:
-        process = subprocess.Popen(command, cwd=course.root, env=_nbgrader_env(env), stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
-        current = None
-        for line in process.stdout:
-            log.write(line)
-            started = STUDENT_STARTED.search(line)
-            if started:
-                bar.update(current is not None)
-                current = started.group(1)
-                bar.set_postfix_str(current)
-        process.wait()
-        bar.update(current is not None)
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root,
+                          env={**autograde.environment(), **(env or {})}, check=check)
 
 
 def db_url(course: layout.Course) -> str:
@@ -119,11 +64,12 @@ def _run_problems(course: layout.Course, student: str) -> list[str]:
     return notes
 
 
-def grade(course: layout.Course = layout.COURSE, sandboxed: bool = True) -> list[Result]:
-    """Stages, autogrades and reports every student under the course's submitted/."""
+def grade(course: layout.Course = layout.COURSE, sandboxed: bool = True, jobs: int | None = None) -> list[Result]:
+    """Stages, autogrades (`jobs` hand-ins at a time, default one per core) and reports every student under
+    the course's submitted/."""
     verdicts = intake.stage(course)
     if any(v.gradable for v in verdicts):
-        autograde(course, sandboxed)
+        autograde.autograde(course, sandboxed, jobs)
     tests = test_points(course)
     results = []
     with Gradebook(db_url(course)) as gb:

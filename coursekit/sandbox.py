@@ -73,9 +73,11 @@ def install_kernel(build: Path, course_root: Path) -> dict[str, str]:
     return {"JUPYTER_PATH": str(build / "jupyter")}
 
 
-def nbgrader_options(build: Path) -> list[str]:
-    return [f"--Execute.kernel_name={KERNEL_NAME}", "--AsyncKernelManager.transport=ipc",
-            f"--AsyncKernelManager.ip={build / 'ipc' / 'kernel'}"]
+def nbgrader_settings(build: Path) -> dict[str, dict]:
+    """nbgrader configuration that runs the kernels with the `pw2-sandbox` kernelspec, over IPC sockets whose
+    paths start with `ip` (a parallel grader gives each worker its own prefix)."""
+    return {"Execute": {"kernel_name": KERNEL_NAME},
+            "AsyncKernelManager": {"transport": "ipc", "ip": str(build / "ipc" / "kernel")}}
 
 
 def _run_kernel(connection_file: str) -> None:

@@ -113,14 +113,18 @@ def write_handins(course: layout.Course) -> None:
         (folder / name).write_text(nb if isinstance(nb, str) else nbformat.writes(nb), encoding="utf-8")
 
 
+# The batch is graded in parallel, also on a machine with one core: test_parallel.py compares it with sequential grading.
+GRADING_JOBS = 2
+
+
 @pytest.fixture(scope="session")
 def graded(course) -> GradedBatch:
-    """The demo submissions and the real-world hand-ins, graded once with the same command as `make grade`,
-    then feedback and export."""
+    """The demo submissions and the real-world hand-ins, graded once with the same command as `make grade`
+    (two workers), then feedback and export."""
     samples.write(course)
     write_handins(course)
     before = tree_digest(course.submitted)
-    results = grading.grade(course)
+    results = grading.grade(course, jobs=GRADING_JOBS)
     grading.write_report(course, results)
     grading.write_summary(course, results, sandboxed=True)
     grading.nbgrader(course, "generate_feedback", layout.ASSIGNMENT, "--force")

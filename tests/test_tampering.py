@@ -77,7 +77,7 @@ def test_the_sandbox_hides_the_course_but_not_the_system(tmp_path, path):
 
 
 def test_grading_refuses_to_run_unsandboxed_when_the_sandbox_is_missing(monkeypatch, tmp_path):
-    from coursekit import grading, layout
+    from coursekit import autograde, grading, layout
     monkeypatch.setattr(sandbox, "unavailable", lambda: "`bwrap` is not installed")
     with pytest.raises(grading.SandboxUnavailable, match="bwrap"):
-        grading.autograde(layout.Course(tmp_path))
+        autograde.autograde(layout.Course(tmp_path))

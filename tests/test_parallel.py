@@ -1,0 +1,63 @@
+"""Parallel grading gives the same results as sequential grading.
+
+The session's batch (conftest.py) is graded by two workers at once. Here a sample of its hand-ins, chosen
+to cover every outcome (full marks, partial credit, a repaired hand-in, tampering, a time-out, an
+unreadable file), is graded again in a fresh course directory by a single worker: the scores, the notes,
+the check lines every student reads and the gradebook must be the same.
+"""
+
+import shutil
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from coursekit import autograde, checks, grading, layout
+
+SAMPLE = ["demo-solution", "demo-mistakes", "demo-not-json", "deleted-tests", "tamper-inside", "runaway-loop-in-answer"]
+
+
+@pytest.fixture(scope="module")
+def sequential(graded, tmp_path_factory) -> layout.Course:
+    course = layout.copy_course(tmp_path_factory.mktemp("sequential"))
+    grading.nbgrader(course, "generate_assignment", layout.ASSIGNMENT, "--force")
+    for student in SAMPLE:
+        shutil.copytree(graded.course.submitted / student, course.submitted / student)
+    course.results = {r.student: r for r in grading.grade(course, jobs=1)}
+    return course
+
+
+def _check_lines(course: layout.Course, student: str) -> dict[str, list[checks.Check]]:
+    path = layout.submission_dir(course.autograded, student) / layout.NOTEBOOK
+    return checks.by_test_cell(nbformat.read(path, as_version=4)) if path.is_file() else {}
+
+
+def _gradebook_scores(course: layout.Course, student: str) -> dict[str, float]:
+    with Gradebook(grading.db_url(course)) as gb:
+        try:
+            notebook = gb.find_submission_notebook(layout.NOTEBOOK_ID, layout.ASSIGNMENT, student)
+        except Exception:
+            return {}
+        return {g.name: g.score for g in notebook.grades}
+
+
+def test_the_sample_covers_every_kind_of_outcome(graded):
+    results = [graded.results[s] for s in SAMPLE]
+    assert {r.status for r in results} == {"graded", "not graded"}
+    scores = [r.score for r in results if r.status == "graded"]
+    assert 100 in scores and any(0 < s < 100 for s in scores)
+    assert any("ran out of time" in r.note for r in results) and any("tampering" in r.note for r in results)
+
+
+@pytest.mark.parametrize("student", SAMPLE)
+def test_one_worker_and_two_workers_give_the_same_grades_notes_and_messages(graded, sequential, student):
+    assert sequential.results[student] == graded.results[student]
+    assert _check_lines(sequential, student) == _check_lines(graded.course, student)
+    assert _gradebook_scores(sequential, student) == _gradebook_scores(graded.course, student)
+
+
+def test_parallel_grading_keeps_one_log_section_per_hand_in_in_student_order(graded):
+    log = autograde.log_path(graded.course).read_text()
+    graded_students = sorted(s for s, r in graded.results.items() if r.status != "not graded")
+    headers = [line.split(":")[0].strip("= ") for line in log.splitlines() if line.startswith("===== ")]
+    assert headers == graded_students
