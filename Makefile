@@ -23,7 +23,7 @@ help:
 	@echo "make collect ZIP=download.zip  put an LMS (Moodle) download into submitted/<student>/"
 	@echo "make grade       autograde every submission in submitted/ (JOBS=N workers, default one per core); reports/grading.csv"
 	@echo "make feedback    one HTML feedback file per student in feedback/"
-	@echo "make export      grades as CSV in reports/grades.csv"
+	@echo "make export      grades for the LMS in reports/grades.csv (per exercise); WORKSHEET=file fills Moodle's worksheet"
 	@echo "make demo        the whole cycle on the demo submissions, ending with a table of scores"
 	@echo "make test        the test suite"
 	@echo "make catalogue   grade the catalogue of known mistakes and correct variants, print what the checks catch"
@@ -67,6 +67,7 @@ collect: setup gradebook.db
 	mkdir -p downloaded/$(ASSIGNMENT)/archive
 	cp "$(ZIP)" downloaded/$(ASSIGNMENT)/archive/
 	$(NBGRADER) zip_collect $(ASSIGNMENT)
+	$(PY) -m coursekit participants
 
 samples: setup
 	$(PY) -m coursekit samples
@@ -79,9 +80,9 @@ grade: setup gradebook.db
 feedback: setup gradebook.db
 	$(NBGRADER) generate_feedback $(ASSIGNMENT) --force
 
+# WORKSHEET=<file> also fills in the grading worksheet downloaded from a Moodle assignment.
 export: setup gradebook.db
-	mkdir -p reports
-	$(NBGRADER) export --to reports/grades.csv
+	$(PY) -m coursekit export $(if $(WORKSHEET),--moodle-worksheet "$(WORKSHEET)")
 
 demo: release solutions samples grade feedback export
 	@$(PY) -m coursekit scores

@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 import nbformat
 
@@ -51,6 +52,36 @@ def cmd_grade(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from . import export
+
+    found = export.rows(COURSE)
+    if not found:
+        print("No students in the gradebook yet: run `make grade` first.")
+        return 1
+    print(f"wrote {export.write_grades(COURSE, found).relative_to(COURSE.root)}: {len(found)} students, "
+          f"{sum(r.status == 'graded' for r in found)} graded")
+    if args.moodle_worksheet:
+        try:
+            path, problems = export.fill_moodle_worksheet(COURSE, found, Path(args.moodle_worksheet))
+        except export.WorksheetError as error:
+            print(f"ERROR: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {path.relative_to(COURSE.root)}: upload it to the Moodle assignment (Grading action > "
+              "Upload grading worksheet)")
+        for problem in problems:
+            print(f"  - {problem}")
+    return 0
+
+
+def cmd_participants(args) -> int:
+    from . import collect
+
+    found = collect.record_participants(COURSE, grading.db_url(COURSE))
+    print(f"recorded the name and Moodle participant id of {len(found)} students in the gradebook")
+    return 0
+
+
 def cmd_scores(args) -> int:
     report = COURSE.reports / "grading.csv"
     if not report.is_file():
@@ -88,10 +119,14 @@ def main(argv=None) -> int:
     grade.add_argument("--jobs", type=_positive, default=None, metavar="N",
                        help="hand-ins graded at a time (default: one per core)")
     grade.set_defaults(run=cmd_grade)
+    export = commands.add_parser("export", help="grades for the LMS: reports/grades.csv (and a Moodle grading worksheet)")
+    export.add_argument("--moodle-worksheet", metavar="FILE", help="the grading worksheet downloaded from Moodle, to fill in")
+    export.set_defaults(run=cmd_export)
     for name, function, help in [
         ("notebook", cmd_notebook, "rebuild the instructor notebook from its text twin in source_text/"),
         ("notebook-text", cmd_notebook_text, "rewrite the text twin in source_text/ from the instructor notebook"),
         ("samples", cmd_samples, "write demo submissions into submitted/demo-*/"),
+        ("participants", cmd_participants, "record the names and Moodle participant ids of a collected zip"),
         ("scores", cmd_scores, "print the table of scores from reports/grading.csv"),
         ("catalogue", cmd_catalogue, "grade the catalogue of known right and wrong answers (tests/catalogue.py)"),
         ("bench-notebook", cmd_bench_notebook, "time the autograding of one submission, and its slowest cells"),

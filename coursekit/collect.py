@@ -5,12 +5,17 @@ each holding what the student uploaded, under whatever name their browser or Col
 plugin takes the student id from the folder (the name, as a slug: `ada-lovelace`) and files the notebook under
 the released name when it is recognisably the same notebook ("Copy of pw2_transformers.ipynb",
 "pw2_transformers (1).ipynb", ...). Any other file keeps its name; intake then reports it.
+
+`record_participants` then writes each student's name and Moodle participant id into the gradebook, so that
+`make export` can fill in Moodle's grading worksheet.
 """
 
 import re
 import unicodedata
+import zipfile
 from pathlib import PurePath
 
+from nbgrader.api import Gradebook
 from nbgrader.plugins.zipcollect import FileNameCollectorPlugin
 
 from . import layout
@@ -44,3 +49,28 @@ class MoodleCollectorPlugin(FileNameCollectorPlugin):
         first, _, last = folder["name"].partition(" ")
         return {"student_id": student_id(folder["name"]), "file_id": notebook_name(path.name),
                 "first_name": first, "last_name": last}
+
+
+def participants(archive: zipfile.ZipFile) -> dict[str, dict[str, str]]:
+    """The students of a Moodle zip: id -> first name, last name and Moodle participant id."""
+    found = {}
+    for name in archive.namelist():
+        for part in PurePath(name).parts:
+            folder = MOODLE_FOLDER.match(part)
+            if folder:
+                first, _, last = folder["name"].partition(" ")
+                found[student_id(folder["name"])] = {"first_name": first, "last_name": last,
+                                                     "lms_user_id": folder["participant"]}
+    return found
+
+
+def record_participants(course: layout.Course, db_url: str) -> dict[str, dict[str, str]]:
+    """Writes the names and participant ids of the students in downloaded/<assignment>/archive/*.zip to the gradebook."""
+    found = {}
+    for path in sorted((course.root / "downloaded" / layout.ASSIGNMENT / "archive").glob("*.zip")):
+        with zipfile.ZipFile(path) as archive:
+            found.update(participants(archive))
+    with Gradebook(db_url) as gb:
+        for student, details in found.items():
+            gb.update_or_create_student(student, **details)
+    return found

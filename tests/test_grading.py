@@ -101,13 +101,6 @@ def test_feedback_is_written_for_every_graded_student_without_hidden_tests(grade
             assert "_ref_attention" not in text and "HIDDEN TESTS" not in text
 
 
-def test_export_lists_every_student(graded):
-    with (graded.course.reports / "grades.csv").open() as f:
-        rows = {row["student_id"]: row for row in csv.DictReader(f)}
-    assert set(rows) == set(graded.results)
-    assert float(rows["demo-solution"]["score"]) == 100
-
-
 def test_the_summary_lists_every_hand_in_that_needs_a_look(graded):
     summary = (graded.course.reports / "grading.txt").read_text()
     assert "Student code ran in the sandbox." in summary

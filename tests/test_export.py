@@ -1,0 +1,93 @@
+"""Grades for the LMS: one row per student, one column per exercise, manual grades included, and Moodle's
+grading worksheet filled in by participant id, without touching the downloaded file."""
+
+import csv
+import shutil
+import zipfile
+
+import pytest
+from nbgrader.api import Gradebook
+
+from coursekit import collect, export, grading, layout
+
+EXERCISES = ["self_attention", "multi_head_attention", "causal_multi_head_attention", "CausalSelfAttention",
+             "FeedForward", "Block", "Transformer", "lm_loss", "train_step", "decode"]
+
+
+def _read(path):
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def gradebook_copy(graded, tmp_path) -> layout.Course:
+    """The graded batch's gradebook and report in a course directory of their own, to change freely."""
+    course = layout.copy_course(tmp_path / "course")
+    shutil.copy(graded.course.gradebook, course.gradebook)
+    (course.reports).mkdir()
+    shutil.copy(graded.course.reports / "grading.csv", course.reports / "grading.csv")
+    return course
+
+
+def test_grades_csv_has_a_row_per_student_and_a_column_per_exercise(graded):
+    rows = {r["student_id"]: r for r in _read(graded.course.reports / "grades.csv")}
+    assert set(rows) == set(graded.results)
+    header = list(next(iter(rows.values())))
+    assert header[-12:] == [*EXERCISES, "total", "max_score"]
+    for student, result in graded.results.items():
+        row = rows[student]
+        assert row["max_score"] == "100"
+        if result.status == "graded":
+            assert float(row["total"]) == result.score, student
+            assert {e: float(row[e]) for e in EXERCISES} == result.exercises, student
+        else:  # an empty cell, which an LMS import leaves alone, and the reason
+            assert row["total"] == "" and row["status"] == result.status, student
+
+
+def test_manual_grades_from_the_formgrader_are_exported(gradebook_copy):
+    with Gradebook(grading.db_url(gradebook_copy)) as gb:
+        gb.find_grade("test_lm_loss", layout.NOTEBOOK_ID, layout.ASSIGNMENT, "demo-mistakes").manual_score = 15
+        gb.db.commit()
+        expected = {g.name: g.score for g in gb.find_submission_notebook(layout.NOTEBOOK_ID, layout.ASSIGNMENT,
+                                                                         "demo-mistakes").grades}
+    row = next(r for r in export.rows(gradebook_copy) if r.student == "demo-mistakes")
+    assert row.exercises["lm_loss"] == 15
+    assert row.total == sum(v for k, v in expected.items() if k.startswith("test_"))
+
+
+def test_moodle_worksheet_gets_grades_by_participant_id(gradebook_copy, tmp_path):
+    archive = gradebook_copy.root / "downloaded" / layout.ASSIGNMENT / "archive"
+    archive.mkdir(parents=True)
+    with zipfile.ZipFile(archive / "moodle.zip", "w") as z:
+        z.writestr("Demo Solution_1001_assignsubmission_file_/pw2_transformers.ipynb", "{}")
+        z.writestr("Demo Mistakes_1002_assignsubmission_file_/pw2_transformers.ipynb", "{}")
+        z.writestr("Demo Empty_1003_assignsubmission_file_/pw2_transformers.ipynb", "")
+    assert collect.record_participants(gradebook_copy, grading.db_url(gradebook_copy))["demo-solution"] == {
+        "first_name": "Demo", "last_name": "Solution", "lms_user_id": "1001"}
+    worksheet = tmp_path / "Grades-PW2.csv"
+    worksheet.write_text("Identifier,Full name,Email address,Status,Grade,Maximum Grade,Feedback comments\n"
+                         "Participant 1001,Demo Solution,ds@example.org,Submitted,,100.00,\n"
+                         "Participant 1002,Demo Mistakes,dm@example.org,Submitted,,100.00,\n"
+                         "Participant 1003,Demo Empty,de@example.org,Submitted,,100.00,\n"
+                         "Participant 1999,Someone Else,se@example.org,No submission,,100.00,\n", encoding="utf-8")
+    before = worksheet.read_bytes()
+    found = export.rows(gradebook_copy)
+    path, problems = export.fill_moodle_worksheet(gradebook_copy, found, worksheet)
+    lines = {r["Identifier"]: r for r in _read(path)}
+    mistakes = next(r for r in found if r.student == "demo-mistakes")
+    assert lines["Participant 1001"]["Grade"] == "100"
+    assert lines["Participant 1002"]["Grade"] == f"{mistakes.total:g}"
+    assert "lm_loss: " in lines["Participant 1002"]["Feedback comments"]
+    assert lines["Participant 1003"]["Grade"] == "" and any("1003" in p and "not graded" in p for p in problems)
+    assert lines["Participant 1999"]["Grade"] == ""
+    assert any(p.startswith("demo-renamed: graded here but not in the worksheet") for p in problems)
+    assert worksheet.read_bytes() == before and path.parent == gradebook_copy.reports
+
+
+def test_a_file_that_is_not_a_moodle_worksheet_is_refused_with_a_reason(gradebook_copy, tmp_path):
+    wrong = tmp_path / "grades.csv"
+    wrong.write_text("student,score\nada,10\n")
+    with pytest.raises(export.WorksheetError, match="no Identifier and Grade columns"):
+        export.fill_moodle_worksheet(gradebook_copy, export.rows(gradebook_copy), wrong)
+    with pytest.raises(export.WorksheetError, match="does not exist"):
+        export.fill_moodle_worksheet(gradebook_copy, [], tmp_path / "missing.csv")
