@@ -13,6 +13,7 @@ from nbgrader.preprocessors import (ClearHiddenTests, ClearMarkScheme, ClearOutp
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # coursekit, next to this file
+from coursekit.feedback import ExerciseSummary  # noqa: E402
 from coursekit.limit_output import LimitOutputSize  # noqa: E402
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern,  # noqa: E402
@@ -46,7 +47,8 @@ c.Execute.skip_cells_with_tag = "skip-" + secrets.token_hex(16)
 
 # Feedback (feedback/<student>/pw2_transformers/pw2_transformers.html): nbgrader shows the hidden tests in it by
 # default; strip them. The check lines each test cell prints already say what failed and why.
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+# ExerciseSummary puts a table first: every exercise, its points, and the reasons of its failed checks.
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ExerciseSummary, CSSHTMLHeaderPreprocessor]
 
 # An LMS download (`make collect ZIP=...`): Moodle's "Download all submissions" zip, one folder per student.
 c.ZipCollectApp.collector_plugin = "coursekit.collect.MoodleCollectorPlugin"

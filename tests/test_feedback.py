@@ -1,0 +1,95 @@
+"""Feedback for students: one HTML page per graded hand-in, with the score of every exercise and the reason
+of every lost point first, and never a line of the hidden tests."""
+
+import html
+import re
+from html.parser import HTMLParser
+
+import nbformat
+import pytest
+
+from coursekit import checks, feedback, layout
+
+
+class _Text(HTMLParser):
+    """The text a reader sees in a page (syntax highlighting splits code into many tags)."""
+
+    def __init__(self):
+        super().__init__()
+        self.parts = []
+
+    def handle_data(self, data):
+        self.parts.append(data)
+
+
+def page_text(path) -> str:
+    parser = _Text()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return "".join(parser.parts)
+
+
+def hidden_test_lines(source_nb, release_nb) -> set[str]:
+    """Every line inside the hidden test regions of the instructor notebook, except the few that also appear
+    in the release (lines such as `else:` or `checks.score()` that the student sees anyway)."""
+    hidden = set()
+    for cell in source_nb.cells:
+        for region in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.S):
+            hidden |= {line.strip() for line in region.splitlines() if line.strip()}
+    visible = {line.strip() for cell in release_nb.cells for line in cell.source.splitlines()}
+    return hidden - visible
+
+
+def feedback_pages(graded):
+    return {student: layout.submission_dir(graded.course.feedback, student) / "pw2_transformers.html"
+            for student in graded.results}
+
+
+def test_every_graded_student_gets_a_feedback_page_and_no_one_else(graded):
+    for student, page in feedback_pages(graded).items():
+        assert page.is_file() == (graded.results[student].status == "graded"), student
+
+
+def test_no_feedback_page_contains_a_line_of_the_hidden_tests(graded, source_nb, release_nb):
+    hidden = hidden_test_lines(source_nb, release_nb)
+    assert len(hidden) > 300, "the hidden tests were not found in the instructor notebook"
+    for student, page in feedback_pages(graded).items():
+        if page.is_file():
+            text = page_text(page)
+            leaked = [line for line in hidden if line in text]
+            assert not leaked, f"{student}'s feedback shows hidden test code: {leaked[:5]}"
+
+
+def test_the_feedback_starts_with_the_points_of_every_exercise(graded):
+    text = page_text(feedback_pages(graded)["demo-mistakes"])
+    summary = text[text.index("Your score per exercise"):text.index("Practical work 2")]
+    for exercise, points in graded.results["demo-mistakes"].exercises.items():
+        assert re.search(rf"{exercise}\s*{points:g} / \d+", summary), exercise
+
+
+def test_the_feedback_says_why_each_point_was_lost(graded):
+    page = feedback_pages(graded)["demo-mistakes"]
+    text = page_text(page)
+    summary = text[text.index("Your score per exercise"):text.index("Practical work 2")]
+    notebook = nbformat.read(layout.submission_dir(graded.course.autograded, "demo-mistakes") / layout.NOTEBOOK,
+                             as_version=4)
+    failed = [c for cs in checks.by_test_cell(notebook).values() for c in cs if not c.passed]
+    assert failed
+    for check in failed:
+        assert f"✗ {check.description}" in summary and check.reason in summary, check
+
+
+def test_the_solutions_feedback_says_every_check_passed(graded):
+    text = page_text(feedback_pages(graded)["demo-solution"])
+    summary = text[text.index("Your score per exercise"):text.index("Practical work 2")]
+    assert summary.count("all checks passed") == 10 and "✗" not in summary
+
+
+@pytest.mark.parametrize("printed", ["<script>alert(1)</script>", "a | b"])
+def test_what_student_code_prints_cannot_inject_html_or_break_the_table(printed):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "", metadata={"nbgrader": {"grade": True, "solution": False, "grade_id": "test_decode", "points": 10, "score": 0}},
+        outputs=[nbformat.v4.new_output("stream", name="stdout", text=f"  ✗ decode works [0/10]: {printed}\n")])])
+    table = feedback.summary(nb)
+    assert "<script>" not in table
+    assert html.escape(printed).replace("|", "&#124;") in table
+    assert table.splitlines()[-1].count("|") == 4
