@@ -11,7 +11,7 @@ ASSIGNMENT := pw2_transformers
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup notebook notebook-text release solutions samples grade feedback export demo test lint catalogue bench-notebook collect clean
+.PHONY: help setup notebook notebook-text release solutions samples grade feedback export demo test lint catalogue bench-notebook bench-grading collect clean
 
 help:
 	@echo "make setup       create .venv with requirements.txt (CPU torch)"
@@ -28,6 +28,7 @@ help:
 	@echo "make test        the test suite"
 	@echo "make catalogue   grade the catalogue of known mistakes and correct variants, print what the checks catch"
 	@echo "make bench-notebook  time the autograding of one submission"
+	@echo "make bench-grading   grading throughput of 20 hand-ins, sequential against parallel, against plain nbconvert"
 
 setup: $(VENV)/.installed
 
@@ -96,6 +97,9 @@ catalogue: setup
 
 bench-notebook: setup
 	$(PY) -m coursekit bench-notebook
+
+bench-grading: setup
+	$(PY) -m coursekit bench-grading
 
 lint: setup
 	$(PY) -m ruff check coursekit tests

@@ -1,10 +1,18 @@
-"""Benchmark: how long one submission takes to autograde, and where the time goes (`make bench-notebook`).
+"""Benchmarks of grading. Numbers go in the README, not in tests (machines here are noisy).
 
-It grades the demo solution in a throwaway course directory, as `make grade` would, then executes the
-same notebook in grading mode with nbclient to time each cell. Numbers go in the README, not in tests.
+- `make bench-notebook`: how long one submission takes to autograde, and where the time goes. It grades
+  the demo solution in a throwaway course directory, as `make grade` would, then executes the same
+  notebook in grading mode with nbclient to time each cell.
+- `make bench-grading`: throughput of a batch (at least 20 hand-ins: solutions, typical mistakes and
+  untouched releases), graded by one worker and then by one worker per core, and what grading adds on
+  top of executing the same notebook with plain `jupyter nbconvert --execute`.
 """
 
+import json
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime
@@ -13,7 +21,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from . import grading, layout, samples
+from . import autograde, grading, layout, samples
 
 
 def _seconds(cell) -> float:
@@ -52,3 +60,71 @@ def run(repeats: int = 3) -> str:
         lines.append("slowest cells: " + ", ".join(
             f"{c.metadata.get('nbgrader', {}).get('grade_id') or c.id} {s:.1f} s" for c, s in slowest))
     return "\n".join(lines)
+
+
+def _batch_course(folder: Path, submissions: int) -> layout.Course:
+    """A released course directory with `submissions` hand-ins, cycling through the gradable demo samples."""
+    course = layout.copy_course(folder)
+    grading.nbgrader(course, "generate_assignment", layout.ASSIGNMENT, "--force")
+    kinds = list(samples.notebooks(course).values())
+    for i in range(submissions):
+        student = layout.submission_dir(course.submitted, f"bench-{i + 1:02d}")
+        student.mkdir(parents=True)
+        nbformat.write(kinds[i % len(kinds)], student / layout.NOTEBOOK)
+    return course
+
+
+def _plain_nbconvert_seconds(course: layout.Course, repeats: int) -> list[float]:
+    """`jupyter nbconvert --execute` of the solution in grading mode: no nbgrader, no sandbox."""
+    work = course.root / "build" / "plain"
+    work.mkdir(parents=True)
+    for item in course.release_notebook.parent.iterdir():  # the notebook's data/ next to it, as when graded
+        if item.is_dir():
+            os.symlink(item, work / item.name)
+    nbformat.write(samples.notebooks(course)["solution"], work / layout.NOTEBOOK)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                        "--ExecutePreprocessor.timeout=600", "--output", "executed", layout.NOTEBOOK],
+                       cwd=work, env={**autograde.environment(), "NBGRADER_EXECUTION": "autograde"},
+                       check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def grading_throughput(submissions: int = 20, jobs: int | None = None, repeats: int = 3) -> dict:
+    """Seconds and hand-ins per minute for a batch graded sequentially and in parallel, and the time of a
+    plain nbconvert execution of one notebook."""
+    jobs = jobs or autograde.default_jobs()
+    result = {"submissions": submissions, "cores": autograde.default_jobs(), "runs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for workers in dict.fromkeys([1, jobs]):
+            course = _batch_course(Path(tmp) / f"course-{workers}", submissions)
+            start = time.perf_counter()
+            results = grading.grade(course, jobs=workers)
+            seconds = time.perf_counter() - start
+            assert all(r.status == "graded" for r in results), grading.table(results)
+            result["runs"][workers] = {"seconds": round(seconds, 1), "per_submission": round(seconds / submissions, 2),
+                                       "per_minute": round(60 * submissions / seconds, 1)}
+        plain = _plain_nbconvert_seconds(course, repeats)
+    result["plain_nbconvert_seconds"] = round(statistics.median(plain), 2)
+    return result
+
+
+def grading_report(result: dict) -> str:
+    plain = result["plain_nbconvert_seconds"]
+    lines = [f"{result['submissions']} hand-ins, {result['cores']} cores; `make grade` includes intake, repair, "
+             "the sandbox, nbgrader and the reports",
+             f"{'workers':>8}  {'batch':>8}  {'per hand-in':>11}  {'hand-ins/min':>12}  {'vs plain nbconvert':>18}"]
+    for workers, run in result["runs"].items():
+        lines.append(f"{workers:>8}  {run['seconds']:>7.1f}s  {run['per_submission']:>10.2f}s  {run['per_minute']:>12.1f}"
+                     f"  {run['per_submission'] / plain:>17.2f}x")
+    lines.append(f"plain `jupyter nbconvert --execute` of one notebook in grading mode (median): {plain:.2f} s")
+    return "\n".join(lines)
+
+
+def write_grading_json(result: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return path

@@ -98,6 +98,16 @@ def cmd_bench_notebook(args) -> int:
     return 0
 
 
+def cmd_bench_grading(args) -> int:
+    from . import benchmark
+
+    result = benchmark.grading_throughput(args.submissions, args.jobs)
+    print(benchmark.grading_report(result))
+    path = benchmark.write_grading_json(result, COURSE.reports / "bench_grading.json")
+    print(f"wrote {path.relative_to(COURSE.root)}")
+    return 0
+
+
 def cmd_catalogue(args) -> int:
     from . import catalogue
 
@@ -122,6 +132,10 @@ def main(argv=None) -> int:
     export = commands.add_parser("export", help="grades for the LMS: reports/grades.csv (and a Moodle grading worksheet)")
     export.add_argument("--moodle-worksheet", metavar="FILE", help="the grading worksheet downloaded from Moodle, to fill in")
     export.set_defaults(run=cmd_export)
+    bench = commands.add_parser("bench-grading", help="grading throughput, one worker against one per core")
+    bench.add_argument("--submissions", type=_positive, default=20, metavar="N", help="hand-ins in the batch (default 20)")
+    bench.add_argument("--jobs", type=_positive, default=None, metavar="N", help="parallel workers (default: one per core)")
+    bench.set_defaults(run=cmd_bench_grading)
     for name, function, help in [
         ("notebook", cmd_notebook, "rebuild the instructor notebook from its text twin in source_text/"),
         ("notebook-text", cmd_notebook_text, "rewrite the text twin in source_text/ from the instructor notebook"),
