@@ -64,9 +64,9 @@ def test_no_feedback_page_contains_a_line_of_the_hidden_tests(graded, source_nb,
     assert len(hidden) > 300, "the hidden tests were not found in the instructor notebook"
     for student, page in feedback_pages(graded).items():
         if page.is_file():
-            text = page_text(page)
+            shown = {line.strip() for line in page_text(page).splitlines()}
             handed_in = nbformat.read(layout.submission_dir(graded.course.staging, student) / layout.NOTEBOOK, as_version=4)
-            leaked = [line for line in hidden - lines(handed_in) if line in text]
+            leaked = sorted((hidden - lines(handed_in)) & shown)
             assert not leaked, f"{student}'s feedback shows hidden test code: {leaked[:5]}"
 
 

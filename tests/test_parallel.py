@@ -7,6 +7,7 @@ the check lines every student reads and the gradebook must be the same.
 """
 
 import shutil
+from dataclasses import dataclass
 
 import nbformat
 import pytest
@@ -17,14 +18,19 @@ from coursekit import autograde, checks, grading, layout
 SAMPLE = ["demo-solution", "demo-mistakes", "demo-not-json", "deleted-tests", "tamper-inside", "runaway-loop-in-answer"]
 
 
+@dataclass
+class Sequential:
+    course: layout.Course
+    results: dict[str, grading.Result]
+
+
 @pytest.fixture(scope="module")
-def sequential(graded, tmp_path_factory) -> layout.Course:
+def sequential(graded, tmp_path_factory) -> Sequential:
     course = layout.copy_course(tmp_path_factory.mktemp("sequential"))
     grading.nbgrader(course, "generate_assignment", layout.ASSIGNMENT, "--force")
     for student in SAMPLE:
         shutil.copytree(graded.course.submitted / student, course.submitted / student)
-    course.results = {r.student: r for r in grading.grade(course, jobs=1)}
-    return course
+    return Sequential(course, {r.student: r for r in grading.grade(course, jobs=1)})
 
 
 def _check_lines(course: layout.Course, student: str) -> dict[str, list[checks.Check]]:
@@ -52,8 +58,8 @@ def test_the_sample_covers_every_kind_of_outcome(graded):
 @pytest.mark.parametrize("student", SAMPLE)
 def test_one_worker_and_two_workers_give_the_same_grades_notes_and_messages(graded, sequential, student):
     assert sequential.results[student] == graded.results[student]
-    assert _check_lines(sequential, student) == _check_lines(graded.course, student)
-    assert _gradebook_scores(sequential, student) == _gradebook_scores(graded.course, student)
+    assert _check_lines(sequential.course, student) == _check_lines(graded.course, student)
+    assert _gradebook_scores(sequential.course, student) == _gradebook_scores(graded.course, student)
 
 
 def test_parallel_grading_keeps_one_log_section_per_hand_in_in_student_order(graded):
