@@ -81,7 +81,8 @@ def autograde(course: layout.Course, sandboxed: bool = True) -> None:
 
 
 def db_url(course: layout.Course) -> str:
-    return f"sqlite:///{course.gradebook}"
+    """The gradebook's URL, the same as nbgrader's (see layout.gradebook_url): $GRADEBOOK_URL or SQLite gradebook.db."""
+    return course.gradebook_url
 
 
 @dataclass
