@@ -98,8 +98,9 @@ demo: release solutions samples grade feedback export
 	@$(PY) -m coursekit scores
 	@echo "Feedback: feedback/<student>/$(ASSIGNMENT)/$(ASSIGNMENT).html   Grades: reports/grades.csv"
 
+# The tests grade in throwaway courses, with throwaway gradebooks: never the database of a GRADEBOOK_URL.
 test: setup
-	$(PY) -m pytest
+	env -u GRADEBOOK_URL $(PY) -m pytest
 
 # JupyterLab in the course root: nbgrader's formgrader at http://localhost:8888/formgrader reads nbgrader_config.py
 # (the same gradebook as make grade). The exchange points at build/exchange (see nbgrader_config.py).

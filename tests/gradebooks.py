@@ -25,6 +25,10 @@ from nbgrader.api import Gradebook
 
 from coursekit import grading, layout, samples
 
+# The tests grade throwaway courses: never into the gradebook an instructor's GRADEBOOK_URL names. (Importing
+# this module, which collecting the suite does, clears it for the whole session; `make test` clears it too.)
+os.environ.pop(layout.GRADEBOOK_URL, None)
+
 # ---------------------------------------------------------------------------------------------------------------
 # PostgreSQL
 
