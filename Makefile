@@ -11,7 +11,7 @@ ASSIGNMENT := pw2_transformers
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup notebook notebook-text release solutions samples grade feedback export demo test lint catalogue bench-notebook bench-grading collect clean
+.PHONY: help setup notebook notebook-text release solutions samples grade feedback export demo test lint catalogue bench-notebook bench-grading collect lab clean
 
 help:
 	@echo "make setup       create .venv with requirements.txt (CPU torch)"
@@ -24,11 +24,13 @@ help:
 	@echo "make grade       autograde every submission in submitted/ (JOBS=N workers, default one per core); reports/grading.csv"
 	@echo "make feedback    one HTML feedback file per student in feedback/"
 	@echo "make export      grades for the LMS in reports/grades.csv (per exercise); WORKSHEET=file fills Moodle's worksheet"
+	@echo "make lab         JupyterLab on this course, with nbgrader's formgrader at /formgrader"
 	@echo "make demo        the whole cycle on the demo submissions, ending with a table of scores"
 	@echo "make test        the test suite"
 	@echo "make catalogue   grade the catalogue of known mistakes and correct variants, print what the checks catch"
 	@echo "make bench-notebook  time the autograding of one submission"
 	@echo "make bench-grading   grading throughput of 20 hand-ins, sequential against parallel, against plain nbconvert"
+	@echo "Gradebook: SQLite gradebook.db, or the database GRADEBOOK_URL names (make grade GRADEBOOK_URL=postgresql://...)"
 
 setup: $(VENV)/.installed
 
@@ -55,8 +57,18 @@ notebook-text: setup
 release: setup
 	$(NBGRADER) generate_assignment $(ASSIGNMENT) --force
 
+# The gradebook is SQLite gradebook.db unless GRADEBOOK_URL names another database (PostgreSQL: see the README);
+# nbgrader_config.py and coursekit read that variable, from the environment or the make command line. A database
+# has no file to stand for it here: the targets that need the assignment in the gradebook release it when the
+# database doesn't list it yet.
+ifeq ($(strip $(GRADEBOOK_URL)),)
 gradebook.db:
 	$(MAKE) release
+else
+.PHONY: gradebook.db
+gradebook.db: setup
+	@$(NBGRADER) db assignment list 2>/dev/null | grep -qx "$(ASSIGNMENT) (due: .*)" || $(MAKE) release
+endif
 
 solutions: setup gradebook.db
 	$(NBGRADER) generate_solution $(ASSIGNMENT) --force
@@ -89,8 +101,14 @@ demo: release solutions samples grade feedback export
 	@$(PY) -m coursekit scores
 	@echo "Feedback: feedback/<student>/$(ASSIGNMENT)/$(ASSIGNMENT).html   Grades: reports/grades.csv"
 
+# The tests grade in throwaway courses, with throwaway gradebooks: never the database of a GRADEBOOK_URL.
 test: setup
-	$(PY) -m pytest
+	env -u GRADEBOOK_URL $(PY) -m pytest
+
+# JupyterLab in the course root: nbgrader's formgrader at http://localhost:8888/formgrader reads nbgrader_config.py
+# (the same gradebook as make grade). The exchange points at build/exchange (see nbgrader_config.py).
+lab: setup gradebook.db
+	$(PY) -m jupyterlab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 catalogue: setup
 	$(PY) -m coursekit catalogue

@@ -14,6 +14,7 @@ from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # coursekit, next to this file
 from coursekit.feedback import ExerciseSummary  # noqa: E402
+from coursekit.layout import gradebook_url  # noqa: E402
 from coursekit.limit_output import LimitOutputSize  # noqa: E402
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern,  # noqa: E402
@@ -23,7 +24,19 @@ c = get_config()  # noqa: F821 (provided by nbgrader)
 
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "transformers"
-# The gradebook is the embedded default, SQLite at the top level: gradebook.db.
+# The gradebook: SQLite gradebook.db at the top level by default; the environment variable GRADEBOOK_URL names
+# another database instead, PostgreSQL for instance (postgresql://user@host/dbname; see the README). coursekit
+# reads the same variable through the same function.
+c.CourseDirectory.db_url = gradebook_url(c.CourseDirectory.root)
+
+# Students hand in through the LMS, not nbgrader's exchange, which nobody uses here. The formgrader warns when the
+# exchange folder is missing (its default, /usr/local/share/nbgrader/exchange, needs root to create), so it points
+# at a folder of the course's own, created here: its Release and Collect buttons then only copy files in build/.
+c.Exchange.root = os.path.join(c.CourseDirectory.root, "build", "exchange")
+os.makedirs(c.Exchange.root, exist_ok=True)
+# The formgrader's "Current configuration" panel would print this whole configuration on the page, the gradebook's
+# URL included (and a password in it): keep it off.
+c.FormgradeExtension.debug = False
 
 # The published solution (solutions/pw2_transformers/): the instructor notebook with its answers, without
 # the hidden tests, the outputs or any execution, so that regenerating it always gives the same file.

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+from sqlalchemy.engine import make_url
 
 from . import grading, layout, notebook_text, samples
 from .layout import COURSE
@@ -47,8 +48,9 @@ def cmd_grade(args) -> int:
     summary = grading.write_summary(COURSE, results, sandboxed=not args.no_sandbox)
     print()
     print(summary.read_text())
-    print(f"Reports: {report.relative_to(COURSE.root)}, {summary.relative_to(COURSE.root)}. "
-          f"Grades are in {COURSE.gradebook.name}.")
+    url = grading.db_url(COURSE)  # with GRADEBOOK_URL set: the database, never its password
+    where = COURSE.gradebook.name if url == f"sqlite:///{COURSE.gradebook}" else make_url(url).render_as_string(True)
+    print(f"Reports: {report.relative_to(COURSE.root)}, {summary.relative_to(COURSE.root)}. Grades are in {where}.")
     return 0
 
 

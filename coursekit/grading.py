@@ -26,7 +26,8 @@ def nbgrader(course: layout.Course, *args: str, check: bool = True, env: dict | 
 
 
 def db_url(course: layout.Course) -> str:
-    return f"sqlite:///{course.gradebook}"
+    """The gradebook's URL, the same as nbgrader's (see layout.gradebook_url): $GRADEBOOK_URL or SQLite gradebook.db."""
+    return course.gradebook_url
 
 
 @dataclass

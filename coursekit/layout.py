@@ -4,6 +4,7 @@
 a temporary copy of the course, so they never touch an instructor's gradebook or submissions.
 """
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,23 @@ NOTEBOOK = f"{NOTEBOOK_ID}.ipynb"
 
 # The instructor notebook's text twin, for review and diffs: it never goes into a course directory's source/.
 SOURCE_TEXT = ROOT / "source_text" / f"{ASSIGNMENT}.py"
+
+# The gradebook: SQLite gradebook.db at the course root unless this environment variable names another database
+# (any SQLAlchemy URL, e.g. postgresql://grader@db.example.org/transformers). nbgrader_config.py and coursekit
+# both ask gradebook_url(), so nbgrader's commands, the formgrader and coursekit always use the same gradebook.
+GRADEBOOK_URL = "GRADEBOOK_URL"
+
+
+def gradebook_url(root: Path | str) -> str:
+    """The SQLAlchemy URL of the gradebook of the course at `root`: $GRADEBOOK_URL, or SQLite root/gradebook.db.
+
+    A plain postgresql:// (or postgres://) URL gets the psycopg2 driver, the one requirements.txt installs:
+    SQLAlchemy 2.1 would otherwise look for psycopg 3."""
+    url = os.environ.get(GRADEBOOK_URL, "").strip()
+    if not url:
+        return f"sqlite:///{Path(root) / 'gradebook.db'}"
+    scheme, sep, rest = url.partition("://")
+    return f"postgresql+psycopg2://{rest}" if sep and scheme in ("postgresql", "postgres") else url
 
 
 @dataclass(frozen=True)
@@ -56,7 +74,12 @@ class Course:
 
     @property
     def gradebook(self) -> Path:
+        """The SQLite gradebook's file, which is the gradebook unless $GRADEBOOK_URL names another one."""
         return self.root / "gradebook.db"
+
+    @property
+    def gradebook_url(self) -> str:
+        return gradebook_url(self.root)
 
 
 COURSE = Course(ROOT)
