@@ -21,6 +21,7 @@ from pathlib import Path
 KERNEL_NAME = "pw2-sandbox"
 MEMORY_BYTES = 4 * 2**30   # torch on the CPU needs about 1.5 GiB of address space for this notebook
 CPU_SECONDS = 300          # a whole notebook takes about 10 s of CPU here
+LOCAL_DATABASE_SOCKETS = ["/run/postgresql", "/var/run/postgresql"]
 
 
 def unavailable() -> str:
@@ -46,6 +47,10 @@ def command(program: list[str], work: Path, course_root: Path, python_prefix: Pa
     args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     for folder in hidden:
         args += ["--tmpfs", str(folder)]
+    # A PostgreSQL gradebook: no local server socket, no password file, no URL in the environment.
+    for folder in sorted({Path(f).resolve() for f in LOCAL_DATABASE_SOCKETS if Path(f).is_dir()}):
+        args += ["--tmpfs", str(folder)]
+    args += ["--unsetenv", "GRADEBOOK_URL", "--unsetenv", "PGPASSWORD", "--setenv", "PGPASSFILE", "/dev/null"]
     if any(python_prefix.is_relative_to(h) for h in hidden):
         args += ["--ro-bind", str(python_prefix), str(python_prefix)]
     for path in shared:

@@ -23,7 +23,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from coursekit import grading, layout, samples
+from coursekit import export, grading, layout, samples
 
 # The tests grade throwaway courses: never into the gradebook an instructor's GRADEBOOK_URL names. (Importing
 # this module, which collecting the suite does, clears it for the whole session; `make test` clears it too.)
@@ -130,7 +130,7 @@ class SmallCourse:
     url: str                                  # the gradebook it was graded into
     results: dict[str, grading.Result]        # coursekit's results, by student
     cell_scores: dict[str, dict[str, float]]  # the gradebook's score of every graded cell, by student
-    export: list[dict[str, str]]              # nbgrader's CSV export, one row per student
+    export: list[dict[str, str]]              # `make export`'s reports/grades.csv, one row per student
 
 
 def write_handins(course: layout.Course) -> None:
@@ -150,16 +150,15 @@ def grade_small_course(root: Path, url: str | None = None) -> SmallCourse:
         write_handins(course)
         results = grading.grade(course)
         grading.nbgrader(course, "generate_feedback", layout.ASSIGNMENT, "--force")
-        grading.nbgrader(course, "export", "--to", "reports/grades.csv")
-        with (course.reports / "grades.csv").open(newline="") as f:
-            export = sorted(csv.DictReader(f), key=lambda row: row["student_id"])
+        with export.write_grades(course, export.rows(course)).open(newline="") as f:
+            exported = sorted(csv.DictReader(f), key=lambda row: row["student_id"])
         db = grading.db_url(course)
         cell_scores = {}
         with Gradebook(db) as gb:
             for student in GRADED_STUDENTS:
                 notebook = gb.find_submission_notebook(layout.NOTEBOOK_ID, layout.ASSIGNMENT, student)
                 cell_scores[student] = {g.name: g.score for g in notebook.grades}
-    return SmallCourse(course, db, {r.student: r for r in results}, cell_scores, export)
+    return SmallCourse(course, db, {r.student: r for r in results}, cell_scores, exported)
 
 
 _small_sqlite_course: SmallCourse | None = None

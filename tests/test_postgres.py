@@ -74,7 +74,7 @@ def test_postgresql_and_sqlite_give_the_same_grades(on_postgres, on_sqlite):
     assert on_sqlite.url.startswith("sqlite:///") and on_sqlite.course.gradebook.is_file()
     assert on_postgres.results == on_sqlite.results       # coursekit's report: scores per exercise, notes
     assert on_postgres.cell_scores == on_sqlite.cell_scores  # the gradebook, cell by cell
-    assert on_postgres.export == on_sqlite.export            # nbgrader's CSV export
+    assert on_postgres.export == on_sqlite.export            # make export's grades.csv
     assert [row["student_id"] for row in on_postgres.export] == sorted(gradebooks.HANDINS)
 
 

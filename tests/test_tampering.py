@@ -56,6 +56,14 @@ def _run_sandboxed(tmp_path, code, **limits):
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
+def test_student_code_cannot_see_the_gradebooks_url_or_local_database_sockets(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADEBOOK_URL", "postgresql://grader:secret@localhost/transformers")
+    run = _run_sandboxed(tmp_path, "import os; print(os.environ.get('GRADEBOOK_URL'), "
+                                   "[os.listdir(d) for d in ('/run/postgresql',) if os.path.isdir(d)])")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() in ("None []", "None [[]]")
+
+
 def test_the_sandbox_is_available_here():
     assert sandbox.unavailable() == "", "install bubblewrap: apt-get install bubblewrap"
 
