@@ -4,7 +4,8 @@
 PYTHON   ?= python3
 VENV     := .venv
 PY       := $(VENV)/bin/python
-NBGRADER := $(PY) -m nbgrader
+# nbgrader, once nbgrader_config.py is known to load (nbgrader would silently fall back to its defaults).
+NBGRADER := $(PY) -m coursekit nbgrader
 ASSIGNMENT := pw2_transformers
 
 # nbgrader runs `alembic` from the PATH; everything here runs offline (the Hugging Face Hub is not needed).

@@ -33,6 +33,23 @@ class SandboxUnavailable(RuntimeError):
     pass
 
 
+class ConfigError(RuntimeError):
+    pass
+
+
+def load_config(root: Path):
+    """The course's nbgrader_config.py, loaded as nbgrader loads it. nbgrader itself only logs a broken
+    configuration and goes on with its defaults (grading without the sandbox's settings, the output limits or
+    the hidden-test stripping of feedback): this raises instead, saying why."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    try:
+        return PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    except Exception as error:
+        raise ConfigError(f"{Path(root) / 'nbgrader_config.py'} cannot be loaded ({type(error).__name__}: {error}); "
+                          "nbgrader would silently use its defaults instead, so nothing was run") from error
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What nbgrader said about one hand-in."""
@@ -86,9 +103,8 @@ def _start_worker(root: str, env: dict[str, str], settings: dict[str, dict]) -> 
     sys.path.insert(0, str(layout.ROOT))
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
-    from traitlets.config.loader import PyFileConfigLoader
 
-    config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
+    config = load_config(Path(root))
     config.merge(Config(settings))
     config.CourseDirectory.submitted_directory = str(layout.Course(Path(root)).staging.relative_to(root))
     if "AsyncKernelManager" in settings:
@@ -105,6 +121,7 @@ def _grade_one(student: str) -> Outcome:
 
 def autograde(course: layout.Course, sandboxed: bool = True, jobs: int | None = None) -> dict[str, Outcome]:
     """nbgrader autograde on every hand-in staged in build/intake/, `jobs` at a time (default: one per core)."""
+    load_config(course.root)
     env, settings = _sandbox_settings(course, sandboxed)
     students = sorted(p.name for p in course.staging.iterdir() if p.is_dir()) if course.staging.is_dir() else []
     if not students:

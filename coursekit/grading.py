@@ -16,11 +16,12 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
 from . import answers, autograde, intake, layout
-from .autograde import SandboxUnavailable  # noqa: F401 (part of this module's interface)
+from .autograde import ConfigError, SandboxUnavailable  # noqa: F401 (part of this module's interface)
 
 
 def nbgrader(course: layout.Course, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Runs an nbgrader command in the course root."""
+    """Runs an nbgrader command in the course root, after checking that nbgrader_config.py loads."""
+    autograde.load_config(course.root)
     return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root,
                           env={**autograde.environment(), **(env or {})}, check=check)
 
