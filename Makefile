@@ -11,7 +11,7 @@ ASSIGNMENT := pw2_transformers
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup notebook notebook-text release solutions samples grade feedback export demo test lint catalogue bench-notebook collect clean
+.PHONY: help setup notebook notebook-text release solutions samples grade feedback export report demo test lint catalogue bench-notebook collect clean
 
 help:
 	@echo "make setup       create .venv with requirements.txt (CPU torch)"
@@ -24,6 +24,7 @@ help:
 	@echo "make grade       autograde every submission in submitted/; report in reports/grading.csv"
 	@echo "make feedback    one HTML feedback file per student in feedback/"
 	@echo "make export      grades as CSV in reports/grades.csv"
+	@echo "make report      class report for TAs: reports/class_report.html (plots, failures, hand-ins to look at) and CSVs"
 	@echo "make demo        the whole cycle on the demo submissions, ending with a table of scores"
 	@echo "make test        the test suite"
 	@echo "make catalogue   grade the catalogue of known mistakes and correct variants, print what the checks catch"
@@ -81,6 +82,10 @@ feedback: setup gradebook.db
 export: setup gradebook.db
 	mkdir -p reports
 	$(NBGRADER) export --to reports/grades.csv
+
+# After `make grade`: one self-contained HTML page and CSV files in reports/.
+report: setup
+	$(PY) -m coursekit report
 
 demo: release solutions samples grade feedback export
 	@$(PY) -m coursekit scores
