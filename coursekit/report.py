@@ -37,11 +37,12 @@ class CheckStats:
 
 @dataclass
 class Failure:
-    """One failure message (numbers that differ between students shown as …) and the students who got it."""
+    """One failure message of an exercise (numbers that differ between students shown as …), the students who
+    got it and the checks that printed it."""
     exercise: str
-    check: str
     message: str
     students: list[str]
+    checks: list[str]
 
 
 @dataclass
@@ -103,7 +104,8 @@ def collect(course: layout.Course) -> ClassReport:
     results = grading.read_report(path)
     tests = grading.test_points(course)
     stats: dict[tuple[str, str], CheckStats] = {}
-    messages: dict[tuple[str, str, str], dict[str, str]] = {}  # (exercise, check, key) -> student -> message
+    messages: dict[tuple[str, str], dict[str, str]] = {}  # (exercise, key) -> student -> message
+    failed_checks: dict[tuple[str, str], dict[str, None]] = {}  # (exercise, key) -> checks that printed it
     for result in results:
         notebook = layout.submission_dir(course.autograded, result.student) / layout.NOTEBOOK
         if result.status != "graded" or not notebook.is_file():
@@ -116,13 +118,14 @@ def collect(course: layout.Course) -> ClassReport:
                     entry.passed.append(result.student)
                     continue
                 entry.failed.append(result.student)
-                group = messages.setdefault((exercise, check.description, message_key(check.reason)), {})
-                group.setdefault(result.student, check.reason)
+                key = (exercise, message_key(check.reason))
+                messages.setdefault(key, {}).setdefault(result.student, check.reason)
+                failed_checks.setdefault(key, {})[check.description] = None
     order = {test_id: i for i, test_id in enumerate(tests)}
     ordered = sorted(stats, key=lambda k: order.get(k[0], len(order)))  # stable: checks in the order they ran
     exercise_order = {answers.exercise_of(t): i for t, i in order.items()}
-    failures = [Failure(exercise, check, message_template(list(group.values())), list(group))
-                for (exercise, check, _), group in messages.items()]
+    failures = [Failure(key[0], message_template(list(group.values())), list(group), list(failed_checks[key]))
+                for key, group in messages.items()]
     failures.sort(key=lambda f: (-len(f.students), exercise_order.get(f.exercise, len(order))))
     return ClassReport(results, {answers.exercise_of(t): p for t, p in tests.items()}, [stats[k] for k in ordered], failures)
 
@@ -232,10 +235,11 @@ def render(report: ClassReport) -> str:
         parts.append("<p>No hand-in was graded: no scores or pass rates to show.</p>")
     parts.append("<h2>Most frequent failure messages</h2>")
     if report.failures:
-        parts.append("<p>Numbers that differ from student to student are shown as …</p>")
-        parts.append(_table(["students", "exercise", "check", "message", "who"],
-                            [[len(f.students), f.exercise, f.check, f.message, ", ".join(f.students)] for f in report.failures],
-                            numeric={0}))
+        parts.append("<p>One row per message and exercise, with the students who got it (in any of the checks named); "
+                     "numbers that differ from student to student are shown as …</p>")
+        parts.append(_table(["students", "exercise", "message", "who", "in the checks"],
+                            [[len(f.students), f.exercise, f.message, ", ".join(f.students), "; ".join(f.checks)]
+                             for f in report.failures], numeric={0}))
     else:
         parts.append("<p>No check failed.</p>")
     parts.append("<h2>Hand-ins that need a look</h2>")
@@ -283,8 +287,9 @@ def write(course: layout.Course = layout.COURSE) -> list[Path]:
                    exercise_rows),
         _write_csv(folder / CSV_FILES[1], ["exercise", "check", "points", "passed", "failed", "not_run", "pass_rate"],
                    check_rows),
-        _write_csv(folder / CSV_FILES[2], ["exercise", "check", "message", "count", "students"],
-                   [[f.exercise, f.check, f.message, len(f.students), "; ".join(f.students)] for f in report.failures]),
+        _write_csv(folder / CSV_FILES[2], ["exercise", "message", "count", "students", "checks"],
+                   [[f.exercise, f.message, len(f.students), "; ".join(f.students), "; ".join(f.checks)]
+                    for f in report.failures]),
         _write_csv(folder / CSV_FILES[3], ["student", "status", "score", "note"],
                    [[r.student, r.status, f"{r.score:g}" if r.status == "graded" else "", r.note] for r in report.needs_a_look]),
     ]

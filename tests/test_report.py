@@ -90,9 +90,9 @@ def test_check_pass_rates_count_every_named_check_of_every_test_cell(small_cours
 def test_the_same_failure_from_different_students_is_grouped_numbers_aside(small_course):
     report.write(small_course)
     rows = read_csv(small_course.reports / "failure_messages.csv")
-    assert rows[0] == {"exercise": "alpha", "check": "the values are right", "count": "2", "students": "bob; cy",
+    assert rows[0] == {"exercise": "alpha", "checks": "the values are right", "count": "2", "students": "bob; cy",
                        "message": "wrong output (largest difference from the expected values: …)"}
-    assert {(r["check"], r["message"], r["students"]) for r in rows[1:]} == {
+    assert {(r["checks"], r["message"], r["students"]) for r in rows[1:]} == {
         ("the output has the right shape", "the output should have shape (2, 3, 4), not (2, 4)", "cy"),
         ("the loss is right", "the loss should be 2.3026, not 1.5", "bob")}
 
@@ -122,7 +122,7 @@ def test_student_text_is_escaped_and_never_injected():
                grading.Result("ok", "failed", 0, 5, {}, "nbgrader could not grade it")]
     fake = report.ClassReport(results, {"alpha": 5},
                               [report.CheckStats("alpha", f"check $x$ {evil}", 5, [], [evil])],
-                              [report.Failure("alpha", f"check $x$ {evil}", f"<img src=x onerror=alert(1)> {evil}", [evil])])
+                              [report.Failure("alpha", f"<img src=x onerror=alert(1)> {evil}", [evil], [f"check $x$ {evil}"])])
     page = report.render(fake)
     assert "<script" not in page and "<img src=x" not in page
     assert page.count("&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;") >= 4  # the id, note, check and message
@@ -171,7 +171,8 @@ def test_every_check_of_the_solution_is_counted(graded, class_report):
 
 def test_the_demo_mistakes_failed_checks_are_among_the_failure_messages(graded, class_report):
     rows = read_csv(class_report["failure_messages.csv"])
-    hit = {(r["exercise"], r["check"]) for r in rows if "demo-mistakes" in r["students"].split("; ")}
+    hit = {(r["exercise"], check) for r in rows if "demo-mistakes" in r["students"].split("; ")
+           for check in r["checks"].split("; ")}
     failed = {(test_id.removeprefix("test_"), c.description)
               for test_id, cell in checks.by_test_cell(autograded_notebook(graded, "demo-mistakes")).items()
               for c in cell if not c.passed}
