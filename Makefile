@@ -12,7 +12,7 @@ ASSIGNMENT := pw2_transformers
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup notebook notebook-text release solutions samples grade feedback export demo test lint catalogue bench-notebook bench-grading collect lab clean
+.PHONY: help setup notebook notebook-text release solutions samples grade feedback export report demo test lint catalogue bench-notebook bench-grading collect lab clean
 
 help:
 	@echo "make setup       create .venv with requirements.txt (CPU torch)"
@@ -26,6 +26,7 @@ help:
 	@echo "make feedback    one HTML feedback file per student in feedback/"
 	@echo "make export      grades for the LMS in reports/grades.csv (per exercise); WORKSHEET=file fills Moodle's worksheet"
 	@echo "make lab         JupyterLab on this course, with nbgrader's formgrader at /formgrader"
+	@echo "make report      class report for TAs: reports/class_report.html (plots, failures, hand-ins to look at) and CSVs"
 	@echo "make demo        the whole cycle on the demo submissions, ending with a table of scores"
 	@echo "make test        the test suite"
 	@echo "make catalogue   grade the catalogue of known mistakes and correct variants, print what the checks catch"
@@ -98,9 +99,13 @@ feedback: setup gradebook.db
 export: setup gradebook.db
 	$(PY) -m coursekit export $(if $(WORKSHEET),--moodle-worksheet "$(WORKSHEET)")
 
-demo: release solutions samples grade feedback export
+# After `make grade`: one self-contained HTML page and CSV files in reports/.
+report: setup
+	$(PY) -m coursekit report
+
+demo: release solutions samples grade feedback export report
 	@$(PY) -m coursekit scores
-	@echo "Feedback: feedback/<student>/$(ASSIGNMENT)/$(ASSIGNMENT).html   Grades: reports/grades.csv"
+	@echo "Feedback: feedback/<student>/$(ASSIGNMENT)/$(ASSIGNMENT).html   Grades: reports/grades.csv   Class report: reports/class_report.html"
 
 # The tests grade in throwaway courses, with throwaway gradebooks: never the database of a GRADEBOOK_URL.
 test: setup

@@ -93,6 +93,19 @@ def cmd_scores(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from . import report  # imports matplotlib: only when asked
+
+    try:
+        paths = report.write(COURSE)
+    except report.NothingGraded as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    print("CSV files: " + ", ".join(str(p.relative_to(COURSE.root)) for p in paths[:-1]))
+    print(f"Class report: {paths[-1]}")
+    return 0
+
+
 def cmd_bench_notebook(args) -> int:
     from . import benchmark  # imports nbclient: only when asked
 
@@ -148,6 +161,7 @@ def main(argv=None) -> int:
         ("samples", cmd_samples, "write demo submissions into submitted/demo-*/"),
         ("participants", cmd_participants, "record the names and Moodle participant ids of a collected zip"),
         ("scores", cmd_scores, "print the table of scores from reports/grading.csv"),
+        ("report", cmd_report, "the class report for TAs: reports/class_report.html and CSV files in reports/"),
         ("catalogue", cmd_catalogue, "grade the catalogue of known right and wrong answers (tests/catalogue.py)"),
         ("bench-notebook", cmd_bench_notebook, "time the autograding of one submission, and its slowest cells"),
     ]:
