@@ -11,7 +11,7 @@ ASSIGNMENT := pw2_transformers
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup notebook notebook-text release solutions samples grade feedback export demo test lint catalogue bench-notebook collect clean
+.PHONY: help setup notebook notebook-text release solutions samples grade feedback export demo test lint catalogue bench-notebook bench-training collect clean
 
 help:
 	@echo "make setup       create .venv with requirements.txt (CPU torch)"
@@ -28,6 +28,7 @@ help:
 	@echo "make test        the test suite"
 	@echo "make catalogue   grade the catalogue of known mistakes and correct variants, print what the checks catch"
 	@echo "make bench-notebook  time the autograding of one submission"
+	@echo "make bench-training  training throughput and time to overfit one batch (DEVICE=cuda on a GPU)"
 
 setup: $(VENV)/.installed
 
@@ -94,6 +95,11 @@ catalogue: setup
 
 bench-notebook: setup
 	$(PY) -m coursekit bench-notebook
+
+# Not a test: minutes on a CPU. Figures go in the README. DEVICE=cuda times fp16 autocast on a GPU.
+DEVICE ?= cpu
+bench-training: setup
+	$(PY) -m coursekit bench-training --device $(DEVICE)
 
 lint: setup
 	$(PY) -m ruff check coursekit tests

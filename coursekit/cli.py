@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 import nbformat
 
@@ -67,6 +68,13 @@ def cmd_bench_notebook(args) -> int:
     return 0
 
 
+def cmd_bench_training(args) -> int:
+    from . import bench_training  # imports transformers: only when asked
+
+    bench_training.main(args.device, args.steps, args.warmup, args.overfit_steps, args.overfit_seconds, args.out)
+    return 0
+
+
 def cmd_catalogue(args) -> int:
     from . import catalogue
 
@@ -80,6 +88,15 @@ def main(argv=None) -> int:
     grade = commands.add_parser("grade", help="autograde every submission in submitted/ and write reports/grading.csv")
     grade.add_argument("--no-sandbox", action="store_true", help="run student code without the sandbox (not recommended)")
     grade.set_defaults(run=cmd_grade)
+    bench = commands.add_parser("bench-training", help="training throughput (tokens/s) of the reference solution, "
+                                "with SDPA and with the seed's per-step tokenization, and the time to overfit one batch")
+    bench.add_argument("--device", default="cpu", help="cpu (default) or cuda (fp16 autocast)")
+    bench.add_argument("--steps", type=int, help="timed training steps per variant (default: 3 on CPU, 100 on GPU)")
+    bench.add_argument("--warmup", type=int, help="untimed steps first (default: 1 on CPU, 10 on GPU)")
+    bench.add_argument("--overfit-steps", type=int, help="give up overfitting after this many steps (default 5000)")
+    bench.add_argument("--overfit-seconds", type=float, help="... or after this many seconds (default: 120 on CPU, 1200 on GPU)")
+    bench.add_argument("--out", type=Path, help="the JSON report (default: reports/bench_training_<device>.json)")
+    bench.set_defaults(run=cmd_bench_training)
     for name, function, help in [
         ("notebook", cmd_notebook, "rebuild the instructor notebook from its text twin in source_text/"),
         ("notebook-text", cmd_notebook_text, "rewrite the text twin in source_text/ from the instructor notebook"),
