@@ -186,23 +186,32 @@ def _batches(namespace, tokenizer, texts, config: Config, device: str, per_step:
 
 
 def throughput(namespace, tokenizer, texts, config: Config, device: str, steps: int, warmup: int,
-               sdpa: bool = False, per_step_tokenization: bool = False, amp: bool = False) -> dict:
-    """Trains a fresh model for `warmup` + `steps` steps; tokens/s = tokens of the timed steps / their time."""
-    trainer = _Trainer(namespace, build_model(namespace, config, device, sdpa=sdpa).train(), config, device, amp)
-    batches = _batches(namespace, tokenizer, texts, config, device, per_step_tokenization)
-    for _ in range(warmup):
-        trainer.step(*next(batches))
-    trainer.sync()
-    tokens, losses, start, cpu_start = 0, [], time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        input_ids, attention_mask = next(batches)  # tokenization, in the seed's loop, is part of the timed step
-        losses.append(trainer.step(input_ids, attention_mask))
-        tokens += input_ids.numel()
-    trainer.sync()
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    return {"steps": steps, "warmup_steps": warmup, "batch_shape": list(input_ids.shape), "seconds": seconds,
-            "seconds_per_step": seconds / steps, "tokens_per_s": tokens / seconds,
-            "cpu_seconds_per_step": cpu_seconds / steps, "last_loss": losses[-1]}
+               variants: dict[str, dict], amp: bool = False) -> list[dict]:
+    """Trains a fresh model per variant (options: `sdpa`, `per_step_tokenization`) for `warmup` + `steps` steps,
+    the variants taking turns step by step so that a change in the machine's load hits them all alike.
+    tokens/s = tokens of a variant's timed steps / the wall-clock time of those steps; CPU time is also kept
+    (the process's, all threads), which depends less on other jobs sharing the CPU."""
+    runs = [(name, _Trainer(namespace, build_model(namespace, config, device, sdpa=options.get("sdpa", False)).train(),
+                            config, device, amp),
+             _batches(namespace, tokenizer, texts, config, device, options.get("per_step_tokenization", False)))
+            for name, options in variants.items()]
+    totals = {name: {"seconds": 0.0, "cpu_seconds": 0.0, "tokens": 0, "loss": math.nan, "shape": None} for name in variants}
+    for step in range(warmup + steps):
+        for name, trainer, batches in runs:
+            trainer.sync()
+            start, cpu_start = time.perf_counter(), time.process_time()
+            input_ids, attention_mask = next(batches)  # tokenization, in the seed's loop, is part of the timed step
+            loss = trainer.step(input_ids, attention_mask)
+            trainer.sync()
+            if step >= warmup:
+                total = totals[name]
+                total["seconds"] += time.perf_counter() - start
+                total["cpu_seconds"] += time.process_time() - cpu_start
+                total["tokens"] += input_ids.numel()
+                total["loss"], total["shape"] = loss, list(input_ids.shape)
+    return [{"variant": name, "steps": steps, "warmup_steps": warmup, "batch_shape": t["shape"], "seconds": t["seconds"],
+             "seconds_per_step": t["seconds"] / steps, "tokens_per_s": t["tokens"] / t["seconds"],
+             "cpu_seconds_per_step": t["cpu_seconds"] / steps, "last_loss": t["loss"]} for name, t in totals.items()]
 
 
 def overfit(namespace, tokenizer, texts, config: Config, device: str, max_steps: int, max_seconds: float = math.inf,
@@ -233,6 +242,11 @@ def _machine(device: str, torch) -> str:
     return f"{os.cpu_count()}-core CPU ({model}), torch threads {torch.get_num_threads()}"
 
 
+VARIANTS = {"reference solution, pre-tokenized batches": {},
+            "same model, F.scaled_dot_product_attention": {"sdpa": True},
+            "reference solution, seed's per-step tokenization": {"per_step_tokenization": True}}
+
+
 def run(device: str = "cpu", steps: int | None = None, warmup: int | None = None, overfit_steps: int | None = None,
         overfit_seconds: float | None = None, config: Config = SEED, offline_config: Config | None = NOTEBOOK_OFFLINE,
         amp: bool | None = None, log=print) -> dict:
@@ -258,14 +272,8 @@ def run(device: str = "cpu", steps: int | None = None, warmup: int | None = None
     log(f"SDPA variant vs reference, largest logit difference (eval, float32): {difference:.2e}")
     if difference > 1e-3:
         raise AssertionError(f"the SDPA variant does not compute the reference model ({difference:.2e} apart)")
-    variants = [("reference solution, pre-tokenized batches", {}),
-                ("same model, F.scaled_dot_product_attention", {"sdpa": True}),
-                ("reference solution, seed's per-step tokenization", {"per_step_tokenization": True})]
-    results = []
-    for name, options in variants:
-        log(f"timing: {name} ({warmup} warm-up + {steps} steps) ...")
-        results.append({"variant": name, **throughput(namespace, tokenizer, texts, config, device, steps, warmup,
-                                                      amp=amp, **options)})
+    log(f"timing {len(VARIANTS)} variants, taking turns ({warmup} warm-up + {steps} steps each) ...")
+    results = throughput(namespace, tokenizer, texts, config, device, steps, warmup, VARIANTS, amp=amp)
     runs = [("seed configuration", config)]
     if offline_config is not None:
         runs.append(("notebook's offline run", replace(offline_config, vocab_size=len(tokenizer))))

@@ -52,15 +52,17 @@ def test_the_tokenizer_is_the_notebooks_offline_one(data):
     assert "BPE" in description or "GPT-2" in description
 
 
-@pytest.mark.parametrize("options", [{}, {"sdpa": True}, {"per_step_tokenization": True}])
-def test_throughput_is_measured_on_full_batches(namespace, data, options):
+def test_throughput_is_measured_on_full_batches_for_every_variant(namespace, data):
     dataset, tokenizer, _ = data
     config = bench_training.TINY
-    result = bench_training.throughput(namespace, tokenizer, dataset["train"], config, "cpu", steps=2, warmup=1, **options)
-    assert result["batch_shape"] == [config.batch_size, config.seq_len]  # the sample's texts fill seq_len
-    assert result["steps"] == 2 and result["seconds"] > 0 and result["cpu_seconds_per_step"] > 0
-    assert result["tokens_per_s"] == pytest.approx(2 * config.batch_size * config.seq_len / result["seconds"])
-    assert 0 < result["last_loss"] < 2 * math.log(config.vocab_size)
+    results = bench_training.throughput(namespace, tokenizer, dataset["train"], config, "cpu", steps=2, warmup=1,
+                                        variants=bench_training.VARIANTS)
+    assert [r["variant"] for r in results] == list(bench_training.VARIANTS)
+    for result in results:
+        assert result["batch_shape"] == [config.batch_size, config.seq_len]  # the sample's texts fill seq_len
+        assert result["steps"] == 2 and result["seconds"] > 0 and result["cpu_seconds_per_step"] > 0
+        assert result["tokens_per_s"] == pytest.approx(2 * config.batch_size * config.seq_len / result["seconds"])
+        assert 0 < result["last_loss"] < 2 * math.log(config.vocab_size)
 
 
 def test_overfitting_one_batch_reaches_the_target_and_stops(namespace, data):
