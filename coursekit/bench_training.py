@@ -3,7 +3,8 @@
 The model, loss and training step are the instructor notebook's solution code, executed as it stands. Three
 variants are timed at the seed's configuration (hidden 256, 3 layers, 4 heads, seq_len 128, batch 32): the
 reference solution on pre-tokenized batches, the same model with F.scaled_dot_product_attention, and the
-seed's loop that tokenizes the raw texts at every step. Then the reference solution overfits one batch.
+seed's loop that tokenizes the raw texts at every step (taking turns, step by step). Then the reference
+solution overfits one batch, at the seed's configuration and at the notebook's offline one.
 Offline there is no GPT-2 tokenizer: the notebook's own grading-mode tokenizer (a small BPE trained on the
 local sample) is used, but the embedding and LM head keep GPT-2's 50257 tokens, so that the cost of a step
 is the notebook's. Numbers go in the README, not in tests.
