@@ -1,6 +1,7 @@
 """The training benchmark (`make bench-training`) builds its model from the notebook's solution and measures sane
 figures. Tiny configurations only: the benchmark itself is not a test."""
 
+import json
 import math
 from dataclasses import asdict
 
@@ -84,3 +85,15 @@ def test_the_table_shows_every_variant_and_the_overfitting():
               "throughput": [row | {"variant": "ref"}, row | {"variant": "sdpa", "tokens_per_s": 4096.0}], "overfit": [overfit]}
     text = bench_training.table(result)
     assert "2,048" in text and "2.00x" in text and "NOT reached, stopped after 60 steps" in text
+
+
+def test_the_whole_run_on_a_tiny_configuration(tmp_path):
+    result = bench_training.run(steps=2, warmup=1, overfit_steps=3, config=bench_training.TINY,
+                                offline_config=bench_training.TINY, log=lambda *_: None)
+    assert [r["variant"] for r in result["throughput"]] == list(bench_training.VARIANTS)
+    assert all(r["tokens_per_s"] > 0 for r in result["throughput"]) and result["sdpa_max_logit_difference"] < 1e-5
+    assert [o["steps"] for o in result["overfit"]] == [3, 3] and result["precision"] == "float32"
+    assert result["overfit"][1]["config"]["vocab_size"] == 512  # the offline run uses the tokenizer's vocabulary
+    assert "BPE" in result["tokenizer"] or "GPT-2" in result["tokenizer"]
+    (tmp_path / "result.json").write_text(json.dumps(result))  # the report is plain JSON
+    assert "F.scaled_dot_product_attention" in bench_training.table(result)
