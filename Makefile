@@ -12,7 +12,7 @@ ASSIGNMENT := pw2_transformers
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup notebook notebook-text release solutions samples grade feedback export report demo test lint catalogue bench-notebook bench-grading collect lab clean
+.PHONY: help setup notebook notebook-text release solutions samples grade feedback export report demo test lint catalogue bench-notebook bench-grading bench-training collect lab clean
 
 help:
 	@echo "make setup       create .venv with requirements.txt (CPU torch)"
@@ -32,6 +32,7 @@ help:
 	@echo "make catalogue   grade the catalogue of known mistakes and correct variants, print what the checks catch"
 	@echo "make bench-notebook  time the autograding of one submission"
 	@echo "make bench-grading   grading throughput of 20 hand-ins, sequential against parallel, against plain nbconvert"
+	@echo "make bench-training  training throughput and time to overfit one batch (DEVICE=cuda on a GPU)"
 	@echo "Gradebook: SQLite gradebook.db, or the database GRADEBOOK_URL names (make grade GRADEBOOK_URL=postgresql://...)"
 
 setup: $(VENV)/.installed
@@ -124,6 +125,11 @@ bench-notebook: setup
 
 bench-grading: setup
 	$(PY) -m coursekit bench-grading
+
+# Not a test: minutes on a CPU. Figures go in the README. DEVICE=cuda times fp16 autocast on a GPU.
+DEVICE ?= cpu
+bench-training: setup
+	$(PY) -m coursekit bench-training --device $(DEVICE)
 
 lint: setup
 	$(PY) -m ruff check coursekit tests

@@ -123,6 +123,13 @@ def cmd_bench_grading(args) -> int:
     return 0
 
 
+def cmd_bench_training(args) -> int:
+    from . import bench_training  # imports transformers: only when asked
+
+    bench_training.main(args.device, args.steps, args.warmup, args.overfit_steps, args.overfit_seconds, args.out)
+    return 0
+
+
 def cmd_catalogue(args) -> int:
     from . import catalogue
 
@@ -155,6 +162,16 @@ def main(argv=None) -> int:
     bench.add_argument("--submissions", type=_positive, default=20, metavar="N", help="hand-ins in the batch (default 20)")
     bench.add_argument("--jobs", type=_positive, default=None, metavar="N", help="parallel workers (default: one per core)")
     bench.set_defaults(run=cmd_bench_grading)
+    training = commands.add_parser("bench-training", help="training throughput (tokens/s) of the reference solution, "
+                                "with SDPA and with the seed's per-step tokenization, and the time to overfit one batch")
+    training.add_argument("--device", default="cpu", help="cpu (default) or cuda (fp16 autocast)")
+    training.add_argument("--steps", type=int, help="timed training steps per variant (default: 3 on CPU, 100 on GPU)")
+    training.add_argument("--warmup", type=int, help="untimed steps first (default: 1 on CPU, 10 on GPU)")
+    training.add_argument("--overfit-steps", type=int, help="give up overfitting after this many steps (default 5000)")
+    training.add_argument("--overfit-seconds", type=float,
+                          help="... or after this many seconds (default: 120 on CPU, 1200 on GPU)")
+    training.add_argument("--out", type=Path, help="the JSON report (default: reports/bench_training_<device>.json)")
+    training.set_defaults(run=cmd_bench_training)
     for name, function, help in [
         ("notebook", cmd_notebook, "rebuild the instructor notebook from its text twin in source_text/"),
         ("notebook-text", cmd_notebook_text, "rewrite the text twin in source_text/ from the instructor notebook"),
