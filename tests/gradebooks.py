@@ -23,7 +23,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from coursekit import export, grading, layout, samples
+from coursekit import autograde, export, grading, layout, samples
 
 # The tests grade throwaway courses: never into the gradebook an instructor's GRADEBOOK_URL names. (Importing
 # this module, which collecting the suite does, clears it for the whole session; `make test` clears it too.)
@@ -197,8 +197,8 @@ def jupyter_lab(course: layout.Course, workdir: Path, timeout: float = 120):
     """JupyterLab serving `course` as `make lab` does (in the course root, which nbgrader_config.py configures),
     on a free port, with its Jupyter config, data and runtime folders in `workdir`; stopped afterwards."""
     port, token = free_port(), secrets.token_hex(16)
-    env = grading._nbgrader_env({"JUPYTER_CONFIG_DIR": str(workdir / "config"), "JUPYTER_DATA_DIR": str(workdir / "data"),
-                                 "JUPYTER_RUNTIME_DIR": str(workdir / "runtime")})
+    env = {**autograde.environment(), "JUPYTER_CONFIG_DIR": str(workdir / "config"),
+           "JUPYTER_DATA_DIR": str(workdir / "data"), "JUPYTER_RUNTIME_DIR": str(workdir / "runtime")}
     log = workdir / "lab.log"
     command = [sys.executable, "-m", "jupyterlab", "--no-browser",
                f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
