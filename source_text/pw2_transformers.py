@@ -607,7 +607,7 @@ _TRUSTED_ATTRIBUTES = [(owner, name, getattr(owner, name)) for owner, names in [
                  "register_forward_hook", "register_forward_pre_hook"]),
     (nn.Linear, ["forward"]), (nn.LayerNorm, ["forward"]), (nn.Embedding, ["forward"]), (nn.Dropout, ["forward"]),
     (nn.utils, ["clip_grad_norm_"]), (torch.optim.Optimizer, ["zero_grad"]),
-    (Checks, ["__init__", "check", "score", "_run", "seconds"]),
+    (Checks, ["__init__", "check", "score", "_run", "seconds", "registry"]),
     (builtins, ["isinstance", "abs", "float", "print", "round", "min", "max", "sum", "any", "all", "len", "set",
                 "getattr", "type", "id", "str", "repr", "AssertionError", "Exception"]),
 ] for name in names]
@@ -2049,7 +2049,7 @@ print("training text:", repr(tokenizer.decode(block[:40])))
 print("generated    :", repr(tokenizer.decode(decode(transformer, prompt_ids, max_new_tokens=32)[0])))
 
 # %% [markdown]
-# Try your own prompts! Training on 10,000 lines or more gives better text, but it takes much longer: expect about an hour on a laptop GPU for a model that writes plausible sentences.
+# Try your own prompts! The quick demo only memorized one batch, so expect odd text. Training with `"n_examples"` on more lines, for more epochs, gives better text, but takes longer: watch the validation loss in TensorBoard to see how far the model got.
 
 # %%
 prompt = " As with previous"
@@ -2100,12 +2100,13 @@ else:
 # **Question** Do you notice any interesting (linguistic) pattern? What do the special tokens [CLS] and [SEP] attend to?
 
 # %%
-if attentions is None:
-    print("Bonus skipped: no attentions to show (see the cell above).")
-else:
-    from bertviz import head_view
-
-    head_view(attentions, tokens=bert_tokens)
+if attentions is not None:  # otherwise the cell above said why the bonus is skipped
+    try:
+        from bertviz import head_view
+    except ImportError:
+        print("Bonus skipped: bertviz is not installed (pip install bertviz).")
+    else:
+        head_view(attentions, tokens=bert_tokens)
 
 # %% [markdown]
 # # Check my work, and hand in
