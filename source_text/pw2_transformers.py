@@ -59,10 +59,9 @@
 # ![image.png](https://paullerner.github.io/aivancity_nlp/_static/colab_gpu.png)
 
 # %% nbgrader={"grade": false, "grade_id": "install", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import importlib.util
 import os
 import sys
-
-import importlib.util
 
 # nbgrader sets NBGRADER_EXECUTION while it grades: the notebook then runs offline, on the CPU, on small data.
 GRADING = "NBGRADER_EXECUTION" in os.environ
