@@ -1622,7 +1622,7 @@ checks.score()
 # %% [markdown]
 # ## Training loop
 #
-# Ensure that everything is on the GPU: create the model, then move it with `.to(device)`, and move every batch the same way.
+# Everything runs on `device`, the GPU when there is one: the training code below moves the model and every batch there with `.to(device)`.
 #
 # ### One training step (10 points)
 #
@@ -1744,7 +1744,7 @@ checks.score()
 # ### The data pipeline
 #
 # Training reads the text through a small pipeline, given below (you don't need to change it):
-# 1. **Tokenize once.** `tokenize_once` tokenizes the lines with `datasets.map(..., batched=True)`, before training, instead of at every step. It joins the tokens of the lines into one stream and cuts it into blocks of `seq_len` tokens. Consecutive blocks share one token (the last token of a block is the first of the next), so that every token of the stream is a target exactly once: `lm_loss` predicts each token from the ones before it, and the first token of a block has nothing before it.
+# 1. **Tokenize once.** `tokenize_once` tokenizes the lines with `datasets.map(..., batched=True)`, before training, instead of at every step. It joins the tokens of the lines into one stream and cuts it into blocks of `seq_len` tokens. Consecutive blocks share one token (the last token of a block is the first of the next), so that every token of the stream but the very first is a target exactly once: `lm_loss` predicts each token from the ones before it, and the first token of a block has nothing before it.
 # 2. **Batch.** A PyTorch `DataLoader` draws batches of blocks (shuffled for training). Its `collate` function pads the shorter blocks with the EOS token, and builds the `attention_mask`: 1 for real tokens, 0 for padding, which your `lm_loss` ignores.
 # 3. **Train and validate.** `train` calls your `train_step` on one batch after another, with a progress bar. Every `validate_every` steps, `evaluate` computes the validation loss on the first `validation_batches` batches of the validation set only, so that validating stays quick. Both losses, and their perplexities ($e^{\text{loss}}$), go to TensorBoard.
 # 4. **Checkpoint.** `save_checkpoint` saves the model's weights with the configuration that builds it; `load_checkpoint` builds the model again from the file.
@@ -1870,7 +1870,7 @@ elif not GRADING:
 # - `"overfit_one_batch"`, the quick demo: the model sees the same batch again and again, and memorizes it. Its training loss goes down fast, but its validation loss doesn't: it learns that one batch, not the language. A few minutes on a Colab GPU.
 # - `"n_examples"`: the model learns from the first `N_EXAMPLES` lines of WikiText-103, for `EPOCHS` epochs. Its validation loss goes down too. Try it when you have more time: the more lines and epochs, the longer it takes, and the better the model.
 #
-# While the notebook is graded, or offline, the model and the data are much smaller, so that training takes seconds on a CPU (and the quick demo runs whatever you chose).
+# While the notebook is graded, or offline, the model and the data are much smaller, so that training takes seconds on a CPU. While it is graded, it always runs the quick demo, whatever you chose.
 
 # %%
 TRAINING = "overfit_one_batch"  # or "n_examples"
@@ -2087,7 +2087,8 @@ else:
         print(bert_tokens)
         print(attentions[0].shape)  # the first layer's attentions
     except Exception as error:  # no network, or the Hub is down
-        print(f"Bonus skipped: BERT could not be downloaded ({type(error).__name__}).")
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        print(f"Bonus skipped: BERT could not be loaded ({type(error).__name__}: {first_line})")
 
 # %% [markdown]
 # We extracted the attentions of every layer; above is the shape of the first layer's. The first dimension is the batch, the second one is the number of heads of the layer, and the last two dimensions are the sequence length, special tokens included. Since this is self-attention, the last two numbers are equal.

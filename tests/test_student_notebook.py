@@ -302,3 +302,58 @@ def test_check_my_work_is_skipped_while_grading(release_nb, capsys):
     exec(cell(release_nb, "check_my_work").source, namespace)
     assert capsys.readouterr().out == ("Check my work is skipped while the notebook is graded: "
                                        "the check cell below each exercise counts.\n")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The bertviz bonus
+
+
+def bonus_cells(nb) -> tuple[str, str]:
+    """The bonus's two code cells: the one that computes BERT's attentions, and the one that draws them."""
+    attentions = next(c.source for c in nb.cells if "def bert_attentions" in c.source)
+    drawing = next(c.source for c in nb.cells if "head_view(" in c.source and c.source != attentions)
+    return attentions, drawing
+
+
+@pytest.fixture()
+def tiny_bert(tmp_path, monkeypatch):
+    """A tiny random BERT saved on disk, which `from_pretrained("bert-base-uncased")` loads instead of the Hub's."""
+    import transformers
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "i", "will", "go", "for", "a", "run", "and", "jump", "into",
+             "lake", "."]
+    (tmp_path / "vocab.txt").write_text("\n".join(words))
+    transformers.BertTokenizer(str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    transformers.BertModel(transformers.BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=2,
+                                                   num_attention_heads=2, intermediate_size=32)).save_pretrained(tmp_path)
+    for owner in [transformers.BertModel, transformers.BertTokenizer]:
+        load = owner.from_pretrained.__func__
+        monkeypatch.setattr(owner, "from_pretrained", classmethod(
+            lambda cls, name, *args, load=load, **kwargs: load(cls, str(tmp_path), *args, **kwargs)))
+
+
+def test_the_bertviz_bonus_shows_every_layer_with_special_tokens_and_leaves_globals_alone(source_nb, tiny_bert, capsys):
+    attentions_cell, drawing_cell = bonus_cells(source_nb)
+    students = {name: object() for name in ["tokenizer", "transformer", "model", "inputs", "outputs", "text", "input_ids"]}
+    namespace = {"GRADING": False, "OFFLINE": False, "torch": torch, **students}
+    exec(attentions_cell, namespace)
+    assert all(namespace[name] is value for name, value in students.items()), "the bonus must not replace the GPT's names"
+    assert set(namespace) - set(students) - {"GRADING", "OFFLINE", "torch", "__builtins__"} == {
+        "bert_attentions", "attentions", "bert_tokens"}
+    tokens, attentions = namespace["bert_tokens"], namespace["attentions"]
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]", "BERT's special tokens are part of what it attends to"
+    assert len(attentions) == 2 and attentions[0].shape == (1, 2, len(tokens), len(tokens)), "every layer, every head"
+    exec(drawing_cell, namespace)
+    assert "Bonus skipped" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mode", ["GRADING", "OFFLINE"])
+def test_the_bertviz_bonus_is_skipped_in_one_line_offline_and_while_grading(source_nb, mode, capsys):
+    attentions_cell, drawing_cell = bonus_cells(source_nb)
+    namespace = {"GRADING": mode == "GRADING", "OFFLINE": True, "torch": torch}
+    exec(attentions_cell, namespace)
+    exec(drawing_cell, namespace)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Bonus skipped")
+    assert namespace["attentions"] is None
