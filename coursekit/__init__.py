@@ -3,6 +3,7 @@
 One module per concern:
 - `layout`: where everything lives in the course directory.
 - `notebook_text`: the instructor notebook <-> its percent-format text twin.
+- `colab`: the "Open in Colab" badge in the notebook's header, and the repository it points to.
 - `answers`: solution code out of the instructor notebook, and answers into a release notebook.
 - `samples`: demo submissions (correct, untouched, typical mistakes, damaged files).
 - `collect`: the nbgrader zip_collect plugin for Moodle downloads.

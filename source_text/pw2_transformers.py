@@ -9,6 +9,8 @@
 # %% [markdown]
 # # Practical work 2: Transformers
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/YOUR-GITHUB-ORG/transformers-course/blob/main/release/pw2_transformers/pw2_transformers.ipynb)
+#
 # In this practical work you build a small GPT-style language model from scratch, in PyTorch:
 # attention, multi-head attention and causal masking, then the modules of a transformer, a
 # next-token loss that ignores padding, a training loop and greedy generation.
@@ -34,7 +36,8 @@
 #
 # Please keep the names and signatures of the functions and classes you are asked to write, don't
 # delete or copy the locked cells, and hand in the notebook under its original name
-# (`pw2_transformers.ipynb`).
+# (`pw2_transformers.ipynb`). The **Check my work** cell at the end of the notebook runs the public
+# checks of every exercise again, sums them up, and explains how to hand in.
 
 # %% [markdown]
 # # Make a group for the Homework
@@ -56,6 +59,7 @@
 # ![image.png](https://paullerner.github.io/aivancity_nlp/_static/colab_gpu.png)
 
 # %% nbgrader={"grade": false, "grade_id": "install", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import importlib.util
 import os
 import sys
 
@@ -64,10 +68,16 @@ GRADING = "NBGRADER_EXECUTION" in os.environ
 if GRADING:
     os.environ["HF_HUB_OFFLINE"] = "1"
 OFFLINE = os.environ.get("HF_HUB_OFFLINE") == "1"
+IN_COLAB = "google.colab" in sys.modules
 
-# Colab already has PyTorch: only install what it lacks.
-if "google.colab" in sys.modules:
-    # %pip install -q transformers datasets bertviz
+# Colab already has PyTorch (never reinstall it): only install the libraries it lacks.
+missing = [name for name in ["transformers", "tokenizers", "datasets", "tensorboard", "tqdm", "bertviz"]
+           if importlib.util.find_spec(name) is None]
+packages = " ".join(missing)
+if missing and IN_COLAB:
+    # %pip install -q {packages}
+elif missing and not GRADING:
+    print(f"Missing libraries: install them with `pip install {packages}`, then restart the kernel.")
 
 # %% nbgrader={"grade": false, "grade_id": "imports", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import math
@@ -79,15 +89,18 @@ from torch.nn import functional as F
 # %% nbgrader={"grade": false, "grade_id": "device", "locked": true, "schema_version": 3, "solution": false, "task": false}
 if torch.cuda.is_available():
     device = "cuda"
+    if not GRADING:
+        print(f"Running on the GPU: {torch.cuda.get_device_name()}.")
 else:
     device = "cpu"
     if not GRADING:
-        print("No GPU found: in Colab, choose Runtime > Change runtime type > GPU, then run the notebook again. "
-              "Everything still works on the CPU; only the training is slower.")
+        print("No GPU found: running on the CPU instead. Everything works, only the training is slower. "
+              "In Colab, choose Runtime > Change runtime type > GPU (T4, for example), then run the notebook again.")
 
 # %% nbgrader={"grade": true, "grade_id": "grading_helpers", "locked": true, "points": 0, "schema_version": 3, "solution": false, "task": false}
 # Helpers for the checks below each exercise. Please run this cell, and don't edit it.
 import contextlib
+import io
 import signal
 import threading
 import warnings
@@ -106,10 +119,13 @@ class Checks:
     """
 
     seconds = 15  # every check takes well under a second when the code is right
+    registry = {}  # exercise -> the checks its check cell ran last, which the "Check my work" cell runs again
 
     def __init__(self, exercise, points):
         self.exercise, self.points = exercise, points
         self.earned, self.checked, self.timed_out = 0, 0, False
+        self.failures = []  # (description, reason) of each failed check
+        Checks.registry[exercise] = []
         print(f"Checking {exercise}:")
 
     def _run(self, test):
@@ -130,6 +146,7 @@ class Checks:
 
     def check(self, description, points, test):
         """Runs `test()`: it passes unless it raises. Warnings are shown on the normal output."""
+        Checks.registry.setdefault(self.exercise, []).append((description, points, test))
         self.checked += points
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(sys.stdout):
             warnings.simplefilter("always")
@@ -151,6 +168,7 @@ class Checks:
             self.earned += points
             print(f"  ✓ {description} [{points}/{points}]")
         else:
+            self.failures.append((description, reason))
             print(f"  ✗ {description} [0/{points}]: {reason}")
         return passed
 
@@ -227,6 +245,34 @@ def expect_tensor(value, shape, what="the output"):
     """Fails with a plain message unless `value` is a tensor of the given shape."""
     assert isinstance(value, torch.Tensor), f"{what} should be a torch.Tensor, not {type(value).__name__}"
     assert tuple(value.shape) == tuple(shape), f"{what} should have shape {tuple(shape)}, not {tuple(value.shape)}"
+
+
+def check_my_work(exercises):
+    """Runs the checks of every exercise's check cell again, on your current code, and prints one line per exercise."""
+    if GRADING:
+        print("Check my work is skipped while the notebook is graded: the check cell below each exercise counts.")
+        return
+    print("Check my work: the public checks of each exercise, run again on your current code.")
+    passing = 0
+    for exercise in exercises:
+        if exercise not in Checks.registry:
+            print(f"  ? {exercise}: its check cell has not run yet. Run it, or the whole notebook (Runtime > Run all).")
+            continue
+        tests, total = Checks.registry[exercise], len(Checks.registry[exercise])
+        with contextlib.redirect_stdout(io.StringIO()):  # one line per exercise, not per check
+            checks = Checks(exercise, points=0)
+            passed = sum(checks.check(description, points, test) for description, points, test in tests)
+        passing += passed == total
+        print(f"  {'✓' if passed == total else '✗'} {exercise}: {passed}/{total} public checks passed "
+              f"({checks.earned}/{checks.checked} points)")
+        for description, reason in checks.failures:
+            print(f"      ✗ {description}: {reason}")
+    print(f"{passing}/{len(exercises)} exercises pass their public checks. Hidden checks also run when your work "
+          "is graded, so passing the public checks is a good sign, not a guarantee.")
+    print()
+    print("To hand in: in Colab, File > Download > Download .ipynb (in Jupyter: File > Download). Hand in the file "
+          "as it is downloaded, without renaming it (\"Copy of pw2_transformers.ipynb\" is fine too), and without "
+          "copying your answers into another notebook: the grader needs the cells of this one.")
 
 
 ### BEGIN HIDDEN TESTS
@@ -560,7 +606,7 @@ _TRUSTED_ATTRIBUTES = [(owner, name, getattr(owner, name)) for owner, names in [
                  "register_forward_hook", "register_forward_pre_hook"]),
     (nn.Linear, ["forward"]), (nn.LayerNorm, ["forward"]), (nn.Embedding, ["forward"]), (nn.Dropout, ["forward"]),
     (nn.utils, ["clip_grad_norm_"]), (torch.optim.Optimizer, ["zero_grad"]),
-    (Checks, ["__init__", "check", "score", "_run", "seconds"]),
+    (Checks, ["__init__", "check", "score", "_run", "seconds", "registry"]),
     (builtins, ["isinstance", "abs", "float", "print", "round", "min", "max", "sum", "any", "all", "len", "set",
                 "getattr", "type", "id", "str", "repr", "AssertionError", "Exception"]),
 ] for name in names]
@@ -1363,26 +1409,39 @@ checks.score()
 #
 # ## Data
 #
-# We use WikiText-103, a corpus of Wikipedia articles. While the notebook is graded, or when the Hugging Face Hub can't be reached (`HF_HUB_OFFLINE=1`), it uses a small local sample of WikiText instead (the `data/` folder next to the notebook).
+# We use WikiText-103, a corpus of Wikipedia articles, one line of text per example. While the notebook is graded, or when the Hugging Face Hub can't be reached (`HF_HUB_OFFLINE=1`, or no network), it uses a small local sample of WikiText instead (the `data/` folder next to the notebook).
 
 # %% nbgrader={"grade": false, "grade_id": "load_data", "locked": true, "schema_version": 3, "solution": false, "task": false}
-if OFFLINE:
-    import json
+import json
 
+import datasets
+from datasets import Dataset, DatasetDict, load_dataset
+
+if GRADING:
+    datasets.disable_progress_bars()
+
+def local_sample():
+    """The small local sample of WikiText (data/wikitext_sample.json), with the same splits and "text" column."""
     with open("data/wikitext_sample.json") as f:
-        dataset = json.load(f)
+        return DatasetDict({split: Dataset.from_dict({"text": lines}) for split, lines in json.load(f).items()})
+
+
+if OFFLINE:
+    dataset = local_sample()
     print("Offline: using the small local sample data/wikitext_sample.json instead of downloading WikiText-103.")
 else:
-    from datasets import load_dataset
+    try:
+        dataset = load_dataset("Salesforce/wikitext", "wikitext-103-raw-v1")
+    except Exception as error:  # no network, or the Hub is down: carry on offline
+        OFFLINE = True
+        dataset = local_sample()
+        print(f"Could not download WikiText-103 ({type(error).__name__}): using the small local sample "
+              "data/wikitext_sample.json instead.")
 
-    dataset = load_dataset("Salesforce/wikitext", "wikitext-103-raw-v1")
-    dataset = {k: v["text"] for k, v in dataset.items()}
-
-for k, v in dataset.items():
-    print(k, len(v))
+dataset
 
 # %%
-dataset["train"][3]
+dataset["train"][3]["text"]
 
 # %% [markdown]
 # ## Tokenization
@@ -1400,7 +1459,7 @@ if OFFLINE:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(dataset["train"], trainers.BpeTrainer(
+    bpe.train_from_iterator(dataset["train"]["text"], trainers.BpeTrainer(
         vocab_size=512, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
     print(f"Offline: using a BPE tokenizer of {len(tokenizer)} tokens trained on the local sample instead of GPT-2's.")
@@ -1412,10 +1471,10 @@ tokenizer.pad_token = tokenizer.eos_token
 seq_len = 128
 
 # %%
-print(tokenizer.tokenize(dataset["train"][3]))
+print(tokenizer.tokenize(dataset["train"][3]["text"]))
 
 # %%
-text_batch = dataset["train"][:4]
+text_batch = dataset["train"][:4]["text"]
 
 # %% [markdown]
 # Hugging Face's `transformers` provides a convenient way to tokenize text. It also takes care of padding the texts so that all examples of a batch fit in the same `Tensor`, and it returns an `attention_mask`: 1 for real tokens, 0 for padding.
@@ -1563,7 +1622,7 @@ checks.score()
 # %% [markdown]
 # ## Training loop
 #
-# Ensure that everything is on the GPU: create the model, then move it with `.to(device)`, and move every batch the same way.
+# Everything runs on `device`, the GPU when there is one: the training code below moves the model and every batch there with `.to(device)`.
 #
 # ### One training step (10 points)
 #
@@ -1682,78 +1741,177 @@ _trust(checks)
 checks.score()
 
 # %% [markdown]
+# ### The data pipeline
+#
+# Training reads the text through a small pipeline, given below (you don't need to change it):
+# 1. **Tokenize once.** `tokenize_once` tokenizes the lines with `datasets.map(..., batched=True)`, before training, instead of at every step. It joins the tokens of the lines into one stream and cuts it into blocks of `seq_len` tokens. Consecutive blocks share one token (the last token of a block is the first of the next), so that every token of the stream but the very first is a target exactly once: `lm_loss` predicts each token from the ones before it, and the first token of a block has nothing before it.
+# 2. **Batch.** A PyTorch `DataLoader` draws batches of blocks (shuffled for training). Its `collate` function pads the shorter blocks with the EOS token, and builds the `attention_mask`: 1 for real tokens, 0 for padding, which your `lm_loss` ignores.
+# 3. **Train and validate.** `train` calls your `train_step` on one batch after another, with a progress bar. Every `validate_every` steps, `evaluate` computes the validation loss on the first `validation_batches` batches of the validation set only, so that validating stays quick. Both losses, and their perplexities ($e^{\text{loss}}$), go to TensorBoard.
+# 4. **Checkpoint.** `save_checkpoint` saves the model's weights with the configuration that builds it; `load_checkpoint` builds the model again from the file.
+
+# %% nbgrader={"grade": false, "grade_id": "training_pipeline", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import functools
+import itertools
+
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+
+def tokenize_once(lines, tokenizer, seq_len, lines_per_group=1000):
+    """Tokenizes a Dataset of text lines once, and cuts their tokens into blocks of at most seq_len tokens.
+
+    The tokens of each group of `lines_per_group` lines are joined into one stream and cut into blocks that
+    overlap by one token: the targets of the blocks (every token but their first) cover the stream once,
+    all but its very first token. The last block of a group may be shorter. Returns a Dataset of "input_ids".
+    """
+    def to_blocks(batch):
+        stream = list(itertools.chain.from_iterable(tokenizer(batch["text"], verbose=False)["input_ids"]))
+        starts = range(0, max(len(stream) - 1, 0), seq_len - 1)
+        return {"input_ids": [stream[start:start + seq_len] for start in starts]}
+
+    return lines.map(to_blocks, batched=True, batch_size=lines_per_group, remove_columns=lines.column_names)
+
+
+def collate(examples, pad_id):
+    """A batch of blocks, right-padded with pad_id: input_ids (B, T), and attention_mask (B, T), 0 on padding."""
+    length = max(len(example["input_ids"]) for example in examples)
+    input_ids = torch.full((len(examples), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), length), dtype=torch.long)
+    for row, example in enumerate(examples):
+        n = len(example["input_ids"])
+        input_ids[row, :n] = torch.tensor(example["input_ids"], dtype=torch.long)
+        attention_mask[row, :n] = 1
+    return input_ids, attention_mask
+
+
+def make_loader(blocks, batch_size, pad_id, shuffle=False):
+    """A DataLoader of (input_ids, attention_mask) batches over a Dataset of blocks."""
+    return DataLoader(blocks, batch_size=batch_size, shuffle=shuffle, collate_fn=functools.partial(collate, pad_id=pad_id))
+
+
+def perplexity(loss):
+    return math.exp(min(loss, 50.0))  # capped: a diverging loss should not crash the logging
+
+
+@torch.no_grad()
+def evaluate(model, loader, max_batches):
+    """The loss per target token over the first `max_batches` batches of `loader` (a bounded validation)."""
+    model.eval()
+    total_loss, total_targets = 0.0, 0
+    batches = itertools.islice(loader, max_batches)
+    for input_ids, attention_mask in tqdm(batches, total=min(max_batches, len(loader)), desc="validation",
+                                          leave=False, disable=GRADING):
+        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+        targets = int(attention_mask[:, 1:].sum())
+        total_loss += lm_loss(model(input_ids), input_ids, attention_mask).item() * targets
+        total_targets += targets
+    model.train()
+    return total_loss / total_targets if total_targets else float("nan")
+
+
+def train(model, optimizer, train_loader, validation_loader, steps, validate_every, validation_batches, writer):
+    """Runs `steps` training steps (your train_step), epoch after epoch over train_loader, and validates every
+    `validate_every` steps and at the end. Logs losses and perplexities to TensorBoard; returns the losses."""
+    history = {"train": [], "validation": []}
+    model.train()
+    batches = itertools.chain.from_iterable(itertools.repeat(train_loader))  # reshuffled at every epoch
+    progress = tqdm(range(1, steps + 1), desc="training", disable=GRADING)
+    for step in progress:
+        input_ids, attention_mask = (tensor.to(device) for tensor in next(batches))
+        loss = train_step(model, optimizer, input_ids, attention_mask)
+        history["train"].append((step, loss))
+        writer.add_scalar("loss/train", loss, step)
+        writer.add_scalar("perplexity/train", perplexity(loss), step)
+        if step % validate_every == 0 or step == steps:
+            validation_loss = evaluate(model, validation_loader, validation_batches)
+            history["validation"].append((step, validation_loss))
+            writer.add_scalar("loss/validation", validation_loss, step)
+            writer.add_scalar("perplexity/validation", perplexity(validation_loss), step)
+            progress.set_postfix(loss=f"{loss:.3f}", validation_loss=f"{validation_loss:.3f}")
+            tqdm.write(f"step {step}: train loss {loss:.3f} (perplexity {perplexity(loss):.1f}), "
+                       f"validation loss {validation_loss:.3f} (perplexity {perplexity(validation_loss):.1f})")
+    writer.flush()
+    return history
+
+
+def save_checkpoint(model, config, path):
+    """Saves the model's weights, with the configuration (the Transformer's arguments) that builds it."""
+    torch.save({"config": config, "model": model.state_dict()}, path)
+
+
+def load_checkpoint(path):
+    """A Transformer built from a checkpoint's configuration, with its weights, on `device`."""
+    checkpoint = torch.load(path, map_location=device)
+    model = Transformer(**checkpoint["config"]).to(device)
+    model.load_state_dict(checkpoint["model"])
+    return model
+
+
+# %% [markdown]
 # ### TensorBoard
 #
-# TensorBoard shows the training curves live. Run it before training, and refresh it during training.
-
-# %%
-# %load_ext tensorboard
+# TensorBoard shows the training curves live: the loss and the perplexity, on the training batches and on the validation batches. In Colab it opens below; refresh it during training.
 
 # %%
 from torch.utils.tensorboard import SummaryWriter
 
 writer = SummaryWriter("logs")
-
-# %%
-if not GRADING:
+if IN_COLAB:
+    # %load_ext tensorboard
     # %tensorboard --logdir logs
+elif not GRADING:
+    print("To watch the curves, run `tensorboard --logdir logs` in a terminal next to the notebook, "
+          "and open http://localhost:6006.")
 
 # %% [markdown]
-# ### The training loop
+# ### Training
 #
-# In the interest of time, we simply overfit on a single batch: the model memorizes it. Try training on more texts when you have more time. While the notebook is graded or offline, the model and the run are much smaller, so that they take seconds on a CPU.
+# Choose what to train on:
+# - `"overfit_one_batch"`, the quick demo: the model sees the same batch again and again, and memorizes it. Its training loss goes down fast, but its validation loss doesn't: it learns that one batch, not the language. A few minutes on a Colab GPU.
+# - `"n_examples"`: the model learns from the first `N_EXAMPLES` lines of WikiText-103, for `EPOCHS` epochs. Its validation loss goes down too. Try it when you have more time: the more lines and epochs, the longer it takes, and the better the model.
+#
+# While the notebook is graded, or offline, the model and the data are much smaller, so that training takes seconds on a CPU. While it is graded, it always runs the quick demo, whatever you chose.
 
 # %%
-if OFFLINE:  # a tiny run that takes seconds on a CPU
-    seq_len, batch_size, epochs, validate_every = 64, 8, 30, 10
-    transformer = Transformer(vocab_size=len(tokenizer), hidden_size=64, num_layers=2, num_heads=4, dropout=0.1, seq_len=seq_len).to(device)
+TRAINING = "overfit_one_batch"  # or "n_examples"
+N_EXAMPLES = 10_000
+EPOCHS = 2
+
+# %%
+if GRADING:
+    TRAINING = "overfit_one_batch"
+if OFFLINE:  # a tiny model and run: seconds on a CPU
+    seq_len, batch_size, overfit_steps, validate_every, validation_batches, learning_rate = 64, 8, 30, 10, 2, 3e-3
+    config = dict(vocab_size=len(tokenizer), hidden_size=64, num_layers=2, num_heads=4, dropout=0.1, seq_len=seq_len)
 else:
-    seq_len, batch_size, epochs, validate_every = 128, 32, 1000, 100
-    transformer = Transformer(vocab_size=len(tokenizer), hidden_size=256, num_layers=3, num_heads=4, dropout=0.1, seq_len=seq_len).to(device)
+    seq_len, batch_size, overfit_steps, validate_every, validation_batches, learning_rate = 128, 32, 1000, 100, 20, 1e-4
+    config = dict(vocab_size=len(tokenizer), hidden_size=256, num_layers=3, num_heads=4, dropout=0.1, seq_len=seq_len)
 
-optimizer = torch.optim.AdamW(transformer.parameters(), lr=0.0001 if not OFFLINE else 0.003)
+# Tokenize once: the first lines of the training set, and the validation set.
+train_size = min(len(dataset["train"]), 1000 if TRAINING == "overfit_one_batch" else N_EXAMPLES)
+train_blocks = tokenize_once(dataset["train"].select(range(train_size)), tokenizer, seq_len)
+validation_blocks = tokenize_once(dataset["validation"], tokenizer, seq_len)
+if TRAINING == "overfit_one_batch":
+    train_blocks = train_blocks.select(range(min(batch_size, len(train_blocks))))  # one batch
 
-# in the interest of time, we simply overfit on a single batch
-# try to train on the complete texts when you have more time
-train_loader = torch.utils.data.DataLoader(dataset["train"][:batch_size], batch_size=batch_size, shuffle=True)
-validation_loader = torch.utils.data.DataLoader(dataset["validation"], batch_size=batch_size, shuffle=False)
+train_loader = make_loader(train_blocks, batch_size, tokenizer.pad_token_id, shuffle=True)
+validation_loader = make_loader(validation_blocks, batch_size, tokenizer.pad_token_id)
+steps = overfit_steps if TRAINING == "overfit_one_batch" else EPOCHS * len(train_loader)
+print(f"{TRAINING}: {len(train_blocks)} training blocks of up to {seq_len} tokens, {steps} steps; validation on "
+      f"{min(validation_batches, len(validation_loader))} of the {len(validation_loader)} validation batches "
+      f"every {validate_every} steps.")
 
-
-def tokenize(text_batch):
-    batch = tokenizer(text_batch, return_tensors='pt', padding=True, truncation=True, max_length=seq_len)
-    return batch['input_ids'].to(device), batch['attention_mask'].to(device)
-
-
-steps = 0
-for epoch in range(epochs):
-    for text_batch in train_loader:
-        input_ids, attention_mask = tokenize(text_batch)
-        loss = train_step(transformer, optimizer, input_ids, attention_mask)
-        writer.add_scalar("Loss/train", loss, steps)
-        steps += 1
-
-        # validation
-        if steps % validate_every == 0:
-            with torch.no_grad():
-                transformer.eval()
-                valid_loss = 0
-                valid_batches = 0
-                for text_batch in validation_loader:
-                    input_ids, attention_mask = tokenize(text_batch)
-                    if attention_mask[:, 1:].sum() == 0:
-                        continue  # a batch of empty lines has no token to predict
-                    valid_loss += lm_loss(transformer(input_ids), input_ids, attention_mask).item()
-                    valid_batches += 1
-                transformer.train()
-                valid_loss /= max(valid_batches, 1)
-                writer.add_scalar("Loss/validation", valid_loss, steps)
-            print(f"step {steps}: train loss {loss:.3f}, validation loss {valid_loss:.3f}")
+# %%
+torch.manual_seed(0)
+transformer = Transformer(**config).to(device)
+optimizer = torch.optim.AdamW(transformer.parameters(), lr=learning_rate)
+history = train(transformer, optimizer, train_loader, validation_loader, steps, validate_every, validation_batches, writer)
 
 # %% [markdown]
-# Save the model
+# Save the model: its weights and its configuration.
 
 # %%
-torch.save(transformer.state_dict(), "transformer.bin")
+save_checkpoint(transformer, config, "transformer.pt")
 
 
 # %% [markdown]
@@ -1868,74 +2026,93 @@ _trust(checks)
 ### END HIDDEN TESTS
 checks.score()
 
-# %%
-## load the previously saved model
-# transformer.load_state_dict(torch.load("transformer.bin"))
+# %% [markdown]
+# ### Generation
+#
+# First, load the model back from its checkpoint: it generates exactly the same text as the model in memory.
 
 # %%
-text_batch[0]
+restored = load_checkpoint("transformer.pt")
+prompt_ids = tokenizer([" The"], return_tensors="pt")["input_ids"].to(device)
+generated = decode(transformer, prompt_ids)
+print("The model loaded from transformer.pt generates the same text:", torch.equal(decode(restored, prompt_ids), generated))
+tokenizer.batch_decode(generated)
 
 # %% [markdown]
-# When overfitting on one single batch, the model simply memorizes the training data.
+# Now prompt the model with the first tokens of a training block. After `"overfit_one_batch"`, the model has memorized its batch: it should continue the prompt almost word for word. After `"n_examples"`, it has seen too many texts to recite them: it continues in its own words.
+
+# %%
+block = train_blocks[0]["input_ids"]
+prompt_ids = torch.tensor([block[:8]], device=device)
+print("training text:", repr(tokenizer.decode(block[:40])))
+print("generated    :", repr(tokenizer.decode(decode(transformer, prompt_ids, max_new_tokens=32)[0])))
+
+# %% [markdown]
+# Try your own prompts! The quick demo only memorized one batch, so expect odd text. Training with `"n_examples"` on more lines, for more epochs, gives better text, but takes longer: watch the validation loss in TensorBoard to see how far the model got.
 
 # %%
 prompt = " As with previous"
-
-# %%
-input_ids = tokenizer([prompt], return_tensors='pt')['input_ids'].to(device)
-output = decode(transformer, input_ids)
-
-tokenizer.batch_decode(output)
-
-# %% [markdown]
-# It gets a bit better when you train on 10,000 examples for 20,000 steps, but that takes roughly one hour on a laptop GPU.
-
-# %%
-prompt = " The"
-input_ids = tokenizer([prompt], return_tensors='pt')['input_ids'].to(device)
+input_ids = tokenizer([prompt], return_tensors="pt")["input_ids"].to(device)
 tokenizer.batch_decode(decode(transformer, input_ids))
+
 
 # %% [markdown]
 # # Bonus: visualize attentions
 #
 # Now that we understand the basic mechanisms of attention, we can look at the attention patterns of a pretrained BERT model (Devlin et al. 2018). Recall that BERT is an encoder-based transformer model: a stack of (bidirectional) self-attention blocks.
 #
-# The bonus downloads BERT from the Hugging Face Hub, so it is skipped while the notebook is graded or offline. It uses its own names (`bert_tokenizer`, `bert_model`) so that it leaves your GPT tokenizer and model untouched.
+# The bonus downloads BERT from the Hugging Face Hub, so it is skipped while the notebook is graded or offline. `bert_attentions` keeps BERT's tokenizer and model to itself, so that your GPT tokenizer and model stay untouched.
 
 # %%
-if OFFLINE:
-    print("Bonus skipped: it downloads BERT from the Hugging Face Hub, which is not reachable here.")
-else:
+def bert_attentions(text):
+    """The attentions of every layer of BERT-base on `text`, and its tokens, special tokens [CLS] and [SEP] included."""
     from transformers import BertModel, BertTokenizer
 
-    # Define a sample input text
-    text = "I will go for a run and will jump into a lake."
+    bert_tokenizer = BertTokenizer.from_pretrained("bert-base-uncased")
+    bert_model = BertModel.from_pretrained("bert-base-uncased", output_attentions=True, attn_implementation="eager")
+    inputs = bert_tokenizer(text, return_tensors="pt")  # adds [CLS] at the start and [SEP] at the end
+    with torch.no_grad():
+        outputs = bert_model(**inputs)
+    return outputs.attentions, bert_tokenizer.convert_ids_to_tokens(inputs["input_ids"][0])
 
-    # Instantiate the BERT tokenizer and model
-    bert_tokenizer = BertTokenizer.from_pretrained('bert-base-uncased')
-    bert_model = BertModel.from_pretrained('bert-base-uncased', attn_implementation="eager")
 
-    # Tokenize the input text, with BERT's special tokens [CLS] and [SEP]
-    bert_inputs = bert_tokenizer(text, return_tensors="pt")
-    tokens = bert_tokenizer.convert_ids_to_tokens(bert_inputs["input_ids"][0])
-
-    # Run the model and keep its attentions
-    bert_outputs = bert_model(**bert_inputs, output_attentions=True)
-
-    # Attentions of the first layer: check the shape
-    print(bert_outputs.attentions[0].shape)
+attentions = None
+if GRADING:
+    print("Bonus skipped while the notebook is graded.")
+elif OFFLINE:
+    print("Bonus skipped: it downloads BERT from the Hugging Face Hub, which can't be reached here.")
+else:
+    try:
+        attentions, bert_tokens = bert_attentions("I will go for a run and will jump into a lake.")
+        print(bert_tokens)
+        print(attentions[0].shape)  # the first layer's attentions
+    except Exception as error:  # no network, or the Hub is down
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        print(f"Bonus skipped: BERT could not be loaded ({type(error).__name__}: {first_line})")
 
 # %% [markdown]
-# As you can see, we extracted the attentions of the first layer. The first dimension is the batch, the second one is the number of heads of the first layer, and the last two dimensions are the sequence length. Since this is self-attention, the last two numbers are equal.
+# We extracted the attentions of every layer; above is the shape of the first layer's. The first dimension is the batch, the second one is the number of heads of the layer, and the last two dimensions are the sequence length, special tokens included. Since this is self-attention, the last two numbers are equal.
 #
 # We can now use a function from the [bertviz library](https://github.com/jessevig/bertviz) to plot all the heads.
 #
 # You'll see a dropdown menu to select a layer of the model (BERT-base has 12). You'll then see a color for every head of that layer (BERT-base has 12 heads per layer). By default all heads are shown: click on a color to turn that head on or off. It helps to start with a single head and look at the relation it learned. Hover over a word to see the attention weights that link it to all the others.
 #
-# **Question** Do you notice any interesting (linguistic) pattern?
+# **Question** Do you notice any interesting (linguistic) pattern? What do the special tokens [CLS] and [SEP] attend to?
 
 # %%
-if not OFFLINE:
-    from bertviz import head_view
+if attentions is not None:  # otherwise the cell above said why the bonus is skipped
+    try:
+        from bertviz import head_view
+    except ImportError:
+        print("Bonus skipped: bertviz is not installed (pip install bertviz).")
+    else:
+        head_view(attentions, tokens=bert_tokens)
 
-    head_view(bert_outputs.attentions, tokens=tokens)
+# %% [markdown]
+# # Check my work, and hand in
+#
+# The cell below runs the public checks of every exercise again, on your code as it is now, and sums them up: one line per exercise. Run it once you are done, after running the whole notebook (Runtime > Run all). It gives no points, and it ends with how to hand in your notebook.
+
+# %% nbgrader={"grade": false, "grade_id": "check_my_work", "locked": true, "schema_version": 3, "solution": false, "task": false}
+check_my_work(["self_attention", "multi_head_attention", "causal_multi_head_attention", "CausalSelfAttention",
+               "FeedForward", "Block", "Transformer", "lm_loss", "train_step", "decode"])
