@@ -119,7 +119,7 @@ def load_data_and_tokenizer(nb: nbformat.NotebookNode | None = None) -> tuple[di
     notebook trains on the sample in grading mode. Returns (dataset, tokenizer, a description)."""
     nb = nb if nb is not None else nbformat.read(layout.COURSE.source_notebook, as_version=4)
     cells = _cells(nb)
-    namespace: dict = {"OFFLINE": True}
+    namespace: dict = {"OFFLINE": True, "GRADING": False}
 
     def execute(grade_id):
         exec(compile(cells[grade_id], f"<notebook: {grade_id}>", "exec"), namespace)
@@ -171,6 +171,8 @@ def _batches(namespace, tokenizer, texts, config: Config, device: str, per_step:
     """Endless (input_ids, attention_mask) batches of `texts`: tokenized at every step from a shuffling DataLoader
     of raw texts, as in the seed's loop, or tokenized once and reused."""
     torch = namespace["torch"]
+    if not isinstance(texts, list):  # a `datasets` split, as the notebook loads it: its "text" column
+        texts = list(texts["text"])
 
     def tokenize(text_batch):
         batch = tokenizer(list(text_batch), return_tensors="pt", padding=True, truncation=True, max_length=config.seq_len)
