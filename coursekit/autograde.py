@@ -127,8 +127,8 @@ def _grade_one(student: str) -> Outcome:
 
 def autograde(course: layout.Course, sandboxed: bool = True, jobs: int | None = None) -> dict[str, Outcome]:
     """nbgrader autograde on every hand-in staged in build/intake/, `jobs` at a time (default: one per core)."""
-    load_config(course.root)
     env, settings = _sandbox_settings(course, sandboxed)
+    load_config(course.root)
     students = sorted(p.name for p in course.staging.iterdir() if p.is_dir()) if course.staging.is_dir() else []
     if not students:
         return {}

@@ -40,11 +40,11 @@ def lines(nb) -> set[str]:
 
 
 def hidden_test_lines(source_nb) -> set[str]:
-    """Every line inside the hidden test regions of the instructor notebook."""
+    """Every line inside the hidden test regions of the instructor notebook (but lines of punctuation only, `})`)."""
     hidden = set()
     for cell in source_nb.cells:
         for region in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.S):
-            hidden |= {line.strip() for line in region.splitlines() if line.strip()}
+            hidden |= {line.strip() for line in region.splitlines() if any(ch.isalnum() for ch in line)}
     return hidden
 
 
