@@ -37,30 +37,37 @@ def notebook_name(filename: str) -> str:
     return layout.NOTEBOOK if cleaned.lower() == layout.NOTEBOOK_ID else PurePath(filename).name
 
 
+def moodle_student(path: PurePath) -> dict[str, str] | None:
+    """The student of a path inside a Moodle zip, from its `<Full Name>_<participant id>_assignsubmission_...`
+    folder: student id, first and last name, and Moodle participant id; None outside such a folder."""
+    folder = next((MOODLE_FOLDER.match(part) for part in path.parts if MOODLE_FOLDER.match(part)), None)
+    if folder is None:
+        return None
+    first, _, last = folder["name"].partition(" ")
+    return {"student_id": student_id(folder["name"]), "first_name": first, "last_name": last,
+            "lms_user_id": folder["participant"]}
+
+
 class MoodleCollectorPlugin(FileNameCollectorPlugin):
     """nbgrader zip_collect plugin for Moodle's "Download all submissions" zip (set in nbgrader_config.py)."""
 
     def collect(self, submitted_file: str):
         path = PurePath(submitted_file)
-        folder = next((MOODLE_FOLDER.match(part) for part in path.parts if MOODLE_FOLDER.match(part)), None)
-        if folder is None:
+        student = moodle_student(path)
+        if student is None:
             self.log.warning("Skipped %s: not in a Moodle submission folder (<Name>_<id>_assignsubmission_file_)", path)
             return None
-        first, _, last = folder["name"].partition(" ")
-        return {"student_id": student_id(folder["name"]), "file_id": notebook_name(path.name),
-                "first_name": first, "last_name": last}
+        return {"student_id": student["student_id"], "file_id": notebook_name(path.name),
+                "first_name": student["first_name"], "last_name": student["last_name"]}
 
 
 def participants(archive: zipfile.ZipFile) -> dict[str, dict[str, str]]:
     """The students of a Moodle zip: id -> first name, last name and Moodle participant id."""
     found = {}
     for name in archive.namelist():
-        for part in PurePath(name).parts:
-            folder = MOODLE_FOLDER.match(part)
-            if folder:
-                first, _, last = folder["name"].partition(" ")
-                found[student_id(folder["name"])] = {"first_name": first, "last_name": last,
-                                                     "lms_user_id": folder["participant"]}
+        student = moodle_student(PurePath(name))
+        if student is not None:
+            found[student.pop("student_id")] = student
     return found
 
 
