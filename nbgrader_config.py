@@ -8,17 +8,18 @@ import os
 import secrets
 import sys
 
-from nbgrader.preprocessors import (ClearHiddenTests, ClearMarkScheme, ClearOutput, GetGrades, IncludeHeaderFooter,
-                                   LockCells)
+from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearMarkScheme, ClearOutput, ClearSolutions,
+                                   ComputeChecksums, GetGrades, IncludeHeaderFooter, InstantiateTests, LockCells,
+                                   SaveCells)
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # coursekit, next to this file
 from coursekit.feedback import ExerciseSummary  # noqa: E402
 from coursekit.layout import gradebook_url  # noqa: E402
 from coursekit.limit_output import LimitOutputSize  # noqa: E402
+from coursekit.scoring import GradedExecute, RemoveGraderOnlyCells  # noqa: E402
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern,  # noqa: E402
-                                    LimitOutput, SaveAutoGrades)
+from nbgrader.preprocessors import AssignLatePenalties, IgnorePattern, LimitOutput, SaveAutoGrades  # noqa: E402
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
@@ -38,10 +39,19 @@ os.makedirs(c.Exchange.root, exist_ok=True)
 # URL included (and a password in it): keep it off.
 c.FormgradeExtension.debug = False
 
+# The release (release/pw2_transformers/): nbgrader's own steps, after removing the cells tagged `grader-only`
+# (references, expected values and the verdicts of the hidden checks). They stay in source/, where only the grader
+# reads them: never in a release, a solution, the gradebook or a student's kernel (coursekit/scoring.py).
+c.GenerateAssignment.preprocessors = [RemoveGraderOnlyCells, IncludeHeaderFooter, InstantiateTests, LockCells,
+                                      ClearSolutions, ClearOutput, CheckCellMetadata, ComputeChecksums, SaveCells,
+                                      ClearHiddenTests, ClearMarkScheme, ComputeChecksums, CheckCellMetadata]
+
 # The published solution (solutions/pw2_transformers/): the instructor notebook with its answers, without
-# the hidden tests, the outputs or any execution, so that regenerating it always gives the same file.
+# the hidden tests, the grader-only cells, the outputs or any execution, so that regenerating it always gives the
+# same file.
 c.CourseDirectory.solution_directory = "solutions"
-c.GenerateSolution.preprocessors = [IncludeHeaderFooter, LockCells, ClearOutput, ClearMarkScheme, ClearHiddenTests]
+c.GenerateSolution.preprocessors = [RemoveGraderOnlyCells, IncludeHeaderFooter, LockCells, ClearOutput, ClearMarkScheme,
+                                    ClearHiddenTests]
 
 # Files that never leave source/: the notebook's text twin lives in source_text/, but keep Python
 # scripts and caches out of releases and autograded folders in any case.
@@ -50,10 +60,14 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 # Grading. The notebook switches itself to small offline data when NBGRADER_EXECUTION is set; a whole
 # submission runs in well under a minute on 2 CPU cores, and no single cell needs more than a few seconds.
 c.Execute.timeout = 60
-# Runaway output: nbgrader's LimitOutput counts lines; LimitOutputSize also caps each output's size, so that
-# a huge print can't make a huge autograded notebook or feedback page. (nbgrader's default list, plus it.)
-c.Autograde.autograde_preprocessors = [Execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, LimitOutputSize,
-                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+# GradedExecute is nbgrader's Execute with every test cell's points computed outside the student's kernel, from
+# the data its checks return, by the grader's own copy of the checks (coursekit/scoring.py); it also gives every
+# cell, and the notebook, an output budget while it runs. Runaway output: nbgrader's LimitOutput counts lines;
+# LimitOutputSize also caps each output's size, so that a huge print can't make a huge autograded notebook or
+# feedback page. (nbgrader's default list, with those two.)
+c.GradedExecute.course_root = c.CourseDirectory.root
+c.Autograde.autograde_preprocessors = [GradedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                       LimitOutputSize, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 # A student can tag a test cell `skip-execution` to keep it from running (and keep its points): only a tag
 # nobody can guess is honoured.
 c.Execute.skip_cells_with_tag = "skip-" + secrets.token_hex(16)

@@ -13,15 +13,19 @@ from .layout import COURSE
 
 def cmd_notebook(args) -> int:
     """source_text/pw2_transformers.py -> source/pw2_transformers/pw2_transformers.ipynb, with the Colab badge
-    of coursekit/colab.py in the header (written back into the text twin when it changed)."""
+    of coursekit/colab.py in the header and the checks engine of coursekit/notebook_checks.py in the helpers
+    cell (both written back into the text twin when they changed)."""
     nb = notebook_text.notebook_from_text(layout.SOURCE_TEXT)
     nb.cells[0].source = colab.with_badge(nb.cells[0].source)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "grading_helpers":
+            cell.source = notebook_text.embed_checks_engine(cell.source)
     notebook_text.write_notebook(nb, COURSE.source_notebook)
     print(f"wrote {COURSE.source_notebook.relative_to(COURSE.root)}")
     text = notebook_text.text_from_notebook(nb)
     if text != layout.SOURCE_TEXT.read_text(encoding="utf-8"):
         layout.SOURCE_TEXT.write_text(text, encoding="utf-8")
-        print(f"wrote {layout.SOURCE_TEXT.relative_to(layout.ROOT)} (Colab badge: {colab.release_url()})")
+        print(f"wrote {layout.SOURCE_TEXT.relative_to(layout.ROOT)} (Colab badge: {colab.release_url()}, checks engine)")
     return 0
 
 

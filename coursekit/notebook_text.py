@@ -2,13 +2,20 @@
 
 The text twin is what humans review and diff; the notebook is what nbgrader reads. Converting in
 either direction is deterministic: cell ids come from the nbgrader grade_id (or the cell's position),
-metadata is limited to the kernelspec and nbgrader's, and there are no outputs.
+metadata is limited to the kernelspec, nbgrader's and cell tags (`grader-only`), and there are no outputs.
+
+The helpers cell carries a copy of the checks engine, coursekit/notebook_checks.py, between two marker lines:
+`embed_checks_engine` writes the module's current text there (`make notebook` does), so that a student in
+Colab needs nothing but the notebook.
 """
 
+import re
 from pathlib import Path
 
 import jupytext
 import nbformat
+
+from . import notebook_checks
 
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
@@ -18,7 +25,7 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     out = nbformat.v4.new_notebook()
     out.metadata = {"kernelspec": nb.metadata.get("kernelspec", KERNELSPEC)}
     for index, cell in enumerate(nb.cells):
-        metadata = {"nbgrader": cell.metadata["nbgrader"]} if "nbgrader" in cell.metadata else {}
+        metadata = {key: cell.metadata[key] for key in ("nbgrader", "tags") if cell.metadata.get(key)}
         if cell.cell_type == "code":
             new = nbformat.v4.new_code_cell(cell.source, metadata=metadata)
         elif cell.cell_type == "markdown":
@@ -36,7 +43,7 @@ def notebook_from_text(text_path: Path) -> nbformat.NotebookNode:
 
 def text_from_notebook(nb: nbformat.NotebookNode) -> str:
     nb = clean(nb)
-    nb.metadata["jupytext"] = {"notebook_metadata_filter": "kernelspec,-jupytext", "cell_metadata_filter": "nbgrader,-all"}
+    nb.metadata["jupytext"] = {"notebook_metadata_filter": "kernelspec,-jupytext", "cell_metadata_filter": "nbgrader,tags,-all"}
     return jupytext.writes(nb, fmt="py:percent")
 
 
@@ -49,3 +56,25 @@ def write_notebook(nb: nbformat.NotebookNode, path: Path) -> None:
 def same_cells(a: nbformat.NotebookNode, b: nbformat.NotebookNode) -> bool:
     """Whether two notebooks hold the same cells (type, source, nbgrader metadata) and kernelspec."""
     return clean(a) == clean(b)
+
+
+ENGINE_BEGIN = "# --- begin coursekit/notebook_checks.py (written here by `make notebook`) ---"
+ENGINE_END = "# --- end coursekit/notebook_checks.py ---"
+_ENGINE = re.compile(re.escape(ENGINE_BEGIN) + r"\n.*?" + re.escape(ENGINE_END), re.S)
+
+
+def engine_text() -> str:
+    return Path(notebook_checks.__file__).read_text(encoding="utf-8").rstrip("\n")
+
+
+def embedded_engine(source: str) -> str | None:
+    """The copy of the checks engine in a helpers cell's source, or None without the markers."""
+    match = _ENGINE.search(source)
+    return match.group(0)[len(ENGINE_BEGIN) + 1:-len(ENGINE_END)].rstrip("\n") if match else None
+
+
+def embed_checks_engine(source: str) -> str:
+    """The helpers cell's source with the current checks engine between its markers."""
+    if embedded_engine(source) is None:
+        raise ValueError(f"the helpers cell has no {ENGINE_BEGIN!r} ... {ENGINE_END!r} lines")
+    return _ENGINE.sub(lambda _: f"{ENGINE_BEGIN}\n{engine_text()}\n{ENGINE_END}", source)

@@ -99,11 +99,61 @@ else:
 
 # %% nbgrader={"grade": true, "grade_id": "grading_helpers", "locked": true, "points": 0, "schema_version": 3, "solution": false, "task": false}
 # Helpers for the checks below each exercise. Please run this cell, and don't edit it.
+# --- begin coursekit/notebook_checks.py (written here by `make notebook`) ---
+"""The checks engine: written into every notebook's helpers cell by `make notebook`, and used by the grader.
+
+Each check is one definition, `checks.check(description, points, probe, verdict)`:
+- `probe()` calls the student's code on given inputs and returns plain data (tensors, numbers, strings, and
+  lists or dicts of them);
+- `verdict(data)` judges that data: it raises AssertionError with a reason the student understands, or returns.
+  A hidden check names its verdict instead (a string): the verdict lives in a grader-only cell.
+
+The same definition runs in three modes (`Checks.mode`):
+- "local" (Colab, Jupyter): probe and verdict both run in the notebook, and one line per check is printed;
+- "probe" (the notebook while it is graded): only the probe runs in the student's kernel; its data is sent out,
+  as a display message of type PROBE_MIME, and the kernel prints nothing that counts;
+- "record" (the grader, outside the kernel): nothing runs; the check is recorded, so that the grader can judge
+  the data the kernel sent with the verdict of its own, trusted copy of the check.
+Points are only ever computed from the probe's data by the grader's verdicts: nothing the kernel prints or
+returns as a score counts. `pack` and `unpack` carry the data across as JSON plus safetensors: plain tensors
+and numbers, never objects with behaviour.
+"""
+
+import base64
 import contextlib
 import io
 import signal
+import sys
 import threading
 import warnings
+
+import torch
+
+PROBE_MIME = "application/vnd.coursekit.probe+json"
+DEVICE = "cpu"  # the notebook sets its own (the GPU when there is one)
+
+# The check lines a test cell prints, which coursekit's parsers read back (coursekit/checks.py).
+PASSED, FAILED = "✓", "✗"
+TIMED_OUT = "your code ran for more than {seconds} seconds: is there an infinite loop?"
+NOT_RUN_AFTER_TIMEOUT = "not run: an earlier check of this exercise ran out of time"
+CELL_TIMED_OUT = "not run: the check cell ran out of time"
+NO_ANSWER = "no answer from your code for this check"
+
+
+def check_line(passed, description, points, reason=""):
+    """One check's line: `  ✓ <description> [p/p]` or `  ✗ <description> [0/p]: <reason>`."""
+    if passed:
+        return f"  {PASSED} {description} [{points}/{points}]"
+    return f"  {FAILED} {description} [0/{points}]: {reason}"
+
+
+def summary_line(exercise, earned, checked, points):
+    """The line after the checks: the points of the public checks, or of all of them."""
+    hidden = points - checked
+    if hidden > 0:
+        return (f"Public checks: {earned}/{checked} points. "
+                f"Hidden checks worth {hidden} more points run when your work is graded.")
+    return f"{exercise}: {earned}/{points} points."
 
 
 class CheckTimeout(BaseException):
@@ -113,20 +163,26 @@ class CheckTimeout(BaseException):
 class Checks:
     """Runs the checks of one exercise, prints one line per check and adds up the points earned.
 
-    The last line of each check cell, `checks.score()`, shows the points earned: nbgrader reads
-    that number as the cell's (partial) credit. A check that runs longer than `seconds` is stopped
-    (an infinite loop, say), and the exercise's remaining checks are skipped.
+    A check that runs longer than `seconds` is stopped (an infinite loop, say), and the exercise's
+    remaining checks are skipped.
     """
 
-    seconds = 15  # every check takes well under a second when the code is right
+    mode = "local"
+    seconds = 15   # every check takes well under a second when the code is right
     registry = {}  # exercise -> the checks its check cell ran last, which the "Check my work" cell runs again
+    recorded = []  # record mode: every Checks made, in order
 
     def __init__(self, exercise, points):
         self.exercise, self.points = exercise, points
         self.earned, self.checked, self.timed_out = 0, 0, False
         self.failures = []  # (description, reason) of each failed check
+        self.entries = []   # (description, points, verdict) of each check, in order
+        if self.mode == "record":
+            Checks.recorded.append(self)
+            return
         Checks.registry[exercise] = []
-        print(f"Checking {exercise}:")
+        if self.mode == "local":
+            print(f"Checking {exercise}:")
 
     def _run(self, test):
         """Runs `test` with a time limit, where the platform has alarms (Linux and macOS, main thread)."""
@@ -144,44 +200,172 @@ class Checks:
             signal.alarm(0)
             signal.signal(signal.SIGALRM, previous)
 
-    def check(self, description, points, test):
-        """Runs `test()`: it passes unless it raises. Warnings are shown on the normal output."""
-        Checks.registry.setdefault(self.exercise, []).append((description, points, test))
-        self.checked += points
+    def _probe(self, probe):
+        """(status, data or error) of running the probe: "ok", "error" (the student's code raised), "timeout",
+        "skipped" (after a time-out). Warnings are shown on the normal output."""
+        if self.timed_out:
+            return "skipped", None
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(sys.stdout):
             warnings.simplefilter("always")
             try:
-                if self.timed_out:
-                    raise AssertionError("not run: an earlier check of this exercise ran out of time")
-                self._run(test)
-                passed, reason = True, ""
+                return "ok", self._run(probe)
             except CheckTimeout:
                 self.timed_out = True
-                passed, reason = False, f"your code ran for more than {self.seconds} seconds: is there an infinite loop?"
-            except AssertionError as error:
-                passed, reason = False, str(error) or "a check failed"
-            except Exception as error:  # the student's code crashed: say how, and go on with the next check
-                passed, reason = False, f"your code raised {type(error).__name__}: {error}"
-        for warning in caught:
-            print(f"    (warning: {warning.message})")
+                return "timeout", None
+            except AssertionError as error:  # a probe may check what it needs before going on
+                return "failed", str(error) or "a check failed"
+            except Exception as error:
+                return "error", (type(error).__name__, str(error))
+            finally:
+                if self.mode == "local":
+                    for warning in caught:
+                        print(f"    (warning: {warning.message})")
+
+    def check(self, description, points, probe, verdict):
+        """Runs one check: `probe()` gives the data, `verdict(data)` judges it (see the module's docstring)."""
+        if self.mode == "record":
+            self.entries.append((description, points, verdict))
+            return None
+        Checks.registry.setdefault(self.exercise, []).append((description, points, probe, verdict))
+        self.checked += points
+        status, result = self._probe(probe)
+        if self.mode == "probe":
+            send_probe(self.exercise, len(Checks.registry[self.exercise]) - 1, description, status, result)
+            return None
+        if status == "ok":
+            judge = verdict if callable(verdict) else globals()[verdict]
+            status, result = self._probe(lambda: judge(result))
+        reason = reason_for(status, result, self.seconds)
+        passed = reason is None
         if passed:
             self.earned += points
-            print(f"  ✓ {description} [{points}/{points}]")
         else:
             self.failures.append((description, reason))
-            print(f"  ✗ {description} [0/{points}]: {reason}")
+        print(check_line(passed, description, points, reason))
         return passed
 
     def score(self):
-        """The points earned so far: the cell's last expression, read by nbgrader as partial credit."""
-        hidden = self.points - self.checked
-        if hidden > 0:
-            print(f"Public checks: {self.earned}/{self.checked} points. "
-                  f"Hidden checks worth {hidden} more points run when your work is graded.")
-        else:
-            print(f"{self.exercise}: {self.earned}/{self.points} points.")
+        """The points earned (local mode): the cell's last expression. While graded, the grader writes it."""
+        if self.mode != "local":
+            return None
+        print(summary_line(self.exercise, self.earned, self.checked, self.points))
         return min(self.earned, self.points)
 
+
+def reason_for(status, result, seconds):
+    """Why a check failed, in words, from what its probe or verdict gave; None when it passed."""
+    if status == "ok":
+        return None
+    if status == "failed":
+        return result
+    if status == "error":
+        name, message = result
+        return f"your code raised {name}: {message}"
+    if status == "timeout":
+        return TIMED_OUT.format(seconds=seconds)
+    if status == "skipped":
+        return NOT_RUN_AFTER_TIMEOUT
+    return NO_ANSWER
+
+
+def send_probe(exercise, index, description, status, result):
+    """Probe mode: sends one probe's data out of the kernel, as a display message for the grader."""
+    from IPython.display import display
+
+    message = {"exercise": exercise, "index": index, "description": description, "status": status}
+    if status == "ok":
+        try:
+            message.update(pack(result))
+        except Exception as error:  # data that can't be packed: the grader says so
+            message.update(status="error", error=["unpackable data", f"{type(error).__name__}: {error}"[:500]])
+    elif status == "error":
+        message["error"] = [result[0][:100], result[1][:1000]]
+    elif status == "failed":
+        message["error"] = ["", result[:1000]]
+    display({PROBE_MIME: message}, raw=True)
+
+
+# ------------------------------------------------------------------------------ data across the boundary
+
+class Other:
+    """A value of a type that doesn't cross the boundary (an object of the student's, a numpy number...):
+    only its type's name does."""
+
+    def __init__(self, type_name):
+        self.type_name = type_name
+
+    def __repr__(self):
+        return f"<{self.type_name}>"
+
+
+def pack(value):
+    """Probe data as JSON-able structure plus the tensors in one safetensors blob (base64)."""
+    from safetensors.torch import save
+
+    tensors = {}
+
+    def encode(v, depth):
+        if depth > 8:
+            return {"o": "too deeply nested data"}
+        if isinstance(v, torch.Tensor):
+            name = str(len(tensors))
+            tensors[name] = torch.Tensor.as_subclass(v.detach(), torch.Tensor).to("cpu").contiguous().clone()
+            return {"t": name}
+        if v is None or type(v) in (bool, int, float, str):
+            return {"v": v}
+        if isinstance(v, (list, tuple)):
+            return {"l": [encode(x, depth + 1) for x in v]}
+        if isinstance(v, dict):
+            return {"d": {str(k): encode(x, depth + 1) for k, x in v.items()}}
+        return {"o": f"{type(v).__module__}.{type(v).__qualname__}".removeprefix("builtins.")}
+
+    structure = encode(value, 0)
+    return {"data": structure, "tensors": base64.b64encode(save(tensors) if tensors else b"").decode("ascii")}
+
+
+class ProbeDataError(ValueError):
+    """Probe data that is not what `pack` writes."""
+
+
+MAX_PROBE_BYTES = 16 * 2**20  # far more than any probe needs (a few KB): anything larger is refused
+
+
+def unpack(message):
+    """The grader's side of `pack`: plain tensors, numbers, strings, lists and dicts, or ProbeDataError."""
+    from safetensors.torch import load
+
+    if not isinstance(message, dict) or not isinstance(message.get("tensors"), str):
+        raise ProbeDataError("not probe data")
+    if len(message["tensors"]) > MAX_PROBE_BYTES * 4 // 3 + 4:
+        raise ProbeDataError("probe data too large")
+    try:
+        blob = base64.b64decode(message["tensors"], validate=True)
+        tensors = load(blob) if blob else {}
+    except Exception as error:
+        raise ProbeDataError(f"unreadable tensors ({type(error).__name__})") from None
+    if any(type(t) is not torch.Tensor for t in tensors.values()):
+        raise ProbeDataError("not plain tensors")
+
+    def decode(node, depth):
+        if depth > 9 or not isinstance(node, dict) or len(node) != 1:
+            raise ProbeDataError("malformed probe data")
+        (kind, v), = node.items()
+        if kind == "t" and isinstance(v, str) and v in tensors:
+            return tensors[v]
+        if kind == "v" and (v is None or type(v) in (bool, int, float, str)):
+            return v
+        if kind == "l" and isinstance(v, list):
+            return [decode(x, depth + 1) for x in v]
+        if kind == "d" and isinstance(v, dict):
+            return {str(k): decode(x, depth + 1) for k, x in v.items()}
+        if kind == "o" and isinstance(v, str):
+            return Other(v[:200])
+        raise ProbeDataError("malformed probe data")
+
+    return decode(message.get("data"), 0)
+
+
+# ------------------------------------------------------------------------------------ helpers for checks
 
 @contextlib.contextmanager
 def replaced(**names):
@@ -201,6 +385,55 @@ def replaced(**names):
                 namespace[name] = saved[name]
             else:
                 namespace.pop(name, None)
+
+
+def expect_tensor(value, shape, what="the output"):
+    """Fails with a plain message unless `value` is a tensor of the given shape."""
+    assert isinstance(value, torch.Tensor), f"{what} should be a torch.Tensor, not {type(value).__name__}"
+    assert tuple(value.shape) == tuple(shape), f"{what} should have shape {tuple(shape)}, not {tuple(value.shape)}"
+
+
+def seeded_randn(*shape, seed, scale=1.0):
+    """A seeded normal tensor on DEVICE: the same numbers on every machine, and in the grader."""
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=generator) * scale).to(DEVICE)
+
+
+def seeded_randint(high, shape, seed):
+    """Seeded integers in [0, high) on DEVICE."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, high, shape, generator=generator).to(DEVICE)
+
+
+def check_my_work(exercises, grading=False):
+    """Runs the checks of every exercise's check cell again, on your current code, and prints one line per exercise."""
+    if grading or Checks.mode != "local":
+        print("Check my work is skipped while the notebook is graded: the check cell below each exercise counts.")
+        return
+    print("Check my work: the public checks of each exercise, run again on your current code.")
+    passing = 0
+    for exercise in exercises:
+        if exercise not in Checks.registry:
+            print(f"  ? {exercise}: its check cell has not run yet. Run it, or the whole notebook (Runtime > Run all).")
+            continue
+        entries, total = Checks.registry[exercise], len(Checks.registry[exercise])
+        with contextlib.redirect_stdout(io.StringIO()):  # one line per exercise, not per check
+            checks = Checks(exercise, points=0)
+            passed = sum(bool(checks.check(description, points, probe, verdict))
+                         for description, points, probe, verdict in entries)
+        passing += passed == total
+        print(f"  {PASSED if passed == total else FAILED} {exercise}: {passed}/{total} public checks passed "
+              f"({checks.earned}/{checks.checked} points)")
+        for description, reason in checks.failures:
+            print(f"      {FAILED} {description}: {reason}")
+    print(f"{passing}/{len(exercises)} exercises pass their public checks. Hidden checks also run when your work "
+          "is graded, so passing the public checks is a good sign, not a guarantee.")
+# --- end coursekit/notebook_checks.py ---
+
+DEVICE = torch.device(device)
+# While your notebook is graded, its checks only call your code and send what it returns to the grader,
+# which computes the points outside this notebook.
+Checks.mode = "probe" if GRADING else "local"
 
 
 class StandInAttention(nn.Module):
@@ -241,68 +474,41 @@ class TinyLM(nn.Module):
         return self.head(self.embedding(input_ids))
 
 
-def expect_tensor(value, shape, what="the output"):
-    """Fails with a plain message unless `value` is a tensor of the given shape."""
-    assert isinstance(value, torch.Tensor), f"{what} should be a torch.Tensor, not {type(value).__name__}"
-    assert tuple(value.shape) == tuple(shape), f"{what} should have shape {tuple(shape)}, not {tuple(value.shape)}"
+def with_last_position_changed(inputs):
+    """A copy of `inputs` (B, T, ...) whose last position differs: to see whether earlier outputs depend on it."""
+    changed = inputs.clone()
+    if changed.is_floating_point():
+        changed[:, -1] = changed[:, -1] + 5.0
+    else:
+        changed[:, -1] = (changed[:, -1] + 1) % 50
+    return changed
 
 
-def check_my_work(exercises):
-    """Runs the checks of every exercise's check cell again, on your current code, and prints one line per exercise."""
-    if GRADING:
-        print("Check my work is skipped while the notebook is graded: the check cell below each exercise counts.")
-        return
-    print("Check my work: the public checks of each exercise, run again on your current code.")
-    passing = 0
-    for exercise in exercises:
-        if exercise not in Checks.registry:
-            print(f"  ? {exercise}: its check cell has not run yet. Run it, or the whole notebook (Runtime > Run all).")
-            continue
-        tests, total = Checks.registry[exercise], len(Checks.registry[exercise])
-        with contextlib.redirect_stdout(io.StringIO()):  # one line per exercise, not per check
-            checks = Checks(exercise, points=0)
-            passed = sum(checks.check(description, points, test) for description, points, test in tests)
-        passing += passed == total
-        print(f"  {'✓' if passed == total else '✗'} {exercise}: {passed}/{total} public checks passed "
-              f"({checks.earned}/{checks.checked} points)")
-        for description, reason in checks.failures:
-            print(f"      ✗ {description}: {reason}")
-    print(f"{passing}/{len(exercises)} exercises pass their public checks. Hidden checks also run when your work "
-          "is graded, so passing the public checks is a good sign, not a guarantee.")
-    print()
-    print("To hand in: in Colab, File > Download > Download .ipynb (in Jupyter: File > Download). Hand in the file "
-          "as it is downloaded, without renaming it (\"Copy of pw2_transformers.ipynb\" is fine too), and without "
-          "copying your answers into another notebook: the grader needs the cells of this one.")
+def learned_parameters(module):
+    """The module's parameters, each with its name and the kind of layer it belongs to, for the checks of its values."""
+    found = []
+    for name, parameter in module.named_parameters():
+        owner = module.get_submodule(name.rpartition(".")[0])
+        kind = next((k for k, t in [("linear", nn.Linear), ("embedding", nn.Embedding), ("norm", nn.LayerNorm)]
+                     if isinstance(owner, t)), "other")
+        found.append({"name": name, "kind": kind, "value": parameter})
+    return found
 
 
-### BEGIN HIDDEN TESTS
-# Reference implementations and diagnostics for the hidden checks. The hidden check of an exercise
-# builds on these references, never on the student's earlier exercises, so a mistake in one
-# exercise costs points in that exercise only.
+# %% tags=["grader-only"]
+# Grader-only: the reference implementations, the known mistakes and the tools of the hidden checks' verdicts.
+# Cells tagged grader-only never leave the grader: they are not in the release, the solution or the gradebook,
+# and the student's kernel never runs them. The probes of the hidden checks (in the test cells) do run there:
+# they call the student's code and return plain data, which the verdicts below judge.
 import copy
 import itertools
 
-DEVICE = torch.device(device)
 TOLERANCE = dict(atol=1e-4, rtol=1e-4)  # float32, on the CPU and on CUDA alike
 
 
-def _randn(*shape, seed, scale=1.0):
-    """Seeded normal tensor on DEVICE: the same numbers on every machine."""
-    generator = torch.Generator().manual_seed(seed)
-    return (torch.randn(*shape, generator=generator) * scale).to(DEVICE)
-
-
-def _randint(high, shape, seed):
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randint(0, high, shape, generator=generator).to(DEVICE)
-
-
-_allclose = torch.allclose  # kept privately: student code may replace torch.allclose while a check runs
-
-
 def _close(a, b):
-    return (isinstance(a, torch.Tensor) and a.shape == b.shape
-            and _allclose(a.detach().float(), b.detach().float(), equal_nan=True, **TOLERANCE))
+    return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+            and torch.allclose(a.detach().float().cpu(), b.detach().float().cpu(), equal_nan=True, **TOLERANCE))
 
 
 # What each known wrong variant means, in words a student understands.
@@ -321,6 +527,12 @@ MISTAKES = {
     "mask:-1": "the mask is off by one: each position is hidden from itself (the first row is all masked, hence NaN)",
     "mask:zero": "masked scores are set to 0 instead of -inf: exp(0) = 1, so future positions still get weight",
     "mask:after_softmax": "the mask is applied after the softmax, so the weights no longer sum to 1: mask the scores, then take the softmax",
+    "not_shifted": "the targets are not shifted: the logits at position t must predict the token at position t + 1",
+    "shifted_twice": "the targets are shifted by two positions instead of one",
+    "padding_counted": "padded positions are counted in the loss: average only over targets whose attention_mask is 1",
+    "input_side_mask": "the mask is taken on the input side (attention_mask[:, :-1]); take it on the target side (attention_mask[:, 1:])",
+    "per_row_mean": "the loss is averaged per sequence, then over sequences; average over all real target tokens at once",
+    "eos_masked": "every EOS token is ignored, including real ones inside the text: mask the padding with attention_mask, not by token id",
 }
 
 
@@ -391,90 +603,75 @@ def _expect_values(output, expected, variants=(), what="output"):
     raise AssertionError(f"wrong {what} (largest difference from the expected values: {difference:.3g})")
 
 
-def _expect_causal(run, inputs, what="the output"):
-    """Fails if changing the last position of `inputs` changes the output at earlier positions."""
-    changed = inputs.clone()
-    if changed.is_floating_point():
-        changed[:, -1] = changed[:, -1] + 5.0
-    else:
-        changed[:, -1] = (changed[:, -1] + 1) % 50
-    before, after = run(inputs), run(changed)
+def _expect_causal(outputs, what="the output"):
+    """Fails if the outputs at earlier positions changed when only the last position of the input did."""
+    before, after = outputs["before"], outputs["after"]
+    expect_tensor(after, before.shape, what)
     assert _close(before[:, :-1], after[:, :-1]), (
         f"changing the last token changed {what} at earlier positions: a position must not attend to later ones")
 
 
-def _expect_dropout_off_in_eval(module, inputs):
-    module.eval()
-    assert _close(module(inputs), module(inputs)), (
+def _expect_same_in_eval(outputs):
+    assert _close(outputs["first"], outputs["second"]), (
         "in eval mode two calls give different outputs: dropout must be off in eval mode "
         "(use nn.Dropout, or F.dropout(..., training=self.training))")
 
 
-class _RefCausalSelfAttention(nn.Module):
-    """Reference causal self-attention (fused QKV projection)."""
-
-    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-        self.out = nn.Linear(hidden_size, hidden_size)
-        self.attn_dropout, self.out_dropout = nn.Dropout(dropout), nn.Dropout(dropout)
-        self.register_buffer("keep", torch.ones(seq_len, seq_len, dtype=torch.bool).tril())
-
-    def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = (t.view(B, T, self.num_heads, -1).transpose(1, 2) for t in self.qkv(x).split(C, dim=-1))
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
-        scores = scores.masked_fill(~self.keep[:T, :T], float("-inf"))
-        weights = self.attn_dropout(scores.softmax(dim=-1))
-        return self.out_dropout(self.out((weights @ v).transpose(1, 2).reshape(B, T, C)))
+def _expect_output_dropout(output):
+    assert isinstance(output, torch.Tensor) and (output == 0).float().mean() > 0.2, (
+        "with dropout 0.5 in training mode, about half of the outputs should be zeroed: add dropout on the output")
 
 
-class _RefFeedForward(nn.Module):
-    def __init__(self, hidden_size, dropout):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(hidden_size, 4 * hidden_size), nn.ReLU(),
-                                 nn.Linear(4 * hidden_size, hidden_size), nn.Dropout(dropout))
-
-    def forward(self, x):
-        return self.net(x)
+def _state(parameters):
+    """{name: tensor} of what learned_parameters returned."""
+    return {p["name"]: p["value"] for p in parameters}
 
 
-class _RefBlock(nn.Module):
-    """Reference pre-norm transformer block."""
+def _projections(parameters, hidden):
+    """The module's learned maps from `hidden` features to `hidden` features, fused ones split.
 
-    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
-        super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(hidden_size), nn.LayerNorm(hidden_size)
-        self.attn = _RefCausalSelfAttention(hidden_size, num_heads, dropout, seq_len)
-        self.ff = _RefFeedForward(hidden_size, dropout)
-
-    def forward(self, x):
-        x = x + self.attn(self.ln1(x))
-        return x + self.ff(self.ln2(x))
-
-
-class _RefTransformer(nn.Module):
-    def __init__(self, vocab_size=100, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3, num_layers=2):
-        super().__init__()
-        self.seq_len = seq_len
-        self.tokens, self.positions = nn.Embedding(vocab_size, hidden_size), nn.Embedding(seq_len, hidden_size)
-        self.blocks = nn.Sequential(*[_RefBlock(hidden_size, num_heads, dropout, seq_len) for _ in range(num_layers)])
-        self.ln = nn.LayerNorm(hidden_size)
-        self.head = nn.Linear(hidden_size, vocab_size)
-
-    def forward(self, input_ids):
-        if input_ids.shape[1] > self.seq_len:  # fail clearly, before a CUDA device-side assert would
-            raise IndexError(f"the model got {input_ids.shape[1]} tokens, more than its seq_len of {self.seq_len}")
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        return self.head(self.ln(self.blocks(self.tokens(input_ids) + self.positions(positions))))
+    Covers nn.Linear layers (and fused (k*hidden, hidden) weights used as F.linear, as nn.MultiheadAttention
+    does) and raw (hidden, k*hidden) matrices used as `x @ W`.
+    """
+    state, maps = _state(parameters), []
+    for p in parameters:
+        W = p["value"]
+        if W.dim() != 2 or p["kind"] in ("embedding", "norm"):
+            continue
+        linear = p["kind"] == "linear" or (p["kind"] == "other" and W.shape[0] != W.shape[1])
+        if linear and W.shape[1] == hidden and W.shape[0] % hidden == 0 and p["name"].endswith("weight"):
+            bias = state.get(p["name"][:-len("weight")] + "bias")
+            for i in range(W.shape[0] // hidden):
+                b = None if bias is None else bias[i * hidden:(i + 1) * hidden]
+                maps.append(lambda x, W=W[i * hidden:(i + 1) * hidden], b=b: F.linear(x, W, b))
+        elif not linear and W.shape[0] == hidden and W.shape[1] % hidden == 0:
+            for i in range(W.shape[1] // hidden):
+                maps.append(lambda x, W=W[:, i * hidden:(i + 1) * hidden]: x @ W)
+    return maps
 
 
-def _ref_model(seed, dropout=0.0, **sizes):
-    torch.manual_seed(seed)
-    config = dict(vocab_size=50, hidden_size=16, num_heads=2, dropout=dropout, seq_len=8, num_layers=2)
-    config.update(sizes)
-    return _RefTransformer(**config).to(DEVICE)
+def _expect_attention_module_values(output, x, parameters, num_heads):
+    """Checks a causal self-attention module's output against the reference, computed with its own projections
+    in whatever order it declares them."""
+    expect_tensor(output, x.shape)
+    maps = _projections(parameters, x.shape[-1])
+    mistakes = [None, "scale:none", "scale:model", "scale:multiply", "softmax_dim", "split", "merge",
+                "mask:none", "mask:triu", "mask:+1", "mask:-1", "mask:zero", "mask:after_softmax"]
+    if len(maps) == 3:  # no output projection
+        for q, k, v in itertools.permutations(maps):
+            if _close(output, _attend(q(x), k(x), v(x), num_heads, causal=True)):
+                raise AssertionError(f"the output has the wrong values: {MISTAKES['no_W_O']}")
+    if len(maps) != 4:
+        raise AssertionError(
+            f"expected four learned projections of size {x.shape[-1]} (query, key, value, output), found {len(maps)}")
+    for q, k, v, o in itertools.permutations(maps):
+        for mistake in mistakes:
+            if _close(output, o(_attend(q(x), k(x), v(x), num_heads, causal=True, mistake=mistake))):
+                if mistake is None:
+                    return
+                raise AssertionError(f"the output has the wrong values: {MISTAKES[mistake]}")
+    raise AssertionError("the output does not match causal multi-head attention computed with your module's "
+                         "projections (query, key, value, then output)")
 
 
 def _ref_lm_loss(logits, input_ids, attention_mask, mistake=None):
@@ -498,139 +695,6 @@ def _ref_lm_loss(logits, input_ids, attention_mask, mistake=None):
         return ((losses * mask).sum(1) / mask.sum(1)).mean()
     mask = mask.float()
     return (losses * mask).sum() / mask.sum()
-
-
-PAD_ID_FOR_TESTS = 0  # the tests' stand-in for the EOS token, which GPT-2 also uses as padding
-MISTAKES.update({
-    "not_shifted": "the targets are not shifted: the logits at position t must predict the token at position t + 1",
-    "shifted_twice": "the targets are shifted by two positions instead of one",
-    "padding_counted": "padded positions are counted in the loss: average only over targets whose attention_mask is 1",
-    "input_side_mask": "the mask is taken on the input side (attention_mask[:, :-1]); take it on the target side (attention_mask[:, 1:])",
-    "per_row_mean": "the loss is averaged per sequence, then over sequences; average over all real target tokens at once",
-    "eos_masked": "every EOS token is ignored, including real ones inside the text: mask the padding with attention_mask, not by token id",
-})
-
-
-def _padded_batch(seed, batch=3, length=7, vocab=50):
-    """A right-padded batch whose padding is the EOS id, with one real EOS inside the text."""
-    input_ids = _randint(vocab, (batch, length), seed)
-    lengths = [length, 4, 5][:batch]
-    attention_mask = torch.zeros(batch, length, dtype=torch.long, device=DEVICE)
-    for row, n in enumerate(lengths):
-        attention_mask[row, :n] = 1
-        input_ids[row, n:] = PAD_ID_FOR_TESTS
-    input_ids[0, 3] = PAD_ID_FOR_TESTS  # a real EOS token, inside the text: it must be predicted
-    return input_ids, attention_mask
-
-
-def _ref_decode(model, input_ids, max_new_tokens):
-    model.eval()
-    with torch.no_grad():
-        for _ in range(max_new_tokens):
-            logits = model(input_ids[:, -model.seq_len:])
-            input_ids = torch.cat([input_ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
-    return input_ids
-
-
-def _projections(module, hidden):
-    """The module's learned maps from `hidden` features to `hidden` features, fused ones split.
-
-    Covers nn.Linear layers and raw (hidden, k*hidden) parameters used as `x @ W`.
-    """
-    maps = []
-    for sub in module.modules():
-        if isinstance(sub, nn.Linear) and sub.in_features == hidden and sub.out_features % hidden == 0:
-            for i in range(sub.out_features // hidden):
-                W = sub.weight[i * hidden:(i + 1) * hidden]
-                b = None if sub.bias is None else sub.bias[i * hidden:(i + 1) * hidden]
-                maps.append(lambda x, W=W, b=b: F.linear(x, W, b))
-    for name, parameter in module.named_parameters():
-        owner = module.get_submodule(name.rpartition(".")[0])
-        if isinstance(owner, (nn.Linear, nn.Embedding, nn.LayerNorm)) or parameter.dim() != 2:
-            continue
-        if parameter.shape[0] == hidden and parameter.shape[1] % hidden == 0:
-            for i in range(parameter.shape[1] // hidden):
-                maps.append(lambda x, W=parameter[:, i * hidden:(i + 1) * hidden]: x @ W)
-    return maps
-
-
-def _expect_attention_module_values(module, x, num_heads):
-    """Checks a causal self-attention module against the reference, whatever order it declares its projections in."""
-    module.eval()
-    with torch.no_grad():
-        output = module(x)
-        maps = _projections(module, x.shape[-1])
-        mistakes = [None, "scale:none", "scale:model", "scale:multiply", "softmax_dim", "split", "merge",
-                    "mask:none", "mask:triu", "mask:+1", "mask:-1", "mask:zero", "mask:after_softmax"]
-        if len(maps) == 3:  # no output projection
-            for q, k, v in itertools.permutations(maps):
-                if _close(output, _attend(q(x), k(x), v(x), num_heads, causal=True)):
-                    raise AssertionError(f"the output has the wrong values: {MISTAKES['no_W_O']}")
-        if len(maps) != 4:
-            raise AssertionError(
-                f"expected four learned projections of size {x.shape[-1]} (query, key, value, output), found {len(maps)}")
-        for q, k, v, o in itertools.permutations(maps):
-            for mistake in mistakes:
-                if _close(output, o(_attend(q(x), k(x), v(x), num_heads, causal=True, mistake=mistake))):
-                    if mistake is None:
-                        return
-                    raise AssertionError(f"the output has the wrong values: {MISTAKES[mistake]}")
-        raise AssertionError("the output does not match causal multi-head attention computed with your module's "
-                             "projections (query, key, value, then output)")
-
-
-def _submodules(module, kind):
-    return [m for m in module.modules() if isinstance(m, kind)]
-
-
-# Tampering. Student code runs in this namespace: it could replace a grading helper (`Checks`, ...) or a
-# function the checks rely on (`torch.allclose`, ...). Every check cell calls `_trust()` first, which puts
-# the originals back and says what had been replaced, and `_trust(checks)` last, which also takes away
-# the cell's points if something was replaced while its checks ran.
-import builtins
-
-# PyTorch replaces some of its own functions the first time an optimizer is created: do it before the snapshot.
-torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1).step()
-
-_TRUSTED_NAMES = {name: globals()[name] for name in [
-    "Checks", "CheckTimeout", "expect_tensor", "replaced", "StandInAttention", "StandInFeedForward", "stand_in_loss", "TinyLM",
-    "torch", "nn", "F", "math", "contextlib", "warnings", "sys", "copy", "itertools"]}
-_TRUSTED_ATTRIBUTES = [(owner, name, getattr(owner, name)) for owner, names in [
-    (torch, ["allclose", "equal", "isclose", "isnan", "cat", "full", "ones", "zeros", "arange", "randn", "randint",
-             "is_grad_enabled", "enable_grad", "no_grad", "tril"]),
-    (torch.testing, ["assert_close"]),
-    (torch.Tensor, ["__eq__", "__ne__", "allclose", "equal", "abs", "max", "min", "float", "detach", "clone", "sum",
-                    "mean", "item", "softmax", "masked_fill", "__getitem__", "__setitem__"]),
-    (F, ["cross_entropy", "layer_norm", "linear", "relu", "gelu", "softmax", "dropout"]),
-    (nn.Module, ["__call__", "eval", "train", "modules", "parameters", "named_parameters", "to",
-                 "register_forward_hook", "register_forward_pre_hook"]),
-    (nn.Linear, ["forward"]), (nn.LayerNorm, ["forward"]), (nn.Embedding, ["forward"]), (nn.Dropout, ["forward"]),
-    (nn.utils, ["clip_grad_norm_"]), (torch.optim.Optimizer, ["zero_grad"]),
-    (Checks, ["__init__", "check", "score", "_run", "seconds", "registry"]),
-    (builtins, ["isinstance", "abs", "float", "print", "round", "min", "max", "sum", "any", "all", "len", "set",
-                "getattr", "type", "id", "str", "repr", "AssertionError", "Exception"]),
-] for name in names]
-
-
-def _trust(checks=None):
-    """Puts back the grading helpers and the functions the checks rely on; reports (and, after the checks,
-    penalizes) any that had been replaced."""
-    found = []
-    namespace = globals()
-    for name, value in _TRUSTED_NAMES.items():
-        if namespace.get(name) is not value:
-            found.append(name)
-            namespace[name] = value
-    for owner, name, value in _TRUSTED_ATTRIBUTES:
-        if owner.__dict__.get(name, value) is not value or getattr(owner, name) is not value:
-            found.append(f"{getattr(owner, '__name__', owner)}.{name}")
-            setattr(owner, name, value)
-    if found:
-        builtins.print(f"⚠ tampering: {', '.join(found)} had been replaced; the originals were put back"
-                       + (" and this exercise's checks cannot be trusted: 0 points." if checks is not None else "."))
-        if checks is not None:
-            checks.earned = 0
-### END HIDDEN TESTS
 
 
 # %% [markdown]
@@ -706,34 +770,48 @@ attended_values = self_attention(S, W_Q, W_K, W_V)
 # Expected output: 1, 13, 2 (B, Sequence, Projection)
 print(f"Output Shape: {attended_values.shape}")
 
-# %% nbgrader={"grade": true, "grade_id": "test_self_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
-"""Checks self_attention: output shape, and values against softmax(Q Kᵀ / √d_k) V."""
-### BEGIN HIDDEN TESTS
-_trust()
-### END HIDDEN TESTS
-checks = Checks("self_attention", points=10)
-checks.check("output shape (B, T, d_v)", 2, lambda: expect_tensor(
-    self_attention(torch.rand(2, 5, 6), torch.rand(6, 4), torch.rand(6, 4), torch.rand(6, 3)), (2, 5, 3)))
-### BEGIN HIDDEN TESTS
-def _test_self_attention_values():
-    S = _randn(2, 6, 8, seed=1)
-    W_Q, W_K, W_V = _randn(8, 4, seed=2, scale=0.7), _randn(8, 4, seed=3, scale=0.7), _randn(8, 3, seed=4)
+
+# %% tags=["grader-only"]
+# Grader-only: the verdicts of the hidden checks of self_attention.
+def verdict_self_attention_values(output):
+    S, W_Q, W_K, W_V = _self_attention_inputs(1)
     variants = {m: _ref_attention(S, W_Q, W_K, W_V, mistake=m)
                 for m in ["scale:none", "scale:model", "scale:multiply", "softmax_dim"]}
-    _expect_values(self_attention(S, W_Q, W_K, W_V), _ref_attention(S, W_Q, W_K, W_V), variants)
+    _expect_values(output, _ref_attention(S, W_Q, W_K, W_V), variants)
 
 
-def _test_self_attention_batch():
-    S = _randn(3, 5, 8, seed=5)
-    W_Q, W_K, W_V = _randn(8, 4, seed=6), _randn(8, 4, seed=7), _randn(8, 4, seed=8)
-    for b in range(3):  # each sequence of the batch is attended to separately
-        _expect_values(self_attention(S, W_Q, W_K, W_V)[b:b + 1], self_attention(S[b:b + 1], W_Q, W_K, W_V),
-                       what=f"output for sequence {b} of a batch")
+def verdict_self_attention_batch(outputs):
+    expect_tensor(outputs["batch"], (3, 5, 4), "the output for a batch of 3 sequences")
+    for b, alone in enumerate(outputs["alone"]):
+        _expect_values(outputs["batch"][b:b + 1], alone, what=f"output for sequence {b} of a batch")
 
 
-checks.check("values match softmax(Q Kᵀ / √d_k) V", 6, _test_self_attention_values)
-checks.check("sequences in a batch don't mix", 2, _test_self_attention_batch)
-_trust(checks)
+# %% nbgrader={"grade": true, "grade_id": "test_self_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks self_attention: output shape, and values against softmax(Q Kᵀ / √d_k) V."""
+checks = Checks("self_attention", points=10)
+
+
+def _public_self_attention_output():
+    S, W_Q, W_K, W_V = (seeded_randn(*shape, seed=i) for i, shape in enumerate([(2, 5, 6), (6, 4), (6, 4), (6, 3)]))
+    return self_attention(S, W_Q, W_K, W_V)
+
+
+checks.check("output shape (B, T, d_v)", 2, _public_self_attention_output, lambda output: expect_tensor(output, (2, 5, 3)))
+### BEGIN HIDDEN TESTS
+def _self_attention_inputs(seed):
+    S = seeded_randn(2, 6, 8, seed=seed)
+    return S, seeded_randn(8, 4, seed=seed + 1, scale=0.7), seeded_randn(8, 4, seed=seed + 2, scale=0.7), seeded_randn(8, 3, seed=seed + 3)
+
+
+def _probe_self_attention_batch():
+    S = seeded_randn(3, 5, 8, seed=5)
+    W_Q, W_K, W_V = seeded_randn(8, 4, seed=6), seeded_randn(8, 4, seed=7), seeded_randn(8, 4, seed=8)
+    return {"batch": self_attention(S, W_Q, W_K, W_V), "alone": [self_attention(S[b:b + 1], W_Q, W_K, W_V) for b in range(3)]}
+
+
+checks.check("values match softmax(Q Kᵀ / √d_k) V", 6, lambda: self_attention(*_self_attention_inputs(1)),
+             "verdict_self_attention_values")
+checks.check("sequences in a batch don't mix", 2, _probe_self_attention_batch, "verdict_self_attention_batch")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -784,29 +862,42 @@ attended_values = multi_head_attention(S, W_Q, W_K, W_V, W_O)
 # Expected output: 1, 13, 8 (B, Sequence, Projection)
 print(f"Output Shape: {attended_values.shape}")
 
-# %% nbgrader={"grade": true, "grade_id": "test_multi_head_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
-"""Checks multi_head_attention: output shape, and values against a reference, with 4 and with 2 heads."""
-### BEGIN HIDDEN TESTS
-_trust()
-### END HIDDEN TESTS
-checks = Checks("multi_head_attention", points=10)
-checks.check("output shape (B, T, hidden)", 2, lambda: expect_tensor(
-    multi_head_attention(torch.rand(2, 5, 8), *(torch.rand(8, 8) for _ in range(4))), (2, 5, 8)))
-### BEGIN HIDDEN TESTS
-def _test_multi_head_attention(num_heads, seed):
-    S = _randn(2, 6, 8, seed=seed)
-    W_Q, W_K, W_V, W_O = (_randn(8, 8, seed=seed + i, scale=0.5) for i in range(1, 5))
-    args = (S, W_Q, W_K, W_V, W_O)
+
+# %% tags=["grader-only"]
+# Grader-only: the verdicts of the hidden checks of multi_head_attention.
+def _verdict_multi_head_attention(output, num_heads, seed):
+    args = _multi_head_inputs(seed)
     variants = {m: _ref_attention(*args, num_heads=num_heads, mistake=m)
                 for m in ["scale:none", "scale:model", "scale:multiply", "softmax_dim", "split", "merge", "no_W_O"]}
     variants["heads_ignored"] = _ref_attention(*args, num_heads=4 if num_heads != 4 else 1)
-    _expect_values(multi_head_attention(*args, num_heads=num_heads), _ref_attention(*args, num_heads=num_heads),
-                   variants)
+    _expect_values(output, _ref_attention(*args, num_heads=num_heads), variants)
 
 
-checks.check("values with 4 heads (the default)", 4, lambda: _test_multi_head_attention(4, seed=10))
-checks.check("values with num_heads=2", 4, lambda: _test_multi_head_attention(2, seed=20))
-_trust(checks)
+def verdict_multi_head_attention_4_heads(output):
+    _verdict_multi_head_attention(output, num_heads=4, seed=10)
+
+
+def verdict_multi_head_attention_2_heads(output):
+    _verdict_multi_head_attention(output, num_heads=2, seed=20)
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_multi_head_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks multi_head_attention: output shape, and values against a reference, with 4 and with 2 heads."""
+checks = Checks("multi_head_attention", points=10)
+
+
+def _multi_head_inputs(seed):
+    """S (2, 6, 8), then W_Q, W_K, W_V, W_O (8, 8)."""
+    return (seeded_randn(2, 6, 8, seed=seed),) + tuple(seeded_randn(8, 8, seed=seed + i, scale=0.5) for i in range(1, 5))
+
+
+checks.check("output shape (B, T, hidden)", 2, lambda: multi_head_attention(*_multi_head_inputs(0)),
+             lambda output: expect_tensor(output, (2, 6, 8)))
+### BEGIN HIDDEN TESTS
+checks.check("values with 4 heads (the default)", 4, lambda: multi_head_attention(*_multi_head_inputs(10)),
+             "verdict_multi_head_attention_4_heads")
+checks.check("values with num_heads=2", 4, lambda: multi_head_attention(*_multi_head_inputs(20), num_heads=2),
+             "verdict_multi_head_attention_2_heads")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -875,49 +966,57 @@ attended_values = causal_multi_head_attention(S, W_Q, W_K, W_V, W_O)
 # Expected output: 1, 3, 8 (B, Sequence, Projection)
 print(f"Output Shape: {attended_values.shape}")
 
-# %% nbgrader={"grade": true, "grade_id": "test_causal_multi_head_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
-"""Checks causal_multi_head_attention: shape, causality, and values against a reference."""
-### BEGIN HIDDEN TESTS
-_trust()
-### END HIDDEN TESTS
-checks = Checks("causal_multi_head_attention", points=10)
-checks.check("output shape (B, T, hidden)", 1, lambda: expect_tensor(
-    causal_multi_head_attention(torch.rand(2, 5, 8), *(torch.rand(8, 8) for _ in range(4))), (2, 5, 8)))
 
-
-def _public_first_position():
-    S, W = torch.rand(1, 4, 8), [torch.rand(8, 8) for _ in range(4)]
-    output = causal_multi_head_attention(S, *W)
-    expected = S[:, :1] @ W[2] @ W[3]  # the first position can only attend to itself: its output is its own value
-    assert torch.allclose(output[:, 0], expected[:, 0], atol=1e-4), (
-        "the first position should attend only to itself, so its output should be its own value projected by W_O")
-
-
-checks.check("the first position attends only to itself", 2, _public_first_position)
-### BEGIN HIDDEN TESTS
-def _causal_args(seed):
-    return (_randn(2, 6, 8, seed=seed),) + tuple(_randn(8, 8, seed=seed + i, scale=0.5) for i in range(1, 5))
-
-
-def _test_causal_values(num_heads, seed):
-    args = _causal_args(seed)
+# %% tags=["grader-only"]
+# Grader-only: the verdicts of the hidden checks of causal_multi_head_attention.
+def _verdict_causal_values(output, num_heads, seed):
+    args = _multi_head_inputs(seed)
     mistakes = ["scale:none", "scale:model", "scale:multiply", "softmax_dim", "split", "merge", "no_W_O",
                 "mask:none", "mask:triu", "mask:+1", "mask:-1", "mask:zero", "mask:after_softmax"]
     variants = {m: _ref_attention(*args, num_heads=num_heads, causal=True, mistake=m) for m in mistakes}
     variants["heads_ignored"] = _ref_attention(*args, num_heads=4 if num_heads != 4 else 1, causal=True)
-    _expect_values(causal_multi_head_attention(*args, num_heads=num_heads),
-                   _ref_attention(*args, num_heads=num_heads, causal=True), variants)
+    _expect_values(output, _ref_attention(*args, num_heads=num_heads, causal=True), variants)
 
 
-def _test_causal_future():
-    S, *W = _causal_args(30)
-    _expect_causal(lambda s: causal_multi_head_attention(s, *W), S)
+def verdict_causal_4_heads(output):
+    _verdict_causal_values(output, num_heads=4, seed=40)
 
 
-checks.check("a position never sees later positions", 3, _test_causal_future)
-checks.check("values with 4 heads (the default)", 2, lambda: _test_causal_values(4, seed=40))
-checks.check("values with num_heads=2", 2, lambda: _test_causal_values(2, seed=50))
-_trust(checks)
+def verdict_causal_2_heads(output):
+    _verdict_causal_values(output, num_heads=2, seed=50)
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_causal_multi_head_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks causal_multi_head_attention: shape, causality, and values against a reference."""
+checks = Checks("causal_multi_head_attention", points=10)
+checks.check("output shape (B, T, hidden)", 1, lambda: causal_multi_head_attention(*_multi_head_inputs(0)),
+             lambda output: expect_tensor(output, (2, 6, 8)))
+
+
+def _public_first_position_expected():
+    S, W_Q, W_K, W_V, W_O = _multi_head_inputs(7)
+    return S[:, 0] @ W_V @ W_O  # the first position can only attend to itself: its output is its own value
+
+
+def _public_first_position(output):
+    expect_tensor(output, (2, 6, 8))
+    assert torch.allclose(output[:, 0], _public_first_position_expected(), atol=1e-4, rtol=1e-4), (
+        "the first position should attend only to itself, so its output should be its own value projected by W_O")
+
+
+checks.check("the first position attends only to itself", 2, lambda: causal_multi_head_attention(*_multi_head_inputs(7)),
+             _public_first_position)
+### BEGIN HIDDEN TESTS
+def _probe_causal_future():
+    S, *W = _multi_head_inputs(30)
+    return {"before": causal_multi_head_attention(S, *W), "after": causal_multi_head_attention(with_last_position_changed(S), *W)}
+
+
+checks.check("a position never sees later positions", 3, _probe_causal_future, "_expect_causal")
+checks.check("values with 4 heads (the default)", 2, lambda: causal_multi_head_attention(*_multi_head_inputs(40)),
+             "verdict_causal_4_heads")
+checks.check("values with num_heads=2", 2, lambda: causal_multi_head_attention(*_multi_head_inputs(50), num_heads=2),
+             "verdict_causal_2_heads")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -982,72 +1081,81 @@ attended_values = attention_module(S)
 # Expected output: 1, 3, 8 (B, Sequence, Projection)
 print(f"Output Shape: {attended_values.shape}")
 
-# %% nbgrader={"grade": true, "grade_id": "test_CausalSelfAttention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
-"""Checks CausalSelfAttention: shapes for every length up to seq_len, causality, values, and dropout."""
-### BEGIN HIDDEN TESTS
-_trust()
-### END HIDDEN TESTS
-checks = Checks("CausalSelfAttention", points=10)
-checks.check("output shape with the default sizes", 1, lambda: expect_tensor(
-    CausalSelfAttention()(torch.rand(1, 3, 8)), (1, 3, 8)))
+
+# %% tags=["grader-only"]
+# Grader-only: the verdicts of the hidden checks of CausalSelfAttention.
+def verdict_attention_module_values(data):
+    for T, output in zip((8, 5), data["outputs"]):
+        _expect_attention_module_values(output, seeded_randn(2, T, 16, seed=62), data["parameters"], num_heads=4)
 
 
-def _public_shorter_sequence():
-    module = CausalSelfAttention(hidden_size=8, num_heads=2, seq_len=6)
-    try:
-        output = module(torch.rand(2, 4, 8))
-    except RuntimeError as error:
-        raise AssertionError(f"the module fails on 4 tokens with seq_len=6 ({error}): "
-                             "if you store a seq_len × seq_len mask, slice it to the input's length T") from None
-    expect_tensor(output, (2, 4, 8))
-
-
-checks.check("works for a sequence shorter than seq_len", 1, _public_shorter_sequence)
-### BEGIN HIDDEN TESTS
-def _attention_module(dropout=0.0, seed=60):
-    torch.manual_seed(seed)
-    return CausalSelfAttention(hidden_size=16, num_heads=4, dropout=dropout, seq_len=8).to(DEVICE)
-
-
-def _test_module_causal():
-    module = _attention_module().eval()
-    _expect_causal(module, _randn(2, 8, 16, seed=61))
-
-
-def _test_module_values():
-    for T in (8, 5):
-        _expect_attention_module_values(_attention_module(), _randn(2, T, 16, seed=62), num_heads=4)
-
-
-def _train_and_eval_outputs():
-    module = _attention_module(dropout=0.5)
-    x = _randn(2, 8, 16, seed=63)
-    with torch.no_grad():
-        trained = module.train()(x)
-        evaluated = module.eval()(x)
-    return trained, evaluated
-
-
-def _test_attention_dropout():
-    trained, evaluated = _train_and_eval_outputs()
+def verdict_attention_dropout(outputs):
+    trained, evaluated = outputs["trained"], outputs["evaluated"]
+    expect_tensor(trained, evaluated.shape)
     assert not _close(trained, evaluated), "no dropout in training mode: add nn.Dropout on the attention weights and on the output"
     kept = trained != 0
     assert not _close(trained[kept], 2 * evaluated[kept]), (
         "with dropout 0.5, the output only changes by output dropout: add dropout on the attention weights too")
 
 
-def _test_output_dropout():
-    trained, _ = _train_and_eval_outputs()
-    assert (trained == 0).float().mean() > 0.2, (
-        "with dropout 0.5 in training mode, about half of the outputs should be zeroed: add dropout on the output")
+def verdict_attention_output_dropout(outputs):
+    _expect_output_dropout(outputs["trained"])
 
 
-checks.check("a position never sees later positions", 2, _test_module_causal)
-checks.check("values match causal multi-head attention", 3, _test_module_values)
-checks.check("dropout is off in eval mode", 1, lambda: _expect_dropout_off_in_eval(_attention_module(0.5), _randn(2, 8, 16, seed=64)))
-checks.check("dropout on the attention weights", 1, _test_attention_dropout)
-checks.check("dropout on the output", 1, _test_output_dropout)
-_trust(checks)
+# %% nbgrader={"grade": true, "grade_id": "test_CausalSelfAttention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks CausalSelfAttention: shapes for every length up to seq_len, causality, values, and dropout."""
+checks = Checks("CausalSelfAttention", points=10)
+checks.check("output shape with the default sizes", 1, lambda: CausalSelfAttention()(seeded_randn(1, 3, 8, seed=0)),
+             lambda output: expect_tensor(output, (1, 3, 8)))
+
+
+def _public_shorter_sequence():
+    module = CausalSelfAttention(hidden_size=8, num_heads=2, seq_len=6)
+    try:
+        return module(seeded_randn(2, 4, 8, seed=1))
+    except RuntimeError as error:
+        raise AssertionError(f"the module fails on 4 tokens with seq_len=6 ({error}): "
+                             "if you store a seq_len × seq_len mask, slice it to the input's length T") from None
+
+
+checks.check("works for a sequence shorter than seq_len", 1, _public_shorter_sequence,
+             lambda output: expect_tensor(output, (2, 4, 8)))
+### BEGIN HIDDEN TESTS
+def _attention_module(dropout=0.0, seed=60):
+    torch.manual_seed(seed)
+    return CausalSelfAttention(hidden_size=16, num_heads=4, dropout=dropout, seq_len=8).to(DEVICE)
+
+
+def _probe_module_causal():
+    module, x = _attention_module().eval(), seeded_randn(2, 8, 16, seed=61)
+    with torch.no_grad():
+        return {"before": module(x), "after": module(with_last_position_changed(x))}
+
+
+def _probe_module_values():
+    module = _attention_module().eval()
+    with torch.no_grad():
+        outputs = [module(seeded_randn(2, T, 16, seed=62)) for T in (8, 5)]
+    return {"outputs": outputs, "parameters": learned_parameters(module)}
+
+
+def _probe_module_eval():
+    module, x = _attention_module(0.5).eval(), seeded_randn(2, 8, 16, seed=64)
+    with torch.no_grad():
+        return {"first": module(x), "second": module(x)}
+
+
+def _probe_train_and_eval_outputs():
+    module, x = _attention_module(dropout=0.5), seeded_randn(2, 8, 16, seed=63)
+    with torch.no_grad():
+        return {"trained": module.train()(x), "evaluated": module.eval()(x)}
+
+
+checks.check("a position never sees later positions", 2, _probe_module_causal, "_expect_causal")
+checks.check("values match causal multi-head attention", 3, _probe_module_values, "verdict_attention_module_values")
+checks.check("dropout is off in eval mode", 1, _probe_module_eval, "_expect_same_in_eval")
+checks.check("dropout on the attention weights", 1, _probe_train_and_eval_outputs, "verdict_attention_dropout")
+checks.check("dropout on the output", 1, _probe_train_and_eval_outputs, "verdict_attention_output_dropout")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1077,41 +1185,57 @@ class FeedForward(nn.Module):
         ### END SOLUTION
 
 
+# %% tags=["grader-only"]
+# Grader-only: the verdicts of the hidden checks of FeedForward.
+def verdict_feed_forward_values(data):
+    linears = data["linears"]
+    up = [m for m in linears if tuple(m["weight"].shape) == (64, 16)]
+    down = [m for m in linears if tuple(m["weight"].shape) == (16, 64)]
+    assert up and down, "expected a Linear layer from hidden_size to 4 * hidden_size, then one back to hidden_size"
+
+    def up_(h):
+        return F.linear(h, up[0]["weight"], up[0]["bias"])
+
+    def down_(h):
+        return F.linear(h, down[0]["weight"], down[0]["bias"])
+
+    x = seeded_randn(2, 5, 16, seed=71)
+    _expect_values(data["output"], down_(F.relu(up_(x))), {
+        "there is no activation between the two layers: add a ReLU": down_(up_(x)),
+        "the activation should be a ReLU": down_(F.gelu(up_(x))),
+    })
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_FeedForward", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
 """Checks FeedForward: shape, width, activation and dropout."""
-### BEGIN HIDDEN TESTS
-_trust()
-### END HIDDEN TESTS
 checks = Checks("FeedForward", points=5)
-checks.check("output shape", 1, lambda: expect_tensor(FeedForward(8, 0.1)(torch.rand(2, 3, 8)), (2, 3, 8)))
+checks.check("output shape", 1, lambda: FeedForward(8, 0.1)(seeded_randn(2, 3, 8, seed=0)),
+             lambda output: expect_tensor(output, (2, 3, 8)))
 ### BEGIN HIDDEN TESTS
-def _test_feed_forward_values():
+def _probe_feed_forward_values():
     torch.manual_seed(70)
     module = FeedForward(16, 0.0).to(DEVICE).eval()
-    x = _randn(2, 5, 16, seed=71)
-    linears = _submodules(module, nn.Linear)
-    up = [m for m in linears if (m.in_features, m.out_features) == (16, 64)]
-    down = [m for m in linears if (m.in_features, m.out_features) == (64, 16)]
-    assert up and down, "expected a Linear layer from hidden_size to 4 * hidden_size, then one back to hidden_size"
     with torch.no_grad():
-        _expect_values(module(x), down[0](F.relu(up[0](x))), {
-            "there is no activation between the two layers: add a ReLU": down[0](up[0](x)),
-            "the activation should be a ReLU": down[0](F.gelu(up[0](x))),
-        })
+        output = module(seeded_randn(2, 5, 16, seed=71))
+    linears = [{"weight": m.weight, "bias": m.bias} for m in module.modules() if isinstance(m, nn.Linear)]
+    return {"output": output, "linears": linears}
 
 
-checks.check("two layers (hidden → 4 × hidden → hidden) with a ReLU in between", 2, _test_feed_forward_values)
-checks.check("dropout is off in eval mode", 1, lambda: _expect_dropout_off_in_eval(FeedForward(16, 0.5).to(DEVICE), _randn(2, 5, 16, seed=72)))
+def _probe_feed_forward_eval():
+    module, x = FeedForward(16, 0.5).to(DEVICE).eval(), seeded_randn(2, 5, 16, seed=72)
+    with torch.no_grad():
+        return {"first": module(x), "second": module(x)}
 
 
-def _test_feed_forward_dropout():
-    module = FeedForward(16, 0.5).to(DEVICE).train()
-    output = module(_randn(4, 8, 16, seed=73))
-    assert (output == 0).float().mean() > 0.2, "with dropout 0.5 in training mode, about half of the outputs should be zeroed: add dropout on the output"
+def _probe_feed_forward_train():
+    with torch.no_grad():
+        return {"trained": FeedForward(16, 0.5).to(DEVICE).train()(seeded_randn(4, 8, 16, seed=73))}
 
 
-checks.check("dropout on the output in training mode", 1, _test_feed_forward_dropout)
-_trust(checks)
+checks.check("two layers (hidden → 4 × hidden → hidden) with a ReLU in between", 2, _probe_feed_forward_values,
+             "verdict_feed_forward_values")
+checks.check("dropout is off in eval mode", 1, _probe_feed_forward_eval, "_expect_same_in_eval")
+checks.check("dropout on the output in training mode", 1, _probe_feed_forward_train, "verdict_attention_output_dropout")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1152,86 +1276,116 @@ output = block(S)
 # Expected output: 1, 3, 8 (B, Sequence, Projection)
 print(f"Output Shape: {output.shape}")
 
-# %% nbgrader={"grade": true, "grade_id": "test_Block", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
-"""Checks Block with reference attention and feed-forward modules: shapes, causality, residuals and layer norms."""
-### BEGIN HIDDEN TESTS
-_trust()
-### END HIDDEN TESTS
-checks = Checks("Block", points=10)
 
-
-def _public_block_shape():
-    with replaced(CausalSelfAttention=StandInAttention, FeedForward=StandInFeedForward):  # see `replaced`
-        block = Block()
-    expect_tensor(block(torch.rand(1, 3, 8)), (1, 3, 8))
-
-
-checks.check("output shape with the default sizes", 1, _public_block_shape)
-### BEGIN HIDDEN TESTS
-def _reference_block(seed=80, dropout=0.0):
-    """The student's Block, built on the reference CausalSelfAttention and FeedForward."""
-    torch.manual_seed(seed)
-    with replaced(CausalSelfAttention=_RefCausalSelfAttention, FeedForward=_RefFeedForward):
-        return Block(hidden_size=16, num_heads=4, dropout=dropout, seq_len=8).to(DEVICE).eval()
-
-
-def _test_block_values():
-    block = _reference_block()
-    attention, feed_forward = _submodules(block, _RefCausalSelfAttention), _submodules(block, _RefFeedForward)
-    assert len(attention) == 1 and len(feed_forward) == 1, (
+# %% tags=["grader-only"]
+# Grader-only: the verdict of the values of Block, computed with the stand-ins its probe built it on.
+def verdict_block_values(data):
+    assert len(data["attention"]) == 1 and len(data["feed_forward"]) == 1, (
         "a Block should contain one CausalSelfAttention and one FeedForward (create them in __init__)")
-    attend, ff = attention[0], feed_forward[0]
-    x = _randn(2, 6, 16, seed=81)
+    attend, ff = _BlockAttention(16, 4, 0.0, 8), _BlockFeedForward(16, 0.0)
+    attend.load_state_dict(data["attention"][0])
+    ff.load_state_dict(data["feed_forward"][0])
+    attend, ff = attend.to(DEVICE).eval(), ff.to(DEVICE).eval()
+    x, output = seeded_randn(2, 6, 16, seed=81), data["output"]
 
     def norm(h):
         return F.layer_norm(h, h.shape[-1:])
 
     with torch.no_grad():
-        output = block(x)
         h = x + attend(norm(x))
         pre_norm = h + ff(norm(h))
         h = norm(x + attend(x))
         post_norm = norm(h + ff(h))
         if _close(output, post_norm):
             return
-        h = attend(norm(x))
-        no_residual_pre = ff(norm(h))
-        h = norm(attend(x))
-        no_residual_post = norm(ff(h))
-        h = x + attend(x)
-        no_norm = h + ff(h)
         no_residual = "the residual connections are missing: add the input of each sub-layer to its output"
-        h = x + attend(norm(x))
-        no_ff_residual_pre = ff(norm(h))
-        h = norm(x + attend(x))
-        no_ff_residual_post = norm(ff(h))
         no_ff_residual = "the feed-forward has no residual connection: add its input to its output"
-        h = attend(norm(x))
-        no_attention_residual_pre = h + ff(norm(h))
-        h = norm(attend(x))
-        no_attention_residual_post = norm(h + ff(h))
         no_attention_residual = "the attention has no residual connection: add its input to its output"
-        _expect_values(output, pre_norm, [
-            (no_residual, no_residual_pre),
-            (no_residual, no_residual_post),
-            (no_ff_residual, no_ff_residual_pre),
-            (no_ff_residual, no_ff_residual_post),
-            (no_attention_residual, no_attention_residual_pre),
-            (no_attention_residual, no_attention_residual_post),
-            ("the layer norms are missing: normalize before each sub-layer (pre-norm) or after each residual (post-norm)", no_norm),
-        ], what="output (expected pre-norm or post-norm)")
+        variants = [
+            (no_residual, ff(norm(attend(norm(x))))),
+            (no_residual, norm(ff(norm(attend(x))))),
+            (no_ff_residual, ff(norm(x + attend(norm(x))))),
+            (no_ff_residual, norm(ff(norm(x + attend(x))))),
+            (no_attention_residual, attend(norm(x)) + ff(norm(attend(norm(x))))),
+            (no_attention_residual, norm(norm(attend(x)) + ff(norm(attend(x))))),
+            ("the layer norms are missing: normalize before each sub-layer (pre-norm) or after each residual (post-norm)",
+             (x + attend(x)) + ff(x + attend(x))),
+        ]
+    _expect_values(output, pre_norm, variants, what="output (expected pre-norm or post-norm)")
 
 
-def _test_block_shorter():
-    expect_tensor(_reference_block()(_randn(2, 5, 16, seed=82)), (2, 5, 16), "the output for 5 tokens (seq_len=8)")
+# %% nbgrader={"grade": true, "grade_id": "test_Block", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks Block with stand-in attention and feed-forward modules: shapes, causality, residuals and layer norms."""
+checks = Checks("Block", points=10)
 
 
-checks.check("works for a sequence shorter than seq_len", 1, _test_block_shorter)
-checks.check("a position never sees later positions", 2, lambda: _expect_causal(_reference_block(), _randn(2, 8, 16, seed=83)))
-checks.check("attention and feed-forward with residual connections and layer norms", 5, _test_block_values)
-checks.check("dropout is off in eval mode", 1, lambda: _expect_dropout_off_in_eval(
-    _reference_block(dropout=0.5), _randn(2, 8, 16, seed=84)))
-_trust(checks)
+def _public_block_output():
+    with replaced(CausalSelfAttention=StandInAttention, FeedForward=StandInFeedForward):  # see `replaced`
+        block = Block()
+    return block(seeded_randn(1, 3, 8, seed=0))
+
+
+checks.check("output shape with the default sizes", 1, _public_block_output, lambda output: expect_tensor(output, (1, 3, 8)))
+### BEGIN HIDDEN TESTS
+class _BlockAttention(nn.Module):
+    """A stand-in for CausalSelfAttention: each position mixes the positions up to it."""
+
+    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+        super().__init__()
+        self.mix = nn.Linear(hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        positions = torch.arange(1, x.shape[1] + 1, device=x.device).view(1, -1, 1)
+        return self.dropout(self.mix(torch.tanh(x).cumsum(dim=1) / positions))
+
+
+class _BlockFeedForward(nn.Module):
+    """A stand-in for FeedForward."""
+
+    def __init__(self, hidden_size, dropout):
+        super().__init__()
+        self.up, self.down = nn.Linear(hidden_size, 2 * hidden_size), nn.Linear(2 * hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.dropout(self.down(torch.tanh(self.up(x))))
+
+
+def _stand_in_block(seed=80, dropout=0.0):
+    """The student's Block, built on the stand-ins: a mistake in CausalSelfAttention or FeedForward costs nothing here."""
+    torch.manual_seed(seed)
+    with replaced(CausalSelfAttention=_BlockAttention, FeedForward=_BlockFeedForward):
+        return Block(hidden_size=16, num_heads=4, dropout=dropout, seq_len=8).to(DEVICE).eval()
+
+
+def _probe_block_values():
+    block = _stand_in_block()
+    with torch.no_grad():
+        output = block(seeded_randn(2, 6, 16, seed=81))
+    return {"output": output,
+            "attention": [m.state_dict() for m in block.modules() if isinstance(m, _BlockAttention)],
+            "feed_forward": [m.state_dict() for m in block.modules() if isinstance(m, _BlockFeedForward)]}
+
+
+def _probe_block_causal():
+    block, x = _stand_in_block(), seeded_randn(2, 8, 16, seed=83)
+    with torch.no_grad():
+        return {"before": block(x), "after": block(with_last_position_changed(x))}
+
+
+def _probe_block_eval():
+    block, x = _stand_in_block(dropout=0.5), seeded_randn(2, 8, 16, seed=84)
+    with torch.no_grad():
+        return {"first": block(x), "second": block(x)}
+
+
+checks.check("works for a sequence shorter than seq_len", 1, lambda: _stand_in_block()(seeded_randn(2, 5, 16, seed=82)),
+             lambda output: expect_tensor(output, (2, 5, 16), "the output for 5 tokens (seq_len=8)"))
+checks.check("a position never sees later positions", 2, _probe_block_causal, "_expect_causal")
+checks.check("attention and feed-forward with residual connections and layer norms", 5, _probe_block_values,
+             "verdict_block_values")
+checks.check("dropout is off in eval mode", 1, _probe_block_eval, "_expect_same_in_eval")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1288,105 +1442,150 @@ logits = transformer(input_ids)
 # shape: batch size, seq_len, V
 logits.shape
 
-# %% nbgrader={"grade": true, "grade_id": "test_Transformer", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
-"""Checks Transformer with reference blocks: shapes, causality, position embeddings, stacking and logits."""
-### BEGIN HIDDEN TESTS
-_trust()
-### END HIDDEN TESTS
-checks = Checks("Transformer", points=10)
+
+# %% tags=["grader-only"]
+# Grader-only: the verdicts of the hidden checks of Transformer.
+def verdict_transformer_shapes(data):
+    assert data["seq_len"] == 12, "keep seq_len as an attribute: self.seq_len = seq_len"
+    for T, logits in zip((12, 5), data["logits"]):
+        expect_tensor(logits, (2, T, 50), f"the logits for {T} tokens (seq_len=12)")
 
 
-def _public_transformer_shape():
-    with replaced(Block=StandInAttention):  # see `replaced`
-        model = Transformer()
-    expect_tensor(model(torch.randint(0, 100, (2, 3))), (2, 3, 100), "the logits")
-
-
-checks.check("logits shape (B, T, vocab_size) with the default sizes", 1, _public_transformer_shape)
-### BEGIN HIDDEN TESTS
-def _reference_transformer(seed=90, num_layers=3):
-    """The student's Transformer, built on the reference Block."""
-    torch.manual_seed(seed)
-    with replaced(Block=_RefBlock):
-        model = Transformer(vocab_size=50, hidden_size=16, num_heads=4, dropout=0.0, seq_len=12, num_layers=num_layers)
-    return model.to(DEVICE).eval()
-
-
-def _test_transformer_shapes():
-    model = _reference_transformer()
-    assert getattr(model, "seq_len", None) == 12, "keep seq_len as an attribute: self.seq_len = seq_len"
-    for T in (12, 5):
-        expect_tensor(model(_randint(50, (2, T), seed=91)), (2, T, 50), f"the logits for {T} tokens (seq_len=12)")
-
-
-def _test_transformer_positions():
-    model = _reference_transformer()
-    with torch.no_grad():
-        same_token = model(torch.full((1, 6), 7, device=DEVICE))
+def verdict_transformer_positions(same_token):
+    expect_tensor(same_token, (1, 6, 50), "the logits")
     assert not _close(same_token[:, 1:], same_token[:, :1].expand(-1, 5, -1)), (
         "a sequence that repeats one token gets the same logits at every position: "
         "add position embeddings, indexed by position (0, 1, …, T - 1), not by token id")
 
 
-def _test_transformer_prefix():
-    model = _reference_transformer()
-    ids = _randint(50, (2, 12), seed=92)
-    with torch.no_grad():
-        _expect_values(model(ids[:, :5]), model(ids)[:, :5],
-                       what="logits of the first 5 tokens, run alone, compared with the same tokens inside 12")
+def verdict_transformer_prefix(data):
+    expect_tensor(data["full"], (2, 12, 50), "the logits")
+    _expect_values(data["prefix"], data["full"][:, :5],
+                   what="logits of the first 5 tokens, run alone, compared with the same tokens inside 12")
 
 
-def _test_transformer_stacking():
-    model = _reference_transformer(num_layers=3)
-    blocks, calls = _submodules(model, _RefBlock), []
-    hooks = [b.register_forward_hook(lambda module, inputs, output: calls.append(module)) for b in blocks]
-    try:
-        model(_randint(50, (1, 6), seed=93))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    assert len(blocks) == 3, f"with num_layers=3 the model should contain 3 separate blocks, found {len(blocks)} (each needs its own weights: create a new Block for each layer)"
-    assert len(calls) == 3 and len(set(map(id, calls))) == 3, (
+def verdict_transformer_stacking(data):
+    blocks, calls = data["blocks"], data["calls"]
+    assert blocks == 3, f"with num_layers=3 the model should contain 3 separate blocks, found {blocks} (each needs its own weights: create a new Block for each layer)"
+    assert len(calls) == 3 and len(set(calls)) == 3, (
         f"the forward pass should apply each of the 3 blocks once, in turn; it applied {len(calls)} block calls")
 
 
-def _test_transformer_embeddings_and_head():
-    model = _reference_transformer(num_layers=2)
-    blocks = _submodules(model, _RefBlock)
-    seen = {}
-    hooks = [blocks[0].register_forward_pre_hook(lambda module, inputs: seen.setdefault("first", inputs[0])),
-             blocks[-1].register_forward_hook(lambda module, inputs, output: seen.update(last=output))]
-    ids = _randint(50, (2, 7), seed=94)
-    try:
-        with torch.no_grad():
-            logits = model(ids)
-    finally:
-        for hook in hooks:
-            hook.remove()
+def verdict_transformer_embeddings_and_head(data):
+    logits, ids = data["logits"], seeded_randint(50, (2, 7), seed=94)
+    expect_tensor(logits, (2, 7, 50), "the logits")
     assert not (logits.min() >= 0 and torch.allclose(logits.sum(-1), torch.ones_like(logits[..., 0]), atol=1e-3)), (
         "the model returns probabilities: return the logits, without a softmax")
-    embeddings = _submodules(model, nn.Embedding)
-    words = [e for e in embeddings if e.num_embeddings == 50]
-    positions = [e for e in embeddings if e.num_embeddings == 12]
-    assert words, "expected word embeddings: nn.Embedding(vocab_size, hidden_size)"
-    assert positions, "expected position embeddings: nn.Embedding(seq_len, hidden_size)"
-    with torch.no_grad():
-        expected = words[0](ids) + positions[0](torch.arange(7, device=DEVICE))
-        _expect_values(seen["first"], expected, what="input of the first block (word + position embeddings)")
-        last = seen["last"]
-        heads = [m for m in _submodules(model, nn.Linear) if m.out_features == 50] or [lambda h: F.linear(h, words[0].weight)]
-        candidates = [head(h) for head in heads for h in (last, F.layer_norm(last, last.shape[-1:]))]
+    assert data["words"], "expected word embeddings: nn.Embedding(vocab_size, hidden_size)"
+    assert data["positions"], "expected position embeddings: nn.Embedding(seq_len, hidden_size)"
+    words, positions = data["words"][0], data["positions"][0]
+    expected = F.embedding(ids, words) + F.embedding(torch.arange(7, device=ids.device), positions)
+    _expect_values(data["first"], expected, what="input of the first block (word + position embeddings)")
+    last = data["last"]
+    heads = [lambda h, m=m: F.linear(h, m["weight"], m["bias"]) for m in data["heads"]] or [lambda h: F.linear(h, words)]
+    candidates = [head(h) for head in heads for h in (last, F.layer_norm(last, last.shape[-1:]))]
     assert any(_close(logits, c) for c in candidates), (
         "the logits should be the output layer applied to the last block's output (optionally after a final LayerNorm)")
 
 
-checks.check("works for sequences up to seq_len, and keeps self.seq_len", 1, _test_transformer_shapes)
-checks.check("a position never sees later tokens", 2, lambda: _expect_causal(_reference_transformer(), _randint(50, (2, 8), seed=95), "the logits"))
-checks.check("position embeddings are used", 1, _test_transformer_positions)
-checks.check("positions count from 0 whatever the length", 1, _test_transformer_prefix)
-checks.check("num_layers blocks, stacked, each with its own weights", 2, _test_transformer_stacking)
-checks.check("embeddings in, logits out", 2, _test_transformer_embeddings_and_head)
-_trust(checks)
+# %% nbgrader={"grade": true, "grade_id": "test_Transformer", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks Transformer with stand-in blocks: shapes, causality, position embeddings, stacking and logits."""
+checks = Checks("Transformer", points=10)
+
+
+def _public_transformer_logits():
+    with replaced(Block=StandInAttention):  # see `replaced`
+        model = Transformer()
+    return model(seeded_randint(100, (2, 3), seed=0))
+
+
+checks.check("logits shape (B, T, vocab_size) with the default sizes", 1, _public_transformer_logits,
+             lambda logits: expect_tensor(logits, (2, 3, 100), "the logits"))
+### BEGIN HIDDEN TESTS
+class _MixingBlock(nn.Module):
+    """A stand-in for Block: a residual mix of each position with the positions before it."""
+
+    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+        super().__init__()
+        self.mix = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x):
+        positions = torch.arange(1, x.shape[1] + 1, device=x.device).view(1, -1, 1)
+        return x + self.mix(torch.tanh(x).cumsum(dim=1) / positions)
+
+
+def _stand_in_transformer(seed=90, num_layers=3):
+    """The student's Transformer, built on stand-in blocks: a mistake in Block costs nothing here."""
+    torch.manual_seed(seed)
+    with replaced(Block=_MixingBlock):
+        model = Transformer(vocab_size=50, hidden_size=16, num_heads=4, dropout=0.0, seq_len=12, num_layers=num_layers)
+    return model.to(DEVICE).eval()
+
+
+def _probe_transformer_shapes():
+    model = _stand_in_transformer()
+    seq_len = getattr(model, "seq_len", None)
+    with torch.no_grad():
+        return {"seq_len": seq_len, "logits": [model(seeded_randint(50, (2, T), seed=91)) for T in (12, 5)]}
+
+
+def _probe_transformer_causal():
+    model, ids = _stand_in_transformer(), seeded_randint(50, (2, 8), seed=95)
+    with torch.no_grad():
+        return {"before": model(ids), "after": model(with_last_position_changed(ids))}
+
+
+def _probe_transformer_positions():
+    with torch.no_grad():
+        return _stand_in_transformer()(torch.full((1, 6), 7, device=DEVICE))
+
+
+def _probe_transformer_prefix():
+    model, ids = _stand_in_transformer(), seeded_randint(50, (2, 12), seed=92)
+    with torch.no_grad():
+        return {"prefix": model(ids[:, :5]), "full": model(ids)}
+
+
+def _probe_transformer_stacking():
+    model = _stand_in_transformer(num_layers=3)
+    blocks, calls = [m for m in model.modules() if isinstance(m, _MixingBlock)], []
+    hooks = [b.register_forward_hook(lambda module, inputs, output: calls.append(module)) for b in blocks]
+    try:
+        with torch.no_grad():
+            model(seeded_randint(50, (1, 6), seed=93))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {"blocks": len(blocks), "calls": [blocks.index(m) for m in calls]}
+
+
+def _probe_transformer_embeddings_and_head():
+    model = _stand_in_transformer(num_layers=2)
+    blocks, seen = [m for m in model.modules() if isinstance(m, _MixingBlock)], {}
+    hooks = [blocks[0].register_forward_pre_hook(lambda module, inputs: seen.setdefault("first", inputs[0])),
+             blocks[-1].register_forward_hook(lambda module, inputs, output: seen.update(last=output))]
+    try:
+        with torch.no_grad():
+            logits = model(seeded_randint(50, (2, 7), seed=94))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+    return {"logits": logits, "first": seen.get("first"), "last": seen.get("last"),
+            "words": [e.weight for e in embeddings if e.num_embeddings == 50],
+            "positions": [e.weight for e in embeddings if e.num_embeddings == 12],
+            "heads": [{"weight": m.weight, "bias": m.bias} for m in model.modules()
+                      if isinstance(m, nn.Linear) and m.out_features == 50]}
+
+
+checks.check("works for sequences up to seq_len, and keeps self.seq_len", 1, _probe_transformer_shapes,
+             "verdict_transformer_shapes")
+checks.check("a position never sees later tokens", 2, _probe_transformer_causal, "_expect_causal")
+checks.check("position embeddings are used", 1, _probe_transformer_positions, "verdict_transformer_positions")
+checks.check("positions count from 0 whatever the length", 1, _probe_transformer_prefix, "verdict_transformer_prefix")
+checks.check("num_layers blocks, stacked, each with its own weights", 2, _probe_transformer_stacking,
+             "verdict_transformer_stacking")
+checks.check("embeddings in, logits out", 2, _probe_transformer_embeddings_and_head, "verdict_transformer_embeddings_and_head")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1534,87 +1733,115 @@ def lm_loss(logits, input_ids, attention_mask):
 loss = lm_loss(logits, input_ids, attention_mask)
 loss
 
+
 # %% [markdown]
 # Notice anything about this value? What about its exponential? Ever heard of perplexity? More about this in the next class. (Hint: compare it with $\ln V$, where $V$ is the vocabulary size.)
 
+# %% tags=["grader-only"]
+# Grader-only: the verdicts of the hidden checks of lm_loss.
+def _verdict_loss_against_reference(loss, seed, mistakes, what):
+    logits, input_ids, attention_mask = _loss_inputs(seed)
+    variants = {m: _ref_lm_loss(logits, input_ids, attention_mask, mistake=m) for m in mistakes}
+    _expect_values(loss, _ref_lm_loss(logits, input_ids, attention_mask), variants, what=what)
+
+
+def verdict_loss_value(loss):
+    _verdict_loss_against_reference(loss, 100, ["not_shifted", "shifted_twice", "padding_counted", "input_side_mask",
+                                                "per_row_mean", "eos_masked"], "loss of a padded batch")
+
+
+def verdict_loss_real_eos(loss):
+    _, input_ids, attention_mask = _loss_inputs(130)
+    assert input_ids[0, 3] == PAD_ID_FOR_TESTS and attention_mask[0, 3] == 1
+    _verdict_loss_against_reference(loss, 130, ["eos_masked", "padding_counted", "input_side_mask"],
+                                    "loss of a text that contains a real EOS token")
+
+
+def verdict_loss_padded_logits(losses):
+    assert _close(losses["changed"], losses["original"]), (
+        "the loss changed when only the logits at padded positions (and after the last real token) changed: "
+        "padded targets must not count (use attention_mask[:, 1:])")
+
+
+def verdict_loss_padded_tokens(losses):
+    assert _close(losses["changed"], losses["original"]), (
+        "the loss changed when only the tokens at padded positions changed: padded targets must not count "
+        "(use attention_mask[:, 1:])")
+
+
+def verdict_loss_gradient(data):
+    assert data["is_tensor"] and data["requires_grad"], (
+        "the loss should be a tensor that gradients flow through: don't call .item() or .detach() on it")
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_lm_loss", "locked": true, "points": 15, "schema_version": 3, "solution": false, "task": false}
 """Checks lm_loss: a scalar, the shift, and padding that never counts while real EOS tokens do."""
-### BEGIN HIDDEN TESTS
-_trust()
-### END HIDDEN TESTS
 checks = Checks("lm_loss", points=15)
 
 
-def _public_loss_without_padding():
-    logits, input_ids = torch.randn(2, 5, 11), torch.randint(0, 11, (2, 5))
-    loss = lm_loss(logits, input_ids, torch.ones(2, 5, dtype=torch.long))
+def _public_loss_inputs():
+    return seeded_randn(2, 5, 11, seed=0), seeded_randint(11, (2, 5), seed=1), torch.ones(2, 5, dtype=torch.long, device=DEVICE)
+
+
+def _public_loss_without_padding(loss):
     expect_tensor(loss, (), "the loss")
+    logits, input_ids, _ = _public_loss_inputs()
     expected = F.cross_entropy(logits[:, :-1].reshape(-1, 11), input_ids[:, 1:].reshape(-1))
     assert torch.allclose(loss, expected, atol=1e-4), (
         f"without padding, the loss should be the cross-entropy of logits[:, :-1] against input_ids[:, 1:] "
         f"({expected.item():.4f}), not {loss.item():.4f}")
 
 
-checks.check("without padding: cross-entropy of the next token", 3, _public_loss_without_padding)
+checks.check("without padding: cross-entropy of the next token", 3, lambda: lm_loss(*_public_loss_inputs()),
+             _public_loss_without_padding)
 ### BEGIN HIDDEN TESTS
+PAD_ID_FOR_TESTS = 0  # the tests' stand-in for the EOS token, which GPT-2 also uses as padding
+
+
+def _padded_batch(seed, batch=3, length=7, vocab=50):
+    """A right-padded batch whose padding is the EOS id, with one real EOS inside the text."""
+    input_ids = seeded_randint(vocab, (batch, length), seed)
+    lengths = [length, 4, 5][:batch]
+    attention_mask = torch.zeros(batch, length, dtype=torch.long, device=DEVICE)
+    for row, n in enumerate(lengths):
+        attention_mask[row, :n] = 1
+        input_ids[row, n:] = PAD_ID_FOR_TESTS
+    input_ids[0, 3] = PAD_ID_FOR_TESTS  # a real EOS token, inside the text: it must be predicted
+    return input_ids, attention_mask
+
+
 def _loss_inputs(seed):
     input_ids, attention_mask = _padded_batch(seed)
-    return _randn(3, 7, 50, seed=seed + 1), input_ids, attention_mask
+    return seeded_randn(3, 7, 50, seed=seed + 1), input_ids, attention_mask
 
 
-def _test_loss_value():
-    logits, input_ids, attention_mask = _loss_inputs(100)
-    variants = {m: _ref_lm_loss(logits, input_ids, attention_mask, mistake=m)
-                for m in ["not_shifted", "shifted_twice", "padding_counted", "input_side_mask", "per_row_mean", "eos_masked"]}
-    loss = lm_loss(logits, input_ids, attention_mask)
-    _expect_values(loss, _ref_lm_loss(logits, input_ids, attention_mask), variants,
-                   what="loss of a padded batch")
-
-
-def _test_loss_padded_logits():
+def _probe_loss_padded_logits():
     logits, input_ids, attention_mask = _loss_inputs(110)
     changed = logits.clone()
-    changed[attention_mask == 0] = 100 * _randn(int((attention_mask == 0).sum()), 50, seed=112)
+    changed[attention_mask == 0] = 100 * seeded_randn(int((attention_mask == 0).sum()), 50, seed=112)
     last_real = attention_mask.sum(1) - 1
-    changed[torch.arange(3, device=DEVICE), last_real] = _randn(3, 50, seed=113) * 100  # nothing to predict after the last real token
-    assert _close(lm_loss(changed, input_ids, attention_mask), lm_loss(logits, input_ids, attention_mask)), (
-        "the loss changed when only the logits at padded positions (and after the last real token) changed: "
-        "padded targets must not count (use attention_mask[:, 1:])")
+    changed[torch.arange(3, device=DEVICE), last_real] = seeded_randn(3, 50, seed=113) * 100  # nothing to predict after it
+    return {"changed": lm_loss(changed, input_ids, attention_mask), "original": lm_loss(logits, input_ids, attention_mask)}
 
 
-def _test_loss_padded_tokens():
+def _probe_loss_padded_tokens():
     logits, input_ids, attention_mask = _loss_inputs(120)
     changed = input_ids.clone()
     changed[attention_mask == 0] = 17
-    assert _close(lm_loss(logits, changed, attention_mask), lm_loss(logits, input_ids, attention_mask)), (
-        "the loss changed when only the tokens at padded positions changed: padded targets must not count "
-        "(use attention_mask[:, 1:])")
+    return {"changed": lm_loss(logits, changed, attention_mask), "original": lm_loss(logits, input_ids, attention_mask)}
 
 
-def _test_loss_real_eos():
-    logits, input_ids, attention_mask = _loss_inputs(130)
-    assert input_ids[0, 3] == PAD_ID_FOR_TESTS and attention_mask[0, 3] == 1
-    expected = _ref_lm_loss(logits, input_ids, attention_mask)
-    variants = {m: _ref_lm_loss(logits, input_ids, attention_mask, mistake=m)
-                for m in ["eos_masked", "padding_counted", "input_side_mask"]}
-    _expect_values(lm_loss(logits, input_ids, attention_mask), expected, variants,
-                   what="loss of a text that contains a real EOS token")
-
-
-def _test_loss_gradient():
+def _probe_loss_gradient():
     logits, input_ids, attention_mask = _loss_inputs(140)
-    logits.requires_grad_(True)
-    loss = lm_loss(logits, input_ids, attention_mask)
-    assert isinstance(loss, torch.Tensor) and loss.requires_grad, (
-        "the loss should be a tensor that gradients flow through: don't call .item() or .detach() on it")
+    loss = lm_loss(logits.requires_grad_(True), input_ids, attention_mask)
+    return {"is_tensor": isinstance(loss, torch.Tensor), "requires_grad": bool(getattr(loss, "requires_grad", False))}
 
 
-checks.check("the mean over real target tokens of a padded batch", 5, _test_loss_value)
-checks.check("logits at padded positions don't count", 2, _test_loss_padded_logits)
-checks.check("tokens at padded positions don't count", 2, _test_loss_padded_tokens)
-checks.check("a real EOS token inside the text counts", 2, _test_loss_real_eos)
-checks.check("gradients flow through the loss", 1, _test_loss_gradient)
-_trust(checks)
+checks.check("the mean over real target tokens of a padded batch", 5, lambda: lm_loss(*_loss_inputs(100)), "verdict_loss_value")
+checks.check("logits at padded positions don't count", 2, _probe_loss_padded_logits, "verdict_loss_padded_logits")
+checks.check("tokens at padded positions don't count", 2, _probe_loss_padded_tokens, "verdict_loss_padded_tokens")
+checks.check("a real EOS token inside the text counts", 2, lambda: lm_loss(*_loss_inputs(130)), "verdict_loss_real_eos")
+checks.check("gradients flow through the loss", 1, _probe_loss_gradient, "verdict_loss_gradient")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1646,97 +1873,131 @@ def train_step(model, optimizer, input_ids, attention_mask):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_train_step", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
-"""Checks train_step with a reference model and loss: the returned loss, zero_grad, clipping and the update."""
-### BEGIN HIDDEN TESTS
-_trust()
-### END HIDDEN TESTS
-checks = Checks("train_step", points=10)
-
-
-def _public_train_step_learns():
-    torch.manual_seed(0)
-    model = TinyLM(vocab_size=20, seq_len=6)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    input_ids, attention_mask = torch.randint(0, 20, (4, 6)), torch.ones(4, 6, dtype=torch.long)
-    with replaced(lm_loss=stand_in_loss):  # see `replaced`
-        losses = [train_step(model, optimizer, input_ids, attention_mask) for _ in range(20)]
-    assert all(isinstance(loss, float) for loss in losses), f"train_step should return a float, not {type(losses[0]).__name__}"
-    assert losses[-1] < losses[0] - 0.5, f"20 steps on one batch should lower the loss; it went from {losses[0]:.3f} to {losses[-1]:.3f}"
-
-
-checks.check("returns a float, and repeated steps lower the loss", 2, _public_train_step_learns)
-### BEGIN HIDDEN TESTS
-def _train_step_setup(seed):
-    model = _ref_model(seed)
-    with torch.no_grad():  # larger weights: the gradient norm is well above 1, so clipping matters
-        for parameter in model.parameters():
-            parameter.mul_(3.0)
-    input_ids, attention_mask = _padded_batch(seed + 1)
-    return model, input_ids, attention_mask
-
-
-def _reference_step(model, input_ids, attention_mask, stale=None, clip=True):
-    model = copy.deepcopy(model)
+# %% tags=["grader-only"]
+# Grader-only: one training step done right (and the known ways to get it wrong), to judge train_step's.
+def _reference_step(seed, stale=None, clip=True):
+    """The model of `_train_step_setup(seed)` after one SGD step, and the loss before it."""
+    model, input_ids, attention_mask = _train_step_setup(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     optimizer.zero_grad()
     if stale is not None:
-        for parameter, gradient in zip(model.parameters(), stale):
+        for parameter, gradient in zip(model.parameters(), _stale_gradients(model, seed)):
             parameter.grad = gradient.clone()
-    loss = _ref_lm_loss(model(input_ids), input_ids, attention_mask)
+    loss = _step_loss(model(input_ids), input_ids, attention_mask)
     loss.backward()
     if clip:
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
-    return model, loss.item()
+    return _flat(model.parameters()), loss.item()
 
 
-def _student_step(model, input_ids, attention_mask, stale):
-    model = copy.deepcopy(model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    for parameter, gradient in zip(model.parameters(), stale):  # leftovers from a previous step
-        parameter.grad = gradient.clone()
-    with replaced(lm_loss=_ref_lm_loss):
-        loss = train_step(model, optimizer, input_ids, attention_mask)
-    return model, loss
+def _flat(parameters):
+    return torch.cat([p.detach().flatten() for p in parameters])
 
 
-def _parameters(model):
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
-
-
-def _test_train_step_update(seed, what):
-    model, input_ids, attention_mask = _train_step_setup(seed)
-    stale = [_randn(*p.shape, seed=seed + i, scale=5.0) for i, p in enumerate(model.parameters())]
-    updated, _ = _student_step(model, input_ids, attention_mask, stale)
-    expected, _ = _reference_step(model, input_ids, attention_mask)
+def _verdict_train_step_update(parameters, seed, what):
+    expected, _ = _reference_step(seed)
     variants = {
         "the gradients of the previous step are not reset: call optimizer.zero_grad() first":
-            _parameters(_reference_step(model, input_ids, attention_mask, stale=stale)[0]),
+            _reference_step(seed, stale=True)[0],
         "the gradients are not clipped before the optimizer step: call nn.utils.clip_grad_norm_(model.parameters(), 1.0) between backward() and step()":
-            _parameters(_reference_step(model, input_ids, attention_mask, clip=False)[0]),
+            _reference_step(seed, clip=False)[0],
         "the gradients of the previous step are not reset (optimizer.zero_grad()), and not clipped before the step":
-            _parameters(_reference_step(model, input_ids, attention_mask, stale=stale, clip=False)[0]),
-        "the parameters did not change: call optimizer.step() after backward()": _parameters(model),
+            _reference_step(seed, stale=True, clip=False)[0],
+        "the parameters did not change: call optimizer.step() after backward()": _flat(_train_step_setup(seed)[0].parameters()),
     }
-    _expect_values(_parameters(updated), _parameters(expected), variants, what=what)
+    assert isinstance(parameters, list) and all(isinstance(p, torch.Tensor) for p in parameters), "no parameters came back"
+    _expect_values(_flat(parameters), expected, variants, what=what)
 
 
-def _test_train_step_loss():
-    model, input_ids, attention_mask = _train_step_setup(150)
-    stale = [torch.zeros_like(p) for p in model.parameters()]
-    _, loss = _student_step(model, input_ids, attention_mask, stale)
-    _, expected = _reference_step(model, input_ids, attention_mask)
+def verdict_train_step_update_160(parameters):
+    _verdict_train_step_update(parameters, 160, "parameters after one step")
+
+
+def verdict_train_step_update_170(parameters):
+    _verdict_train_step_update(parameters, 170, "parameters after one step on another batch")
+
+
+def verdict_train_step_loss(loss):
+    _, expected = _reference_step(150)
     assert isinstance(loss, (float, int)) or (isinstance(loss, torch.Tensor) and loss.numel() == 1), (
-        f"train_step should return the loss as a float, not {type(loss).__name__}")
+        f"train_step should return the loss as a float, not {type(loss).__name__ if not isinstance(loss, Other) else loss.type_name}")
     assert abs(float(loss) - expected) < 1e-4 * max(1.0, abs(expected)), (
         f"train_step should return the loss computed before the update ({expected:.4f}), not {float(loss):.4f}")
 
 
-checks.check("returns the loss of the batch, computed before the update", 2, _test_train_step_loss)
-checks.check("one step: zero_grad, backward, clip at 1.0, step", 3, lambda: _test_train_step_update(160, "parameters after one step"))
-checks.check("the update is the same on another batch", 3, lambda: _test_train_step_update(170, "parameters after one step on another batch"))
-_trust(checks)
+# %% nbgrader={"grade": true, "grade_id": "test_train_step", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks train_step with a stand-in model and loss: the returned loss, zero_grad, clipping and the update."""
+checks = Checks("train_step", points=10)
+
+
+def _public_train_step_losses():
+    torch.manual_seed(0)
+    model = TinyLM(vocab_size=20, seq_len=6).to(DEVICE)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    input_ids, attention_mask = seeded_randint(20, (4, 6), seed=1), torch.ones(4, 6, dtype=torch.long, device=DEVICE)
+    with replaced(lm_loss=stand_in_loss):  # see `replaced`
+        return [train_step(model, optimizer, input_ids, attention_mask) for _ in range(20)]
+
+
+def _public_train_step_learns(losses):
+    assert all(isinstance(loss, float) for loss in losses), (
+        f"train_step should return a float, not {getattr(losses[0], 'type_name', type(losses[0]).__name__)}")
+    assert losses[-1] < losses[0] - 0.5, f"20 steps on one batch should lower the loss; it went from {losses[0]:.3f} to {losses[-1]:.3f}"
+
+
+checks.check("returns a float, and repeated steps lower the loss", 2, _public_train_step_losses, _public_train_step_learns)
+### BEGIN HIDDEN TESTS
+class _StepLM(nn.Module):
+    """A stand-in language model: each position's logits from its token and the tokens before it."""
+
+    def __init__(self, vocab_size=50, hidden_size=16):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, hidden_size)
+        self.head = nn.Linear(hidden_size, vocab_size)
+
+    def forward(self, input_ids):
+        x = torch.tanh(self.embedding(input_ids)).cumsum(dim=1)
+        return self.head(x)
+
+
+def _step_loss(logits, input_ids, attention_mask):
+    """A stand-in for lm_loss (not a next-token loss: any differentiable loss will do to check a training step)."""
+    losses = F.cross_entropy(logits.flatten(0, 1), input_ids.flatten(), reduction="none")
+    return (losses * attention_mask.flatten()).sum() / attention_mask.sum()
+
+
+def _train_step_setup(seed):
+    torch.manual_seed(seed)
+    model = _StepLM()
+    with torch.no_grad():  # larger weights: the gradient norm is well above 1, so clipping matters
+        for parameter in model.parameters():
+            parameter.mul_(3.0)
+    input_ids = seeded_randint(50, (3, 7), seed + 1)
+    attention_mask = torch.ones(3, 7, dtype=torch.long)
+    attention_mask[1, 4:] = 0
+    return model.to(DEVICE), input_ids, attention_mask.to(DEVICE)
+
+
+def _stale_gradients(model, seed):
+    return [seeded_randn(*p.shape, seed=seed + i, scale=5.0) for i, p in enumerate(model.parameters())]
+
+
+def _student_step(seed, stale=True):
+    """train_step on the stand-in model, with gradients left over from a previous step; the parameters after it, and the loss."""
+    model, input_ids, attention_mask = _train_step_setup(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for parameter, gradient in zip(model.parameters(), _stale_gradients(model, seed)):
+        parameter.grad = gradient.clone() if stale else torch.zeros_like(gradient)
+    with replaced(lm_loss=_step_loss):
+        loss = train_step(model, optimizer, input_ids, attention_mask)
+    return list(model.parameters()), loss
+
+
+checks.check("returns the loss of the batch, computed before the update", 2, lambda: _student_step(150, stale=False)[1],
+             "verdict_train_step_loss")
+checks.check("one step: zero_grad, backward, clip at 1.0, step", 3, lambda: _student_step(160)[0], "verdict_train_step_update_160")
+checks.check("the update is the same on another batch", 3, lambda: _student_step(170)[0], "verdict_train_step_update_170")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1939,90 +2200,129 @@ def decode(model, input_ids, max_new_tokens=32):
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_decode", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
-"""Checks decode with a reference model: shapes, greedy choices, batches, eval mode and context cropping."""
-### BEGIN HIDDEN TESTS
-_trust()
-### END HIDDEN TESTS
-checks = Checks("decode", points=10)
+# %% tags=["grader-only"]
+# Grader-only: greedy decoding done right, to judge decode's.
+def _ref_decode(model, input_ids, max_new_tokens):
+    model.eval()
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            logits = model(input_ids[:, -model.seq_len:])
+            input_ids = torch.cat([input_ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return input_ids
 
 
-def _public_decode_shape():
-    torch.manual_seed(0)
-    model = TinyLM(vocab_size=20, seq_len=6)
-    prompt = torch.randint(0, 20, (1, 3))
-    output = decode(model, prompt, max_new_tokens=2)
-    expect_tensor(output, (1, 5))
-    assert torch.equal(output[:, :3], prompt), "the output should start with the prompt"
-
-
-checks.check("returns the prompt followed by max_new_tokens tokens", 2, _public_decode_shape)
-### BEGIN HIDDEN TESTS
-def _test_decode_greedy():
-    model = _ref_model(180)
-    prompt = _randint(50, (1, 3), seed=181)
-    expected = _ref_decode(model, prompt, 4)
-    outputs = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        outputs.append(decode(model, prompt.clone(), max_new_tokens=4))
-    output = outputs[0]
-    expect_tensor(output, (1, 7))
+def verdict_decode_greedy(outputs):
+    model, prompt = _decode_model(180), seeded_randint(50, (1, 3), seed=181)
+    expect_tensor(outputs[0], (1, 7))
     assert torch.equal(outputs[0], outputs[1]), (
         "decode gave different tokens on two calls: greedy decoding picks the argmax, it does not sample")
-    logits = model(prompt)
-    _expect_values(output, expected, {
+    with torch.no_grad():
+        first_position = model(prompt)[:, 0].argmax(-1, keepdim=True).expand(-1, 4)
+    _expect_values(outputs[0], _ref_decode(model, prompt, 4), {
         "the next token should be the argmax of the logits of the last position (logits[:, -1])":
-            torch.cat([prompt, logits[:, 0].argmax(-1, keepdim=True).expand(-1, 4)], 1),
+            torch.cat([prompt, first_position], 1),
     }, what="generated tokens")
 
 
-def _test_decode_batch():
-    model = _ref_model(190)
-    prompt = _randint(50, (3, 4), seed=191)
-    try:
-        output = decode(model, prompt.clone(), max_new_tokens=3)
-    except RuntimeError as error:
-        raise AssertionError(f"decode fails for a batch of 3 prompts ({error}): the next tokens of a batch have "
-                             "shape (B, 1), for example logits[:, -1].argmax(dim=-1, keepdim=True)") from None
+def verdict_decode_batch(output):
     expect_tensor(output, (3, 7), "the output for a batch of 3 prompts")
-    _expect_values(output, _ref_decode(model, prompt, 3), what="tokens generated for a batch of 3 prompts")
+    _expect_values(output, _ref_decode(_decode_model(190), seeded_randint(50, (3, 4), seed=191), 3),
+                   what="tokens generated for a batch of 3 prompts")
 
 
-def _test_decode_eval_mode():
-    model = _ref_model(200, dropout=0.5).train()
-    grad_enabled = []
-    hook = model.register_forward_hook(lambda module, inputs, output: grad_enabled.append(torch.is_grad_enabled()))
-    prompt = _randint(50, (1, 3), seed=201)
-    try:
-        with torch.enable_grad():
-            output = decode(model, prompt.clone(), max_new_tokens=4)
-    finally:
-        hook.remove()
-    assert not any(grad_enabled), "decode computes gradients: decorate it with @torch.no_grad()"
-    expect_tensor(output, (1, 7))
-    assert torch.equal(output, _ref_decode(copy.deepcopy(model), prompt, 4)), (
+def verdict_decode_eval_mode(data):
+    assert not any(data["grad_enabled"]), "decode computes gradients: decorate it with @torch.no_grad()"
+    expect_tensor(data["output"], (1, 7))
+    assert torch.equal(data["output"], _ref_decode(_decode_model(200, dropout=0.5), seeded_randint(50, (1, 3), seed=201), 4)), (
         "a model left in training mode generated other tokens than greedy decoding in eval mode: "
         "call model.eval() in decode, so that dropout is off")
 
 
-def _test_decode_crop():
-    model = _ref_model(210)  # seq_len = 8
-    prompt = _randint(50, (1, 6), seed=211)
-    try:
-        output = decode(model, prompt.clone(), max_new_tokens=7)
-    except IndexError:
-        raise AssertionError("decode fails once the sequence is longer than model.seq_len: "
-                             "crop the context to the last model.seq_len tokens (input_ids[:, -model.seq_len:])")
-    _expect_values(output, _ref_decode(model, prompt, 7),
+def verdict_decode_crop(output):
+    _expect_values(output, _ref_decode(_decode_model(210), seeded_randint(50, (1, 6), seed=211), 7),
                    what="tokens generated past model.seq_len (the context should be the last model.seq_len tokens)")
 
 
-checks.check("greedy: appends the argmax of the last position's logits", 3, _test_decode_greedy)
-checks.check("works for a batch of several prompts", 1, _test_decode_batch)
-checks.check("runs in eval mode without gradients", 2, _test_decode_eval_mode)
-checks.check("crops the context to model.seq_len", 2, _test_decode_crop)
-_trust(checks)
+# %% nbgrader={"grade": true, "grade_id": "test_decode", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+"""Checks decode with a stand-in model: shapes, greedy choices, batches, eval mode and context cropping."""
+checks = Checks("decode", points=10)
+_decode_prompt = seeded_randint(20, (1, 3), seed=1)
+
+
+def _public_decode_output():
+    torch.manual_seed(0)
+    return decode(TinyLM(vocab_size=20, seq_len=6).to(DEVICE), _decode_prompt.clone(), max_new_tokens=2)
+
+
+def _public_decode_starts_with_prompt(output):
+    expect_tensor(output, (1, 5))
+    assert torch.equal(output[:, :3], _decode_prompt), "the output should start with the prompt"
+
+
+checks.check("returns the prompt followed by max_new_tokens tokens", 2, _public_decode_output, _public_decode_starts_with_prompt)
+### BEGIN HIDDEN TESTS
+class _DecodeLM(nn.Module):
+    """A stand-in language model whose last logits depend on its whole context, up to seq_len tokens."""
+
+    def __init__(self, vocab_size=50, hidden_size=16, seq_len=8, dropout=0.0):
+        super().__init__()
+        self.seq_len = seq_len
+        self.tokens, self.positions = nn.Embedding(vocab_size, hidden_size), nn.Embedding(seq_len, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, vocab_size)
+
+    def forward(self, input_ids):
+        T = input_ids.shape[1]
+        if T > self.seq_len:  # fail clearly, before a CUDA device-side assert would
+            raise IndexError(f"the model got {T} tokens, more than its seq_len of {self.seq_len}")
+        x = self.dropout(self.tokens(input_ids) + self.positions(torch.arange(T, device=input_ids.device)))
+        return self.head(torch.tanh(x.cumsum(dim=1)))
+
+
+def _decode_model(seed, dropout=0.0):
+    torch.manual_seed(seed)
+    return _DecodeLM(dropout=dropout).to(DEVICE)
+
+
+def _probe_decode_greedy():
+    model, prompt, outputs = _decode_model(180), seeded_randint(50, (1, 3), seed=181), []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        outputs.append(decode(model, prompt.clone(), max_new_tokens=4))
+    return outputs
+
+
+def _probe_decode_batch():
+    try:
+        return decode(_decode_model(190), seeded_randint(50, (3, 4), seed=191), max_new_tokens=3)
+    except RuntimeError as error:
+        raise AssertionError(f"decode fails for a batch of 3 prompts ({error}): the next tokens of a batch have "
+                             "shape (B, 1), for example logits[:, -1].argmax(dim=-1, keepdim=True)") from None
+
+
+def _probe_decode_eval_mode():
+    model, grad_enabled = _decode_model(200, dropout=0.5).train(), []
+    hook = model.register_forward_hook(lambda module, inputs, output: grad_enabled.append(torch.is_grad_enabled()))
+    try:
+        with torch.enable_grad():
+            output = decode(model, seeded_randint(50, (1, 3), seed=201), max_new_tokens=4)
+    finally:
+        hook.remove()
+    return {"output": output, "grad_enabled": grad_enabled}
+
+
+def _probe_decode_crop():
+    try:
+        return decode(_decode_model(210), seeded_randint(50, (1, 6), seed=211), max_new_tokens=7)
+    except IndexError:
+        raise AssertionError("decode fails once the sequence is longer than model.seq_len: "
+                             "crop the context to the last model.seq_len tokens (input_ids[:, -model.seq_len:])") from None
+
+
+checks.check("greedy: appends the argmax of the last position's logits", 3, _probe_decode_greedy, "verdict_decode_greedy")
+checks.check("works for a batch of several prompts", 1, _probe_decode_batch, "verdict_decode_batch")
+checks.check("runs in eval mode without gradients", 2, _probe_decode_eval_mode, "verdict_decode_eval_mode")
+checks.check("crops the context to model.seq_len", 2, _probe_decode_crop, "verdict_decode_crop")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -2115,4 +2415,9 @@ if attentions is not None:  # otherwise the cell above said why the bonus is ski
 
 # %% nbgrader={"grade": false, "grade_id": "check_my_work", "locked": true, "schema_version": 3, "solution": false, "task": false}
 check_my_work(["self_attention", "multi_head_attention", "causal_multi_head_attention", "CausalSelfAttention",
-               "FeedForward", "Block", "Transformer", "lm_loss", "train_step", "decode"])
+               "FeedForward", "Block", "Transformer", "lm_loss", "train_step", "decode"], grading=GRADING)
+if not GRADING:
+    print()
+    print("To hand in: in Colab, File > Download > Download .ipynb (in Jupyter: File > Download). Hand in the file "
+          "as it is downloaded, without renaming it (\"Copy of pw2_transformers.ipynb\" is fine too), and without "
+          "copying your answers into another notebook: the grader needs the cells of this one.")

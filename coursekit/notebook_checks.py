@@ -1,0 +1,328 @@
+"""The checks engine: written into every notebook's helpers cell by `make notebook`, and used by the grader.
+
+Each check is one definition, `checks.check(description, points, probe, verdict)`:
+- `probe()` calls the student's code on given inputs and returns plain data (tensors, numbers, strings, and
+  lists or dicts of them);
+- `verdict(data)` judges that data: it raises AssertionError with a reason the student understands, or returns.
+  A hidden check names its verdict instead (a string): the verdict lives in a grader-only cell.
+
+The same definition runs in three modes (`Checks.mode`):
+- "local" (Colab, Jupyter): probe and verdict both run in the notebook, and one line per check is printed;
+- "probe" (the notebook while it is graded): only the probe runs in the student's kernel; its data is sent out,
+  as a display message of type PROBE_MIME, and the kernel prints nothing that counts;
+- "record" (the grader, outside the kernel): nothing runs; the check is recorded, so that the grader can judge
+  the data the kernel sent with the verdict of its own, trusted copy of the check.
+Points are only ever computed from the probe's data by the grader's verdicts: nothing the kernel prints or
+returns as a score counts. `pack` and `unpack` carry the data across as JSON plus safetensors: plain tensors
+and numbers, never objects with behaviour.
+"""
+
+import base64
+import contextlib
+import io
+import signal
+import sys
+import threading
+import warnings
+
+import torch
+
+PROBE_MIME = "application/vnd.coursekit.probe+json"
+DEVICE = "cpu"  # the notebook sets its own (the GPU when there is one)
+
+# The check lines a test cell prints, which coursekit's parsers read back (coursekit/checks.py).
+PASSED, FAILED = "✓", "✗"
+TIMED_OUT = "your code ran for more than {seconds} seconds: is there an infinite loop?"
+NOT_RUN_AFTER_TIMEOUT = "not run: an earlier check of this exercise ran out of time"
+CELL_TIMED_OUT = "not run: the check cell ran out of time"
+NO_ANSWER = "no answer from your code for this check"
+
+
+def check_line(passed, description, points, reason=""):
+    """One check's line: `  ✓ <description> [p/p]` or `  ✗ <description> [0/p]: <reason>`."""
+    if passed:
+        return f"  {PASSED} {description} [{points}/{points}]"
+    return f"  {FAILED} {description} [0/{points}]: {reason}"
+
+
+def summary_line(exercise, earned, checked, points):
+    """The line after the checks: the points of the public checks, or of all of them."""
+    hidden = points - checked
+    if hidden > 0:
+        return (f"Public checks: {earned}/{checked} points. "
+                f"Hidden checks worth {hidden} more points run when your work is graded.")
+    return f"{exercise}: {earned}/{points} points."
+
+
+class CheckTimeout(BaseException):
+    """Raised in a check that runs for too long (a BaseException, so that `except Exception` doesn't swallow it)."""
+
+
+class Checks:
+    """Runs the checks of one exercise, prints one line per check and adds up the points earned.
+
+    A check that runs longer than `seconds` is stopped (an infinite loop, say), and the exercise's
+    remaining checks are skipped.
+    """
+
+    mode = "local"
+    seconds = 15   # every check takes well under a second when the code is right
+    registry = {}  # exercise -> the checks its check cell ran last, which the "Check my work" cell runs again
+    recorded = []  # record mode: every Checks made, in order
+
+    def __init__(self, exercise, points):
+        self.exercise, self.points = exercise, points
+        self.earned, self.checked, self.timed_out = 0, 0, False
+        self.failures = []  # (description, reason) of each failed check
+        self.entries = []   # (description, points, verdict) of each check, in order
+        if self.mode == "record":
+            Checks.recorded.append(self)
+            return
+        Checks.registry[exercise] = []
+        if self.mode == "local":
+            print(f"Checking {exercise}:")
+
+    def _run(self, test):
+        """Runs `test` with a time limit, where the platform has alarms (Linux and macOS, main thread)."""
+        if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+            return test()
+
+        def stop(signum, frame):
+            raise CheckTimeout()
+
+        previous = signal.signal(signal.SIGALRM, stop)
+        signal.alarm(self.seconds)
+        try:
+            return test()
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+
+    def _probe(self, probe):
+        """(status, data or error) of running the probe: "ok", "error" (the student's code raised), "timeout",
+        "skipped" (after a time-out). Warnings are shown on the normal output."""
+        if self.timed_out:
+            return "skipped", None
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(sys.stdout):
+            warnings.simplefilter("always")
+            try:
+                return "ok", self._run(probe)
+            except CheckTimeout:
+                self.timed_out = True
+                return "timeout", None
+            except AssertionError as error:  # a probe may check what it needs before going on
+                return "failed", str(error) or "a check failed"
+            except Exception as error:
+                return "error", (type(error).__name__, str(error))
+            finally:
+                if self.mode == "local":
+                    for warning in caught:
+                        print(f"    (warning: {warning.message})")
+
+    def check(self, description, points, probe, verdict):
+        """Runs one check: `probe()` gives the data, `verdict(data)` judges it (see the module's docstring)."""
+        if self.mode == "record":
+            self.entries.append((description, points, verdict))
+            return None
+        Checks.registry.setdefault(self.exercise, []).append((description, points, probe, verdict))
+        self.checked += points
+        status, result = self._probe(probe)
+        if self.mode == "probe":
+            send_probe(self.exercise, len(Checks.registry[self.exercise]) - 1, description, status, result)
+            return None
+        if status == "ok":
+            judge = verdict if callable(verdict) else globals()[verdict]
+            status, result = self._probe(lambda: judge(result))
+        reason = reason_for(status, result, self.seconds)
+        passed = reason is None
+        if passed:
+            self.earned += points
+        else:
+            self.failures.append((description, reason))
+        print(check_line(passed, description, points, reason))
+        return passed
+
+    def score(self):
+        """The points earned (local mode): the cell's last expression. While graded, the grader writes it."""
+        if self.mode != "local":
+            return None
+        print(summary_line(self.exercise, self.earned, self.checked, self.points))
+        return min(self.earned, self.points)
+
+
+def reason_for(status, result, seconds):
+    """Why a check failed, in words, from what its probe or verdict gave; None when it passed."""
+    if status == "ok":
+        return None
+    if status == "failed":
+        return result
+    if status == "error":
+        name, message = result
+        return f"your code raised {name}: {message}"
+    if status == "timeout":
+        return TIMED_OUT.format(seconds=seconds)
+    if status == "skipped":
+        return NOT_RUN_AFTER_TIMEOUT
+    return NO_ANSWER
+
+
+def send_probe(exercise, index, description, status, result):
+    """Probe mode: sends one probe's data out of the kernel, as a display message for the grader."""
+    from IPython.display import display
+
+    message = {"exercise": exercise, "index": index, "description": description, "status": status}
+    if status == "ok":
+        try:
+            message.update(pack(result))
+        except Exception as error:  # data that can't be packed: the grader says so
+            message.update(status="error", error=["unpackable data", f"{type(error).__name__}: {error}"[:500]])
+    elif status == "error":
+        message["error"] = [result[0][:100], result[1][:1000]]
+    elif status == "failed":
+        message["error"] = ["", result[:1000]]
+    display({PROBE_MIME: message}, raw=True)
+
+
+# ------------------------------------------------------------------------------ data across the boundary
+
+class Other:
+    """A value of a type that doesn't cross the boundary (an object of the student's, a numpy number...):
+    only its type's name does."""
+
+    def __init__(self, type_name):
+        self.type_name = type_name
+
+    def __repr__(self):
+        return f"<{self.type_name}>"
+
+
+def pack(value):
+    """Probe data as JSON-able structure plus the tensors in one safetensors blob (base64)."""
+    from safetensors.torch import save
+
+    tensors = {}
+
+    def encode(v, depth):
+        if depth > 8:
+            return {"o": "too deeply nested data"}
+        if isinstance(v, torch.Tensor):
+            name = str(len(tensors))
+            tensors[name] = torch.Tensor.as_subclass(v.detach(), torch.Tensor).to("cpu").contiguous().clone()
+            return {"t": name}
+        if v is None or type(v) in (bool, int, float, str):
+            return {"v": v}
+        if isinstance(v, (list, tuple)):
+            return {"l": [encode(x, depth + 1) for x in v]}
+        if isinstance(v, dict):
+            return {"d": {str(k): encode(x, depth + 1) for k, x in v.items()}}
+        return {"o": f"{type(v).__module__}.{type(v).__qualname__}".removeprefix("builtins.")}
+
+    structure = encode(value, 0)
+    return {"data": structure, "tensors": base64.b64encode(save(tensors) if tensors else b"").decode("ascii")}
+
+
+class ProbeDataError(ValueError):
+    """Probe data that is not what `pack` writes."""
+
+
+MAX_PROBE_BYTES = 16 * 2**20  # far more than any probe needs (a few KB): anything larger is refused
+
+
+def unpack(message):
+    """The grader's side of `pack`: plain tensors, numbers, strings, lists and dicts, or ProbeDataError."""
+    from safetensors.torch import load
+
+    if not isinstance(message, dict) or not isinstance(message.get("tensors"), str):
+        raise ProbeDataError("not probe data")
+    if len(message["tensors"]) > MAX_PROBE_BYTES * 4 // 3 + 4:
+        raise ProbeDataError("probe data too large")
+    try:
+        blob = base64.b64decode(message["tensors"], validate=True)
+        tensors = load(blob) if blob else {}
+    except Exception as error:
+        raise ProbeDataError(f"unreadable tensors ({type(error).__name__})") from None
+    if any(type(t) is not torch.Tensor for t in tensors.values()):
+        raise ProbeDataError("not plain tensors")
+
+    def decode(node, depth):
+        if depth > 9 or not isinstance(node, dict) or len(node) != 1:
+            raise ProbeDataError("malformed probe data")
+        (kind, v), = node.items()
+        if kind == "t" and isinstance(v, str) and v in tensors:
+            return tensors[v]
+        if kind == "v" and (v is None or type(v) in (bool, int, float, str)):
+            return v
+        if kind == "l" and isinstance(v, list):
+            return [decode(x, depth + 1) for x in v]
+        if kind == "d" and isinstance(v, dict):
+            return {str(k): decode(x, depth + 1) for k, x in v.items()}
+        if kind == "o" and isinstance(v, str):
+            return Other(v[:200])
+        raise ProbeDataError("malformed probe data")
+
+    return decode(message.get("data"), 0)
+
+
+# ------------------------------------------------------------------------------------ helpers for checks
+
+@contextlib.contextmanager
+def replaced(**names):
+    """Temporarily replaces global names (e.g. `CausalSelfAttention`) with other versions.
+
+    The checks of an exercise use it to build your class on stand-ins for the earlier exercises, so that a
+    mistake in an earlier exercise never costs points in a later one.
+    """
+    namespace = globals()
+    saved = {name: namespace[name] for name in names if name in namespace}
+    namespace.update(names)
+    try:
+        yield
+    finally:
+        for name in names:
+            if name in saved:
+                namespace[name] = saved[name]
+            else:
+                namespace.pop(name, None)
+
+
+def expect_tensor(value, shape, what="the output"):
+    """Fails with a plain message unless `value` is a tensor of the given shape."""
+    assert isinstance(value, torch.Tensor), f"{what} should be a torch.Tensor, not {type(value).__name__}"
+    assert tuple(value.shape) == tuple(shape), f"{what} should have shape {tuple(shape)}, not {tuple(value.shape)}"
+
+
+def seeded_randn(*shape, seed, scale=1.0):
+    """A seeded normal tensor on DEVICE: the same numbers on every machine, and in the grader."""
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=generator) * scale).to(DEVICE)
+
+
+def seeded_randint(high, shape, seed):
+    """Seeded integers in [0, high) on DEVICE."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, high, shape, generator=generator).to(DEVICE)
+
+
+def check_my_work(exercises, grading=False):
+    """Runs the checks of every exercise's check cell again, on your current code, and prints one line per exercise."""
+    if grading or Checks.mode != "local":
+        print("Check my work is skipped while the notebook is graded: the check cell below each exercise counts.")
+        return
+    print("Check my work: the public checks of each exercise, run again on your current code.")
+    passing = 0
+    for exercise in exercises:
+        if exercise not in Checks.registry:
+            print(f"  ? {exercise}: its check cell has not run yet. Run it, or the whole notebook (Runtime > Run all).")
+            continue
+        entries, total = Checks.registry[exercise], len(Checks.registry[exercise])
+        with contextlib.redirect_stdout(io.StringIO()):  # one line per exercise, not per check
+            checks = Checks(exercise, points=0)
+            passed = sum(bool(checks.check(description, points, probe, verdict))
+                         for description, points, probe, verdict in entries)
+        passing += passed == total
+        print(f"  {PASSED if passed == total else FAILED} {exercise}: {passed}/{total} public checks passed "
+              f"({checks.earned}/{checks.checked} points)")
+        for description, reason in checks.failures:
+            print(f"      {FAILED} {description}: {reason}")
+    print(f"{passing}/{len(exercises)} exercises pass their public checks. Hidden checks also run when your work "
+          "is graded, so passing the public checks is a good sign, not a guarantee.")

@@ -1,0 +1,247 @@
+"""Scores every test cell outside the student's kernel, from the data the kernel's probes return.
+
+The student's kernel is hostile: anything it prints, displays or returns as a score may be forged, and every
+helper in it may be replaced. So while nbgrader executes a hand-in, `GradedExecute` (nbgrader's Execute,
+configured in nbgrader_config.py) runs each test cell in the kernel in "probe" mode: the cell's checks call the
+student's code on their inputs and send the results out as plain data (see coursekit/notebook_checks.py). The
+grader, in this process, holds its own copy of the assignment's checks, made from the instructor's source
+notebook: its helpers, its test cells, and the grader-only cells (references, expected values, verdicts) that
+never leave it. It judges the data with those verdicts, and writes the cell's outputs itself: one line per
+check and the points, which nbgrader then reads as the cell's partial credit. Whatever the kernel printed in a
+test cell is discarded.
+
+The kernel never sees the grader-only cells. Test cells run without being stored in the kernel's input history,
+and any line of the hidden tests that student code prints anyway (it can watch the cells it is given) is
+removed from the outputs. While it executes, every cell has an output budget, and so has the notebook.
+"""
+
+import copy
+import re
+
+import nbformat
+from nbformat import NotebookNode
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from traitlets import Integer, Unicode
+
+from . import limit_output, notebook_checks
+
+GRADER_ONLY = "grader-only"  # the tag of the source notebook's cells that only the grader runs
+HELPERS = "grading_helpers"
+HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS[ \t]*\n(.*?)^[ \t]*### END HIDDEN TESTS", re.S | re.M)
+REDACTED = "[a line of the hidden tests, removed]"
+
+
+def _grade_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def is_grader_only(cell) -> bool:
+    return GRADER_ONLY in cell.get("metadata", {}).get("tags", [])
+
+
+def is_test_cell(cell) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution") \
+        and bool(meta.get("points"))
+
+
+class Grader:
+    """The grader's own copy of an assignment's checks, replayed in notebook order in a namespace of its own.
+
+    Cells are executed as the instructor's notebook orders them: the imports and the helpers first, then each
+    grader-only cell and each test cell as grading reaches it, so that a verdict sees the names its own test
+    cell defined (a later cell may reuse a name)."""
+
+    def __init__(self, source: NotebookNode):
+        self.namespace = {"__name__": "coursekit_grader", "GRADING": True, "OFFLINE": True, "IN_COLAB": False,
+                          "device": "cpu"}
+        by_id = {_grade_id(c): c for c in source.cells if _grade_id(c)}
+        for grade_id in ("imports", HELPERS):
+            self._run(by_id[grade_id].source, grade_id)
+        self.checks_class = self.namespace["Checks"]
+        self.checks_class.mode = "record"
+        self._pending = [c for c in source.cells if is_grader_only(c) or is_test_cell(c)]
+        self.test_cells = {_grade_id(c): c for c in source.cells if is_test_cell(c)}
+
+    def _run(self, code: str, name: str) -> None:
+        exec(compile(code, f"<grader: {name}>", "exec"), self.namespace)
+
+    def checks_of(self, grade_id: str):
+        """The checks of test cell `grade_id`, recorded: the grader-only cells before it run first."""
+        while self._pending:
+            cell = self._pending.pop(0)
+            self._run(cell.source, _grade_id(cell) or "grader-only cell")
+            if _grade_id(cell) == grade_id:
+                return self.checks_class.recorded[-1]
+        raise KeyError(f"no test cell {grade_id} after the cells already graded")
+
+    def judge(self, grade_id: str, messages: list[dict], timed_out: bool) -> tuple[list[str], float]:
+        """The check lines and the points of test cell `grade_id`, from the probe messages its kernel sent."""
+        checks = self.checks_of(grade_id)
+        received = {}
+        for message in messages:
+            index = message.get("index")
+            if type(index) is int and index not in received:
+                received[index] = message
+        lines, earned = [f"Checking {checks.exercise}:"], 0
+        for index, (description, points, verdict) in enumerate(checks.entries):
+            reason = self._reason(received.get(index), description, verdict, timed_out)
+            earned += points if reason is None else 0
+            lines.append(notebook_checks.check_line(reason is None, description, points, reason))
+        lines.append(notebook_checks.summary_line(checks.exercise, earned, sum(e[1] for e in checks.entries),
+                                                  checks.points))
+        return lines, min(earned, checks.points)
+
+    def _reason(self, message, description, verdict, timed_out) -> str | None:
+        """Why a check failed (None: it passed), judged here from the kernel's message for it."""
+        if message is None or message.get("description") != description:
+            return notebook_checks.CELL_TIMED_OUT if timed_out else notebook_checks.NO_ANSWER
+        status = message.get("status")
+        if status == "ok":
+            try:
+                data = notebook_checks.unpack(message)
+            except notebook_checks.ProbeDataError as error:
+                return f"what your code returned could not be read ({error})"
+            judge = verdict if callable(verdict) else self.namespace[verdict]
+            try:
+                judge(data)
+            except AssertionError as error:
+                return str(error) or "a check failed"
+            except Exception as error:  # data the verdict could not use: the student's code returned something odd
+                return f"the check could not use what your code returned ({type(error).__name__}: {error})"
+            return None
+        error = message.get("error")
+        if status in ("error", "failed") and isinstance(error, list) and len(error) == 2 \
+                and all(isinstance(e, str) for e in error):
+            result = (error[0][:100], error[1][:1000]) if status == "error" else error[1][:1000]
+            return notebook_checks.reason_for(status, result, self.checks_class.seconds)
+        if status in ("timeout", "skipped"):
+            return notebook_checks.reason_for(status, None, self.checks_class.seconds)
+        return notebook_checks.NO_ANSWER
+
+    def hidden_lines(self) -> list[str]:
+        """The lines of the hidden tests worth hiding (not blank, not trivially short), longest first."""
+        lines = set()
+        for cell in self.test_cells.values():
+            for region in HIDDEN.findall(cell.source):
+                lines.update(line.strip() for line in region.splitlines() if len(line.strip()) >= 12)
+        return sorted(lines, key=len, reverse=True)
+
+
+def redact(text: str, lines: list[str]) -> str:
+    """`text` without any of `lines`, whether printed as they are or inside a repr (escaped quotes)."""
+    for line in lines:
+        for form in {line, line.replace("\\", "\\\\"), line.replace("\\", "\\\\").replace("'", "\\'"),
+                     line.replace("\\", "\\\\").replace('"', '\\"')}:
+            if form in text:
+                text = text.replace(form, REDACTED)
+    return text
+
+
+def redact_outputs(cell, lines: list[str]) -> None:
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            output["text"] = redact(output["text"], lines)
+        elif output.get("output_type") == "error":
+            output["evalue"] = redact(output.get("evalue", ""), lines)
+            output["traceback"] = [redact(t, lines) for t in output.get("traceback", [])]
+        for mime, value in output.get("data", {}).items():
+            if isinstance(value, str):
+                output["data"][mime] = redact(value, lines)
+
+
+class GradedExecute(Execute):
+    """nbgrader's Execute, with the points of every test cell computed here from the probes' data."""
+
+    course_root = Unicode("", help="the course directory: the instructor notebooks are in its source/").tag(config=True)
+    cell_output_budget = Integer(200_000, help="characters of output one cell may keep").tag(config=True)
+    notebook_output_budget = Integer(2_000_000, help="characters of output a whole notebook may keep").tag(config=True)
+    max_output_chars = Integer(20_000, help="characters one output may keep").tag(config=True)
+
+    def preprocess(self, nb, resources, km=None):
+        meta = resources["nbgrader"]
+        source = nbformat.read(f"{self.course_root}/source/{meta['assignment']}/{meta['notebook']}.ipynb", as_version=4)
+        self._grader = Grader(source)
+        self._probing, self._messages, self._judged = None, [], {}
+        self._spent, self._cell_spent, self._dropped = 0, {}, {}
+        nb, resources = super().preprocess(nb, resources, km)
+        lines = self._grader.hidden_lines()
+        for index, cell in enumerate(nb.cells):
+            if index in self._judged:
+                cell.outputs = self._judged[index]
+            else:
+                redact_outputs(cell, lines)
+        return nb, resources
+
+    def preprocess_cell(self, cell, resources, index):
+        grade_id = _grade_id(cell)
+        if not (is_test_cell(cell) and grade_id in self._grader.test_cells):
+            return super().preprocess_cell(cell, resources, index)
+        trusted = self._grader.test_cells[grade_id]
+        cell.source = trusted.source  # the instructor's test cell, whatever the hand-in holds
+        self._check_assign_resources(resources)
+        self._probing, self._messages = index, []
+        try:
+            cell = self.execute_cell(cell, index, store_history=False)
+        finally:
+            self._probing = None
+        timed_out = any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.outputs)
+        lines, points = self._grader.judge(grade_id, self._messages, timed_out)
+        self._judged[index] = [
+            nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n"),
+            nbformat.v4.new_output("execute_result", data={"text/plain": f"{points:g}"},
+                                   execution_count=cell.get("execution_count")),
+        ]
+        return cell, self.resources
+
+    # Display updates could rewrite the outputs of earlier cells (a test cell's among them) past every budget:
+    # grading needs none of them.
+    def _update_display_id(self, display_id, msg):
+        return None
+
+    def output(self, outs, msg, display_id, cell_index):
+        data = msg.get("content", {}).get("data")
+        if isinstance(data, dict) and notebook_checks.PROBE_MIME in data:
+            message = data[notebook_checks.PROBE_MIME]
+            if cell_index == self._probing and isinstance(message, dict) and len(self._messages) < 1000:
+                self._messages.append(message)
+            return None  # probe data is never an output, wherever it comes from
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is None:
+            return None
+        size = _size(out)
+        if size > self.max_output_chars:
+            limit_output.cut_output(out, self.max_output_chars)
+            size = _size(out)
+        spent = self._cell_spent.get(cell_index, 0)
+        if spent + size > self.cell_output_budget or self._spent + size > self.notebook_output_budget:
+            outs.remove(out)
+            if cell_index not in self._dropped:
+                self._dropped[cell_index] = True
+                whose, budget = (("this cell's", self.cell_output_budget) if spent + size > self.cell_output_budget
+                                 else ("the notebook's", self.notebook_output_budget))
+                outs.append(nbformat.v4.new_output("stream", name="stdout", text=(
+                    f"\n… further output of this cell dropped: {whose} output budget ({budget:,} characters) "
+                    "is spent\n")))
+            return None
+        self._cell_spent[cell_index] = spent + size
+        self._spent += size
+        return out
+
+
+def _size(output) -> int:
+    if output.get("output_type") == "stream":
+        return len(output.get("text", ""))
+    if output.get("output_type") == "error":
+        return len(output.get("evalue", "")) + sum(len(t) for t in output.get("traceback", []))
+    return sum(len(str(v)) for v in output.get("data", {}).values())
+
+
+class RemoveGraderOnlyCells(NbGraderPreprocessor):
+    """Removes the grader-only cells (tag GRADER_ONLY): they never reach a release, a solution or a gradebook."""
+
+    def preprocess(self, nb, resources):
+        nb = copy.deepcopy(nb)
+        nb.cells = [c for c in nb.cells if not is_grader_only(c)]
+        return nb, resources
+
