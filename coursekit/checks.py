@@ -1,6 +1,6 @@
 """Reads the check lines that the notebook's test cells print, out of an autograded notebook.
 
-Each test cell prints one line per check, as the notebook's `Checks` helper writes them:
+Each graded test cell holds one line per check, as the grader writes them (notebook_checks.check_line):
 `  ✓ <description> [<points>/<points>]` or `  ✗ <description> [0/<points>]: <reason>`.
 """
 
@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 import nbformat
 
-LINE = re.compile(r"^\s*([✓✗]) (.*) \[([\d.]+)/([\d.]+)\](?:: (.*))?$")
+from .notebook_checks import FAILED, PASSED
+
+LINE = re.compile(rf"^\s*([{PASSED}{FAILED}]) (.*) \[([\d.]+)/([\d.]+)\](?:: (.*))?$")
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ def parse(text: str) -> list[Check]:
         match = LINE.match(line)
         if match:
             mark, description, _, points, reason = match.groups()
-            checks.append(Check(mark == "✓", description, float(points), reason or ""))
+            checks.append(Check(mark == PASSED, description, float(points), reason or ""))
     return checks
 
 

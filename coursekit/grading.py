@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
-from . import answers, autograde, intake, layout
+from . import answers, autograde, intake, layout, notebook_checks
 from .autograde import ConfigError, SandboxUnavailable  # noqa: F401 (part of this module's interface)
 
 
@@ -42,28 +42,23 @@ class Result:
 
 
 def _run_problems(course: layout.Course, student: str) -> list[str]:
-    """What went wrong while a student's notebook ran: cells that ran out of time, tampering the checks found."""
+    """What went wrong while a student's notebook ran: the cells that ran out of time (nbclient's own time-out,
+    or the grader's record that a check cell ran out of time)."""
     path = layout.submission_dir(course.autograded, student) / layout.NOTEBOOK
     if not path.is_file():
         return []
     nb = nbformat.read(path, as_version=4)
-    timeouts, tampering, last = [], [], "the start"
+    timeouts, last = [], "the start"
     for cell in nb.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         last = grade_id or last
         if cell.cell_type != "code":
             continue
-        if any(o.output_type == "error" and "Timeout" in o.get("ename", "") for o in cell.outputs):
+        printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        if any(o.output_type == "error" and "Timeout" in o.get("ename", "") for o in cell.outputs) \
+                or notebook_checks.CELL_TIMED_OUT in printed:
             timeouts.append(grade_id or f"a cell of the student's after {last}")
-        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
-        tampering += [line.removeprefix("⚠ tampering: ").split(" had been replaced")[0]
-                      for line in text.splitlines() if line.startswith("⚠ tampering: ")]
-    notes = []
-    if timeouts:
-        notes.append("ran out of time in " + ", ".join(timeouts))
-    if tampering:
-        notes.append("tampering: replaced " + ", ".join(dict.fromkeys(", ".join(tampering).split(", "))))
-    return notes
+    return ["ran out of time in " + ", ".join(timeouts)] if timeouts else []
 
 
 def grade(course: layout.Course = layout.COURSE, sandboxed: bool = True, jobs: int | None = None) -> list[Result]:
@@ -129,7 +124,7 @@ def write_summary(course: layout.Course, results: list[Result], sandboxed: bool)
                      f"(out of {results[0].max_score:g}).")
     attention = [r for r in results if r.status != "graded" or r.note]
     if attention:
-        lines += ["", "Needs a look (not graded, failed, repaired, tampering, time-outs):"]
+        lines += ["", "Needs a look (not graded, failed, repaired, suspicious code, time-outs):"]
         lines += [f"- {r.student} ({r.status}): {r.note}" for r in attention]
     lines += ["", table(results)]
     path = course.reports / "grading.txt"

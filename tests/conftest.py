@@ -6,14 +6,16 @@ submissions or reports.
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
 
+import attacks
 import handins
-from coursekit import answers, export, grading, layout, samples
+from coursekit import answers, export, grading, layout, samples, scoring
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # the Hugging Face Hub is never needed, and unreachable here
 
@@ -61,19 +63,34 @@ except MemoryError:
     print("probe 6 GiB: MemoryError")
 """
 
-FAKE_CHECKS = """class Checks:
-    def __init__(self, exercise, points):
-        self.points = points
-    def check(self, *args):
-        return True
-    def score(self):
-        return self.points
-"""
+def grader_only_names(source: nbformat.NotebookNode) -> list[str]:
+    """The names the grader-only cells define: the references and verdicts that must never reach the kernel."""
+    code = "\n".join(c.source for c in source.cells if scoring.is_grader_only(c))
+    return sorted({a or b for a, b in re.findall(r"^(?:def|class)\s+(\w+)|^(\w+)\s*=", code, re.M)})
 
-PATCHING_ANSWER = """def self_attention(S, W_Q, W_K, W_V):
-    torch.allclose = lambda *args, **kwargs: True
-    return torch.zeros(S.shape[0], S.shape[1], W_V.shape[1])
-"""
+
+def attack_handins(source: nbformat.NotebookNode, honest: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
+    """Honest work with mistakes (demo-mistakes' answers), each with one attack added (see attacks.py)."""
+    names = grader_only_names(source)
+    search = f"GRADER_NAMES = {names!r}\n" + attacks.GC_SEARCH_ANSWER
+    after_helpers = {
+        "forge-suppressed-display": attacks.SUPPRESS_DISPLAY,
+        "forge-numbers-as-text": attacks.NUMBERS_AS_TEXT,
+        "forge-fake-checks": attacks.FAKE_CHECKS,
+        "forge-patched-engine": attacks.PATCHED_ENGINE,
+        "forge-profiler-and-thread": attacks.PROFILER_AND_THREAD,
+        "forge-rewrite-check-cells": attacks.REWRITE_CHECK_CELLS,
+        "forge-append-full-marks": attacks.APPEND_FULL_MARKS,
+        "forge-probe-data": attacks.FORGED_PROBE_DATA,
+    }
+    made = {student: handins.inserted_after(honest, "grading_helpers", code) for student, code in after_helpers.items()}
+    made["forge-lying-tensor"] = handins.edited(honest, "self_attention", attacks.LYING_TENSOR_ANSWER)
+    made["forge-gc-search"] = handins.inserted_after(handins.edited(honest, "lm_loss", search), "test_decode",
+                                                     attacks.GC_SEARCH_REPORT)
+    made["leak-history"] = handins.inserted_after(honest, "test_decode", attacks.PRINT_HISTORY)
+    made["leak-captured-cells"] = handins.inserted_after(
+        handins.inserted_after(honest, "grading_helpers", attacks.CAPTURE_CELLS), "test_decode", attacks.PRINT_CAPTURED)
+    return made
 
 
 def write_handins(course: layout.Course) -> None:
@@ -96,10 +113,7 @@ def write_handins(course: layout.Course) -> None:
                                               "    return F.scaled_dot_product_attention(Q, K, V)\n"),
         "skip-tagged-release": handins.tagged(release, "skip-execution"),
         "sandbox-probe": handins.inserted_after(solution, "imports", SANDBOX_PROBE),
-        "tamper-allclose": handins.inserted_after(answers.fill(release, {**solution_answers, **samples.mistakes()}),
-                                                  "imports", "torch.allclose = lambda *args, **kwargs: True\n"),
-        "tamper-checks": handins.inserted_after(release, "grading_helpers", FAKE_CHECKS),
-        "tamper-inside": handins.edited(solution, "self_attention", PATCHING_ANSWER),
+        **attack_handins(source, answers.fill(release, {**solution_answers, **samples.mistakes()})),
         "runaway-loop-in-answer": handins.edited(solution, "self_attention",
                                                  "def self_attention(S, W_Q, W_K, W_V):\n    while True:\n        pass\n"),
         "runaway-loop-in-cell": handins.inserted_after(solution, "FeedForward", "while True:\n    pass\n"),

@@ -1,0 +1,114 @@
+"""A grade cannot be forged from the student's kernel: the points are computed by the grader, outside it, from the
+plain data the checks' probes return, and the kernel never holds the references, the expected values or the verdicts.
+
+Every attack of attacks.py is graded in the session's batch (conftest.py), added to honest work that has three
+mistakes (demo-mistakes, 81/100). Each attack is judged by what it got.
+"""
+
+import nbformat
+import pytest
+
+import attacks
+from conftest import autograded_notebook, grader_only_names
+from coursekit import layout, scoring
+
+HONEST = "demo-mistakes"
+FORGERS = ["forge-suppressed-display", "forge-numbers-as-text", "forge-fake-checks", "forge-patched-engine",
+           "forge-profiler-and-thread", "forge-append-full-marks", "forge-probe-data", "forge-lying-tensor",
+           "forge-gc-search"]
+
+
+def _printed(nb) -> str:
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_the_honest_work_the_attacks_are_added_to_has_three_mistakes(graded):
+    honest = graded.results[HONEST]
+    assert honest.status == "graded" and honest.score == 81
+    assert {e for e, p in honest.exercises.items() if p < graded.results["demo-solution"].exercises[e]} == \
+        {"self_attention", "lm_loss", "decode"}
+
+
+@pytest.mark.parametrize("student", FORGERS)
+def test_a_forged_grade_gets_exactly_the_honest_score(graded, student):
+    result = graded.results[student]
+    assert result.status == "graded", result.note
+    assert result.exercises == graded.results[HONEST].exercises
+
+
+def test_check_cells_rewritten_before_they_run_earn_nothing(graded):
+    """The rewritten cells send no probe data, so their checks get no answer: never more than the honest score."""
+    result = graded.results["forge-rewrite-check-cells"]
+    assert result.status == "graded" and result.score == 0
+    nb = autograded_notebook(graded, "forge-rewrite-check-cells")
+    assert "no answer from your code for this check" in _printed(nb)
+
+
+def test_printed_check_lines_and_displayed_scores_count_for_nothing(graded):
+    """What the kernel printed or displayed in a check cell is replaced by the grader's own lines and points."""
+    nb = autograded_notebook(graded, "forge-fake-checks")
+    test_cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_self_attention")
+    assert [o.output_type for o in test_cell.outputs] == ["stream", "execute_result"]
+    assert test_cell.outputs[1].data["text/plain"] == "4"
+    assert "✗ values match softmax(Q Kᵀ / √d_k) V [0/6]: wrong output: the scores are not scaled" in test_cell.outputs[0].text
+
+
+def test_the_kernel_holds_nothing_of_the_grader(graded, source_nb):
+    """gc, every frame's globals and the notebook's namespace hold no reference, expected value or verdict."""
+    printed = _printed(autograded_notebook(graded, "forge-gc-search"))
+    assert "grader things found: []" in printed
+    assert len(grader_only_names(source_nb)) > 40
+
+
+def test_the_gc_search_would_find_the_references_where_they_are(source_nb):
+    """The attack's search is not blind: run in the grader's own namespace, it finds the references."""
+    grader = scoring.Grader(source_nb)
+    for grade_id in grader.test_cells:
+        grader.checks_of(grade_id)
+    namespace = grader.namespace
+    exec(f"GRADER_NAMES = {grader_only_names(source_nb)!r}\n" + attacks.GC_SEARCH_ANSWER, namespace)
+    found = namespace["_grader_things"]()
+    assert {"_ref_lm_loss", "_attend", "verdict_loss_value"} <= set(found)
+
+
+def test_student_code_never_sees_a_grader_only_cell(graded, source_nb):
+    """Neither the released notebook nor any graded one has a line of the grader-only cells."""
+    grader_lines = {line.strip() for c in source_nb.cells if scoring.is_grader_only(c)
+                    for line in c.source.splitlines() if len(line.strip()) > 20}
+    release = nbformat.read(graded.course.release_notebook, as_version=4)
+    for nb in [release, autograded_notebook(graded, "leak-history"), autograded_notebook(graded, "leak-captured-cells")]:
+        text = "\n".join(c.source for c in nb.cells) + _printed(nb)
+        assert not [line for line in grader_lines if line in text]
+
+
+@pytest.mark.parametrize("student", ["leak-history", "leak-captured-cells"])
+def test_printing_the_input_history_or_the_cells_seen_shows_no_hidden_test(graded, source_nb, student):
+    hidden = scoring.Grader(source_nb).hidden_lines()
+    assert len(hidden) > 100
+    printed = _printed(autograded_notebook(graded, student))
+    assert not [line for line in hidden if line in printed]
+    assert graded.results[student].exercises == graded.results[HONEST].exercises
+
+
+def test_captured_hidden_tests_are_removed_from_what_student_code_prints(graded):
+    printed = _printed(autograded_notebook(graded, "leak-captured-cells"))
+    assert scoring.REDACTED in printed, "the attack captured the check cells' source: the grader must have removed it"
+
+
+def test_the_check_cells_are_not_in_the_kernels_history(graded):
+    printed = _printed(autograded_notebook(graded, "leak-history"))
+    assert 'checks = Checks("self_attention", points=10)' not in printed and "def self_attention" in printed
+
+
+def test_other_students_are_graded_as_if_alone(graded):
+    """The attacks share the batch (and the workers) with everyone else: the honest grades stay what they are."""
+    assert graded.results["demo-solution"].score == 100
+    assert graded.results["demo-untouched"].score == 0
+    assert all(graded.results[s].exercises == graded.results["demo-solution"].exercises
+               for s in ["colab-saved", "metadata-lost", "sandbox-probe"])
+
+
+def test_autograded_notebooks_carry_no_probe_data(graded):
+    for student in [HONEST, "forge-probe-data"]:
+        path = layout.submission_dir(graded.course.autograded, student) / layout.NOTEBOOK
+        assert "vnd.coursekit.probe" not in path.read_text(encoding="utf-8")

@@ -1,0 +1,174 @@
+"""The checks engine (coursekit/notebook_checks.py): the same check definition runs in the notebook for the student,
+and split across the kernel boundary for grading; data crosses it as plain tensors and numbers only."""
+
+import base64
+import json
+
+import nbformat
+import pytest
+import torch
+
+from coursekit import layout, notebook_checks, notebook_text, scoring
+from coursekit.notebook_checks import Checks, ProbeDataError, pack, unpack
+
+
+@pytest.fixture
+def mode():
+    """Sets Checks.mode for one test, and puts it back."""
+    saved = Checks.mode, dict(Checks.registry), list(Checks.recorded)
+    yield lambda m: setattr(Checks, "mode", m)
+    Checks.mode, Checks.registry, Checks.recorded = saved[0], saved[1], saved[2]
+
+
+def test_data_crosses_as_plain_tensors_numbers_strings_lists_and_dicts():
+    data = {"output": torch.arange(6.0).view(2, 3), "mask": torch.ones(2, dtype=torch.bool), "loss": 1.5, "steps": 3,
+            "ok": True, "name": "x", "nothing": None, "outputs": [torch.zeros(1), (torch.ones(2), 2)]}
+    back = unpack(json.loads(json.dumps(pack(data))))
+    assert back["output"].tolist() == [[0, 1, 2], [3, 4, 5]] and back["mask"].dtype == torch.bool
+    assert (back["loss"], back["steps"], back["ok"], back["name"], back["nothing"]) == (1.5, 3, True, "x", None)
+    assert back["outputs"][0].tolist() == [0.0] and back["outputs"][1][1] == 2
+
+
+def test_a_lying_tensor_subclass_arrives_as_a_plain_tensor_with_its_real_values():
+    class Liar(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            if func in (torch.allclose, torch.equal, torch.Tensor.__eq__):
+                return True
+            return super().__torch_function__(func, types, args, kwargs)
+
+    lie = torch.zeros(3).as_subclass(Liar)
+    assert torch.allclose(lie, torch.full((3,), 99.0))  # in the kernel, it lies
+    back = unpack(pack(lie))
+    assert type(back) is torch.Tensor and not torch.allclose(back, torch.full((3,), 99.0))
+
+
+def test_objects_with_behaviour_cross_as_their_type_name_only():
+    class Sneaky:
+        def __eq__(self, other):
+            return True
+
+        def __float__(self):
+            return 100.0
+
+    back = unpack(pack({"loss": Sneaky()}))["loss"]
+    assert isinstance(back, notebook_checks.Other) and back.type_name.endswith("Sneaky") and back != 100.0
+
+
+@pytest.mark.parametrize("message, why", [
+    ("not a dict", "not probe data"),
+    ({"tensors": "!!!", "data": {"v": 1}}, "unreadable tensors"),
+    ({"tensors": base64.b64encode(b"\xff" * 8 + b"{}").decode(), "data": {"v": 1}}, "unreadable tensors"),
+    ({"tensors": "", "data": {"t": "0"}}, "malformed"),
+    ({"tensors": "", "data": {"v": [1, 2]}}, "malformed"),
+    ({"tensors": "", "data": {"v": 1, "l": []}}, "malformed"),
+    ({"tensors": "", "data": {"x": 1}}, "malformed"),
+    ({"tensors": "A" * (notebook_checks.MAX_PROBE_BYTES * 2), "data": {"v": 1}}, "too large"),
+])
+def test_malformed_or_hostile_probe_data_is_refused_with_a_reason(message, why):
+    with pytest.raises(ProbeDataError, match=why):
+        unpack(message)
+
+
+def test_a_safetensors_header_that_lies_about_its_size_is_refused():
+    header = json.dumps({"0": {"dtype": "F32", "shape": [2**20, 2**20], "data_offsets": [0, 2**42]}}).encode()
+    blob = len(header).to_bytes(8, "little") + header + b"\0" * 16
+    with pytest.raises(ProbeDataError, match="unreadable tensors"):
+        unpack({"tensors": base64.b64encode(blob).decode(), "data": {"t": "0"}})
+
+
+def test_deeply_nested_data_is_cut_in_the_kernel_and_refused_by_the_grader():
+    nested = []
+    for _ in range(50):
+        nested = [nested]
+    assert "too deeply nested" in json.dumps(pack(nested))
+    deep = {"v": 1}
+    for _ in range(20):
+        deep = {"l": [deep]}
+    with pytest.raises(ProbeDataError):
+        unpack({"tensors": "", "data": deep})
+
+
+def test_in_the_notebook_a_check_runs_its_probe_then_its_verdict(mode, capsys):
+    mode("local")
+    checks = Checks("demo", points=3)
+    checks.check("right", 2, lambda: torch.ones(2), lambda out: notebook_checks.expect_tensor(out, (2,)))
+    checks.check("wrong", 1, lambda: torch.ones(3), lambda out: notebook_checks.expect_tensor(out, (2,)))
+    assert checks.score() == 2
+    printed = capsys.readouterr().out
+    assert "  ✓ right [2/2]" in printed and "  ✗ wrong [0/1]: the output should have shape (2,), not (3,)" in printed
+
+
+def test_while_graded_a_check_only_sends_its_probes_data(mode, monkeypatch, capsys):
+    sent = []
+    monkeypatch.setattr(notebook_checks, "send_probe", lambda *args: sent.append(args))
+    mode("probe")
+    checks = Checks("demo", points=3)
+    verdicts = []
+    checks.check("one", 2, lambda: torch.ones(2), lambda out: verdicts.append(out))
+    checks.check("two", 1, lambda: 1 / 0, lambda out: verdicts.append(out))
+    assert checks.score() is None and verdicts == [] and capsys.readouterr().out == ""
+    assert [(s[1], s[2], s[3]) for s in sent] == [(0, "one", "ok"), (1, "two", "error")]
+    assert sent[1][4] == ("ZeroDivisionError", "division by zero")
+
+
+def test_a_probe_that_runs_too_long_is_stopped_and_the_exercises_other_checks_skipped(mode, capsys):
+    mode("local")
+    monkeypatch_seconds = Checks.seconds
+    Checks.seconds = 1
+    try:
+        checks = Checks("demo", points=2)
+        checks.check("loops", 1, lambda: [None for _ in iter(int, 1)], lambda out: None)
+        checks.check("after", 1, lambda: 1, lambda out: None)
+    finally:
+        Checks.seconds = monkeypatch_seconds
+    printed = capsys.readouterr().out
+    assert "ran for more than 1 seconds" in printed and notebook_checks.NOT_RUN_AFTER_TIMEOUT in printed
+
+
+def test_the_helpers_cell_holds_the_current_checks_engine():
+    nb = nbformat.read(layout.COURSE.source_notebook, as_version=4)
+    helpers = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "grading_helpers")
+    assert notebook_text.embedded_engine(helpers.source) == notebook_text.engine_text(), \
+        "the helpers cell's copy of coursekit/notebook_checks.py is stale: run `make notebook release`"
+    release = nbformat.read(layout.COURSE.release_notebook, as_version=4)
+    assert helpers.source in {c.source for c in release.cells}
+
+
+# ------------------------------------------------------------------------------------ the grader's side
+
+def _message(index, description, value, status="ok"):
+    return {"index": index, "description": description, "status": status, **pack(value)}
+
+
+@pytest.fixture(scope="module")
+def grader():
+    return scoring.Grader(nbformat.read(layout.COURSE.source_notebook, as_version=4))
+
+
+def test_the_grader_judges_probe_data_with_its_own_verdicts(grader):
+    lines, points = grader.judge("test_self_attention", [
+        _message(0, "output shape (B, T, d_v)", torch.zeros(2, 5, 3)),
+        _message(1, "values match softmax(Q Kᵀ / √d_k) V", torch.zeros(2, 6, 3)),
+        _message(2, "sequences in a batch don't mix", {"batch": torch.zeros(3, 5, 4), "alone": [torch.zeros(1, 5, 4)] * 3}),
+    ], timed_out=False)
+    assert points == 4
+    assert lines[0] == "Checking self_attention:" and lines[-1] == "self_attention: 4/10 points."
+    assert lines[2].startswith("  ✗ values match softmax(Q Kᵀ / √d_k) V [0/6]: wrong output")
+
+
+def test_the_grader_ignores_data_for_other_checks_repeats_and_strangers(grader):
+    lines, points = grader.judge("test_multi_head_attention", [
+        _message(0, "a check that does not exist", torch.zeros(2, 6, 8)),
+        _message(0, "output shape (B, T, hidden)", torch.zeros(2, 6, 8)),  # a second message for index 0: ignored
+        {"index": "1", "status": "ok"}, {"index": 2, "description": "values with num_heads=2", "status": "ok",
+                                          "tensors": "", "data": {"o": "evil"}},
+    ], timed_out=False)
+    assert points == 0
+    assert notebook_checks.NO_ANSWER in lines[1] and notebook_checks.NO_ANSWER in lines[2]
+    assert "should be a torch.Tensor, not Other" in lines[3]
+
+
+def test_a_check_cell_that_ran_out_of_time_says_so_for_the_checks_without_data(grader):
+    lines, points = grader.judge("test_FeedForward", [_message(0, "output shape", torch.zeros(2, 3, 8))], timed_out=True)
+    assert points == 1 and all(notebook_checks.CELL_TIMED_OUT in line for line in lines[2:-1])
