@@ -65,8 +65,6 @@ def moodle_student(path: PurePath) -> dict[str, str] | None:
 
 
 NOTEBOOK_SUFFIX = ".ipynb"
-# The most of one zip entry that is extracted: past intake's limit, intake says the hand-in is too large to grade.
-MAX_EXTRACTED = 50 * 2**20 + 1
 TIMES_RECORD = ".lms-submission-times.jsonl"  # in submitted/: a dot name, so never a student's folder
 
 
@@ -98,6 +96,8 @@ class MoodleExtractorPlugin(ExtractorPlugin):
     """Extracts each zip in downloaded/<assignment>/archive/ to extracted/<zip name>/, notebooks in students' folders only."""
 
     def extract(self, archive_path: str, extracted_path: str) -> None:
+        from .intake import MAX_MB  # intake imports this module
+        most = MAX_MB * 2**20 + 1  # of one entry: past intake's limit, intake says the hand-in is too large to grade
         for path in sorted(Path(archive_path).iterdir()):
             if not (path.is_file() and zipfile.is_zipfile(path)):
                 self.log.warning("Skipped %s: not a zip (make collect takes Moodle's \"Download all submissions\" zip)", path)
@@ -114,7 +114,7 @@ class MoodleExtractorPlugin(ExtractorPlugin):
                     target = Path(extracted_path, path.name, *_entry_parts(info))
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with archive.open(info) as source:
-                        target.write_bytes(source.read(MAX_EXTRACTED))  # a zip bomb is extracted no further
+                        target.write_bytes(source.read(most))  # a zip bomb is extracted no further
                     stamp = entry_time(info).timestamp()
                     os.utime(target, (stamp, stamp))  # for a person looking; the collector reads the zip itself
 
