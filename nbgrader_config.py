@@ -77,6 +77,8 @@ c.Execute.skip_cells_with_tag = "skip-" + secrets.token_hex(16)
 # ExerciseSummary puts a table first: every exercise, its points, and the reasons of its failed checks.
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ExerciseSummary, CSSHTMLHeaderPreprocessor]
 
-# An LMS download (`make collect ZIP=...`): Moodle's "Download all submissions" zip, one folder per student.
+# An LMS download (`make collect ZIP=...`): Moodle's "Download all submissions" zip, one folder per student. Only
+# notebooks are extracted and collected; the submission time is each notebook's time in the zip (coursekit/collect.py).
+c.ZipCollectApp.extractor_plugin = "coursekit.collect.MoodleExtractorPlugin"
 c.ZipCollectApp.collector_plugin = "coursekit.collect.MoodleCollectorPlugin"
-c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".txt"]
+c.FileNameCollectorPlugin.valid_ext = [".ipynb"]

@@ -1,22 +1,38 @@
 """Collects an LMS download (a Moodle-style zip, one folder per student) into submitted/, with `nbgrader zip_collect`.
 
 Moodle's "Download all submissions" gives a zip of folders named `<Full Name>_<participant id>_assignsubmission_file_`,
-each holding what the student uploaded, under whatever name their browser or Colab gave it. This collector
-plugin takes the student id from the folder (the name, as a slug: `ada-lovelace`) and files the notebook under
-the released name when it is recognisably the same notebook ("Copy of pw2_transformers.ipynb",
-"pw2_transformers (1).ipynb", ...). Any other file keeps its name; intake then reports it.
+each holding what the student uploaded, under whatever name their browser or Colab gave it. Two plugins, set in
+nbgrader_config.py, do the work:
+- `MoodleExtractorPlugin` extracts only the notebooks (`.ipynb`) in students' folders. Everything else a student
+  uploaded (a timestamp.txt, other text, Python files, zips, which are never opened) is skipped, and the log names it.
+- `MoodleCollectorPlugin` takes the student id from the folder (the name, as a slug: `ada-lovelace`), files the
+  notebook under the released name when it is recognisably the same notebook ("Copy of pw2_transformers.ipynb",
+  "pw2_transformers (1).ipynb", ...; any other notebook keeps its name, and intake reports it), and gives
+  zip_collect the submission time, which zip_collect writes to submitted/<student>/<assignment>/timestamp.txt.
+
+The submission time comes from the LMS, never from a file a student uploaded: it is the notebook's entry time in
+Moodle's zip (`ZipInfo.date_time`, the upload's time as Moodle writes it), read from the zip itself, not from the
+extracted file. It is a last resort: the zip's times have no time zone (they are the Moodle server's), and Moodle's
+grading worksheet ("Last modified (submission)") is the better source. Because a timestamp.txt in a hand-in folder
+proves nothing (one put there by hand may be the student's own), collect also records each notebook it collected,
+by student and SHA-256 of its bytes, with its time, in submitted/.lms-submission-times.jsonl; intake gives a
+hand-in the time of this record only (see `submission_time`), never a timestamp.txt.
 
 `record_participants` then writes each student's name and Moodle participant id into the gradebook, so that
 `make export` can fill in Moodle's grading worksheet.
 """
 
+import hashlib
+import json
+import os
 import re
 import unicodedata
 import zipfile
-from pathlib import PurePath
+from datetime import datetime
+from pathlib import Path, PurePath, PurePosixPath
 
 from nbgrader.api import Gradebook
-from nbgrader.plugins.zipcollect import FileNameCollectorPlugin
+from nbgrader.plugins.zipcollect import ExtractorPlugin, FileNameCollectorPlugin
 
 from . import layout
 
@@ -48,17 +64,132 @@ def moodle_student(path: PurePath) -> dict[str, str] | None:
             "lms_user_id": folder["participant"]}
 
 
+NOTEBOOK_SUFFIX = ".ipynb"
+TIMES_RECORD = ".lms-submission-times.jsonl"  # in submitted/: a dot name, so never a student's folder
+
+
+def _entry_parts(info: zipfile.ZipInfo) -> tuple[str, ...] | None:
+    """The folders and name of a zip entry, or None if its name could write outside the extraction folder."""
+    parts = PurePosixPath(info.filename).parts
+    if not parts or info.filename.startswith("/") or "\\" in info.filename or any(p in ("..", ".") for p in parts):
+        return None
+    return parts
+
+
+def _skip_reason(info: zipfile.ZipInfo) -> str:
+    """Why a zip entry is not extracted, or "" for a notebook in a student's folder."""
+    if _entry_parts(info) is None:
+        return "its path leads out of the zip's folder"
+    if not info.filename.endswith(NOTEBOOK_SUFFIX):
+        return "not a notebook (only .ipynb files are collected)"
+    if moodle_student(PurePosixPath(info.filename)) is None:
+        return "not in a Moodle submission folder (<Name>_<id>_assignsubmission_file_)"
+    return ""
+
+
+def entry_time(info: zipfile.ZipInfo) -> datetime:
+    """A zip entry's modification time (Moodle writes the upload's time there), naive, in the Moodle server's zone."""
+    return datetime(*info.date_time)
+
+
+class MoodleExtractorPlugin(ExtractorPlugin):
+    """Extracts each zip in downloaded/<assignment>/archive/ to extracted/<zip name>/, notebooks in students' folders only."""
+
+    def extract(self, archive_path: str, extracted_path: str) -> None:
+        from .intake import MAX_MB  # intake imports this module
+        most = MAX_MB * 2**20 + 1  # of one entry: past intake's limit, intake says the hand-in is too large to grade
+        for path in sorted(Path(archive_path).iterdir()):
+            if not (path.is_file() and zipfile.is_zipfile(path)):
+                self.log.warning("Skipped %s: not a zip (make collect takes Moodle's \"Download all submissions\" zip)", path)
+                continue
+            self.log.info("Extracting the notebooks of %s", path)
+            with zipfile.ZipFile(path) as archive:
+                for info in archive.infolist():
+                    if info.is_dir():
+                        continue
+                    reason = _skip_reason(info)
+                    if reason:
+                        self.log.warning("Skipped %s in %s: %s", info.filename, path.name, reason)
+                        continue
+                    target = Path(extracted_path, path.name, *_entry_parts(info))
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.open(info) as source:
+                        target.write_bytes(source.read(most))  # a zip bomb is extracted no further
+                    stamp = entry_time(info).timestamp()
+                    os.utime(target, (stamp, stamp))  # for a person looking; the collector reads the zip itself
+
+
 class MoodleCollectorPlugin(FileNameCollectorPlugin):
-    """nbgrader zip_collect plugin for Moodle's "Download all submissions" zip (set in nbgrader_config.py)."""
+    """Files each extracted notebook under its student, with its submission time, read from the zip's entry."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._entries: dict[str, dict[tuple[str, ...], zipfile.ZipInfo]] = {}  # zip name -> its entries, by path
 
     def collect(self, submitted_file: str):
-        path = PurePath(submitted_file)
-        student = moodle_student(path)
+        path = Path(submitted_file)
+        if path.suffix not in self.valid_ext:
+            self.log.warning("Skipped %s: only notebooks (.ipynb) are collected", path)
+            return None
+        info = self._zip_entry(path)
+        if info is None:
+            self.log.warning("Skipped %s: not a notebook of a zip in %s, so it has no submission time", path,
+                             self.parent.archive_directory)
+            return None
+        student = moodle_student(PurePosixPath(info.filename))
         if student is None:
             self.log.warning("Skipped %s: not in a Moodle submission folder (<Name>_<id>_assignsubmission_file_)", path)
             return None
+        time = entry_time(info)
+        _record_time(self._submitted(), student["student_id"], hashlib.sha256(path.read_bytes()).hexdigest(), time)
         return {"student_id": student["student_id"], "file_id": notebook_name(path.name),
-                "first_name": student["first_name"], "last_name": student["last_name"]}
+                "first_name": student["first_name"], "last_name": student["last_name"], "timestamp": time}
+
+    def _submitted(self) -> Path:
+        return Path(self.parent.coursedir.root, self.parent.coursedir.submitted_directory)
+
+    def _zip_entry(self, extracted: Path) -> zipfile.ZipInfo | None:
+        """The entry of a zip in archive/ that `extracted` was extracted from (see MoodleExtractorPlugin), or None."""
+        app = self.parent
+        try:
+            zip_name, *parts = extracted.relative_to(app._format_collect_path(app.extracted_directory)).parts
+        except ValueError:
+            return None
+        if zip_name not in self._entries:
+            archive = Path(app._format_collect_path(app.archive_directory), zip_name)
+            self._entries[zip_name] = {}
+            if zipfile.is_zipfile(archive):
+                with zipfile.ZipFile(archive) as z:
+                    self._entries[zip_name] = {_entry_parts(i): i for i in z.infolist() if _entry_parts(i) is not None}
+        return self._entries[zip_name].get(tuple(parts))
+
+
+def _record_time(submitted: Path, student: str, sha256: str, time: datetime) -> None:
+    submitted.mkdir(parents=True, exist_ok=True)
+    with (submitted / TIMES_RECORD).open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"student": student, "sha256": sha256, "time": time.isoformat(" ")}) + "\n")
+
+
+def submission_times(submitted: Path) -> dict[tuple[str, str], datetime]:
+    """What collect recorded in submitted/: (student, SHA-256 of a collected notebook) -> its time in the LMS zip."""
+    times: dict[tuple[str, str], datetime] = {}
+    record = submitted / TIMES_RECORD
+    lines = record.read_text(encoding="utf-8").splitlines() if record.is_file() else []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            key, time = (entry["student"], entry["sha256"]), datetime.fromisoformat(entry["time"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        times[key] = max(time, times.get(key, time))
+    return times
+
+
+def submission_time(times: dict[tuple[str, str], datetime], student: str, notebooks: list[Path]) -> datetime | None:
+    """A hand-in's time in the LMS: the latest recorded time of the notebooks in its folder that collect collected
+    for this student (nbgrader's rule too: a student's latest file), None when collect collected none of them."""
+    keys = [(student, hashlib.sha256(p.read_bytes()).hexdigest()) for p in notebooks]
+    return max((times[key] for key in keys if key in times), default=None)
 
 
 def participants(archive: zipfile.ZipFile) -> dict[str, dict[str, str]]:

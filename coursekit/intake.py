@@ -4,6 +4,16 @@ Nothing under submitted/ is ever written. Each student's folder gets a verdict: 
 graded after a fix (a renamed notebook, a notebook repaired against the release), or not gradable,
 with the reason in plain words. Gradable notebooks are repaired (see `repair`) and written, under the
 expected name, to the staging folder that nbgrader autogrades from.
+
+Every hand-in is treated as hostile. One beyond the limits below (MAX_MB, MAX_CELLS) is not graded, and
+repair's matching has a bounded cost, so no hand-in keeps intake busy for more than seconds.
+
+The submission time (nbgrader's timestamp.txt, from which it computes late penalties) is never a file
+from the hand-in folder: a student can upload a timestamp.txt, and one copied into submitted/ by hand
+may be theirs. The staged timestamp.txt is the time that `make collect` recorded for the notebooks it
+collected from the LMS zip (see `collect.submission_time`). A hand-in that collect did not collect
+(put in submitted/ by hand, or edited since) has no submission time, so no late penalty; a
+timestamp.txt in its folder is ignored, and the note says so.
 """
 
 import json
@@ -15,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import layout, repair
+from . import collect, layout, repair
 
 
 @dataclass
@@ -32,13 +42,30 @@ def _read_notebook(text: str) -> nbformat.NotebookNode:
         return nbformat.reads(text, as_version=4)
 
 
+# What a hand-in may be. The release is 80 kB with 89 cells; a real hand-in has a few hundred cells at most,
+# and a few MB even with a Colab save's outputs and plots in it. A hand-in beyond these limits is not a notebook
+# somebody worked in: it is not graded, and the reason says which limit and by how much.
+MAX_MB = 50
+MAX_CELLS = 1000
+
+
 def _problem(path: Path) -> str:
-    """Why the file is not a readable notebook, or "" if it is one."""
-    data = path.read_bytes()
+    """Why the file is not a readable notebook within the limits, or "" if it is one."""
+    with path.open("rb") as f:
+        data = f.read(MAX_MB * 2**20 + 1)
+    if len(data) > MAX_MB * 2**20:
+        return (f"{path.name} is over {MAX_MB} MB (a hand-in is a few MB at most, the release 0.1 MB): not graded; "
+                "if its outputs make it large, clear them and grade it again")
     if not data.strip():
         return f"{path.name} is empty (0 bytes of notebook)"
     try:
-        _read_notebook(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        content = json.loads(text)
+        cells = content.get("cells") if isinstance(content, dict) else None
+        if isinstance(cells, list) and len(cells) > MAX_CELLS:
+            return (f"{path.name} has {len(cells)} cells, more than the {MAX_CELLS} a hand-in may have (the release has "
+                    f"under 100): not graded")
+        _read_notebook(text)
     except UnicodeDecodeError:
         return f"{path.name} is not a text file (is it a zip or a PDF?)"
     except (json.JSONDecodeError, nbformat.reader.NotJSONError):
@@ -53,7 +80,7 @@ def inspect(folder: Path, student: str) -> Verdict:
     if not folder.is_dir():
         return Verdict(student, False, f"no {layout.ASSIGNMENT}/ folder in the submission")
     expected = folder / layout.NOTEBOOK
-    others = sorted(p for p in folder.glob("*.ipynb") if p.name != layout.NOTEBOOK)
+    others = sorted(p for p in folder.glob("*.ipynb") if p.name != layout.NOTEBOOK and p.is_file())
     if expected.is_file():
         problem = _problem(expected)
         note = f"ignored other notebooks: {', '.join(p.name for p in others)}" if others and not problem else ""
@@ -75,7 +102,7 @@ SUSPICIOUS = {
     "reads the gradebook": re.compile(r"gradebook"),
     "looks for the course's source or hidden tests": re.compile(r"\bsource/|HIDDEN TESTS|nbgrader_config"),
     "uses the network": re.compile(r"\bsocket\b|urllib|\brequests\.|http\.client|\bcurl\b|\bwget\b"),
-    "runs shell commands": re.compile(r"\bsubprocess\b|os\.system|os\.popen|^\s*!", re.M),
+    "runs shell commands": re.compile(r"\bsubprocess\b|os\.system|os\.popen|^[ \t]*!", re.M),  # [ \t]: linear time
     "writes outside its folder": re.compile(r"open\(\s*['\"](?:/|\.\./)"),
     "patches the grading": re.compile(r"skip-execution|\b(?:torch|F|nn|builtins)\.\w+\s*=[^=]|\bChecks\s*=|class\s+Checks\b"),
 }
@@ -99,6 +126,7 @@ def stage(course: layout.Course) -> list[Verdict]:
         shutil.rmtree(course.staging)
     course.staging.mkdir(parents=True)
     release = nbformat.read(course.release_notebook, as_version=4)
+    times = collect.submission_times(course.submitted)
     verdicts = [inspect(layout.submission_dir(course.submitted, s), s) for s in students(course.submitted)]
     for verdict in verdicts:
         if verdict.gradable:
@@ -109,9 +137,13 @@ def stage(course: layout.Course) -> list[Verdict]:
             flags = suspicious(handed_in, release)
             if flags:
                 notes.append("suspicious code: " + ", ".join(flags))
+            notebooks = sorted(p for p in verdict.notebook.parent.glob("*.ipynb") if p.is_file())
+            time = collect.submission_time(times, verdict.student, notebooks)
+            if time is not None:
+                (target / "timestamp.txt").write_text(time.isoformat(" "), encoding="utf-8")
+            elif (verdict.notebook.parent / "timestamp.txt").exists():
+                notes.append("its timestamp.txt was ignored (submission times come only from the LMS zip, through "
+                             "make collect): graded without a submission time, so without a late penalty")
             verdict.note = "; ".join(filter(None, [verdict.note, *notes]))
             nbformat.write(repaired, target / layout.NOTEBOOK)
-            timestamp = verdict.notebook.parent / "timestamp.txt"
-            if timestamp.is_file():
-                shutil.copyfile(timestamp, target / "timestamp.txt")
     return verdicts

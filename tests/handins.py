@@ -117,3 +117,23 @@ def tagged(nb: nbformat.NotebookNode, tag: str) -> nbformat.NotebookNode:
         if cell.metadata.get("nbgrader", {}).get("grade"):
             cell.metadata.setdefault("tags", []).append(tag)
     return nb
+
+
+def near_copies(nb: nbformat.NotebookNode, grade_id: str, copies: int) -> nbformat.NotebookNode:
+    """A hostile hand-in: `copies` cells put first, each the given (long) cell with a sixth of its characters
+    shuffled. Each has the cell's length and characters, so difflib's cheap checks pass and only its full, slow
+    comparison can tell them apart from the cell (which it does: each is about 85% similar)."""
+    nb = copy.deepcopy(nb)
+    source = nb.cells[_index(nb, grade_id)].source
+    rng = random.Random(0)
+    cells = []
+    for _ in range(copies):
+        chars = list(source)
+        places = rng.sample(range(len(chars)), len(chars) // 6)
+        picked = [chars[i] for i in places]
+        rng.shuffle(picked)
+        for i, char in zip(places, picked, strict=True):
+            chars[i] = char
+        cells.append(nbformat.v4.new_code_cell("".join(chars)))
+    nb.cells[:0] = cells
+    return nb

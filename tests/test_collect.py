@@ -1,8 +1,15 @@
 """An LMS download (a Moodle zip, one folder per student) lands in submitted/<student>/ with normalised names."""
 
+import io
 import zipfile
+from datetime import datetime
 
-from coursekit import collect, grading, layout
+import nbformat
+
+from coursekit import collect, grading, intake, layout
+
+ADA = "Ada Lovelace_1001_assignsubmission_file_/"
+UPLOADED = (2026, 11, 20, 10, 0, 0)  # the time Moodle wrote on the notebook's entry
 
 
 def test_names_become_folder_safe_ids():
@@ -32,3 +39,58 @@ def test_a_moodle_zip_is_collected_into_submitted(tmp_path):
     assert found == ["ada-lovelace/pw2_transformers/pw2_transformers.ipynb",
                      "alan-turing/pw2_transformers/homework.ipynb",
                      "elodie-n-diaye/pw2_transformers/pw2_transformers.ipynb"]
+
+
+def _moodle_zip(course: layout.Course, entries: dict[str, tuple[tuple[int, ...], bytes]]) -> None:
+    """downloaded/<assignment>/archive/moodle.zip with these entries: name -> (entry time, content)."""
+    archive = course.root / "downloaded" / layout.ASSIGNMENT / "archive"
+    archive.mkdir(parents=True)
+    with zipfile.ZipFile(archive / "moodle.zip", "w") as z:
+        for name, (date_time, content) in entries.items():
+            z.writestr(zipfile.ZipInfo(name, date_time=date_time), content)
+
+
+def _nested_zip() -> bytes:
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as z:
+        z.writestr("pw2_transformers.ipynb", nbformat.writes(nbformat.v4.new_notebook()))
+    return inner.getvalue()
+
+
+def test_only_notebooks_are_collected_with_the_zip_entrys_time_never_an_uploaded_timestamp(tmp_path, capfd):
+    course = layout.copy_course(tmp_path / "course")
+    notebook = nbformat.writes(nbformat.v4.new_notebook()).encode()
+    _moodle_zip(course, {
+        ADA + "Copy of pw2_transformers.ipynb": (UPLOADED, notebook),
+        ADA + "timestamp.txt": ((2026, 11, 20, 10, 0, 0), b"2020-01-01 00:00:00"),
+        ADA + "solution.py": (UPLOADED, b"print('hi')\n"),
+        ADA + "backup.zip": (UPLOADED, _nested_zip()),
+        ADA + "../../../../escaped.ipynb": (UPLOADED, notebook),
+    })
+    grading.nbgrader(course, "zip_collect", layout.ASSIGNMENT)
+    log = capfd.readouterr().err
+    folder = layout.submission_dir(course.submitted, "ada-lovelace")
+    assert sorted(p.name for p in folder.iterdir()) == [layout.NOTEBOOK, "timestamp.txt"]
+    assert (folder / "timestamp.txt").read_text() == "2026-11-20 10:00:00", "written by zip_collect from the zip's time"
+    assert not list(course.root.parent.rglob("escaped.ipynb"))
+    for name in ["timestamp.txt", "solution.py", "backup.zip"]:
+        assert f"Skipped {ADA}{name} in moodle.zip: not a notebook" in log, name
+    assert "escaped.ipynb in moodle.zip: its path leads out of the zip's folder" in log
+
+    [verdict] = intake.stage(course)
+    staged = layout.submission_dir(course.staging, "ada-lovelace") / "timestamp.txt"
+    assert verdict.gradable and staged.read_text() == "2026-11-20 10:00:00"
+
+
+def test_of_two_copies_of_the_notebook_the_later_upload_is_collected_and_its_time_counts_for_its_student_only(tmp_path):
+    course = layout.copy_course(tmp_path / "course")
+    _moodle_zip(course, {ADA + "Copy of pw2_transformers.ipynb": (UPLOADED, b'{"first": 1}'),
+                         ADA + "pw2_transformers (1).ipynb": ((2026, 11, 21, 23, 59, 58), b'{"second": 2}')})
+    grading.nbgrader(course, "zip_collect", layout.ASSIGNMENT)
+    notebook = layout.submission_dir(course.submitted, "ada-lovelace") / layout.NOTEBOOK
+    assert notebook.read_bytes() == b'{"second": 2}'
+    times = collect.submission_times(course.submitted)
+    assert collect.submission_time(times, "ada-lovelace", [notebook]) == datetime(2026, 11, 21, 23, 59, 58)
+    assert collect.submission_time(times, "bob", [notebook]) is None, "a notebook's time counts for its own student only"
+    notebook.write_text("{ }")
+    assert collect.submission_time(times, "ada-lovelace", [notebook]) is None, "and only while it is the one collected"

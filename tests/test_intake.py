@@ -1,8 +1,12 @@
 """Intake judges every hand-in folder, and stages only what nbgrader can grade."""
 
+import json
+import time
+
 import nbformat
 import pytest
 
+import handins
 from coursekit import intake, layout
 
 GOOD = nbformat.writes(nbformat.v4.new_notebook())
@@ -67,18 +71,52 @@ def test_a_folder_without_a_notebook_or_assignment_folder_is_reported(tmp_path, 
     assert "no pw2_transformers/ folder" in verdict_of(tmp_path, "bob").note
 
 
-def test_staging_copies_gradable_notebooks_under_the_expected_name_and_never_writes_submitted(tmp_path, submitted):
-    submitted("ada", {"Copy of pw2_transformers.ipynb": GOOD, "timestamp.txt": "2026-11-20 10:00:00"})
-    submitted("bob", {layout.NOTEBOOK: ""})
-    course = layout.Course(tmp_path)
+@pytest.fixture
+def course(tmp_path):
     (tmp_path / "release").symlink_to(layout.ROOT / "release")
-    before = sorted((p, p.read_bytes()) for p in (tmp_path / "submitted").rglob("*") if p.is_file())
+    return layout.Course(tmp_path)
+
+
+def test_staging_copies_gradable_notebooks_under_the_expected_name_and_never_writes_submitted(course, submitted):
+    submitted("ada", {"Copy of pw2_transformers.ipynb": GOOD})
+    submitted("bob", {layout.NOTEBOOK: ""})
+    before = sorted((p, p.read_bytes()) for p in course.submitted.rglob("*") if p.is_file())
     verdicts = intake.stage(course)
     assert [(v.student, v.gradable) for v in verdicts] == [("ada", True), ("bob", False)]
     staged = layout.submission_dir(course.staging, "ada")
-    assert sorted(p.name for p in staged.iterdir()) == [layout.NOTEBOOK, "timestamp.txt"]
+    assert sorted(p.name for p in staged.iterdir()) == [layout.NOTEBOOK]
     assert not layout.submission_dir(course.staging, "bob").exists()
-    assert sorted((p, p.read_bytes()) for p in (tmp_path / "submitted").rglob("*") if p.is_file()) == before
+    assert sorted((p, p.read_bytes()) for p in course.submitted.rglob("*") if p.is_file()) == before
+
+
+def test_a_timestamp_txt_put_in_submitted_by_hand_is_ignored_and_said(course, submitted):
+    submitted("ada", {layout.NOTEBOOK: GOOD, "timestamp.txt": "2020-01-01 00:00:00"})
+    [verdict] = intake.stage(course)
+    assert sorted(p.name for p in layout.submission_dir(course.staging, "ada").iterdir()) == [layout.NOTEBOOK]
+    assert verdict.gradable and "timestamp.txt was ignored" in verdict.note and "without a late penalty" in verdict.note
+
+
+def test_a_hand_in_over_the_size_limit_is_not_graded_and_says_why(tmp_path, submitted):
+    submitted("ada", {layout.NOTEBOOK: '{"cells": [], "padding": "' + "x" * (intake.MAX_MB * 2**20) + '"}'})
+    verdict = verdict_of(tmp_path, "ada")
+    assert not verdict.gradable and f"is over {intake.MAX_MB} MB" in verdict.note
+
+
+def test_a_hand_in_with_more_cells_than_the_limit_is_not_graded_and_says_why(tmp_path, submitted):
+    cells = [nbformat.v4.new_code_cell("") for _ in range(intake.MAX_CELLS + 1)]
+    submitted("ada", {layout.NOTEBOOK: nbformat.writes(nbformat.v4.new_notebook(cells=cells))})
+    verdict = verdict_of(tmp_path, "ada")
+    assert not verdict.gradable and f"has {intake.MAX_CELLS + 1} cells, more than the {intake.MAX_CELLS}" in verdict.note
+
+
+def test_a_crafted_megabyte_of_near_copies_of_a_long_cell_is_staged_in_seconds_and_says_why(course, submitted, release_nb):
+    crafted = nbformat.writes(handins.near_copies(release_nb, "grading_helpers", 125))
+    assert len(crafted) > 2**20 and len(json.loads(crafted)["cells"]) < intake.MAX_CELLS  # within the limits
+    submitted("mallory", {layout.NOTEBOOK: crafted})
+    start = time.monotonic()
+    [verdict] = intake.stage(course)
+    assert time.monotonic() - start < 20  # 5-7 s here; 222 s (repair alone) without a bound on content matching
+    assert verdict.gradable and "content matching reached its work limit" in verdict.note
 
 
 @pytest.mark.parametrize("code, flag", [
@@ -93,6 +131,13 @@ def test_staging_copies_gradable_notebooks_under_the_expected_name_and_never_wri
 def test_suspicious_code_is_flagged(code, flag, release_nb):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     assert flag in intake.suspicious(nb, release_nb)
+
+
+def test_shell_commands_are_looked_for_in_linear_time_in_a_megabyte_of_empty_lines(release_nb):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("\n" * 2**20 + "!ls")])
+    start = time.monotonic()
+    assert "runs shell commands" in intake.suspicious(nb, release_nb)
+    assert time.monotonic() - start < 10  # milliseconds; about a quarter of an hour with the former pattern
 
 
 def test_ordinary_answers_are_not_flagged(release_nb, source_nb):

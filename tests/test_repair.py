@@ -1,6 +1,8 @@
 """Hand-ins damaged by Colab or by hand are repaired against the release, graded as if pristine, and the
 repairs are reported; a damaged hand-in never stops the batch."""
 
+import time
+
 import nbformat
 import pytest
 
@@ -90,3 +92,29 @@ def test_repairs_are_reported_in_the_grading_report(graded):
 def test_skip_execution_tags_earn_nothing(graded):
     result = graded.results["skip-tagged-release"]
     assert result.score == 0 and "skip-execution" in result.note
+
+
+def test_near_copies_of_a_long_cell_stop_content_matching_at_its_limit_and_the_answers_are_still_graded(solution, release_nb):
+    damaged = handins.metadata_lost(handins.near_copies(solution, "grading_helpers", 30))
+    start = time.monotonic()
+    repaired, notes = repair.repair(damaged, release_nb)
+    assert time.monotonic() - start < 20  # 5-7 s here; 45 s without the budget (1.5 s per full comparison)
+    assert any(n.startswith("content matching reached its work limit") for n in notes), notes
+    answers_of = lambda nb: {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells  # noqa: E731
+                             if c.metadata.get("nbgrader", {}).get("solution")}
+    assert answers_of(repaired) == answers_of(solution), "exercises are found by their definitions, not by difflib"
+
+
+def test_a_cell_too_long_to_compare_is_kept_as_the_students_and_said(release_nb):
+    long_cell = nbformat.v4.new_markdown_cell("notes " * (repair.FUZZY_MAX_CHARS // 5))
+    repaired, notes = repair.repair(nbformat.v4.new_notebook(cells=[*release_nb.cells, long_cell]), release_nb)
+    assert repaired.cells[-1].source == long_cell.source
+    assert "1 cells too long to compare by content (over 100 kB)" in " ".join(notes)
+
+
+def test_definitions_are_found_in_linear_time_in_a_cell_of_a_hundred_thousand_decorator_lines(release_nb):
+    cell = nbformat.v4.new_code_cell("@\n" * 100_000 + "def self_attention(S, W_Q, W_K, W_V):\n    return S\n")
+    start = time.monotonic()
+    repaired, _ = repair.repair(nbformat.v4.new_notebook(cells=[cell]), release_nb)
+    assert time.monotonic() - start < 10  # milliseconds; two minutes with the former pattern
+    assert any(c.source == cell.source and c.metadata["nbgrader"]["grade_id"] == "self_attention" for c in repaired.cells)
