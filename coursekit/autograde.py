@@ -7,8 +7,8 @@ notebook doesn't hold up the others.
 
 What makes parallel grading give the same results as sequential grading:
 - every hand-in is graded by the same code, with the same configuration, in its own kernel;
-- each worker's kernels talk over their own IPC sockets (a prefix per worker), so two kernels never
-  share a socket;
+- each worker's kernels talk over their own IPC sockets (a folder per worker, emptied for each kernel), so
+  two kernels never share a socket; in the sandbox, they run as the worker's own uid (sandbox.worker_uid);
 - the gradebook is written in short transactions (nbgrader opens it per step); SQLite serialises them,
   and waits for the lock rather than failing.
 

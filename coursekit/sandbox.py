@@ -167,8 +167,8 @@ def command(program: list[str], work: Path, course_root: Path | None = None, uid
 
 def give_folder(folder: Path, uid: int | None, private: bool = False) -> None:
     """Makes `folder` the kernel's: owned by `uid` (nothing to do without one). A `private` folder is made
-    afresh, empty and mode 0700 (the kernel's IPC sockets); the hand-in's stays as it is, since bubblewrap
-    (root, without CAP_DAC_OVERRIDE) must go into it."""
+    afresh, empty and mode 0700 (the kernel's IPC sockets); the hand-in's keeps its mode, plus the right for
+    others to go into it, which bubblewrap (root, but without CAP_DAC_OVERRIDE) needs to start the kernel there."""
     folder = Path(folder)
     if private:
         shutil.rmtree(folder, ignore_errors=True)
@@ -177,6 +177,8 @@ def give_folder(folder: Path, uid: int | None, private: bool = False) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     if uid is not None:
         os.chown(folder, uid, uid)
+        if not private:
+            folder.chmod(folder.stat().st_mode | 0o001)
 
 
 def run(program: list[str], work: Path, course_root: Path | None = None, uid: int | None = None,

@@ -91,12 +91,17 @@ class Kernel:
 
 
 @contextlib.contextmanager
-def kernel(course):
-    started = Kernel(course, next(_slots))
+def kernel_of(course, worker: int):
+    started = Kernel(course, worker)
     try:
         yield started
     finally:
         started.shut_down()
+
+
+def kernel(course):
+    """A kernel of a worker of its own."""
+    return kernel_of(course, next(_slots))
 
 
 @pytest.fixture(scope="module")
@@ -334,6 +339,17 @@ def test_a_setsid_daemon_is_gone_once_the_kernel_is_shut_down(course):
     time.sleep(1)
     assert heartbeat.stat().st_size == beats, "the heartbeat stopped"
     assert processes_of(started.uid) == [], "no process of the kernel's uid is left on the host"
+
+
+def test_a_kernel_leaves_nothing_in_the_ipc_folder_of_the_next_kernel_of_its_worker(course):
+    worker = next(_slots)
+    ipc = Path(sandbox.nbgrader_settings(course.build, worker)["AsyncKernelManager"]["ip"]).parent
+    with kernel_of(course, worker) as first:
+        first.run("open(%r, 'w')" % str(ipc / "planted"))
+        assert (ipc / "planted").exists()
+    with kernel_of(course, worker) as second:
+        assert second.run("import os; print(os.path.exists(%r))" % str(ipc / "planted")).strip() == "False"
+        assert ipc.stat().st_mode & 0o777 == 0o700 and (os.geteuid() != 0 or ipc.stat().st_uid == second.uid)
 
 
 def test_an_interrupted_cell_stops_and_the_next_one_runs(course):
