@@ -7,26 +7,30 @@ notebook doesn't hold up the others.
 
 What makes parallel grading give the same results as sequential grading:
 - every hand-in is graded by the same code, with the same configuration, in its own kernel;
-- each worker's kernels talk over their own IPC sockets (a prefix per worker), so two kernels never
-  share a socket;
+- each worker's kernels talk over their own IPC sockets (a folder per worker, emptied for each kernel), so
+  two kernels never share a socket; in the sandbox, they run as the worker's own uid (sandbox.worker_uid);
 - the gradebook is written in short transactions (nbgrader opens it per step); SQLite serialises them,
   and waits for the lock rather than failing.
 
 The terminal shows progress (tqdm): hand-ins done / total, elapsed time, ETA and the hand-ins being
 graded. nbgrader's log goes to reports/autograde.log, one section per hand-in, in student order.
+
+One hand-in cannot take the batch down: a worker that dies (killed, out of memory) is replaced (coursekit.workers),
+the hand-in it was grading is graded again on a fresh worker, and if that one dies too, the hand-in is reported
+failed with the reason (Outcome.reason), and the others are graded as usual.
 """
 
 import os
+import re
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 from tqdm import tqdm
 
-from . import layout, sandbox
+from . import layout, sandbox, workers
 
 
 class SandboxUnavailable(RuntimeError):
@@ -52,11 +56,12 @@ def load_config(root: Path):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What nbgrader said about one hand-in."""
+    """What nbgrader said about one hand-in; if it could not grade it, why (`reason`, one line)."""
     student: str
     success: bool
     log: str
     seconds: float
+    reason: str = ""
 
 
 def default_jobs() -> int:
@@ -82,27 +87,26 @@ def environment() -> dict[str, str]:
     return env
 
 
-def _sandbox_settings(course: layout.Course, sandboxed: bool) -> tuple[dict[str, str], dict[str, dict]]:
-    """The environment and the nbgrader settings that run the kernels in the sandbox (none without it)."""
+def _sandbox_environment(course: layout.Course, sandboxed: bool) -> dict[str, str]:
+    """The environment that makes nbgrader find the sandbox's kernelspec (none without the sandbox)."""
     if not sandboxed:
-        return {}, {}
+        return {}
     why = sandbox.unavailable()
     if why:
         raise SandboxUnavailable(
             f"The grading sandbox is not available: {why}.\nStudent code would run with your permissions, "
             "network and files. Install bubblewrap (`make setup` does, as root), or grade without the sandbox "
             "on purpose: `make grade SANDBOX=off`.")
-    build = course.root / "build"
-    return sandbox.install_kernel(build, course.root), sandbox.nbgrader_settings(build)
+    return sandbox.install_kernel(course.root / "build", course.root)
 
 
 # The worker processes' state: one nbgrader API each, made by _start_worker.
 _api = None
 
 
-def _start_worker(root: str, env: dict[str, str], settings: dict[str, dict]) -> None:
+def _start_worker(worker: int, root: str, env: dict[str, str], sandboxed: bool) -> None:
     """Loads the course's nbgrader configuration, with the staging folder as the submissions to grade, and
-    this worker's own IPC socket prefix."""
+    (sandboxed) this worker's own kernel uid and IPC folder."""
     global _api
     os.environ.update(env)
     os.chdir(root)
@@ -111,10 +115,10 @@ def _start_worker(root: str, env: dict[str, str], settings: dict[str, dict]) -> 
     from traitlets.config import Config
 
     config = load_config(Path(root))
-    config.merge(Config(settings))
+    if sandboxed:
+        os.environ.update(sandbox.worker_environment(worker))
+        config.merge(Config(sandbox.nbgrader_settings(Path(root) / "build", worker)))
     config.CourseDirectory.submitted_directory = str(layout.Course(Path(root)).staging.relative_to(root))
-    if "AsyncKernelManager" in settings:
-        config.AsyncKernelManager.ip = f"{settings['AsyncKernelManager']['ip']}-{os.getpid()}"
     _api = NbGraderAPI(config=config)
 
 
@@ -122,47 +126,78 @@ def _grade_one(student: str) -> Outcome:
     start = time.perf_counter()
     result = _api.autograde(layout.ASSIGNMENT, student, force=True, create=True)
     log = result.get("log", "") + (result.get("error") or "")
-    return Outcome(student, bool(result["success"]), log, time.perf_counter() - start)
+    error = (result.get("error") or "").strip().splitlines()
+    reason = "" if result["success"] else "nbgrader could not grade it" + (f" ({error[-1]})" if error else "")
+    return Outcome(student, bool(result["success"]), log, time.perf_counter() - start, reason)
+
+
+def _outcome(student: str, result) -> Outcome:
+    """A worker's result for one hand-in, as an Outcome."""
+    if isinstance(result, workers.Lost):
+        times = "twice" if result.deaths == 2 else "once" if result.deaths == 1 else f"{result.deaths} times"
+        reason = f"grading worker died {times}: {result.how}"
+    elif isinstance(result, workers.Raised):
+        reason = f"grading worker failed: {result.error}"
+    else:
+        return result
+    return Outcome(student, False, f"[ERROR] {reason}", 0.0, reason)
+
+
+def grade_hand_ins(students: list[str], jobs: int, start: Callable, start_args: tuple,
+                   grade_one: Callable[[str], Outcome]) -> dict[str, Outcome]:
+    """`grade_one(student)` for every student, `jobs` at a time in worker processes started with
+    `start(worker, *start_args)`, with a progress bar: a hand-in whose worker dies is graded once more on a
+    fresh worker, then reported failed."""
+    jobs = max(1, min(jobs, len(students)))
+    with tqdm(total=len(students), unit="hand-in", desc=f"autograde ({jobs} worker{'s' * (jobs > 1)})",
+              file=sys.stderr) as bar:
+        def show(finished, running):
+            bar.set_postfix_str(", ".join(running))
+            if finished is not None:
+                bar.update(1)
+
+        results = workers.run(students, grade_one, jobs, start, start_args, tries=2, on_change=show)
+    return {student: _outcome(student, results[student]) for student in students}
 
 
 def autograde(course: layout.Course, sandboxed: bool = True, jobs: int | None = None) -> dict[str, Outcome]:
     """nbgrader autograde on every hand-in staged in build/intake/, `jobs` at a time (default: one per core)."""
-    env, settings = _sandbox_settings(course, sandboxed)
+    env = _sandbox_environment(course, sandboxed)
     load_config(course.root)
     students = sorted(p.name for p in course.staging.iterdir() if p.is_dir()) if course.staging.is_dir() else []
     if not students:
         return {}
-    jobs = max(1, min(jobs or default_jobs(), len(students)))
-    outcomes: dict[str, Outcome] = {}
-    # spawn: fresh workers that import only what they need, whatever the parent process holds (torch, threads)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_start_worker,
-                             initargs=(str(course.root), {**environment(), **env}, settings)) as pool, \
-            tqdm(total=len(students), unit="hand-in", desc=f"autograde ({jobs} worker{'s' * (jobs > 1)})",
-                 file=sys.stderr) as bar:
-        pending = {pool.submit(_grade_one, student): student for student in students}
-        while pending:
-            running = ", ".join([s for f, s in pending.items() if f.running()][:jobs])
-            if running != bar.postfix:
-                bar.set_postfix_str(running)
-            done, _ = wait(pending, timeout=1, return_when=FIRST_COMPLETED)
-            for future in done:
-                student = pending.pop(future)
-                try:
-                    outcomes[student] = future.result()
-                except Exception as error:  # a worker died: say so, and grade the others
-                    outcomes[student] = Outcome(student, False, f"[ERROR] the grading worker failed: {error!r}", 0.0)
-                bar.update(1)
+    outcomes = grade_hand_ins(students, jobs or default_jobs(), _start_worker,
+                              (str(course.root), {**environment(), **env}, sandboxed), _grade_one)
     write_log(course, outcomes)
     return outcomes
 
 
+def _header(outcome: Outcome) -> str:
+    verdict = "graded" if outcome.success else f"FAILED ({outcome.reason})" if outcome.reason else "FAILED"
+    return f"===== {outcome.student}: {verdict} in {outcome.seconds:.1f} s ====="
+
+
+_FAILED_HEADER = re.compile(r"^===== (?P<student>.+): FAILED \((?P<reason>.*)\) in [0-9.]+ s =====$")
+
+
 def write_log(course: layout.Course, outcomes: dict[str, Outcome]) -> Path:
-    """reports/autograde.log: nbgrader's log for every hand-in, in student order."""
+    """reports/autograde.log: nbgrader's log for every hand-in, in student order, after a line that says
+    whether it was graded (and if not, why)."""
     path = log_path(course)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as log:
         for student in sorted(outcomes):
             outcome = outcomes[student]
-            log.write(f"===== {student}: {'graded' if outcome.success else 'FAILED'} in {outcome.seconds:.1f} s =====\n")
+            log.write(_header(outcome) + "\n")
             log.write(outcome.log.rstrip("\n") + "\n\n")
     return path
+
+
+def failure_reasons(course: layout.Course) -> dict[str, str]:
+    """Why each hand-in that nbgrader could not grade was not graded, as reports/autograde.log says."""
+    path = log_path(course)
+    if not path.is_file():
+        return {}
+    found = (_FAILED_HEADER.match(line) for line in path.read_text(encoding="utf-8").splitlines())
+    return {m["student"]: m["reason"] for m in found if m}

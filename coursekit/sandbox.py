@@ -1,13 +1,25 @@
-"""The sandbox that student code runs in while it is graded: bubblewrap, as verified in shared/notes/sandbox.md.
+"""The sandbox that student code runs in while it is graded: bubblewrap, hardened as in shared/notes/sandbox.md.
 
-Inside it, the grading kernel has no network, cannot see the course directory (gradebook.db with the
-hidden tests, source/, other students' hand-ins) except its own submission folder, can write only
-there (and to a private /tmp that vanishes with it), and runs under limits on memory (address space)
-and CPU time.
+Everything in the grading kernel is hostile. Inside the sandbox it has:
+- no privilege: when grading runs as root, bubblewrap (root) sets up the mounts, then `setpriv` drops to an
+  unprivileged uid with no account, one per grading worker (60001 + worker), with no capabilities (bounding
+  and inheritable sets cleared) and NoNewPrivs. When grading does not run as root, bubblewrap puts the kernel
+  in a user namespace of the grading user (it can do nothing that user can't, and can't make user namespaces
+  of its own), and the process limit counts that user's other processes too (it is raised by their number);
+- its own PID namespace: the kernel is pid 2 under bubblewrap's init, so every process it starts (daemons
+  included) ends when it ends, and none can reach the next hand-in's kernel;
+- no network (not even the host's loopback), its own IPC and UTS namespaces;
+- a file system of its own: the system's /usr and /etc read-only, the virtualenv and the interpreter it links
+  to, the hand-in's own folder (read-write) and its IPC folder; not $HOME, /root, /home, /run, /var, the
+  course (gradebook.db with the hidden tests, source/, other students' hand-ins), nor any other folder;
+- a cleared environment: PATH, HOME=/tmp, LANG and the few variables the notebook reads, nothing of the
+  grader's (no GRADEBOOK_URL, no PGPASSWORD, no JPY_PARENT_PID);
+- limits: one memory budget split between the address space and the sizes of /tmp and /dev/shm (tmpfs pages
+  don't count in the address space), CPU time, processes and threads, and the size of one file.
 
-nbgrader starts it through a kernelspec, `pw2-sandbox`, whose command is this file: run as a script with
-the connection file as its argument, it execs ipykernel inside bubblewrap. The kernel talks to nbgrader
-over IPC sockets in a folder bound into the sandbox, since it has no network, loopback included.
+nbgrader starts it through a kernelspec, `pw2-sandbox`, whose command is this file: run as a script with the
+connection file as its argument, it execs ipykernel in the sandbox. The kernel talks to nbgrader over IPC
+sockets in a folder of its own, since it has no network.
 """
 
 import json
@@ -16,54 +28,182 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 KERNEL_NAME = "pw2-sandbox"
-MEMORY_BYTES = 4 * 2**30   # torch on the CPU needs about 1.5 GiB of address space for this notebook
-CPU_SECONDS = 300          # a whole notebook takes about 10 s of CPU here
-LOCAL_DATABASE_SOCKETS = ["/run/postgresql", "/var/run/postgresql"]
+FIRST_UID = 60001          # grading worker N's kernels run as uid FIRST_UID + N (no account has these uids)
+UID_VARIABLE = "PW2_SANDBOX_UID"
+
+# The only parts of the host's file system the kernel sees (read-only), besides the Python it runs.
+SYSTEM_FOLDERS = ["usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32"]
+# bubblewrap itself starts with this environment (and so does its init, pid 1 in the sandbox).
+LAUNCH_ENVIRONMENT = {"PATH": "/usr/bin:/bin"}
+# The grader's variables that reach the kernel, when they are set: nothing else does.
+PASSED_VARIABLES = ["NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "HF_HUB_OFFLINE"]
+
+# Folders that are bubblewrap's own, with the right modes: the missing folders it makes inside them are 0700.
+TMPFS_ROOTS = {Path("/"), Path("/tmp"), Path("/dev"), Path("/dev/shm")}
+
+MiB = 2**20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one kernel may use. `memory_bytes` is one budget for the address space and the two tmpfs together:
+    the address-space limit is what the tmpfs sizes leave of it."""
+    memory_bytes: int = 4096 * MiB   # torch on the CPU needs about 1.5 GiB of address space for this notebook
+    tmp_bytes: int = 256 * MiB
+    shm_bytes: int = 64 * MiB
+    cpu_seconds: int = 300           # a whole notebook takes about 10 s of CPU here
+    processes: int = 64              # processes and threads of the kernel's uid (the kernel has about 10 threads)
+    file_bytes: int = 1024 * MiB     # one file's size (the hand-in folder is on disk)
+
+    @property
+    def address_space_bytes(self) -> int:
+        left = self.memory_bytes - self.tmp_bytes - self.shm_bytes
+        if left <= 0:
+            raise ValueError(f"{self}: /tmp and /dev/shm take the whole memory budget")
+        return left
+
+
+LIMITS = Limits()
+
+
+def worker_uid(worker: int) -> int | None:
+    """The uid the kernels of grading worker `worker` run as: its own when grading runs as root, since the
+    process limit counts per uid; None (the grading user's) otherwise."""
+    return FIRST_UID + worker if os.geteuid() == 0 else None
+
+
+def worker_environment(worker: int) -> dict[str, str]:
+    """What a grading worker adds to its environment so that its kernels run as its own uid."""
+    uid = worker_uid(worker)
+    return {} if uid is None else {UID_VARIABLE: str(uid)}
+
+
+def _python_folders() -> list[Path]:
+    """The virtualenv and the interpreter it links to, as this Python names them and as they really are."""
+    found = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent]
+    found += [p.resolve() for p in found]
+    return list(dict.fromkeys(found))
+
+
+def _inside(path: Path, folders) -> bool:
+    return any(path.is_relative_to(f) for f in folders)
+
+
+def _running_tasks(uid: int) -> int:
+    """The processes and threads `uid` runs now (what RLIMIT_NPROC counts)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and entry.stat().st_uid == uid:
+                count += len(os.listdir(entry / "task"))
+        except OSError:
+            pass  # ended meanwhile
+    return count
+
+
+def command(program: list[str], work: Path, course_root: Path | None = None, uid: int | None = None,
+            writable: list[Path] = (), files: dict[Path, int] | None = None, limits: Limits = LIMITS,
+            environ: dict[str, str] = os.environ) -> list[str]:
+    """The command that runs `program` in the sandbox, with `work` (its working folder) and `writable` as
+    the only folders of the host it can write to, as `uid` (root only; None: as the grading user). The course
+    root, if given, is an empty read-only folder but for them (as any folder on their way).
+
+    `files` maps paths inside to file descriptors open for reading: the sandbox gets a read-only copy of each
+    (the connection file). Start the command with LAUNCH_ENVIRONMENT as its environment, and pass it the fds.
+    """
+    work = Path(work)
+    system = [Path("/") / name for name in SYSTEM_FOLDERS if (Path("/") / name).exists()]
+    args = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    if uid is None:  # bubblewrap makes a user namespace; the kernel can't make one of its own
+        args += ["--unshare-user", "--disable-userns"]
+    else:            # what setpriv needs to drop to `uid`, and nothing else
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
+    python_bin = Path(sys.executable).parent
+    args += ["--clearenv", "--setenv", "PATH", f"{python_bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin",
+             "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8", "--setenv", "PGPASSFILE", "/dev/null"]
+    for name in PASSED_VARIABLES:
+        if name in environ:
+            args += ["--setenv", name, environ[name]]
+    for folder in system:
+        args += ["--symlink", os.readlink(folder), str(folder)] if folder.is_symlink() else \
+                ["--ro-bind", str(folder), str(folder)]
+    args += ["--dev", "/dev", "--proc", "/proc",
+             "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+             "--perms", "1777", "--size", str(limits.shm_bytes), "--tmpfs", "/dev/shm"]
+    host = [f for f in system if not f.is_symlink()]  # the host's folders, as they are
+    mounted = []  # the host's folders bound into bubblewrap's own (/, /tmp), in order
+    if course_root is not None:
+        args += ["--tmpfs", str(course_root)]
+    for folder in _python_folders():  # the virtualenv may be in the course
+        if not _inside(folder, host + mounted):
+            args += ["--ro-bind", str(folder), str(folder)]
+            mounted.append(folder)
+    for folder in [work, *writable]:
+        args += ["--bind", str(folder), str(folder)]
+        mounted.append(folder)
+    for path, fd in (files or {}).items():
+        args += ["--perms", "0444", "--ro-bind-data", str(fd), str(path)]
+    # bubblewrap makes the missing parents of its mount points mode 0700, which `uid` could not go through
+    made = {parent for path in [*mounted, *(files or {})] for parent in Path(path).parents
+            if parent not in TMPFS_ROOTS and not _inside(parent, host + mounted)}
+    for parent in sorted(made):
+        args += ["--chmod", "0755", str(parent)]
+    # bubblewrap's own / and the course's empty folder, and the folders it made in them, are read-only
+    args += ["--remount-ro", "/", *(["--remount-ro", str(course_root)] if course_root is not None else []),
+             "--chdir", str(work), "--"]
+    if uid is not None:
+        args += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+                 "--bounding-set=-all", "--no-new-privs", "--"]
+    processes = limits.processes + (0 if uid is not None else _running_tasks(os.getuid()))
+    return ["prlimit", f"--as={limits.address_space_bytes}", f"--cpu={limits.cpu_seconds}", f"--nproc={processes}",
+            f"--fsize={limits.file_bytes}", "--", "bwrap", *args, *program]
+
+
+def give_folder(folder: Path, uid: int | None, private: bool = False) -> None:
+    """Makes `folder` the kernel's: owned by `uid` (nothing to do without one). A `private` folder is made
+    afresh, empty and mode 0700 (the kernel's IPC sockets); the hand-in's keeps its mode, plus the right for
+    others to go into it, which bubblewrap (root, but without CAP_DAC_OVERRIDE) needs to start the kernel there."""
+    folder = Path(folder)
+    if private:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(mode=0o700, parents=True)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+    if uid is not None:
+        os.chown(folder, uid, uid)
+        if not private:
+            folder.chmod(folder.stat().st_mode | 0o001)
+
+
+def run(program: list[str], work: Path, course_root: Path | None = None, uid: int | None = None,
+        limits: Limits = LIMITS, environ: dict[str, str] = os.environ, **kwargs) -> subprocess.CompletedProcess:
+    """Runs `program` in the sandbox, with `work` as its folder, and waits for it (subprocess.run's `kwargs`)."""
+    give_folder(work, uid)
+    return subprocess.run(command(program, work, course_root, uid, limits=limits, environ=environ),
+                          env=LAUNCH_ENVIRONMENT, cwd=work, **kwargs)
 
 
 def unavailable() -> str:
     """Why the sandbox can't run here, or "" when it can."""
-    for tool in ("bwrap", "prlimit"):
-        if shutil.which(tool) is None:
+    for tool in ("bwrap", "prlimit", "setpriv"):
+        if shutil.which(tool, path=LAUNCH_ENVIRONMENT["PATH"]) is None:
             return f"`{tool}` is not installed (Debian: apt-get install bubblewrap util-linux)"
-    trial = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-net", "true"],
-                           capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as folder:
+        trial = run([sys.executable, "-c", ""], Path(folder) / "course" / "work", Path(folder) / "course", worker_uid(0),
+                    capture_output=True, text=True)
     if trial.returncode != 0:
         return f"bubblewrap cannot create a sandbox here: {trial.stderr.strip()}"
     return ""
 
 
-def command(program: list[str], work: Path, course_root: Path, python_prefix: Path, shared: list[Path],
-            memory_bytes: int = MEMORY_BYTES, cpu_seconds: int = CPU_SECONDS) -> list[str]:
-    """The command that runs `program` in the sandbox, with `work` as its only writable folder.
-
-    `shared` are paths the program needs from the outside (the IPC folder, the connection file); they are
-    bound read-write if they are folders, read-only if they are files.
-    """
-    hidden = [Path("/tmp"), course_root]
-    args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    for folder in hidden:
-        args += ["--tmpfs", str(folder)]
-    # A PostgreSQL gradebook: no local server socket, no password file, no URL in the environment.
-    for folder in sorted({Path(f).resolve() for f in LOCAL_DATABASE_SOCKETS if Path(f).is_dir()}):
-        args += ["--tmpfs", str(folder)]
-    args += ["--unsetenv", "GRADEBOOK_URL", "--unsetenv", "PGPASSWORD", "--setenv", "PGPASSFILE", "/dev/null"]
-    if any(python_prefix.is_relative_to(h) for h in hidden):
-        args += ["--ro-bind", str(python_prefix), str(python_prefix)]
-    for path in shared:
-        args += ["--bind" if path.is_dir() else "--ro-bind", str(path), str(path)]
-    # HOME in the private /tmp: IPython's history and library caches don't land in the submission folder
-    args += ["--bind", str(work), str(work), "--remount-ro", str(course_root), "--chdir", str(work),
-             "--setenv", "HOME", "/tmp", "--unshare-net", "--die-with-parent"]
-    return ["prlimit", f"--as={memory_bytes}", f"--cpu={cpu_seconds}", "--", "bwrap", *args, *program]
-
-
 def install_kernel(build: Path, course_root: Path) -> dict[str, str]:
-    """Writes the `pw2-sandbox` kernelspec under build/, and returns the environment and nbgrader options
-    that make autograde run its kernels with it."""
+    """Writes the `pw2-sandbox` kernelspec under build/, and returns the environment that makes Jupyter find it."""
     ipc = build / "ipc"
     ipc.mkdir(parents=True, exist_ok=True)
     spec = build / "jupyter" / "kernels" / KERNEL_NAME
@@ -72,30 +212,43 @@ def install_kernel(build: Path, course_root: Path) -> dict[str, str]:
         "argv": [sys.executable, str(Path(__file__).resolve()), "{connection_file}"],
         "display_name": "Python 3 (grading sandbox)",
         "language": "python",
-        "env": {"PW2_COURSE_ROOT": str(course_root), "PW2_IPC": str(ipc), "PW2_PYTHON": sys.executable,
-                "PW2_PYTHON_PREFIX": sys.prefix},
+        "interrupt_mode": "message",  # the kernel is in a session of its own: a SIGINT to the group can't reach it
+        "env": {"PW2_IPC": str(ipc.resolve()), "PW2_COURSE_ROOT": str(Path(course_root).resolve())},
     }, indent=1))
     return {"JUPYTER_PATH": str(build / "jupyter")}
 
 
-def nbgrader_settings(build: Path) -> dict[str, dict]:
-    """nbgrader configuration that runs the kernels with the `pw2-sandbox` kernelspec, over IPC sockets whose
-    paths start with `ip` (a parallel grader gives each worker its own prefix)."""
+def nbgrader_settings(build: Path, worker: int) -> dict[str, dict]:
+    """nbgrader configuration that runs grading worker `worker`'s kernels with the `pw2-sandbox` kernelspec,
+    over IPC sockets in the worker's own folder (each kernel empties it and makes it its uid's)."""
     return {"Execute": {"kernel_name": KERNEL_NAME},
-            "AsyncKernelManager": {"transport": "ipc", "ip": str(build / "ipc" / "kernel")}}
+            "AsyncKernelManager": {"transport": "ipc", "ip": str((build / "ipc").resolve() / f"worker-{worker}" / "kernel")}}
+
+
+def _kernel_uid() -> int | None:
+    """The uid the kernel runs as: its worker's, and never root's."""
+    if os.geteuid() != 0:
+        return None
+    return int(os.environ.get(UID_VARIABLE, FIRST_UID))
 
 
 def _run_kernel(connection_file: str) -> None:
-    """The kernelspec's command: exec ipykernel in the sandbox. Its working folder is the submission's."""
-    env = os.environ
-    cmd = command([env["PW2_PYTHON"], "-m", "ipykernel_launcher", "-f", connection_file],
-                  work=Path.cwd().resolve(), course_root=Path(env["PW2_COURSE_ROOT"]),
-                  python_prefix=Path(env["PW2_PYTHON_PREFIX"]),
-                  shared=[Path(env["PW2_IPC"]), Path(connection_file)])
+    """The kernelspec's command: exec ipykernel in the sandbox. Its working folder is the hand-in's."""
+    uid = _kernel_uid()
+    ipc = Path(json.loads(Path(connection_file).read_text())["ip"]).parent
+    if ipc.parent != Path(os.environ["PW2_IPC"]):
+        raise SystemExit(f"the kernel's IPC folder {ipc} is not in {os.environ['PW2_IPC']}")
+    give_folder(ipc, uid, private=True)
+    work = Path.cwd().resolve()
+    give_folder(work, uid)
+    connection = os.open(connection_file, os.O_RDONLY)
+    os.set_inheritable(connection, True)
+    cmd = command([sys.executable, "-m", "ipykernel_launcher", "-f", connection_file], work,
+                  Path(os.environ["PW2_COURSE_ROOT"]), uid, writable=[ipc], files={Path(connection_file): connection})
     # Jupyter interrupts a kernel with SIGINT to its whole process group, bubblewrap included: bubblewrap must
-    # ignore it (or it dies and takes the kernel with it); ipykernel sets its own handler while it executes.
+    # ignore it (or it dies and takes the kernel with it). The kernel itself is interrupted by a message.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.execvp(cmd[0], cmd)
+    os.execvpe(cmd[0], cmd, LAUNCH_ENVIRONMENT)
 
 
 if __name__ == "__main__":
