@@ -21,7 +21,6 @@ failed with the reason (Outcome.reason), and the others are graded as usual.
 """
 
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -178,9 +177,6 @@ def _header(outcome: Outcome) -> str:
     return f"===== {outcome.student}: {verdict} in {outcome.seconds:.1f} s ====="
 
 
-_FAILED_HEADER = re.compile(r"^===== (?P<student>.+): FAILED \((?P<reason>.*)\) in [0-9.]+ s =====$")
-
-
 def write_log(course: layout.Course, outcomes: dict[str, Outcome]) -> Path:
     """reports/autograde.log: nbgrader's log for every hand-in, in student order, after a line that says
     whether it was graded (and if not, why)."""
@@ -192,12 +188,3 @@ def write_log(course: layout.Course, outcomes: dict[str, Outcome]) -> Path:
             log.write(_header(outcome) + "\n")
             log.write(outcome.log.rstrip("\n") + "\n\n")
     return path
-
-
-def failure_reasons(course: layout.Course) -> dict[str, str]:
-    """Why each hand-in that nbgrader could not grade was not graded, as reports/autograde.log says."""
-    path = log_path(course)
-    if not path.is_file():
-        return {}
-    found = (_FAILED_HEADER.match(line) for line in path.read_text(encoding="utf-8").splitlines())
-    return {m["student"]: m["reason"] for m in found if m}

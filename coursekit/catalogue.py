@@ -81,7 +81,8 @@ def outcomes(course: layout.Course, batch: dict[str, list[Entry]], results: list
     found = []
     for student, group in batch.items():
         result = by_student[student]
-        notebook = nbformat.read(layout.submission_dir(course.autograded, student) / layout.NOTEBOOK, as_version=4)
+        path = layout.submission_dir(course.autograded, student) / layout.NOTEBOOK
+        notebook = nbformat.read(path, as_version=4) if path.is_file() else nbformat.v4.new_notebook()  # not graded
         printed = {answers.exercise_of(t): [c for c in cs if not c.passed] for t, cs in checks.by_test_cell(notebook).items()}
         for entry in group:
             found.append(Outcome(entry, student, status=result.status,

@@ -65,8 +65,7 @@ def grade(course: layout.Course = layout.COURSE, sandboxed: bool = True, jobs: i
     """Stages, autogrades (`jobs` hand-ins at a time, default one per core) and reports every student under
     the course's submitted/."""
     verdicts = intake.stage(course)
-    if any(v.gradable for v in verdicts):
-        autograde.autograde(course, sandboxed, jobs)
+    outcomes = autograde.autograde(course, sandboxed, jobs) if any(v.gradable for v in verdicts) else {}
     tests = test_points(course)
     results = []
     with Gradebook(db_url(course)) as gb:
@@ -81,7 +80,9 @@ def grade(course: layout.Course = layout.COURSE, sandboxed: bool = True, jobs: i
                     notebook = None
                 if notebook is None or not autograded.is_file():  # nbgrader removes what it failed to grade
                     result.status = "failed"
-                    result.note = "; ".join(filter(None, [result.note, "nbgrader could not grade it: see reports/autograde.log"]))
+                    outcome = outcomes.get(verdict.student)
+                    why = (outcome.reason if outcome and outcome.reason else "nbgrader could not grade it")
+                    result.note = "; ".join(filter(None, [result.note, f"{why}: see reports/autograde.log"]))
                 else:
                     points = {g.name: g.score or 0.0 for g in notebook.grades}
                     result.status = "graded"
