@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # coursekit, nex
 from coursekit.feedback import ExerciseSummary  # noqa: E402
 from coursekit.layout import gradebook_url  # noqa: E402
 from coursekit.limit_output import LimitOutputSize  # noqa: E402
+from coursekit.sanitize import SanitizeNotebook  # noqa: E402
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern,  # noqa: E402
                                     LimitOutput, SaveAutoGrades)
@@ -52,7 +53,10 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 c.Execute.timeout = 60
 # Runaway output: nbgrader's LimitOutput counts lines; LimitOutputSize also caps each output's size, so that
 # a huge print can't make a huge autograded notebook or feedback page. (nbgrader's default list, plus it.)
-c.Autograde.autograde_preprocessors = [Execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, LimitOutputSize,
+# SanitizeNotebook, right after the execution: outputs are data, never code; the student's Markdown is rendered
+# without scripts or external loads. The feedback page and the formgrader both render this notebook.
+c.Autograde.autograde_preprocessors = [Execute, SanitizeNotebook,
+                                       IgnorePattern, ClearMetadataPreprocessor, LimitOutput, LimitOutputSize,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 # A student can tag a test cell `skip-execution` to keep it from running (and keep its points): only a tag
 # nobody can guess is honoured.
@@ -61,7 +65,8 @@ c.Execute.skip_cells_with_tag = "skip-" + secrets.token_hex(16)
 # Feedback (feedback/<student>/pw2_transformers/pw2_transformers.html): nbgrader shows the hidden tests in it by
 # default; strip them. The check lines each test cell prints already say what failed and why.
 # ExerciseSummary puts a table first: every exercise, its points, and the reasons of its failed checks.
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ExerciseSummary, CSSHTMLHeaderPreprocessor]
+# SanitizeNotebook (again: autograding ran it already) makes sure nothing a student wrote or displayed runs as code.
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, SanitizeNotebook, ExerciseSummary, CSSHTMLHeaderPreprocessor]
 
 # An LMS download (`make collect ZIP=...`): Moodle's "Download all submissions" zip, one folder per student.
 c.ZipCollectApp.collector_plugin = "coursekit.collect.MoodleCollectorPlugin"
