@@ -86,10 +86,13 @@ def sanitize_output(output: nbformat.NotebookNode) -> list[nbformat.NotebookNode
     output.data, output.metadata = kept, kept_metadata
     text = kept.get("text/plain", "")
     note = f"{NOTE_PREFIX} ({'; '.join(dropped)}): this output is shown as text" if dropped else ""
-    if dropped and (not text.strip() or DEFAULT_REPR.fullmatch(text.strip())):
+    shows_markup = bool(dropped) and (not text.strip() or DEFAULT_REPR.fullmatch(text.strip()) is not None)
+    if shows_markup:
         note += ":\n" + next(_as_text(v) for m, v in data.items() if m not in kept)
     outputs = [nbformat.v4.new_output("display_data", data={"text/plain": note})] if note else []
-    if kept:
+    # an execute_result stays, whatever it holds (nbgrader reads partial credit from it); a displayed
+    # `<IPython.core.display.HTML object>` says nothing the note doesn't
+    if kept and not (shows_markup and output.output_type == "display_data" and set(kept) == {"text/plain"}):
         outputs.append(output)
     return outputs
 
