@@ -18,6 +18,7 @@ from coursekit.feedback import ExerciseSummary  # noqa: E402
 from coursekit.layout import gradebook_url  # noqa: E402
 from coursekit.limit_output import LimitOutputSize  # noqa: E402
 from coursekit.scoring import GradedExecute, RemoveGraderOnlyCells  # noqa: E402
+from coursekit.sanitize import SanitizeNotebook  # noqa: E402
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbgrader.preprocessors import AssignLatePenalties, IgnorePattern, LimitOutput, SaveAutoGrades  # noqa: E402
 
@@ -62,12 +63,14 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 c.Execute.timeout = 60
 # GradedExecute is nbgrader's Execute with every test cell's points computed outside the student's kernel, from
 # the data its checks return, by the grader's own copy of the checks (coursekit/scoring.py); it also gives every
-# cell, and the notebook, an output budget while it runs. Runaway output: nbgrader's LimitOutput counts lines;
-# LimitOutputSize also caps each output's size, so that a huge print can't make a huge autograded notebook or
-# feedback page. (nbgrader's default list, with those two.)
+# cell, and the notebook, an output budget while it runs. SanitizeNotebook, right after the execution: outputs are
+# data, never code; the student's Markdown is rendered without scripts or external loads (the feedback page and the
+# formgrader both render this notebook). Runaway output: nbgrader's LimitOutput counts lines; LimitOutputSize also
+# caps each output's size, so that a huge print can't make a huge autograded notebook or feedback page.
 c.GradedExecute.course_root = c.CourseDirectory.root
-c.Autograde.autograde_preprocessors = [GradedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-                                       LimitOutputSize, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+c.Autograde.autograde_preprocessors = [GradedExecute, SanitizeNotebook, IgnorePattern, ClearMetadataPreprocessor,
+                                       LimitOutput, LimitOutputSize, SaveAutoGrades, AssignLatePenalties,
+                                       CheckCellMetadata]
 # A student can tag a test cell `skip-execution` to keep it from running (and keep its points): only a tag
 # nobody can guess is honoured.
 c.Execute.skip_cells_with_tag = "skip-" + secrets.token_hex(16)
@@ -75,7 +78,8 @@ c.Execute.skip_cells_with_tag = "skip-" + secrets.token_hex(16)
 # Feedback (feedback/<student>/pw2_transformers/pw2_transformers.html): nbgrader shows the hidden tests in it by
 # default; strip them. The check lines each test cell prints already say what failed and why.
 # ExerciseSummary puts a table first: every exercise, its points, and the reasons of its failed checks.
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ExerciseSummary, CSSHTMLHeaderPreprocessor]
+# SanitizeNotebook (again: autograding ran it already) makes sure nothing a student wrote or displayed runs as code.
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, SanitizeNotebook, ExerciseSummary, CSSHTMLHeaderPreprocessor]
 
 # An LMS download (`make collect ZIP=...`): Moodle's "Download all submissions" zip, one folder per student. Only
 # notebooks are extracted and collected; the submission time is each notebook's time in the zip (coursekit/collect.py).

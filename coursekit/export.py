@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from . import answers, grading, layout
+from . import answers, grading, layout, spreadsheet
 
 
 @dataclass
@@ -74,7 +74,7 @@ def write_grades(course: layout.Course, found: list[Row]) -> Path:
     path = course.reports / "grades.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = spreadsheet.writer(f)
         writer.writerow(["student_id", "last_name", "first_name", "lms_participant_id", "status", *exercises, "total",
                          "max_score"])
         for r in found:
@@ -119,7 +119,7 @@ def fill_moodle_worksheet(course: layout.Course, found: list[Row], worksheet: Pa
                  for r in found if r.status == "graded" and r.student not in matched]
     path = course.reports / f"moodle_{worksheet.name}"
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(lines)
+        writer = spreadsheet.writer(f)
+        writer.writerow(header)
+        writer.writerows([line.get(column) or "" for column in header] for line in lines)
     return path, problems

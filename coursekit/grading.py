@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
-from . import answers, autograde, intake, layout, notebook_checks
+from . import answers, autograde, intake, layout, notebook_checks, spreadsheet
 from .autograde import ConfigError, SandboxUnavailable  # noqa: F401 (part of this module's interface)
 
 
@@ -99,12 +99,13 @@ def test_points(course: layout.Course) -> dict[str, float]:
 
 
 def write_report(course: layout.Course, results: list[Result]) -> Path:
-    """reports/grading.csv: one row per student, with the score of every exercise and a note."""
+    """reports/grading.csv: one row per student, with the score of every exercise and a note (text that a spreadsheet
+    would read as a formula is neutralised: see spreadsheet.py)."""
     path = course.reports / "grading.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     exercises = [answers.exercise_of(t) for t in test_points(course)]
     with path.open("w", newline="") as f:
-        writer = csv.writer(f)
+        writer = spreadsheet.writer(f)
         writer.writerow(["student", "status", "score", "max_score", *exercises, "note"])
         for r in results:
             writer.writerow([r.student, r.status, f"{r.score:g}", f"{r.max_score:g}",
@@ -137,7 +138,7 @@ def write_summary(course: layout.Course, results: list[Result], sandboxed: bool)
 def read_report(path: Path) -> list[Result]:
     """The results written by write_report."""
     with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+        rows = [{spreadsheet.restore(k): spreadsheet.restore(v) for k, v in row.items()} for row in csv.DictReader(f)]
     fixed = {"student", "status", "score", "max_score", "note"}
     return [Result(r["student"], r["status"], float(r["score"]), float(r["max_score"]),
                    {k: float(v) for k, v in r.items() if k not in fixed and v != ""}, r["note"]) for r in rows]

@@ -6,7 +6,6 @@ files with the same numbers: pass rates per exercise and per check, and the most
 """
 
 import base64
-import csv
 import html
 import io
 import re
@@ -18,7 +17,7 @@ import nbformat
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import answers, checks, grading, layout
+from . import answers, checks, grading, layout, spreadsheet
 
 
 class NothingGraded(RuntimeError):
@@ -264,7 +263,7 @@ CSV_FILES = ["exercise_pass_rates.csv", "check_pass_rates.csv", "failure_message
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = spreadsheet.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
     return path

@@ -133,21 +133,24 @@ class SmallCourse:
     export: list[dict[str, str]]              # `make export`'s reports/grades.csv, one row per student
 
 
-def write_handins(course: layout.Course) -> None:
+def write_handins(course: layout.Course, handins: dict | None = None) -> None:
+    """The hand-ins by student: a sample's name, a notebook, or None (an empty file); HANDINS by default."""
     notebooks = samples.notebooks(course)
-    for student, sample in HANDINS.items():
+    for student, sample in (HANDINS if handins is None else handins).items():
         folder = layout.submission_dir(course.submitted, student)
         folder.mkdir(parents=True)
-        (folder / layout.NOTEBOOK).write_text(nbformat.writes(notebooks[sample]) if sample else "", encoding="utf-8")
+        notebook = notebooks[sample] if isinstance(sample, str) else sample
+        (folder / layout.NOTEBOOK).write_text(nbformat.writes(notebook) if notebook else "", encoding="utf-8")
 
 
-def grade_small_course(root: Path, url: str | None = None) -> SmallCourse:
-    """Release, hand-ins, `make grade`'s grading, feedback and export, in a new course at `root`, with the
-    gradebook at `url` (None: the default, SQLite gradebook.db)."""
+def grade_small_course(root: Path, url: str | None = None, handins: dict | None = None) -> SmallCourse:
+    """Release, hand-ins (HANDINS unless `handins` says otherwise: see write_handins), `make grade`'s grading,
+    feedback and export, in a new course at `root`, with the gradebook at `url` (None: the default, SQLite
+    gradebook.db)."""
     with gradebook_url(url):
         course = layout.copy_course(root)
         grading.nbgrader(course, "generate_assignment", layout.ASSIGNMENT, "--force")
-        write_handins(course)
+        write_handins(course, handins)
         results = grading.grade(course)
         grading.nbgrader(course, "generate_feedback", layout.ASSIGNMENT, "--force")
         with export.write_grades(course, export.rows(course)).open(newline="") as f:
@@ -155,7 +158,7 @@ def grade_small_course(root: Path, url: str | None = None) -> SmallCourse:
         db = grading.db_url(course)
         cell_scores = {}
         with Gradebook(db) as gb:
-            for student in GRADED_STUDENTS:
+            for student in [r.student for r in results if r.status == "graded"]:
                 notebook = gb.find_submission_notebook(layout.NOTEBOOK_ID, layout.ASSIGNMENT, student)
                 cell_scores[student] = {g.name: g.score for g in notebook.grades}
     return SmallCourse(course, db, {r.student: r for r in results}, cell_scores, exported)

@@ -129,6 +129,34 @@ def test_student_text_is_escaped_and_never_injected():
     assert page.count("<img ") == 3, "the plots render even when a label holds $ or markup"
 
 
+def test_a_report_of_hostile_hand_ins_runs_no_script_in_chromium_and_shows_their_text(tmp_path):
+    """The whole way, as `make report` does: student ids, notes (grading.csv) and check lines (printed by the
+    student's code into the autograded notebook) that carry scripts, event handlers and external loads."""
+    def run(name: str) -> str:
+        return f"window.pwned=(window.pwned||[]).concat(['{name}'])"
+    student = f"<img src=x onerror={run('id')}>"  # no slash: it is also a folder name
+    check = f"<script>{run('check')}</script>"
+    reason = f'<img src="https://evil.example/reason.png"><svg onload="{run("reason")}">'
+    note = f'<iframe src="javascript:{run("note")}"></iframe><b style="background:url(https://evil.example/n.png)">n</b>'
+    course = layout.Course(tmp_path)
+    write_notebook(course.source_notebook, [graded_cell("test_alpha", 5)])
+    write_notebook(layout.submission_dir(course.autograded, student) / layout.NOTEBOOK,
+                   [graded_cell("test_alpha", 5, f"  ✗ {check} [0/5]: {reason}\n")])
+    grading.write_report(course, [grading.Result(student, "graded", 0, 5, {"alpha": 0}, note)])
+    page_file = report.write(course)[-1]
+    assert "<script" not in page_file.read_text() and "<iframe" not in page_file.read_text()
+    with chromium_page() as page:
+        requests = []
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(page_file.as_uri())
+        page.wait_for_timeout(1000)
+        assert page.evaluate("window.pwned || []") == []
+        assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+        assert page.locator("body img:not([src^='data:image/png;base64,']), iframe, svg, script").count() == 0
+        text = page.inner_text("body")
+        assert all(hostile in text for hostile in (student, check, reason, note))
+
+
 def test_without_a_grading_report_the_command_says_to_grade_first(tmp_path, monkeypatch, capsys):
     with pytest.raises(report.NothingGraded, match="run `make grade` first"):
         report.collect(layout.Course(tmp_path))
