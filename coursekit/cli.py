@@ -44,6 +44,7 @@ def cmd_samples(args) -> int:
 
 
 def cmd_grade(args) -> int:
+    from . import autograde
 
     if args.no_sandbox:
         print("\n" + "!" * 100 + "\nWARNING: grading WITHOUT the sandbox: student code runs with your permissions, "
@@ -66,7 +67,8 @@ def cmd_grade(args) -> int:
     failed = [r for r in results if r.status == "failed"]
     if failed:  # the student's code is not to blame for these (grading.Result): the batch did not go through
         print(f"\nERROR: {len(failed)} hand-in{'s' * (len(failed) > 1)} could not be graded for reasons other than "
-              "the student's code: " + ", ".join(f"{r.student} ({r.note or 'failed'})" for r in failed), file=sys.stderr)
+              "the student's code: " + ", ".join(f"{r.student} ({r.note or 'failed'})" for r in failed)
+              + f". nbgrader's log: {autograde.log_path(COURSE).relative_to(COURSE.root)}", file=sys.stderr)
         return 3
     return 0
 

@@ -82,7 +82,7 @@ def grade(course: layout.Course = layout.COURSE, sandboxed: bool = True, jobs: i
                     result.status = "failed"
                     outcome = outcomes.get(verdict.student)
                     why = (outcome.reason if outcome and outcome.reason else "nbgrader could not grade it")
-                    result.note = "; ".join(filter(None, [result.note, f"{why}: see reports/autograde.log"]))
+                    result.note = "; ".join(filter(None, [result.note, why]))
                 else:
                     points = {g.name: g.score or 0.0 for g in notebook.grades}
                     result.status = "graded"

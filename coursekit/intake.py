@@ -96,15 +96,18 @@ def inspect(folder: Path, student: str) -> Verdict:
     return Verdict(student, True, f"graded {others[0].name} as {layout.NOTEBOOK}", others[0])
 
 
-# What a hand-in's code has no business doing while it is graded. The sandbox stops all of it; these
-# patterns only make each attempt visible in the grading report.
+# What a hand-in's code has no business doing while it is graded. The sandbox stops all of it, and the points only
+# ever come from the grader's own verdicts (coursekit/scoring.py): these patterns only make each attempt visible in
+# the grading report.
 SUSPICIOUS = {
     "reads the gradebook": re.compile(r"gradebook"),
     "looks for the course's source or hidden tests": re.compile(r"\bsource/|HIDDEN TESTS|nbgrader_config"),
     "uses the network": re.compile(r"\bsocket\b|urllib|\brequests\.|http\.client|\bcurl\b|\bwget\b"),
     "runs shell commands": re.compile(r"\bsubprocess\b|os\.system|os\.popen|^[ \t]*!", re.M),  # [ \t]: linear time
     "writes outside its folder": re.compile(r"open\(\s*['\"](?:/|\.\./)"),
-    "patches the grading": re.compile(r"skip-execution|\b(?:torch|F|nn|builtins)\.\w+\s*=[^=]|\bChecks\s*=|class\s+Checks\b"),
+    "patches the grading": re.compile(r"skip-execution|\b(?:torch|F|nn|builtins)\.\w+\s*=[^=]|\bChecks(?:\.\w+)?\s*=[^=]"
+                                      r"|class\s+Checks\b|PROBE_MIME|input_transformers|events\.register"
+                                      r"|ast_node_interactivity|display_formatter|sys\.set(?:profile|trace)|gc\.get_objects"),
 }
 
 

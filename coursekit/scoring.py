@@ -157,6 +157,8 @@ class GradedExecute(Execute):
     cell_output_budget = Integer(200_000, help="characters of output one cell may keep").tag(config=True)
     notebook_output_budget = Integer(2_000_000, help="characters of output a whole notebook may keep").tag(config=True)
     max_output_chars = Integer(20_000, help="characters one output may keep").tag(config=True)
+    probe_budget = Integer(64 * 2**20, help="bytes of probe data one check cell may send (its checks need a few KB)"
+                           ).tag(config=True)
 
     def preprocess(self, nb, resources, km=None):
         meta = resources["nbgrader"]
@@ -180,7 +182,7 @@ class GradedExecute(Execute):
         trusted = self._grader.test_cells[grade_id]
         cell.source = trusted.source  # the instructor's test cell, whatever the hand-in holds
         self._check_assign_resources(resources)
-        self._probing, self._messages = index, []
+        self._probing, self._messages, self._probe_bytes = index, [], 0
         try:
             cell = self.execute_cell(cell, index, store_history=False)
         finally:
@@ -203,9 +205,13 @@ class GradedExecute(Execute):
         data = msg.get("content", {}).get("data")
         if isinstance(data, dict) and notebook_checks.PROBE_MIME in data:
             message = data[notebook_checks.PROBE_MIME]
-            if cell_index == self._probing and isinstance(message, dict) and len(self._messages) < 1000:
+            tensors = message.get("tensors", "") if isinstance(message, dict) else ""
+            size = len(tensors) if isinstance(tensors, str) else 0
+            if cell_index == self._probing and isinstance(message, dict) and len(self._messages) < 1000 \
+                    and self._probe_bytes + size <= self.probe_budget:
                 self._messages.append(message)
-            return None  # probe data is never an output, wherever it comes from
+                self._probe_bytes += size
+            return None  # probe data is never an output, wherever it comes from: beyond the budget, it is dropped
         out = super().output(outs, msg, display_id, cell_index)
         if out is None:
             return None

@@ -72,14 +72,14 @@ APPEND_FULL_MARKS = '''def _append_full_marks(lines):
 get_ipython().input_transformers_post.append(_append_full_marks)
 '''
 
-# Sends its own probe data, claiming that every check passed with made-up outputs.
-FORGED_PROBE_DATA = '''from IPython.display import display
+# Sends its own probe data before the real probes do, for every check it sees in the cell: made-up outputs.
+FORGED_PROBE_DATA = '''import re
+from IPython.display import display
 
 def _forge(info):
-    if "Checks(" not in info.raw_cell:
-        return
-    for index in range(12):
-        display({PROBE_MIME: {"exercise": "", "index": index, "description": "", "status": "ok",
+    descriptions = re.findall(r'checks\\.check\\(\\s*"([^"]+)"', info.raw_cell)
+    for index, description in enumerate(descriptions):
+        display({PROBE_MIME: {"exercise": "", "index": index, "description": description, "status": "ok",
                               **pack(torch.zeros(2, 6, 8))}}, raw=True)
 
 get_ipython().events.register("pre_run_cell", _forge)
@@ -110,11 +110,13 @@ GC_SEARCH_ANSWER = '''import gc, sys
 def _grader_things():
     found = []
     for obj in gc.get_objects():
-        name = getattr(obj, "__name__", "")
-        module = getattr(obj, "__module__", None)
-        defined_in_a_notebook = module == "__main__" or (isinstance(module, str) and module not in sys.modules)
-        if callable(obj) and isinstance(name, str) and name in GRADER_NAMES and defined_in_a_notebook:
-            found.append(name)
+        try:
+            name, module = getattr(obj, "__name__", ""), getattr(obj, "__module__", None)
+            defined_in_a_notebook = module == "__main__" or (isinstance(module, str) and module not in sys.modules)
+            if callable(obj) and isinstance(name, str) and name in GRADER_NAMES and defined_in_a_notebook:
+                found.append(name)
+        except Exception:  # lazy modules and odd proxies raise on getattr
+            pass
     found += [k for k in globals() if k in GRADER_NAMES]
     frame = sys._getframe()
     while frame is not None:
@@ -125,8 +127,11 @@ def _grader_things():
 
 def lm_loss(logits, input_ids, attention_mask):
     for obj in gc.get_objects():
-        if callable(obj) and getattr(obj, "__name__", "") == "_ref_lm_loss":
-            return obj(logits, input_ids, attention_mask)
+        try:
+            if callable(obj) and getattr(obj, "__name__", "") == "_ref_lm_loss":
+                return obj(logits, input_ids, attention_mask)
+        except Exception:
+            pass
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), input_ids[:, 1:].reshape(-1))
 '''
 GC_SEARCH_REPORT = 'print("grader things found:", _grader_things())\n'

@@ -42,8 +42,18 @@ class GradedBatch:
     submitted_before: dict[str, str]
 
 
+# A secret of the grader's, in its environment and in a file outside the course: student code must never see them.
+GRADER_SECRET = "grader-secret-4b1d"
+GRADER_SECRET_VARIABLE = "COURSEKIT_TEST_GRADER_SECRET"
+GRADER_SECRET_FILE = "grader-secret.txt"  # next to the course directory
+
 # An extra cell that tries what the sandbox forbids, and prints what happened.
 SANDBOX_PROBE = """import os, socket
+print("probe environment:", dict(os.environ))
+try:
+    print("probe secret file:", open(SECRET_FILE).read())
+except OSError as error:
+    print("probe secret file:", error)
 try:
     socket.create_connection(("1.1.1.1", 53), timeout=3)
     print("probe network: reachable")
@@ -95,6 +105,8 @@ def attack_handins(source: nbformat.NotebookNode, honest: nbformat.NotebookNode)
 
 def write_handins(course: layout.Course) -> None:
     """Real-world hand-ins (see handins.py), each a damaged copy of the solution or of the release."""
+    secret_file = course.root.parent / GRADER_SECRET_FILE
+    secret_file.write_text(GRADER_SECRET)
     source = nbformat.read(course.source_notebook, as_version=4)
     release = nbformat.read(course.release_notebook, as_version=4)
     solution_answers = answers.solution_answers(source)
@@ -112,13 +124,15 @@ def write_handins(course: layout.Course) -> None:
                                               "def my_attention(Q, K, V):\n"
                                               "    return F.scaled_dot_product_attention(Q, K, V)\n"),
         "skip-tagged-release": handins.tagged(release, "skip-execution"),
-        "sandbox-probe": handins.inserted_after(solution, "imports", SANDBOX_PROBE),
+        "sandbox-probe": handins.inserted_after(solution, "imports", f"SECRET_FILE = {str(secret_file)!r}\n" + SANDBOX_PROBE),
         **attack_handins(source, answers.fill(release, {**solution_answers, **samples.mistakes()})),
         "runaway-loop-in-answer": handins.edited(solution, "self_attention",
                                                  "def self_attention(S, W_Q, W_K, W_V):\n    while True:\n        pass\n"),
         "runaway-loop-in-cell": handins.inserted_after(solution, "FeedForward", "while True:\n    pass\n"),
         "runaway-output": handins.inserted_after(solution, "FeedForward", "print('x' * 50_000_000)\n"),
         "runaway-memory": handins.inserted_after(solution, "FeedForward", "hog = torch.empty(10**10)\n"),
+        "runaway-many-outputs": handins.inserted_after(solution, "FeedForward", "from IPython.display import display\n"
+                                                       "for _ in range(6000):\n    display('x' * 5000)\n"),
     }
     for student, nb in texts.items():
         folder = layout.submission_dir(course.submitted, student)
@@ -138,7 +152,11 @@ def graded(course) -> GradedBatch:
     samples.write(course)
     write_handins(course)
     before = tree_digest(course.submitted)
-    results = grading.grade(course, jobs=GRADING_JOBS)
+    os.environ[GRADER_SECRET_VARIABLE] = GRADER_SECRET
+    try:
+        results = grading.grade(course, jobs=GRADING_JOBS)
+    finally:
+        del os.environ[GRADER_SECRET_VARIABLE]
     grading.write_report(course, results)
     grading.write_summary(course, results, sandboxed=True)
     grading.nbgrader(course, "generate_feedback", layout.ASSIGNMENT, "--force")

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import nbformat
 import pytest
 
-from coursekit import checks, feedback, layout
+from coursekit import checks, feedback, layout, scoring
 
 
 class _Text(HTMLParser):
@@ -40,10 +40,13 @@ def lines(nb) -> set[str]:
 
 
 def hidden_test_lines(source_nb) -> set[str]:
-    """Every line inside the hidden test regions of the instructor notebook (but lines of punctuation only, `})`)."""
+    """Every line inside the hidden test regions and the grader-only cells of the instructor notebook (but lines of
+    punctuation only, `})`)."""
     hidden = set()
     for cell in source_nb.cells:
-        for region in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.S):
+        regions = [cell.source] if scoring.is_grader_only(cell) else \
+            re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.S)
+        for region in regions:
             hidden |= {line.strip() for line in region.splitlines() if any(ch.isalnum() for ch in line)}
     return hidden
 

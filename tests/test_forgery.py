@@ -10,12 +10,14 @@ import pytest
 
 import attacks
 from conftest import autograded_notebook, grader_only_names
-from coursekit import layout, scoring
+from coursekit import notebook_checks, scoring
 
 HONEST = "demo-mistakes"
-FORGERS = ["forge-suppressed-display", "forge-numbers-as-text", "forge-fake-checks", "forge-patched-engine",
-           "forge-profiler-and-thread", "forge-append-full-marks", "forge-probe-data", "forge-lying-tensor",
-           "forge-gc-search"]
+# Attacks on what the kernel displays, on the score it keeps, on the values it compares: the probes still run.
+FORGERS = ["forge-suppressed-display", "forge-numbers-as-text", "forge-profiler-and-thread", "forge-append-full-marks",
+           "forge-lying-tensor", "forge-gc-search"]
+# Attacks that replace the checks themselves, or their data: the grader then has no honest data to judge.
+SABOTEURS = ["forge-fake-checks", "forge-patched-engine", "forge-rewrite-check-cells", "forge-probe-data"]
 
 
 def _printed(nb) -> str:
@@ -36,17 +38,24 @@ def test_a_forged_grade_gets_exactly_the_honest_score(graded, student):
     assert result.exercises == graded.results[HONEST].exercises
 
 
-def test_check_cells_rewritten_before_they_run_earn_nothing(graded):
-    """The rewritten cells send no probe data, so their checks get no answer: never more than the honest score."""
-    result = graded.results["forge-rewrite-check-cells"]
-    assert result.status == "graded" and result.score == 0
-    nb = autograded_notebook(graded, "forge-rewrite-check-cells")
-    assert "no answer from your code for this check" in _printed(nb)
+@pytest.mark.parametrize("student", SABOTEURS)
+def test_replacing_the_checks_or_their_data_earns_nothing(graded, student):
+    """Fake checks, a patched engine and rewritten check cells send no probe data, so the checks get no answer;
+    forged probe data (sent before the real data, so that it counts) fails the grader's verdicts. Never more than the
+    honest score, in any exercise."""
+    result, honest = graded.results[student], graded.results[HONEST]
+    assert result.status == "graded" and result.score < honest.score
+    assert all(points <= honest.exercises[e] for e, points in result.exercises.items())
+    printed = _printed(autograded_notebook(graded, student))
+    if student == "forge-probe-data":
+        assert "wrong output" in printed or "should have shape" in printed
+    else:
+        assert result.score == 0 and "no answer from your code for this check" in printed
 
 
 def test_printed_check_lines_and_displayed_scores_count_for_nothing(graded):
     """What the kernel printed or displayed in a check cell is replaced by the grader's own lines and points."""
-    nb = autograded_notebook(graded, "forge-fake-checks")
+    nb = autograded_notebook(graded, "forge-append-full-marks")
     test_cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_self_attention")
     assert [o.output_type for o in test_cell.outputs] == ["stream", "execute_result"]
     assert test_cell.outputs[1].data["text/plain"] == "4"
@@ -73,8 +82,10 @@ def test_the_gc_search_would_find_the_references_where_they_are(source_nb):
 
 def test_student_code_never_sees_a_grader_only_cell(graded, source_nb):
     """Neither the released notebook nor any graded one has a line of the grader-only cells."""
+    elsewhere = "\n".join(c.source for c in source_nb.cells if not scoring.is_grader_only(c))
     grader_lines = {line.strip() for c in source_nb.cells if scoring.is_grader_only(c)
-                    for line in c.source.splitlines() if len(line.strip()) > 20}
+                    for line in c.source.splitlines() if len(line.strip()) > 25 and line.strip() not in elsewhere}
+    assert len(grader_lines) > 150
     release = nbformat.read(graded.course.release_notebook, as_version=4)
     for nb in [release, autograded_notebook(graded, "leak-history"), autograded_notebook(graded, "leak-captured-cells")]:
         text = "\n".join(c.source for c in nb.cells) + _printed(nb)
@@ -110,5 +121,5 @@ def test_other_students_are_graded_as_if_alone(graded):
 
 def test_autograded_notebooks_carry_no_probe_data(graded):
     for student in [HONEST, "forge-probe-data"]:
-        path = layout.submission_dir(graded.course.autograded, student) / layout.NOTEBOOK
-        assert "vnd.coursekit.probe" not in path.read_text(encoding="utf-8")
+        outputs = [o for c in autograded_notebook(graded, student).cells for o in c.get("outputs", [])]
+        assert outputs and not [o for o in outputs if notebook_checks.PROBE_MIME in o.get("data", {})]

@@ -36,3 +36,13 @@ def test_a_memory_hog_fails_its_own_cell_only(graded):
     errors = [o for c in autograded_notebook(graded, "runaway-memory").cells for o in c.get("outputs", [])
               if o.output_type == "error"]
     assert errors and all("memory" in (o.ename + o.evalue).lower() for o in errors), [(o.ename, o.evalue) for o in errors]
+
+
+def test_thousands_of_outputs_are_cut_at_the_cells_output_budget(graded):
+    """6,000 outputs of 5,000 characters (30 MB) in one cell of the student's: the cell keeps its budget, says so,
+    and the notebook is graded as usual."""
+    result = graded.results["runaway-many-outputs"]
+    path = layout.submission_dir(graded.course.autograded, "runaway-many-outputs") / layout.NOTEBOOK
+    assert result.score == 100
+    assert path.stat().st_size < 3_000_000
+    assert "further output of this cell dropped: this cell's output budget (200,000 characters) is spent" in path.read_text()

@@ -463,11 +463,11 @@ def test_make_grade_fails_with_a_one_line_summary_when_hand_ins_could_not_be_gra
     def grade(course_, sandboxed, jobs):
         outcomes = _grade_batch(tmp_path / "calls")
         autograde.write_log(course_, outcomes)
-        return [grading.Result(s, "graded" if o.success else "failed") for s, o in outcomes.items()]
+        return [grading.Result(s, "graded" if o.success else "failed", note=o.reason) for s, o in outcomes.items()]
     monkeypatch.setattr(cli, "COURSE", course)
     monkeypatch.setattr(grading, "grade", grade)
     assert cli.cmd_grade(argparse.Namespace(no_sandbox=False, jobs=2)) != 0
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "ERROR: 2 hand-ins could not be graded for reasons other than the student's code: "
         "ada (grading worker died twice: exited with status 1), "
-        "cy (grading worker died twice: killed by SIGKILL (out of memory?))")
+        "cy (grading worker died twice: killed by SIGKILL (out of memory?)). nbgrader's log: reports/autograde.log")

@@ -1,7 +1,8 @@
 """Student code runs in a sandbox while it is graded, and a correct notebook is graded as usual in it (each defence
 is attacked one by one in test_sandbox.py; forged grades in test_forgery.py)."""
 
-from conftest import autograded_notebook
+from conftest import GRADER_SECRET, GRADER_SECRET_VARIABLE, autograded_notebook
+from coursekit import layout
 
 
 def _printed(graded, student) -> str:
@@ -19,3 +20,13 @@ def test_student_code_is_sandboxed_while_graded(graded):
     assert not (graded.course.root / "written-by-a-student.txt").exists()
     assert "suspicious code: reads the gradebook, uses the network" in graded.results["sandbox-probe"].note
     assert graded.results["sandbox-probe"].score == 100, "the sandbox doesn't get in the way of a correct notebook"
+
+
+def test_no_secret_of_the_grader_reaches_the_students_notebook_or_feedback_page(graded):
+    """The grader's environment and a file of its outside the course: the probe prints what it can see of both."""
+    printed = _printed(graded, "sandbox-probe")
+    assert "probe environment:" in printed and GRADER_SECRET_VARIABLE not in printed
+    assert "probe secret file: [Errno 2] No such file or directory" in printed
+    page = layout.submission_dir(graded.course.feedback, "sandbox-probe") / "pw2_transformers.html"
+    assert page.is_file() and GRADER_SECRET not in page.read_text(encoding="utf-8")
+    assert GRADER_SECRET not in printed
