@@ -29,7 +29,7 @@ help:
 	@echo "make report      class report for TAs: reports/class_report.html (plots, failures, hand-ins to look at) and CSVs"
 	@echo "make demo        the whole cycle on the demo submissions, ending with a table of scores"
 	@echo "make test        the test suite"
-	@echo "make catalogue   grade the catalogue of known mistakes and correct variants, print what the checks catch"
+	@echo "make catalogue   grade the catalogue of known mistakes and correct variants (ONLY=wrong-decode to pick), print what the public and hidden checks catch"
 	@echo "make bench-notebook  time the autograding of one submission"
 	@echo "make bench-grading   grading throughput of 20 hand-ins, sequential against parallel, against plain nbconvert"
 	@echo "make bench-training  training throughput and time to overfit one batch (DEVICE=cuda on a GPU)"
@@ -118,7 +118,7 @@ lab: setup gradebook.db
 	$(PY) -m jupyterlab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 catalogue: setup
-	$(PY) -m coursekit catalogue
+	$(PY) -m coursekit catalogue $(if $(ONLY),--only $(ONLY))
 
 bench-notebook: setup
 	$(PY) -m coursekit bench-notebook

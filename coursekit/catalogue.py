@@ -3,10 +3,15 @@
 The catalogue itself is code, in tests/catalogue.py: each entry is the source of one or more exercise
 cells. Every wrong entry is graded as its own submission (the instructor's solution with that one
 exercise replaced), so the points it loses can be pinned on exercises; correct entries are grouped,
-at most one per exercise in a submission. `make catalogue` prints the table for instructors.
+at most one per exercise in a submission. Every entry is also run as a student runs it, before handing in:
+the release notebook's public checks, in local mode (`public_failures`). `make catalogue` prints the table for
+instructors, with what the public checks said and what grading took away.
 """
 
+import contextlib
+import functools
 import importlib.util
+import io
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -25,6 +30,7 @@ class Entry:
     cells: dict[str, str]   # exercise grade_id -> the source of that exercise cell
     correct: bool
     expect: str = ""        # for a wrong entry: words its failure message must contain
+    hidden_only: str = ""   # for a wrong entry no public check can flag: why only a hidden input reveals it
 
 
 @dataclass
@@ -34,6 +40,7 @@ class Outcome:
     lost: dict[str, float] = field(default_factory=dict)           # exercise -> points lost
     failures: dict[str, list[checks.Check]] = field(default_factory=dict)  # exercise -> failed checks
     status: str = ""
+    public: dict[str, list[checks.Check]] = field(default_factory=dict)    # exercise -> failed public checks
 
 
 def load(path: Path = CATALOGUE) -> list[Entry]:
@@ -101,14 +108,52 @@ def grade(entries: list[Entry], students: list[str] | None = None) -> list[Outco
         course = layout.copy_course(Path(tmp) / "course")
         grading.nbgrader(course, "generate_assignment", layout.ASSIGNMENT, "--force")
         write(course, batch)
-        return outcomes(course, batch, grading.grade(course))
+        found = outcomes(course, batch, grading.grade(course))
+        release = nbformat.read(course.release_notebook, as_version=4)
+    for outcome in found:
+        outcome.public = {e: fs for e, fs in public_failures(outcome.entry.cells, release).items() if fs}
+    return found
+
+
+def public_failures(cells: dict[str, str], release: nbformat.NotebookNode) -> dict[str, list[checks.Check]]:
+    """The public checks that fail, per exercise, when a student fills the release with the instructor's answers
+    and `cells`, then runs every check cell (local mode, as in Colab; these answers are the catalogue's own code, so
+    they run here, in a namespace of their own, without a kernel)."""
+    by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in release.cells}
+    namespace = {"__name__": "__main__", "GRADING": False, "OFFLINE": True, "IN_COLAB": False, "device": "cpu"}
+    for grade_id in ("imports", "grading_helpers"):
+        exec(compile(by_id[grade_id].source, f"<release: {grade_id}>", "exec"), namespace)
+    failed = {}
+    for cell in release.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            code = cells.get(meta["grade_id"], _solutions()[meta["grade_id"]])
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
+                exec(compile(code, f"<answer: {meta['grade_id']}>", "exec"), namespace)
+        elif meta.get("grade") and meta.get("points"):
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed), contextlib.suppress(Exception):
+                exec(compile(cell.source, f"<release: {meta['grade_id']}>", "exec"), namespace)
+            failed[answers.exercise_of(meta["grade_id"])] = [c for c in checks.parse(printed.getvalue()) if not c.passed]
+    return failed
+
+
+@functools.cache
+def _solutions() -> dict[str, str]:
+    return answers.solution_answers(nbformat.read(layout.COURSE.source_notebook, as_version=4))
 
 
 def table(found: list[Outcome]) -> str:
-    """Per entry: wrong or correct, its name, the points it lost per exercise, then each failed check's message."""
-    lines = []
+    """Per entry: wrong or correct, its name, whether the public checks flag it before hand-in (their exercises), the
+    points grading took away per exercise, then each failed check's message."""
+    lines = [f"{'':7}  {'public':<28}  {'graded':<28}  entry"]
     for o in sorted(found, key=lambda o: (o.entry.correct, o.entry.name)):
+        public = ", ".join(o.public) or "-"
         lost = ", ".join(f"{e} -{p:g}" for e, p in o.lost.items()) or "full marks"
-        lines.append(f"{'correct' if o.entry.correct else 'wrong  '}  {o.entry.name}: {lost}")
+        lines.append(f"{'correct' if o.entry.correct else 'wrong  '}  {public:<28}  {lost:<28}  {o.entry.name}")
         lines += [f"           ✗ {c.description} (-{c.points:g}): {c.reason}" for fs in o.failures.values() for c in fs]
+    wrong = [o for o in found if not o.entry.correct]
+    flagged = sum(bool(set(o.public) & set(o.entry.cells)) for o in wrong)
+    lines.append(f"public checks flag {flagged} of {len(wrong)} wrong answers in their own exercise; "
+                 f"{sum(bool(o.public) for o in found if o.entry.correct)} correct answers flagged")
     return "\n".join(lines)

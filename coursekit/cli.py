@@ -152,7 +152,9 @@ def cmd_bench_training(args) -> int:
 def cmd_catalogue(args) -> int:
     from . import catalogue
 
-    print(catalogue.table(catalogue.grade(catalogue.load())))
+    entries = catalogue.load()
+    students = [s for s in catalogue.submissions(entries) if any(part in s for part in args.only)] if args.only else None
+    print(catalogue.table(catalogue.grade(entries, students)))
     return 0
 
 
@@ -191,6 +193,11 @@ def main(argv=None) -> int:
                           help="... or after this many seconds (default: 120 on CPU, 1200 on GPU)")
     training.add_argument("--out", type=Path, help="the JSON report (default: reports/bench_training_<device>.json)")
     training.set_defaults(run=cmd_bench_training)
+    catalogue = commands.add_parser("catalogue", help="grade the catalogue of known right and wrong answers "
+                                    "(tests/catalogue.py): what the public checks flag, what grading takes away")
+    catalogue.add_argument("--only", nargs="+", metavar="TEXT",
+                           help="only the submissions whose id contains one of these (e.g. wrong-decode correct-)")
+    catalogue.set_defaults(run=cmd_catalogue)
     for name, function, help in [
         ("notebook", cmd_notebook, "rebuild the instructor notebook from its text twin in source_text/"),
         ("notebook-text", cmd_notebook_text, "rewrite the text twin in source_text/ from the instructor notebook"),
@@ -198,7 +205,6 @@ def main(argv=None) -> int:
         ("participants", cmd_participants, "record the names and Moodle participant ids of a collected zip"),
         ("scores", cmd_scores, "print the table of scores from reports/grading.csv"),
         ("report", cmd_report, "the class report for TAs: reports/class_report.html and CSV files in reports/"),
-        ("catalogue", cmd_catalogue, "grade the catalogue of known right and wrong answers (tests/catalogue.py)"),
         ("bench-notebook", cmd_bench_notebook, "time the autograding of one submission, and its slowest cells"),
     ]:
         commands.add_parser(name, help=help).set_defaults(run=function)

@@ -36,6 +36,16 @@ TIMED_OUT = "your code ran for more than {seconds} seconds: is there an infinite
 NOT_RUN_AFTER_TIMEOUT = "not run: an earlier check of this exercise ran out of time"
 CELL_TIMED_OUT = "not run: the check cell ran out of time"
 NO_ANSWER = "no answer from your code for this check"
+NOT_IMPLEMENTED = "not implemented yet"
+SAME_ERROR = "the same error as above"
+# A one-line hint per kind of crash, after the error's own message.
+CRASH_HINTS = {
+    "RuntimeError": "check the shapes of the tensors your code combines (print them step by step)",
+    "IndexError": "an index or a position is out of range",
+    "NameError": "a name is not defined: run the cells above first, and keep the names the notebook gives",
+    "AttributeError": "an object lacks the attribute your code uses",
+    "TypeError": "a function got arguments of the wrong number or type",
+}
 
 
 def check_line(passed, description, points, reason=""):
@@ -43,6 +53,19 @@ def check_line(passed, description, points, reason=""):
     if passed:
         return f"  {PASSED} {description} [{points}/{points}]"
     return f"  {FAILED} {description} [0/{points}]: {reason}"
+
+
+def without_repeats(reasons):
+    """The reasons of an exercise's checks, in order, with a crash already reported above said once: the same
+    failure again reads "the same error as above" (None, for a check that passed, stays None)."""
+    seen, result = set(), []
+    for reason in reasons:
+        repeated = reason is not None and reason in seen and (reason.startswith("your code raised")
+                                                               or reason == NOT_IMPLEMENTED)
+        result.append(SAME_ERROR if repeated else reason)
+        if reason is not None:
+            seen.add(reason)
+    return result
 
 
 def summary_line(exercise, earned, checked, points):
@@ -138,7 +161,9 @@ class Checks:
         if passed:
             self.earned += points
         else:
+            shown = without_repeats([r for _, r in self.failures] + [reason])[-1]
             self.failures.append((description, reason))
+            reason = shown
         print(check_line(passed, description, points, reason))
         return passed
 
@@ -158,7 +183,10 @@ def reason_for(status, result, seconds):
         return result
     if status == "error":
         name, message = result
-        return f"your code raised {name}: {message}"
+        if name == "NotImplementedError":
+            return NOT_IMPLEMENTED
+        hint = CRASH_HINTS.get(name)
+        return f"your code raised {name}: {message}" + (f" ({hint})" if hint else "")
     if status == "timeout":
         return TIMED_OUT.format(seconds=seconds)
     if status == "skipped":
@@ -287,8 +315,29 @@ def replaced(**names):
 
 def expect_tensor(value, shape, what="the output"):
     """Fails with a plain message unless `value` is a tensor of the given shape."""
-    assert isinstance(value, torch.Tensor), f"{what} should be a torch.Tensor, not {type(value).__name__}"
+    type_name = value.type_name if isinstance(value, Other) else type(value).__name__
+    assert isinstance(value, torch.Tensor), f"{what} should be a torch.Tensor, not {type_name}"
     assert tuple(value.shape) == tuple(shape), f"{what} should have shape {tuple(shape)}, not {tuple(value.shape)}"
+
+
+def expect_numbers(value, expected, mistakes=(), what="the output", atol=1e-4):
+    """Fails unless the tensor `value` holds the numbers `expected` (nested lists, as written in the notebook).
+
+    `mistakes` pairs a message with the numbers that mistake would give, for the same inputs: when `value` matches
+    one, the message says which mistake it is. NaN is named as such, with its usual causes."""
+    expected = torch.tensor(expected, dtype=torch.float32)
+    expect_tensor(value, expected.shape, what)
+    value = value.detach().float().cpu()
+    if torch.allclose(value, expected, atol=atol, rtol=atol):
+        return
+    for message, numbers in mistakes:
+        if torch.allclose(value, torch.tensor(numbers, dtype=torch.float32), atol=atol, rtol=atol):
+            raise AssertionError(f"wrong values in {what}: {message}")
+    if torch.isnan(value).any():
+        raise AssertionError(f"{what} contains NaN: is a row of attention scores entirely masked, or is -inf "
+                             "multiplied by 0 somewhere?")
+    difference = (value - expected).abs().max().item()
+    raise AssertionError(f"wrong values in {what} (largest difference from the expected values: {difference:.3g})")
 
 
 def seeded_randn(*shape, seed, scale=1.0):

@@ -83,9 +83,10 @@ class Grader:
             index = message.get("index")
             if type(index) is int and index not in received:
                 received[index] = message
+        reasons = [self._reason(received.get(index), description, verdict, timed_out)
+                   for index, (description, points, verdict) in enumerate(checks.entries)]
         lines, earned = [f"Checking {checks.exercise}:"], 0
-        for index, (description, points, verdict) in enumerate(checks.entries):
-            reason = self._reason(received.get(index), description, verdict, timed_out)
+        for (description, points, _), reason in zip(checks.entries, notebook_checks.without_repeats(reasons), strict=True):
             earned += points if reason is None else 0
             lines.append(notebook_checks.check_line(reason is None, description, points, reason))
         lines.append(notebook_checks.summary_line(checks.exercise, earned, sum(e[1] for e in checks.entries),

@@ -13,8 +13,9 @@ check (or a known variant to MISTAKES) in the notebook's hidden tests, in source
 from coursekit.catalogue import Entry
 
 
-def wrong(name: str, exercise: str, code: str, expect: str) -> Entry:
-    return Entry(name, {exercise: code}, correct=False, expect=expect)
+def wrong(name: str, exercise: str, code: str, expect: str, hidden_only: str = "") -> Entry:
+    """A wrong answer; `hidden_only` says why no public check can flag it, when that is so."""
+    return Entry(name, {exercise: code}, correct=False, expect=expect, hidden_only=hidden_only)
 
 
 def correct(name: str, exercise: str, code: str) -> Entry:
