@@ -10,7 +10,7 @@ import pytest
 
 import attacks
 from conftest import autograded_notebook, grader_only_names
-from coursekit import notebook_checks, scoring
+from coursekit import layout, notebook_checks, scoring
 
 HONEST = "demo-mistakes"
 # Attacks on what the kernel displays, on the score it keeps, on the values it compares: the probes still run.
@@ -81,15 +81,20 @@ def test_the_gc_search_would_find_the_references_where_they_are(source_nb):
 
 
 def test_student_code_never_sees_a_grader_only_cell(graded, source_nb):
-    """Neither the released notebook nor any graded one has a line of the grader-only cells."""
+    """Neither the released notebook nor any graded one has a line of the grader-only cells (but lines the student's
+    own hand-in also has, such as a decode loop written like the reference's)."""
     elsewhere = "\n".join(c.source for c in source_nb.cells if not scoring.is_grader_only(c))
     grader_lines = {line.strip() for c in source_nb.cells if scoring.is_grader_only(c)
                     for line in c.source.splitlines() if len(line.strip()) > 25 and line.strip() not in elsewhere}
     assert len(grader_lines) > 150
     release = nbformat.read(graded.course.release_notebook, as_version=4)
-    for nb in [release, autograded_notebook(graded, "leak-history"), autograded_notebook(graded, "leak-captured-cells")]:
+    assert not [line for line in grader_lines if line in "\n".join(c.source for c in release.cells)]
+    for student in ["leak-history", "leak-captured-cells"]:
+        nb = autograded_notebook(graded, student)
+        handed_in = nbformat.read(layout.submission_dir(graded.course.staging, student) / layout.NOTEBOOK, as_version=4)
+        own = "\n".join(c.source for c in handed_in.cells)
         text = "\n".join(c.source for c in nb.cells) + _printed(nb)
-        assert not [line for line in grader_lines if line in text]
+        assert not [line for line in grader_lines if line in text and line not in own], student
 
 
 @pytest.mark.parametrize("student", ["leak-history", "leak-captured-cells"])
@@ -108,7 +113,8 @@ def test_captured_hidden_tests_are_removed_from_what_student_code_prints(graded)
 
 def test_the_check_cells_are_not_in_the_kernels_history(graded):
     printed = _printed(autograded_notebook(graded, "leak-history"))
-    assert 'checks = Checks("self_attention", points=10)' not in printed and "def self_attention" in printed
+    assert "def self_attention(S, W_Q, W_K, W_V)" in printed, "the exercise cells are in the history"
+    assert '"""Checks self_attention' not in printed and "cells in the history" in printed
 
 
 def test_other_students_are_graded_as_if_alone(graded):
