@@ -1,7 +1,8 @@
 """Every catalogue entry (tests/catalogue.py), graded through nbgrader exactly like a student's hand-in:
 wrong answers lose points in their own exercise only, each lost point with a message that names the
 mistake; correct answers written differently get full marks; grading the same answer twice gives the
-same score."""
+same score. And before hand-in, in the student's notebook: the public checks flag wrong answers in their own
+exercise, never a correct one."""
 
 import pytest
 
@@ -62,3 +63,25 @@ def test_grading_the_same_answers_again_gives_the_same_scores(outcomes):
     for outcome in again:
         assert outcome.lost == outcomes[outcome.entry.name].lost, outcome.entry.name
         assert outcome.failures == outcomes[outcome.entry.name].failures, outcome.entry.name
+
+
+@pytest.mark.parametrize("entry", [e for e in WRONG if not e.hidden_only], ids=[e.name for e in WRONG if not e.hidden_only])
+def test_a_wrong_answer_fails_a_public_check_of_its_own_exercise_before_hand_in(outcomes, entry):
+    outcome = outcomes[entry.name]
+    assert set(outcome.public) & set(entry.cells), f"no public check flags it (public failures: {outcome.public})"
+
+
+def test_the_public_checks_flag_at_least_85_percent_of_the_wrong_answers(outcomes):
+    flagged = [e for e in WRONG if set(outcomes[e.name].public) & set(e.cells)]
+    assert len(flagged) >= 0.85 * len(WRONG), f"{len(flagged)} of {len(WRONG)}"
+
+
+@pytest.mark.parametrize("entry", CORRECT, ids=[e.name for e in CORRECT])
+def test_no_public_check_flags_a_correct_answer(outcomes, entry):
+    assert outcomes[entry.name].public == {}
+
+
+def test_an_answer_the_public_checks_call_all_passing_scores_at_least_90(outcomes):
+    for outcome in outcomes.values():
+        if not outcome.public:
+            assert 100 - sum(outcome.lost.values()) >= 90, outcome.entry.name
