@@ -1337,7 +1337,7 @@ def _public_csa_four_projections(shapes):
 
 def _public_csa_identity_output():
     """The module's output when its query, key, value and output projections are all the identity (and biases 0)."""
-    module = CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.0, seq_len=4).to(DEVICE).eval()
+    module = CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.0, seq_len=3).to(DEVICE).eval()
     with torch.no_grad():
         for p in module.parameters():  # a fused (k·8, 8) or (8, k·8) weight gets k identities
             if p.dim() == 2 and p.shape[1] == 8 and p.shape[0] % 8 == 0:
@@ -1431,7 +1431,7 @@ def _public_csa_weights_dropout(outputs):
     expect_tensor(trained, (2, 8, 16))
     expect_tensor(evaluated, (2, 8, 16))
     assert not torch.allclose(trained, evaluated, atol=1e-4, rtol=1e-4), (
-        "with dropout=0.5 the output is the same in training mode as in eval mode: "
+        "no dropout in training mode: with dropout=0.5 the output is the same as in eval mode; "
         "add dropout (nn.Dropout) on the attention weights and on the output")
     kept = trained != 0
     assert not torch.allclose(trained[kept], 2 * evaluated[kept], atol=1e-4, rtol=1e-4), (
@@ -1447,7 +1447,7 @@ def _public_csa_output_dropout(outputs):
 
 def _public_csa_on_another_device():
     """Moves the module to the "meta" device (shapes without data): what it keeps must move with it, as to a GPU."""
-    module = CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.0, seq_len=4).to("meta").eval()
+    module = CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.0, seq_len=3).to("meta").eval()
     try:
         output = module(torch.empty(1, 3, 8, device="meta"))
     except RuntimeError as error:
