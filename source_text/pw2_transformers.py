@@ -1066,14 +1066,15 @@ def _public_two_heads(output):
 
 checks.check("output shape (B, T, hidden)", 1, lambda: multi_head_attention(*_multi_head_inputs(0)),
              lambda output: expect_tensor(output, (2, 6, 8)))
-checks.check("values on a small example with 4 heads (the default)", 3,
+checks.check("values with 4 heads (the default)", 3,
              lambda: multi_head_attention(*_public_multi_head_inputs(110, hidden=8)), _public_four_heads)
-checks.check("values on a small example with num_heads=2", 2,
+checks.check("values with num_heads=2", 2,
              lambda: multi_head_attention(*_public_multi_head_inputs(120, hidden=4), num_heads=2), _public_two_heads)
 ### BEGIN HIDDEN TESTS
-checks.check("values with 4 heads (the default)", 2, lambda: multi_head_attention(*_multi_head_inputs(10)),
+checks.check("values with 4 heads, other inputs", 2, lambda: multi_head_attention(*_multi_head_inputs(10)),
              "verdict_multi_head_attention_4_heads")
-checks.check("values with num_heads=2", 2, lambda: multi_head_attention(*_multi_head_inputs(20), num_heads=2),
+checks.check("values with num_heads=2, other inputs", 2,
+             lambda: multi_head_attention(*_multi_head_inputs(20), num_heads=2),
              "verdict_multi_head_attention_2_heads")
 ### END HIDDEN TESTS
 checks.score()
