@@ -1325,7 +1325,8 @@ def _public_csa_shorter_sequence():
 
 
 def _public_csa_projection_sizes():
-    return [list(p.shape) for p in CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.0, seq_len=4).parameters()]
+    module = CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.0, seq_len=4)
+    return [list(p.shape) for p in module.parameters() if p.requires_grad]  # what is learned (not a frozen mask)
 
 
 def _public_csa_four_projections(shapes):
@@ -1341,6 +1342,8 @@ def _public_csa_identity_output():
     module = CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.0, seq_len=3).to(DEVICE).eval()
     with torch.no_grad():
         for p in module.parameters():  # a fused (k·8, 8) or (8, k·8) weight gets k identities
+            if not p.requires_grad:  # not learned (a mask kept as a frozen parameter?): left as it is
+                continue
             if p.dim() == 2 and p.shape[1] == 8 and p.shape[0] % 8 == 0:
                 p.copy_(torch.eye(8).repeat(p.shape[0] // 8, 1))
             elif p.dim() == 2 and p.shape[0] == 8 and p.shape[1] % 8 == 0:
@@ -1522,18 +1525,23 @@ class FeedForward(nn.Module):
 
 # %% tags=["grader-only"]
 # Grader-only: the verdicts of the hidden checks of FeedForward.
-def verdict_feed_forward_values(data):
+def _feed_forward_layers(data):
+    """The module's two layers, as functions: nn.Linear layers, or raw matrices used as x @ W (and their biases)."""
     linears = data["linears"]
     up = [m for m in linears if tuple(m["weight"].shape) == (64, 16)]
     down = [m for m in linears if tuple(m["weight"].shape) == (16, 64)]
-    assert up and down, "expected a Linear layer from hidden_size to 4 * hidden_size, then one back to hidden_size"
+    if up and down:
+        return ((lambda h: F.linear(h, up[0]["weight"], up[0]["bias"])),
+                (lambda h: F.linear(h, down[0]["weight"], down[0]["bias"])))
+    raw = {tuple(p["value"].shape): p["value"] for p in data["parameters"] if p["kind"] == "other"}
+    if (16, 64) in raw and (64, 16) in raw:
+        b_up, b_down = raw.get((64,), 0.0), raw.get((16,), 0.0)
+        return (lambda h: h @ raw[(16, 64)] + b_up), (lambda h: h @ raw[(64, 16)] + b_down)
+    raise AssertionError("expected a Linear layer from hidden_size to 4 * hidden_size, then one back to hidden_size")
 
-    def up_(h):
-        return F.linear(h, up[0]["weight"], up[0]["bias"])
 
-    def down_(h):
-        return F.linear(h, down[0]["weight"], down[0]["bias"])
-
+def verdict_feed_forward_values(data):
+    up_, down_ = _feed_forward_layers(data)
     x = seeded_randn(2, 5, 16, seed=71)
     _expect_values(data["output"], down_(F.relu(up_(x))), {
         "there is no activation between the two layers: add a ReLU": down_(up_(x)),
@@ -1619,7 +1627,7 @@ def _probe_feed_forward_values():
     with torch.no_grad():
         output = module(seeded_randn(2, 5, 16, seed=71))
     linears = [{"weight": m.weight, "bias": m.bias} for m in module.modules() if isinstance(m, nn.Linear)]
-    return {"output": output, "linears": linears}
+    return {"output": output, "linears": linears, "parameters": learned_parameters(module)}
 
 
 checks.check("two layers (hidden → 4 × hidden → hidden) with a ReLU in between", 1, _probe_feed_forward_values,

@@ -307,6 +307,25 @@ ENTRIES = [
         y, _ = self.attn(x, x, x, attn_mask=self.future[:T, :T], need_weights=False)
         return self.drop(y)
 '''),
+    correct("CausalSelfAttention: mask kept as a frozen parameter, a loop over heads", "CausalSelfAttention", '''class CausalSelfAttention(nn.Module):
+    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+        super().__init__()
+        self.n, self.d = num_heads, hidden_size // num_heads
+        self.q, self.k, self.v, self.proj = (nn.Linear(hidden_size, hidden_size) for _ in range(4))
+        self.drop_w, self.drop_out = nn.Dropout(dropout), nn.Dropout(dropout)
+        self.mask = nn.Parameter(torch.tril(torch.ones(seq_len, seq_len)), requires_grad=False)
+
+    def forward(self, x):
+        T = x.shape[1]
+        Q, K, V = self.q(x), self.k(x), self.v(x)
+        outs = []
+        for h in range(self.n):
+            cols = slice(h * self.d, (h + 1) * self.d)
+            w = (Q[..., cols] @ K[..., cols].transpose(-2, -1)) / math.sqrt(self.d)
+            w = self.drop_w(w.masked_fill(self.mask[:T, :T] == 0, float("-inf")).softmax(-1))
+            outs.append(w @ V[..., cols])
+        return self.drop_out(self.proj(torch.cat(outs, dim=-1)))
+'''),
     correct("CausalSelfAttention: fused QKV with F.scaled_dot_product_attention, no bias", "CausalSelfAttention", '''class CausalSelfAttention(nn.Module):
     def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
         super().__init__()
@@ -416,6 +435,18 @@ ENTRIES = [
 
     def forward(self, x):
         return F.dropout(self.w2(torch.relu(self.w1(x))), self.p, training=self.training)
+'''),
+    correct("FeedForward: raw parameter matrices", "FeedForward", '''class FeedForward(nn.Module):
+    def __init__(self, hidden_size, dropout):
+        super().__init__()
+        self.W1 = nn.Parameter(torch.randn(hidden_size, 4 * hidden_size) / hidden_size ** 0.5)
+        self.b1 = nn.Parameter(torch.zeros(4 * hidden_size))
+        self.W2 = nn.Parameter(torch.randn(4 * hidden_size, hidden_size) / (4 * hidden_size) ** 0.5)
+        self.b2 = nn.Parameter(torch.zeros(hidden_size))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.drop((x @ self.W1 + self.b1).relu() @ self.W2 + self.b2)
 '''),
     correct("FeedForward: nn.Sequential", "FeedForward", '''class FeedForward(nn.Module):
     def __init__(self, hidden_size, dropout):
