@@ -826,6 +826,10 @@ def verdict_self_attention_values(output):
     S, W_Q, W_K, W_V = _self_attention_inputs(1)
     variants = {m: _ref_attention(S, W_Q, W_K, W_V, mistake=m)
                 for m in ["scale:none", "scale:model", "scale:multiply", "softmax_dim"]}
+    Q, K, V = S @ W_Q, S @ W_K, S @ W_V
+    variants["the scores are divided by √d_v, the size of one value; divide by √d_k, the size of one key"] = (
+        Q @ K.transpose(-2, -1) / math.sqrt(V.shape[-1])).softmax(dim=-1) @ V
+    variants["the scores are divided by d_k instead of √d_k"] = (Q @ K.transpose(-2, -1) / K.shape[-1]).softmax(dim=-1) @ V
     _expect_values(output, _ref_attention(S, W_Q, W_K, W_V), variants)
 
 
@@ -836,7 +840,7 @@ def verdict_self_attention_batch(outputs):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_self_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
-"""Checks self_attention: output shape, and values against softmax(Q Kᵀ / √d_k) V."""
+"""Checks self_attention: output shape, values on a small example, large scores; hidden: other inputs, batches."""
 checks = Checks("self_attention", points=10)
 
 
@@ -845,7 +849,55 @@ def _public_self_attention_output():
     return self_attention(S, W_Q, W_K, W_V)
 
 
-checks.check("output shape (B, T, d_v)", 2, _public_self_attention_output, lambda output: expect_tensor(output, (2, 5, 3)))
+def _public_self_attention_inputs(scale=1.0):
+    """S (1, 3, 5), W_Q and W_K (5, 2), W_V (5, 3): d_k = 2 and d_v = 3."""
+    return (seeded_randn(1, 3, 5, seed=100, scale=scale), seeded_randn(5, 2, seed=101, scale=0.5),
+            seeded_randn(5, 2, seed=102, scale=0.5), seeded_randn(5, 3, seed=103))
+
+
+_SCALED_BY_D_V = "the scores are divided by √d_v, the size of one value; divide by √d_k, the size of one key"
+_SCALED_BY_D_K = "the scores are divided by d_k instead of √d_k"
+
+
+def _public_self_attention_values(output):
+    expect_numbers(output, [[[-0.51023, 1.5691, -2.0588],
+                             [-1.485, 1.3625, -2.6762],
+                             [-2.7775, 1.3225, -3.8022]]], mistakes=[
+        ("the scores are not scaled: divide Q Kᵀ by √d_k", [[[-0.021417, 1.4682, -1.4805],
+                                                             [-1.5025, 1.3377, -2.6596],
+                                                             [-2.8845, 1.3144, -3.8892]]]),
+        ("the scores are divided by the square root of the hidden size; divide by √d_k, the size of one key",
+         [[[-1.1903, 1.6941, -2.8432],
+           [-1.5848, 1.4328, -2.8596],
+           [-2.5597, 1.3662, -3.6611]]]),
+        ("the scores are multiplied by √d_k instead of divided by it", [[[0.30163, 1.3949, -1.0896],
+                                                                         [-1.5882, 1.3291, -2.7265],
+                                                                         [-2.9254, 1.3131, -3.9248]]]),
+        (_SCALED_BY_D_V, [[[-0.82176, 1.6285, -2.4209],
+                           [-1.5124, 1.3883, -2.7352],
+                           [-2.6851, 1.3356, -3.7352]]]),
+        (_SCALED_BY_D_K, [[[-1.0348, 1.6671, -2.6658],
+                           [-1.5485, 1.4119, -2.799],
+                           [-2.6139, 1.3507, -3.6901]]]),
+        ("the softmax is taken over the wrong dimension: for each query, the weights over the keys (the last dimension) "
+         "must sum to 1", [[[-2.6483, 2.0338, -4.6835],
+                            [-0.63326, 0.79758, -1.4172],
+                            [-4.4517, 2.8245, -6.9777]]]),
+    ])
+
+
+def _public_large_scores(output):
+    expect_tensor(output, (1, 3, 3))
+    assert torch.isfinite(output).all(), (
+        "with large scores (inputs × 30) the output contains inf or NaN: the exponential of a large score overflows; "
+        "torch.softmax does not (it subtracts each row's maximum first)")
+
+
+checks.check("output shape (B, T, d_v)", 1, _public_self_attention_output, lambda output: expect_tensor(output, (2, 5, 3)))
+checks.check("values on a small example (d_k = 2, d_v = 3)", 3, lambda: self_attention(*_public_self_attention_inputs()),
+             _public_self_attention_values)
+checks.check("no inf or NaN for large scores", 1, lambda: self_attention(*_public_self_attention_inputs(scale=30.0)),
+             _public_large_scores)
 ### BEGIN HIDDEN TESTS
 def _self_attention_inputs(seed):
     S = seeded_randn(2, 6, 8, seed=seed)
@@ -858,7 +910,7 @@ def _probe_self_attention_batch():
     return {"batch": self_attention(S, W_Q, W_K, W_V), "alone": [self_attention(S[b:b + 1], W_Q, W_K, W_V) for b in range(3)]}
 
 
-checks.check("values match softmax(Q Kᵀ / √d_k) V", 6, lambda: self_attention(*_self_attention_inputs(1)),
+checks.check("values match softmax(Q Kᵀ / √d_k) V", 3, lambda: self_attention(*_self_attention_inputs(1)),
              "verdict_self_attention_values")
 checks.check("sequences in a batch don't mix", 2, _probe_self_attention_batch, "verdict_self_attention_batch")
 ### END HIDDEN TESTS
@@ -919,6 +971,9 @@ def _verdict_multi_head_attention(output, num_heads, seed):
     variants = {m: _ref_attention(*args, num_heads=num_heads, mistake=m)
                 for m in ["scale:none", "scale:model", "scale:multiply", "softmax_dim", "split", "merge", "no_W_O"]}
     variants["heads_ignored"] = _ref_attention(*args, num_heads=4 if num_heads != 4 else 1)
+    S, W_Q, W_K, W_V, W_O = args
+    variants["the output projection is applied transposed (W_Oᵀ instead of W_O)"] = (
+        _attend(S @ W_Q, S @ W_K, S @ W_V, num_heads, causal=False) @ W_O.T)
     _expect_values(output, _ref_attention(*args, num_heads=num_heads), variants)
 
 
@@ -931,21 +986,95 @@ def verdict_multi_head_attention_2_heads(output):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_multi_head_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
-"""Checks multi_head_attention: output shape, and values against a reference, with 4 and with 2 heads."""
+"""Checks multi_head_attention: output shape, and values on small examples with 4 and with 2 heads (hidden: other inputs)."""
 checks = Checks("multi_head_attention", points=10)
 
 
-def _multi_head_inputs(seed):
-    """S (2, 6, 8), then W_Q, W_K, W_V, W_O (8, 8)."""
-    return (seeded_randn(2, 6, 8, seed=seed),) + tuple(seeded_randn(8, 8, seed=seed + i, scale=0.5) for i in range(1, 5))
+def _multi_head_inputs(seed, T=6, hidden=8):
+    """S (2, T, hidden), then W_Q, W_K, W_V, W_O (hidden, hidden)."""
+    return (seeded_randn(2, T, hidden, seed=seed),) + tuple(seeded_randn(hidden, hidden, seed=seed + i, scale=0.5)
+                                                            for i in range(1, 5))
 
 
-checks.check("output shape (B, T, hidden)", 2, lambda: multi_head_attention(*_multi_head_inputs(0)),
+def _public_multi_head_inputs(seed, hidden, T=3, scale=0.5):
+    """S (1, T, hidden), then W_Q, W_K, W_V, W_O (hidden, hidden)."""
+    return (seeded_randn(1, T, hidden, seed=seed),) + tuple(seeded_randn(hidden, hidden, seed=seed + i, scale=scale)
+                                                            for i in range(1, 5))
+
+
+_HEADS_SPLIT = "the heads are split without a transpose: view Q, K, V as (B, T, heads, d_h), then transpose to (B, heads, T, d_h)"
+_HEADS_MERGED = ("the heads are merged without transposing back: (B, heads, T, d_h) must become (B, T, heads, d_h) "
+                 "before the reshape to (B, T, hidden)")
+_NOT_SCALED = "the scores are not scaled: divide Q Kᵀ by √d_h, the size of one head's keys"
+
+
+def _public_four_heads(output):
+    expect_numbers(output, [[[2.5926, -3.6161, 2.5692, -1.0526, -0.4287, 1.4506, 0.53121, -1.1111],
+                             [1.7763, -0.36643, 0.50097, 0.090402, -2.495, -0.26698, -0.7636, 2.3817],
+                             [2.1568, -2.9839, 1.7443, -1.0556, -1.9885, 1.5082, -0.012586, 0.56044]]], mistakes=[
+        (_NOT_SCALED, [[[2.6641, -3.7688, 2.6822, -1.139, -0.15198, 1.507, 0.62504, -1.5184],
+                        [1.7579, -0.045918, 0.37588, 0.16913, -2.5941, -0.46999, -0.87326, 2.6068],
+                        [2.1987, -3.096, 1.8314, -1.1708, -2.0751, 1.6016, -0.032194, 0.62842]]]),
+        ("the scores are divided by the square root of the hidden size; divide by √d_h, the size of one head's keys",
+         [[[2.3474, -3.2394, 2.1937, -0.79283, -0.86215, 1.295, 0.35548, -0.38712],
+           [1.7802, -0.93696, 0.73566, -0.012686, -2.2441, 0.080738, -0.53974, 1.9489],
+           [2.06, -2.6652, 1.5472, -0.75123, -1.8402, 1.2314, -0.016466, 0.60208]]]),
+        ("the softmax is taken over the wrong dimension: for each query, the weights over the keys (the last dimension) "
+         "must sum to 1", [[[2.8613, -4.9789, 2.6601, -0.74569, 0.82734, 1.8555, 1.0563, -2.6365],
+                            [1.0554, 0.29296, 0.20432, 0.23007, -1.6659, -0.57664, -0.79651, 2.4815],
+                            [1.6492, -0.14395, 0.56028, 0.1054, -4.6232, -0.016208, -1.0312, 4.299]]]),
+        (_HEADS_SPLIT, [[[-0.19616, 0.37418, -0.65223, -0.75481, -2.4717, 1.4108, 0.52532, -1.2299],
+                         [-2.0594, 4.1839, -3.5986, 2.3239, -2.6042, -1.8048, -0.7999, 2.7026],
+                         [0.53879, -1.0597, -0.035577, -0.69327, -0.79723, 1.2595, 0.51834, -1.923]]]),
+        (_HEADS_MERGED, [[[-0.28308, 0.49475, -1.8062, 0.62141, -0.67785, -0.2959, -0.37583, -0.26539],
+                          [0.82762, 1.0585, -0.77339, 1.3099, -2.0214, -1.5476, -1.171, 3.2975],
+                          [-0.98944, 0.49645, -1.8521, 0.98723, -1.2616, 0.85977, 0.85349, -1.4184]]]),
+        ("the concatenated heads are not projected back with the output projection (W_O)", [[[0.59868, -1.5967, 0.24256, 1.4521, 0.77522, 1.3067, -0.95005, -2.232],
+                                                                                             [0.69772, -0.70817, 0.54542, 0.4028, 0.81915, 1.6911, 0.70488, 0.25057],
+                                                                                             [0.71954, -0.8309, 0.62856, 0.60995, 0.56315, 2.0166, -0.82845, -1.9705]]]),
+        ("the output projection is applied transposed (W_Oᵀ instead of W_O)", [[[2.7191, -0.89717, -0.17805, 2.0569, 0.035197, -3.6821, -1.7664, -3.1635],
+                                                                                [-0.081533, -0.69707, 0.91263, 1.3603, -0.48601, -0.65815, 0.033936, -2.488],
+                                                                                [1.3117, -1.4134, 0.13668, 1.4526, -0.52989, -2.6967, -1.0354, -3.6032]]]),
+        ("this is single-head attention: the number of heads is not taken from num_heads", [[[3.1981, -3.3885, 3.1191, -1.318, -3.0026, 1.5896, 0.066196, 1.24],
+                                                                                             [1.5667, -0.5954, 0.12448, 0.49279, -0.34254, -0.61144, -0.46775, 0.62284],
+                                                                                             [1.2602, -0.8512, 0.29275, 0.36925, -1.3538, -0.060656, -0.39389, 1.4808]]]),
+    ], what="the output with 4 heads")
+
+
+def _public_two_heads(output):
+    expect_numbers(output, [[[0.80693, 0.14442, 0.15033, -0.51946],
+                             [0.99921, 0.057453, 0.17522, -0.69676],
+                             [0.77707, 0.12467, 0.15651, -0.50889]]], mistakes=[
+        ("the number of heads is not taken from num_heads: with num_heads=2 the function uses 4 heads", [[[0.69691, 0.088228, 0.12611, -0.37894],
+                                                                                                          [0.86191, 0.049564, 0.26591, -0.60157],
+                                                                                                          [0.72574, 0.10192, 0.15029, -0.45695]]]),
+        ("the number of heads is not taken from num_heads: with num_heads=2 the function uses a single head",
+         [[[0.75621, 0.11336, 0.19665, -0.52896],
+           [1.101, 0.040518, 0.17453, -0.76312],
+           [0.74487, 0.10035, 0.18705, -0.51574]]]),
+        (_NOT_SCALED, [[[0.84473, 0.16226, 0.13776, -0.53101],
+                        [1.099, 0.044697, 0.17367, -0.76651],
+                        [0.80734, 0.1353, 0.14546, -0.51882]]]),
+        (_HEADS_SPLIT, [[[0.77104, 0.027069, 0.2514, -0.68535],
+                         [0.81348, 0.10637, 0.08224, -0.60265],
+                         [0.93657, 0.12935, 0.022666, -0.62739]]]),
+        (_HEADS_MERGED, [[[0.78594, -0.36537, -0.052406, -0.76346],
+                          [0.77754, 0.13574, 0.15544, -0.50187],
+                          [0.74679, 0.1993, 0.38324, -0.77276]]]),
+    ], what="the output with num_heads=2")
+
+
+checks.check("output shape (B, T, hidden)", 1, lambda: multi_head_attention(*_multi_head_inputs(0)),
              lambda output: expect_tensor(output, (2, 6, 8)))
+checks.check("values with 4 heads (the default)", 3,
+             lambda: multi_head_attention(*_public_multi_head_inputs(110, hidden=8)), _public_four_heads)
+checks.check("values with num_heads=2", 2,
+             lambda: multi_head_attention(*_public_multi_head_inputs(120, hidden=4), num_heads=2), _public_two_heads)
 ### BEGIN HIDDEN TESTS
-checks.check("values with 4 heads (the default)", 4, lambda: multi_head_attention(*_multi_head_inputs(10)),
+checks.check("values with 4 heads, other inputs", 2, lambda: multi_head_attention(*_multi_head_inputs(10)),
              "verdict_multi_head_attention_4_heads")
-checks.check("values with num_heads=2", 4, lambda: multi_head_attention(*_multi_head_inputs(20), num_heads=2),
+checks.check("values with num_heads=2, other inputs", 2,
+             lambda: multi_head_attention(*_multi_head_inputs(20), num_heads=2),
              "verdict_multi_head_attention_2_heads")
 ### END HIDDEN TESTS
 checks.score()
@@ -1036,32 +1165,74 @@ def verdict_causal_2_heads(output):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_causal_multi_head_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
-"""Checks causal_multi_head_attention: shape, causality, and values against a reference."""
+"""Checks causal_multi_head_attention: shape, causality, and values on a small example (hidden: other inputs)."""
 checks = Checks("causal_multi_head_attention", points=10)
+
+
+def _public_causal_mha_future():
+    S, *W = _multi_head_inputs(35, T=5)
+    return {"before": causal_multi_head_attention(S, *W), "after": causal_multi_head_attention(with_last_position_changed(S), *W)}
+
+
+def _public_causal_mha_no_future(outputs):
+    before, after = outputs["before"], outputs["after"]
+    expect_tensor(before, (2, 5, 8))
+    expect_tensor(after, (2, 5, 8))
+    assert torch.allclose(before[:, :-1], after[:, :-1], atol=1e-4, rtol=1e-4), (
+        "changing the last token changed the output at earlier positions: a position must not attend to later ones")
+
+
+def _public_causal_mha_values(output):
+    expect_numbers(output, [[[-1.0049, -0.91756, -1.0915, 2.409],
+                             [-0.6912, 1.6654, -0.88186, -0.081725],
+                             [5.367, -1.0307, 4.9812, 4.4599],
+                             [-1.1998, 0.78028, -1.2598, -0.19947]]], mistakes=[
+        ("there is no causal mask: each position also attends to later positions", [[[-1.4623, -2.0891, -0.92402, -1.1277],
+                                                                                     [-0.73582, -1.2248, 0.36768, -3.1195],
+                                                                                     [4.1084, -4.3078, 5.6739, -1.4723],
+                                                                                     [-1.1998, 0.78028, -1.2598, -0.19947]]]),
+        ("the mask points the wrong way: position i must attend to the positions j ≤ i, not j ≥ i", [[[-1.4623, -2.0891, -0.92402, -1.1277],
+                                                                                                      [-1.0224, -2.0204, 0.58128, -4.7414],
+                                                                                                      [3.6238, -6.6301, 6.4822, -5.2227],
+                                                                                                      [-2.8436, -2.9741, -0.69452, -6.2018]]]),
+        ("the mask is off by one: each position can also see the next one", [[[-1.1161, -1.1848, -1.0282, 1.8071],
+                                                                              [0.5118, 0.5182, 0.56779, -0.13404],
+                                                                              [4.1084, -4.3078, 5.6739, -1.4723],
+                                                                              [-1.1998, 0.78028, -1.2598, -0.19947]]]),
+        ("masked scores are set to 0 instead of -inf: exp(0) = 1, so future positions still get weight", [[[-1.2013, -2.2683, -0.3754, -1.1808],
+                                                                                                           [-0.26265, 0.1393, 0.057862, -1.4814],
+                                                                                                           [4.6859, -1.6705, 4.7614, 2.885],
+                                                                                                           [-1.1998, 0.78028, -1.2598, -0.19947]]]),
+        ("the mask is applied after the softmax, so the weights no longer sum to 1: mask the scores, then take the softmax",
+         [[[-1.3668, -1.8678, -0.87838, -0.06123],
+           [-0.35317, 0.99741, -0.51545, 0.055321],
+           [4.8853, -2.037, 5.0597, 2.1345],
+           [-1.1998, 0.78028, -1.2598, -0.19947]]]),
+        ("the scores are not scaled: divide Q Kᵀ by √d_h, the size of one head's keys", [[[-1.0049, -0.91756, -1.0915, 2.409],
+                                                                                          [-0.70277, 1.7064, -0.86067, -0.30187],
+                                                                                          [5.6544, -1.0229, 5.2048, 4.8095],
+                                                                                          [-1.1796, 1.2101, -1.4527, 0.48831]]]),
+        ("the softmax is taken over the wrong dimension: for each query, the weights over the keys (the last dimension) "
+         "must sum to 1", [[[-1.3949, -1.9868, -0.81766, -0.49623],
+                            [-0.75961, -0.32137, -0.16255, -2.0957],
+                            [5.0571, -2.2045, 5.3104, 2.0834],
+                            [-3.3178, -2.0245, -1.5372, -7.2599]]]),
+    ], what="the output with num_heads=2")
+
+
 checks.check("output shape (B, T, hidden)", 1, lambda: causal_multi_head_attention(*_multi_head_inputs(0)),
              lambda output: expect_tensor(output, (2, 6, 8)))
-
-
-def _public_first_position_expected():
-    S, W_Q, W_K, W_V, W_O = _multi_head_inputs(7)
-    return S[:, 0] @ W_V @ W_O  # the first position can only attend to itself: its output is its own value
-
-
-def _public_first_position(output):
-    expect_tensor(output, (2, 6, 8))
-    assert torch.allclose(output[:, 0], _public_first_position_expected(), atol=1e-4, rtol=1e-4), (
-        "the first position should attend only to itself, so its output should be its own value projected by W_O")
-
-
-checks.check("the first position attends only to itself", 2, lambda: causal_multi_head_attention(*_multi_head_inputs(7)),
-             _public_first_position)
+checks.check("a position never sees later positions", 2, _public_causal_mha_future, _public_causal_mha_no_future)
+checks.check("values on a small example with num_heads=2", 2,
+             lambda: causal_multi_head_attention(*_public_multi_head_inputs(130, hidden=4, T=4, scale=1.0), num_heads=2),
+             _public_causal_mha_values)
 ### BEGIN HIDDEN TESTS
 def _probe_causal_future():
     S, *W = _multi_head_inputs(30)
     return {"before": causal_multi_head_attention(S, *W), "after": causal_multi_head_attention(with_last_position_changed(S), *W)}
 
 
-checks.check("a position never sees later positions", 3, _probe_causal_future, "_expect_causal")
+checks.check("a position never sees later positions (other inputs)", 1, _probe_causal_future, "_expect_causal")
 checks.check("values with 4 heads (the default)", 2, lambda: causal_multi_head_attention(*_multi_head_inputs(40)),
              "verdict_causal_4_heads")
 checks.check("values with num_heads=2", 2, lambda: causal_multi_head_attention(*_multi_head_inputs(50), num_heads=2),
@@ -1138,27 +1309,13 @@ def verdict_attention_module_values(data):
         _expect_attention_module_values(output, seeded_randn(2, T, 16, seed=62), data["parameters"], num_heads=4)
 
 
-def verdict_attention_dropout(outputs):
-    trained, evaluated = outputs["trained"], outputs["evaluated"]
-    expect_tensor(trained, evaluated.shape)
-    assert not _close(trained, evaluated), "no dropout in training mode: add nn.Dropout on the attention weights and on the output"
-    kept = trained != 0
-    assert not _close(trained[kept], 2 * evaluated[kept]), (
-        "with dropout 0.5, the output only changes by output dropout: add dropout on the attention weights too")
-
-
-def verdict_attention_output_dropout(outputs):
-    _expect_output_dropout(outputs["trained"])
-
-
 # %% nbgrader={"grade": true, "grade_id": "test_CausalSelfAttention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
-"""Checks CausalSelfAttention: shapes for every length up to seq_len, causality, values, and dropout."""
+"""Checks CausalSelfAttention: shapes for every length up to seq_len, its projections, values when they are the identity,
+causality, dropout, and that it moves to another device; hidden: values with its own learned projections."""
 checks = Checks("CausalSelfAttention", points=10)
-checks.check("output shape with the default sizes", 1, lambda: CausalSelfAttention()(seeded_randn(1, 3, 8, seed=0)),
-             lambda output: expect_tensor(output, (1, 3, 8)))
 
 
-def _public_shorter_sequence():
+def _public_csa_shorter_sequence():
     module = CausalSelfAttention(hidden_size=8, num_heads=2, seq_len=6)
     try:
         return module(seeded_randn(2, 4, 8, seed=1))
@@ -1167,18 +1324,165 @@ def _public_shorter_sequence():
                              "if you store a seq_len × seq_len mask, slice it to the input's length T") from None
 
 
-checks.check("works for a sequence shorter than seq_len", 1, _public_shorter_sequence,
+def _public_csa_projection_sizes():
+    module = CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.0, seq_len=4)
+    return [list(p.shape) for p in module.parameters() if p.requires_grad]  # what is learned (not a frozen mask)
+
+
+def _public_csa_four_projections(shapes):
+    weights = sum(math.prod(shape) for shape in shapes if len(shape) >= 2)
+    assert weights != 3 * 8 * 8, ("the module learns three hidden × hidden projections: "
+                                  "is the output projection (W_O) missing?")
+    assert weights == 4 * 8 * 8, (f"with hidden_size=8, expected the weights of four learned 8 × 8 projections "
+                                  f"(query, key, value, output: {4 * 8 * 8} numbers), found {weights}")
+
+
+def _public_csa_identity_output():
+    """The module's output when its query, key, value and output projections are all the identity (and biases 0)."""
+    module = CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.0, seq_len=3).to(DEVICE).eval()
+    with torch.no_grad():
+        for p in module.parameters():  # a fused (k·8, 8) or (8, k·8) weight gets k identities
+            if not p.requires_grad:  # not learned (a mask kept as a frozen parameter?): left as it is
+                continue
+            if p.dim() == 2 and p.shape[1] == 8 and p.shape[0] % 8 == 0:
+                p.copy_(torch.eye(8).repeat(p.shape[0] // 8, 1))
+            elif p.dim() == 2 and p.shape[0] == 8 and p.shape[1] % 8 == 0:
+                p.copy_(torch.eye(8).repeat(1, p.shape[1] // 8))
+            else:
+                p.zero_()
+        return module(seeded_randn(1, 3, 8, seed=140))
+
+
+def _public_csa_identity_values(output):
+    expect_numbers(output, [[[-1.1161, -1.2184, 1.6459, 1.8962, -0.34892, 2.2558, -1.5102, 0.57888],
+                             [-0.48908, -1.1091, 0.66957, 1.3836, 0.10074, 1.7218, -0.76482, 0.46136],
+                             [0.1651, -0.88099, 0.8138, 1.1587, 0.90274, -0.052778, -0.38372, 1.1066]]], mistakes=[
+        ("there is no causal mask: each position also attends to later positions", [[[-1.0144, -1.1932, 1.563, 1.8332, -0.27324, 2.1494, -1.4038, 0.57626],
+                                                                                     [-0.084748, -0.97519, 0.68649, 1.2253, 0.30137, 1.2662, -0.68295, 0.63492],
+                                                                                     [0.1651, -0.88099, 0.8138, 1.1587, 0.90274, -0.052778, -0.38372, 1.1066]]]),
+        ("the mask points the wrong way: position i must attend to the positions j ≤ i, not j ≥ i", [[[-1.0144, -1.1932, 1.563, 1.8332, -0.27324, 2.1494, -1.4038, 0.57626],
+                                                                                                      [0.56354, -0.82234, 0.083479, 0.80365, 0.82205, 0.47379, -0.02057, 0.6798],
+                                                                                                      [1.1147, -0.57798, 0.7367, 0.75578, 1.124, -0.60198, -0.34727, 1.3466]]]),
+        ("masked scores are set to 0 instead of -inf: exp(0) = 1, so future positions still get weight", [[[-1.0785, -1.2091, 1.6146, 1.8727, -0.30129, 2.178, -1.4558, 0.58857],
+                                                                                                           [-0.23151, -1.0238, 0.68035, 1.2828, 0.26609, 1.3463, -0.69735, 0.6044],
+                                                                                                           [0.1651, -0.88099, 0.8138, 1.1587, 0.90274, -0.052778, -0.38372, 1.1066]]]),
+        ("the mask is applied after the softmax, so the weights no longer sum to 1: mask the scores, then take the softmax",
+         [[[-1.0522, -1.1486, 1.5516, 1.7877, -0.32508, 2.1017, -1.4071, 0.53934],
+           [-0.36578, -0.82948, 0.50077, 1.0348, 0.08099, 1.3842, -0.61486, 0.37091],
+           [0.1651, -0.88099, 0.8138, 1.1587, 0.90274, -0.052778, -0.38372, 1.1066]]]),
+        ("the scores are not scaled: divide Q Kᵀ by √d_h, the size of one head's keys", [[[-1.1161, -1.2184, 1.6459, 1.8962, -0.34892, 2.2558, -1.5102, 0.57888],
+                                                                                          [-0.50985, -1.1127, 0.7019, 1.4006, 0.048508, 1.7838, -0.8514, 0.47501],
+                                                                                          [0.30026, -0.82919, 0.89121, 1.1249, 1.0788, -0.48186, -0.34555, 1.2893]]]),
+        ("the scores are divided by the square root of the hidden size; divide by √d_h, the size of one head's keys",
+         [[[-1.1161, -1.2184, 1.6459, 1.8962, -0.34892, 2.2558, -1.5102, 0.57888],
+           [-0.48299, -1.108, 0.66009, 1.3786, 0.11632, 1.7033, -0.73899, 0.45729],
+           [0.13001, -0.89591, 0.77872, 1.1634, 0.79835, 0.19089, -0.41869, 1.0094]]]),
+        ("the softmax is taken over the wrong dimension: for each query, the weights over the keys (the last dimension) "
+         "must sum to 1", [[[-1.0522, -1.1486, 1.5516, 1.7877, -0.32508, 2.1017, -1.4071, 0.53934],
+                            [0.074873, -0.61886, -0.1733, 0.54599, 0.40657, 0.80682, 0.021364, 0.23531],
+                            [1.1556, -1.0214, 0.63271, 1.1554, 1.3509, -0.19385, -0.31408, 1.4667]]]),
+        ("the heads are split without a transpose: view Q, K, V as (B, T, heads, d_h), then transpose to (B, heads, T, d_h)",
+         [[[-1.1161, -1.2184, 1.6459, 1.8962, 0.65725, 1.0609, 0.15772, 0.31593],
+           [-0.35126, 2.2452, -1.5006, 0.58291, 1.0012, -0.17117, 0.59298, 0.6466],
+           [-0.4761, -0.79736, 0.46763, 1.3091, 1.0646, -0.3932, 0.051805, 1.0376]]]),
+        ("the heads are merged without transposing back: (B, heads, T, d_h) must become (B, T, heads, d_h) "
+         "before the reshape to (B, T, hidden)", [[[-1.1161, -1.2184, 1.6459, 1.8962, -0.48908, -1.1091, 0.66957, 1.3836],
+                                                   [0.1651, -0.88099, 0.8138, 1.1587, -0.34892, 2.2558, -1.5102, 0.57888],
+                                                   [0.10074, 1.7218, -0.76482, 0.46136, 0.90274, -0.052778, -0.38372, 1.1066]]]),
+    ], what="the output when every projection is the identity (hidden_size=8, num_heads=2)")
+
+
+def _public_csa_module(dropout=0.0):
+    torch.manual_seed(65)
+    return CausalSelfAttention(hidden_size=16, num_heads=4, dropout=dropout, seq_len=8).to(DEVICE)
+
+
+def _public_csa_future():
+    module, x = _public_csa_module().eval(), seeded_randn(2, 8, 16, seed=66)
+    with torch.no_grad():
+        return {"before": module(x), "after": module(with_last_position_changed(x))}
+
+
+def _public_csa_no_future(outputs):
+    before, after = outputs["before"], outputs["after"]
+    expect_tensor(before, (2, 8, 16))
+    expect_tensor(after, (2, 8, 16))
+    assert torch.allclose(before[:, :-1], after[:, :-1], atol=1e-4, rtol=1e-4), (
+        "changing the last token changed the output at earlier positions: a position must not attend to later ones")
+
+
+def _public_csa_twice_in_eval():
+    module, x = _public_csa_module(dropout=0.5).eval(), seeded_randn(2, 8, 16, seed=67)
+    with torch.no_grad():
+        return {"first": module(x), "second": module(x)}
+
+
+def _public_csa_same_in_eval(outputs):
+    expect_tensor(outputs["first"], (2, 8, 16))
+    assert torch.allclose(outputs["first"], outputs["second"], atol=1e-6, rtol=1e-6), (
+        "in eval mode two calls give different outputs: dropout must be off in eval mode "
+        "(use nn.Dropout, or F.dropout(..., training=self.training))")
+
+
+def _public_csa_train_and_eval():
+    module, x = _public_csa_module(dropout=0.5), seeded_randn(2, 8, 16, seed=68)
+    with torch.no_grad():
+        return {"trained": module.train()(x), "evaluated": module.eval()(x)}
+
+
+def _public_csa_weights_dropout(outputs):
+    trained, evaluated = outputs["trained"], outputs["evaluated"]
+    expect_tensor(trained, (2, 8, 16))
+    expect_tensor(evaluated, (2, 8, 16))
+    assert not torch.allclose(trained, evaluated, atol=1e-4, rtol=1e-4), (
+        "no dropout in training mode: with dropout=0.5 the output is the same as in eval mode; "
+        "add dropout (nn.Dropout) on the attention weights and on the output")
+    kept = trained != 0
+    assert not torch.allclose(trained[kept], 2 * evaluated[kept], atol=1e-4, rtol=1e-4), (
+        "with dropout=0.5 in training mode, only the output's dropout changes it: add dropout on the attention weights too")
+
+
+def _public_csa_output_dropout(outputs):
+    trained = outputs["trained"]
+    expect_tensor(trained, (2, 8, 16))
+    assert (trained == 0).float().mean() > 0.2, (
+        "with dropout=0.5 in training mode, about half of the outputs should be zeroed: add dropout on the output")
+
+
+def _public_csa_on_another_device():
+    """Moves the module to the "meta" device (shapes without data): what it keeps must move with it, as to a GPU."""
+    module = CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.0, seq_len=3).to("meta").eval()
+    try:
+        output = module(torch.empty(1, 3, 8, device="meta"))
+    except RuntimeError as error:
+        raise AssertionError(
+            f"after module.to(another device), the forward pass fails ({str(error)[:200]}): a tensor the module keeps "
+            "(the mask?) stayed on the CPU; make it a buffer (self.register_buffer) so that it moves with the module, "
+            "or create it on x.device") from None
+    return {"shape": list(output.shape), "device": str(output.device)}
+
+
+def _public_csa_moved(data):
+    assert data["shape"] == [1, 3, 8], f"on another device, the output should have shape (1, 3, 8), not {tuple(data['shape'])}"
+
+
+checks.check("output shape with the default sizes", 1, lambda: CausalSelfAttention()(seeded_randn(1, 3, 8, seed=0)),
+             lambda output: expect_tensor(output, (1, 3, 8)))
+checks.check("works for a sequence shorter than seq_len", 1, _public_csa_shorter_sequence,
              lambda output: expect_tensor(output, (2, 4, 8)))
+checks.check("learned query, key, value and output projections", 1, _public_csa_projection_sizes,
+             _public_csa_four_projections)
+checks.check("values when every projection is the identity", 1, _public_csa_identity_output, _public_csa_identity_values)
+checks.check("a position never sees later positions", 1, _public_csa_future, _public_csa_no_future)
+checks.check("dropout is off in eval mode", 1, _public_csa_twice_in_eval, _public_csa_same_in_eval)
+checks.check("dropout on the attention weights", 1, _public_csa_train_and_eval, _public_csa_weights_dropout)
+checks.check("dropout on the output", 1, _public_csa_train_and_eval, _public_csa_output_dropout)
+checks.check("the module moves to another device (GPU) with everything it keeps", 1, _public_csa_on_another_device,
+             _public_csa_moved)
 ### BEGIN HIDDEN TESTS
 def _attention_module(dropout=0.0, seed=60):
     torch.manual_seed(seed)
     return CausalSelfAttention(hidden_size=16, num_heads=4, dropout=dropout, seq_len=8).to(DEVICE)
-
-
-def _probe_module_causal():
-    module, x = _attention_module().eval(), seeded_randn(2, 8, 16, seed=61)
-    with torch.no_grad():
-        return {"before": module(x), "after": module(with_last_position_changed(x))}
 
 
 def _probe_module_values():
@@ -1188,23 +1492,8 @@ def _probe_module_values():
     return {"outputs": outputs, "parameters": learned_parameters(module)}
 
 
-def _probe_module_eval():
-    module, x = _attention_module(0.5).eval(), seeded_randn(2, 8, 16, seed=64)
-    with torch.no_grad():
-        return {"first": module(x), "second": module(x)}
-
-
-def _probe_train_and_eval_outputs():
-    module, x = _attention_module(dropout=0.5), seeded_randn(2, 8, 16, seed=63)
-    with torch.no_grad():
-        return {"trained": module.train()(x), "evaluated": module.eval()(x)}
-
-
-checks.check("a position never sees later positions", 2, _probe_module_causal, "_expect_causal")
-checks.check("values match causal multi-head attention", 3, _probe_module_values, "verdict_attention_module_values")
-checks.check("dropout is off in eval mode", 1, _probe_module_eval, "_expect_same_in_eval")
-checks.check("dropout on the attention weights", 1, _probe_train_and_eval_outputs, "verdict_attention_dropout")
-checks.check("dropout on the output", 1, _probe_train_and_eval_outputs, "verdict_attention_output_dropout")
+checks.check("values match causal multi-head attention with the module's own projections", 1, _probe_module_values,
+             "verdict_attention_module_values")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1236,30 +1525,101 @@ class FeedForward(nn.Module):
 
 # %% tags=["grader-only"]
 # Grader-only: the verdicts of the hidden checks of FeedForward.
-def verdict_feed_forward_values(data):
+def _feed_forward_layers(data):
+    """The module's two layers, as functions: nn.Linear layers, or raw matrices used as x @ W (and their biases)."""
     linears = data["linears"]
     up = [m for m in linears if tuple(m["weight"].shape) == (64, 16)]
     down = [m for m in linears if tuple(m["weight"].shape) == (16, 64)]
-    assert up and down, "expected a Linear layer from hidden_size to 4 * hidden_size, then one back to hidden_size"
+    if up and down:
+        return ((lambda h: F.linear(h, up[0]["weight"], up[0]["bias"])),
+                (lambda h: F.linear(h, down[0]["weight"], down[0]["bias"])))
+    raw = {tuple(p["value"].shape): p["value"] for p in data["parameters"] if p["kind"] == "other"}
+    if (16, 64) in raw and (64, 16) in raw:
+        b_up, b_down = raw.get((64,), 0.0), raw.get((16,), 0.0)
+        return (lambda h: h @ raw[(16, 64)] + b_up), (lambda h: h @ raw[(64, 16)] + b_down)
+    raise AssertionError("expected a Linear layer from hidden_size to 4 * hidden_size, then one back to hidden_size")
 
-    def up_(h):
-        return F.linear(h, up[0]["weight"], up[0]["bias"])
 
-    def down_(h):
-        return F.linear(h, down[0]["weight"], down[0]["bias"])
-
+def verdict_feed_forward_values(data):
+    up_, down_ = _feed_forward_layers(data)
     x = seeded_randn(2, 5, 16, seed=71)
     _expect_values(data["output"], down_(F.relu(up_(x))), {
         "there is no activation between the two layers: add a ReLU": down_(up_(x)),
         "the activation should be a ReLU": down_(F.gelu(up_(x))),
+        "the ReLU is applied after the second layer: it goes between the two layers": F.relu(down_(up_(x))),
     })
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_FeedForward", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
-"""Checks FeedForward: shape, width, activation and dropout."""
+"""Checks FeedForward: shape, width and activation (on given weights), dropout; hidden: values with its own weights."""
 checks = Checks("FeedForward", points=5)
+
+
+def _public_ff_output_with_given_weights():
+    """FeedForward(2, 0.0) whose hidden → 4·hidden weight is the (8, 2) matrix A and whose way back is Aᵀ, no biases."""
+    module = FeedForward(2, 0.0).to(DEVICE).eval()
+    A = seeded_randn(8, 2, seed=150)
+    shapes = [list(p.shape) for p in module.parameters()]
+    with torch.no_grad():
+        for p in module.parameters():  # nn.Linear(2, 8).weight and a raw (8, 2) matrix used as x @ W alike
+            if tuple(p.shape) == (8, 2):
+                p.copy_(A)
+            elif tuple(p.shape) == (2, 8):
+                p.copy_(A.T)
+            else:
+                p.zero_()
+        return {"shapes": shapes, "output": module(seeded_randn(1, 3, 2, seed=151))}
+
+
+def _public_ff_values(data):
+    if not any(shape in ([8, 2], [2, 8]) for shape in data["shapes"]):
+        raise AssertionError("with hidden_size=2, expected a layer from hidden_size to 4 * hidden_size = 8 and one back; "
+                             f"found weights of shapes {[tuple(s) for s in data['shapes']]}")
+    expect_numbers(data["output"], [[[-2.5356, -1.7379],
+                                     [-0.1217, 0.4278],
+                                     [-10.65, -7.8401]]], mistakes=[
+        ("there is no activation between the two layers: add a ReLU", [[[-2.6938, -2.0632],
+                                                                        [0.007449, 0.92005],
+                                                                        [-11.31, -9.7874]]]),
+        ("the activation should be a ReLU", [[[-2.0211, -1.3911],
+                                              [-0.010761, 0.46644],
+                                              [-10.627, -7.8134]]]),
+        ("the ReLU is applied after the second layer: it goes between the two layers", [[[0.0, 0.0],
+                                                                                         [0.007449, 0.92005],
+                                                                                         [0.0, 0.0]]]),
+        ("there is a ReLU after the second layer too: only between the two layers", [[[0.0, 0.0],
+                                                                                      [0.0, 0.4278],
+                                                                                      [0.0, 0.0]]]),
+    ], what="the output with given weights (hidden_size=2)")
+
+
+def _public_ff_twice_in_eval():
+    module, x = FeedForward(16, 0.5).to(DEVICE).eval(), seeded_randn(2, 5, 16, seed=152)
+    with torch.no_grad():
+        return {"first": module(x), "second": module(x)}
+
+
+def _public_ff_same_in_eval(outputs):
+    expect_tensor(outputs["first"], (2, 5, 16))
+    assert torch.allclose(outputs["first"], outputs["second"], atol=1e-6, rtol=1e-6), (
+        "in eval mode two calls give different outputs: dropout must be off in eval mode "
+        "(use nn.Dropout, or F.dropout(..., training=self.training))")
+
+
+def _public_ff_output_dropout(output):
+    expect_tensor(output, (4, 8, 16))
+    assert (output == 0).float().mean() > 0.2, (
+        "with dropout 0.5 in training mode, about half of the outputs should be zeroed: add dropout on the output")
+
+
 checks.check("output shape", 1, lambda: FeedForward(8, 0.1)(seeded_randn(2, 3, 8, seed=0)),
              lambda output: expect_tensor(output, (2, 3, 8)))
+checks.check("two layers (hidden → 4 × hidden → hidden) with a ReLU in between, on given weights", 1,
+             _public_ff_output_with_given_weights, _public_ff_values)
+checks.check("dropout is off in eval mode", 1, _public_ff_twice_in_eval, _public_ff_same_in_eval)
+checks.check("dropout on the output in training mode", 1,
+             lambda: FeedForward(16, 0.5).to(DEVICE).train()(seeded_randn(4, 8, 16, seed=153)).detach(),
+             _public_ff_output_dropout)
 ### BEGIN HIDDEN TESTS
 def _probe_feed_forward_values():
     torch.manual_seed(70)
@@ -1267,24 +1627,11 @@ def _probe_feed_forward_values():
     with torch.no_grad():
         output = module(seeded_randn(2, 5, 16, seed=71))
     linears = [{"weight": m.weight, "bias": m.bias} for m in module.modules() if isinstance(m, nn.Linear)]
-    return {"output": output, "linears": linears}
+    return {"output": output, "linears": linears, "parameters": learned_parameters(module)}
 
 
-def _probe_feed_forward_eval():
-    module, x = FeedForward(16, 0.5).to(DEVICE).eval(), seeded_randn(2, 5, 16, seed=72)
-    with torch.no_grad():
-        return {"first": module(x), "second": module(x)}
-
-
-def _probe_feed_forward_train():
-    with torch.no_grad():
-        return {"trained": FeedForward(16, 0.5).to(DEVICE).train()(seeded_randn(4, 8, 16, seed=73))}
-
-
-checks.check("two layers (hidden → 4 × hidden → hidden) with a ReLU in between", 2, _probe_feed_forward_values,
+checks.check("two layers (hidden → 4 × hidden → hidden) with a ReLU in between", 1, _probe_feed_forward_values,
              "verdict_feed_forward_values")
-checks.check("dropout is off in eval mode", 1, _probe_feed_forward_eval, "_expect_same_in_eval")
-checks.check("dropout on the output in training mode", 1, _probe_feed_forward_train, "verdict_attention_output_dropout")
 ### END HIDDEN TESTS
 checks.score()
 

@@ -60,7 +60,7 @@ def _attention_module(init_extra="", forward=None):
         self.h = num_heads
         self.q, self.k, self.v, self.o = (nn.Linear(hidden_size, hidden_size) for _ in range(4))
         self.attn_drop, self.out_drop = nn.Dropout(dropout), nn.Dropout(dropout)
-        self.keep = torch.tril(torch.ones(seq_len, seq_len, dtype=torch.bool))
+        self.register_buffer("keep", torch.tril(torch.ones(seq_len, seq_len, dtype=torch.bool)))
         self.p = dropout
 {init_extra}
     def forward(self, x):
@@ -146,6 +146,19 @@ ENTRIES = [
     Q, K = S @ W_Q, S @ W_K
     return (Q @ K.transpose(-2, -1) / math.sqrt(K.shape[-1])).softmax(dim=-1)
 ''', expect="should have shape"),
+    wrong("self_attention: scaled by d_k instead of sqrt(d_k)", "self_attention", '''def self_attention(S, W_Q, W_K, W_V):
+    Q, K, V = S @ W_Q, S @ W_K, S @ W_V
+    return (Q @ K.transpose(-2, -1) / K.shape[-1]).softmax(dim=-1) @ V
+''', expect="divided by d_k instead of √d_k"),
+    wrong("self_attention: scaled by the value size", "self_attention", '''def self_attention(S, W_Q, W_K, W_V):
+    Q, K, V = S @ W_Q, S @ W_K, S @ W_V
+    return (Q @ K.transpose(-2, -1) / math.sqrt(V.shape[-1])).softmax(dim=-1) @ V
+''', expect="the size of one value"),
+    wrong("self_attention: softmax by hand, overflows on large scores", "self_attention", '''def self_attention(S, W_Q, W_K, W_V):
+    Q, K, V = S @ W_Q, S @ W_K, S @ W_V
+    e = torch.exp(Q @ K.transpose(-2, -1) / math.sqrt(K.shape[-1]))
+    return e / e.sum(dim=-1, keepdim=True) @ V
+''', expect="overflows"),
     correct("self_attention: einsum", "self_attention", '''def self_attention(S, W_Q, W_K, W_V):
     Q, K, V = (torch.einsum("btd,de->bte", S, W) for W in (W_Q, W_K, W_V))
     weights = torch.einsum("bqe,bke->bqk", Q, K).div(K.shape[-1] ** 0.5).softmax(-1)
@@ -167,6 +180,11 @@ ENTRIES = [
           _mha(scale="math.sqrt(S.shape[-1])"), expect="square root of the hidden size"),
     wrong("multi_head_attention: softmax over the queries", "multi_head_attention",
           _mha(softmax="scores.softmax(dim=-2)"), expect="softmax is taken over the wrong dimension"),
+    wrong("multi_head_attention: W_O applied transposed", "multi_head_attention", _mha(out="merged @ W_O.T"),
+          expect="applied transposed"),
+    wrong("multi_head_attention: no scaling", "multi_head_attention", _mha(scale="1"), expect="not scaled"),
+    wrong("multi_head_attention: a single head", "multi_head_attention", _mha(heads="1"),
+          expect="not taken from num_heads"),
     correct("multi_head_attention: a loop over heads", "multi_head_attention", '''def multi_head_attention(S, W_Q, W_K, W_V, W_O, num_heads=4):
     d = W_Q.shape[1] // num_heads
     heads = []
@@ -199,6 +217,11 @@ ENTRIES = [
           _causal(mask="    scores = scores.masked_fill(~keep, 0.0)\n"), expect="set to 0 instead of -inf"),
     wrong("causal: mask applied after the softmax", "causal_multi_head_attention",
           _causal(mask="", after="    weights = weights.masked_fill(~keep, 0.0)\n"), expect="after the softmax"),
+    wrong("causal: mask inverted (the past is masked)", "causal_multi_head_attention",
+          _causal(mask="    scores = scores.masked_fill(keep, float('-inf'))\n"), expect="must not attend to later ones"),
+    wrong("causal: scores multiplied by the mask", "causal_multi_head_attention",
+          _causal(mask="    scores = scores * keep\n"), expect="set to 0 instead of -inf"),
+    wrong("causal: no scaling", "causal_multi_head_attention", _causal(scale="1"), expect="not scaled"),
     correct("causal: -1e9 instead of -inf", "causal_multi_head_attention",
             _causal(mask="    scores = scores.masked_fill(~keep, -1e9)\n")),
     correct("causal: additive mask", "causal_multi_head_attention",
@@ -249,6 +272,60 @@ ENTRIES = [
         weights = self.attn_drop(scores.softmax(dim=-1))
         return self.out_drop((weights @ V).transpose(1, 2).reshape(B, T, C))
 '''), expect="output projection"),
+    wrong("CausalSelfAttention: mask kept as a plain tensor attribute", "CausalSelfAttention",
+          _attention_module(init_extra="        self.causal = torch.tril(torch.ones(seq_len, seq_len, dtype=torch.bool))\n",
+                            forward='''        B, T, C = x.shape
+        Q, K, V = (p(x).view(B, T, self.h, -1).transpose(1, 2) for p in (self.q, self.k, self.v))
+        scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])
+        scores = scores.masked_fill(~self.causal[:T, :T], float("-inf"))
+        weights = self.attn_drop(scores.softmax(dim=-1))
+        return self.out_drop(self.o((weights @ V).transpose(1, 2).reshape(B, T, C)))
+'''), expect="register_buffer"),
+    wrong("CausalSelfAttention: scaled by the hidden size", "CausalSelfAttention", _attention_module(forward='''        B, T, C = x.shape
+        Q, K, V = (p(x).view(B, T, self.h, -1).transpose(1, 2) for p in (self.q, self.k, self.v))
+        scores = Q @ K.transpose(-2, -1) / math.sqrt(C)
+        scores = scores.masked_fill(~self.keep[:T, :T], float("-inf"))
+        weights = self.attn_drop(scores.softmax(dim=-1))
+        return self.out_drop(self.o((weights @ V).transpose(1, 2).reshape(B, T, C)))
+'''), expect="square root of the hidden size"),
+    wrong("CausalSelfAttention: heads merged without transpose", "CausalSelfAttention", _attention_module(forward='''        B, T, C = x.shape
+        Q, K, V = (p(x).view(B, T, self.h, -1).transpose(1, 2) for p in (self.q, self.k, self.v))
+        scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])
+        scores = scores.masked_fill(~self.keep[:T, :T], float("-inf"))
+        weights = self.attn_drop(scores.softmax(dim=-1))
+        return self.out_drop(self.o((weights @ V).reshape(B, T, C)))
+'''), expect="merged without transposing back"),
+    correct("CausalSelfAttention: nn.MultiheadAttention", "CausalSelfAttention", '''class CausalSelfAttention(nn.Module):
+    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(hidden_size, num_heads, dropout=dropout, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+        self.register_buffer("future", torch.ones(seq_len, seq_len, dtype=torch.bool).triu(1))
+
+    def forward(self, x):
+        T = x.shape[1]
+        y, _ = self.attn(x, x, x, attn_mask=self.future[:T, :T], need_weights=False)
+        return self.drop(y)
+'''),
+    correct("CausalSelfAttention: mask kept as a frozen parameter, a loop over heads", "CausalSelfAttention", '''class CausalSelfAttention(nn.Module):
+    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+        super().__init__()
+        self.n, self.d = num_heads, hidden_size // num_heads
+        self.q, self.k, self.v, self.proj = (nn.Linear(hidden_size, hidden_size) for _ in range(4))
+        self.drop_w, self.drop_out = nn.Dropout(dropout), nn.Dropout(dropout)
+        self.mask = nn.Parameter(torch.tril(torch.ones(seq_len, seq_len)), requires_grad=False)
+
+    def forward(self, x):
+        T = x.shape[1]
+        Q, K, V = self.q(x), self.k(x), self.v(x)
+        outs = []
+        for h in range(self.n):
+            cols = slice(h * self.d, (h + 1) * self.d)
+            w = (Q[..., cols] @ K[..., cols].transpose(-2, -1)) / math.sqrt(self.d)
+            w = self.drop_w(w.masked_fill(self.mask[:T, :T] == 0, float("-inf")).softmax(-1))
+            outs.append(w @ V[..., cols])
+        return self.drop_out(self.proj(torch.cat(outs, dim=-1)))
+'''),
     correct("CausalSelfAttention: fused QKV with F.scaled_dot_product_attention, no bias", "CausalSelfAttention", '''class CausalSelfAttention(nn.Module):
     def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
         super().__init__()
@@ -323,6 +400,54 @@ ENTRIES = [
     def forward(self, x):
         return self.net(x)
 ''', expect="add dropout on the output"),
+    wrong("FeedForward: GELU instead of ReLU", "FeedForward", '''class FeedForward(nn.Module):
+    def __init__(self, hidden_size, dropout):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(hidden_size, 4 * hidden_size), nn.GELU(),
+                                 nn.Linear(4 * hidden_size, hidden_size), nn.Dropout(dropout))
+
+    def forward(self, x):
+        return self.net(x)
+''', expect="should be a ReLU"),
+    wrong("FeedForward: ReLU after the second layer", "FeedForward", '''class FeedForward(nn.Module):
+    def __init__(self, hidden_size, dropout):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(hidden_size, 4 * hidden_size), nn.Linear(4 * hidden_size, hidden_size),
+                                 nn.ReLU(), nn.Dropout(dropout))
+
+    def forward(self, x):
+        return self.net(x)
+''', expect="after the second layer"),
+    wrong("FeedForward: dropout still active in eval mode", "FeedForward", '''class FeedForward(nn.Module):
+    def __init__(self, hidden_size, dropout):
+        super().__init__()
+        self.a, self.b, self.p = nn.Linear(hidden_size, 4 * hidden_size), nn.Linear(4 * hidden_size, hidden_size), dropout
+
+    def forward(self, x):
+        return F.dropout(self.b(F.relu(self.a(x))), self.p)
+''', expect="dropout must be off in eval mode"),
+    correct("FeedForward: no biases, functional dropout", "FeedForward", '''class FeedForward(nn.Module):
+    def __init__(self, hidden_size, dropout):
+        super().__init__()
+        self.w1 = nn.Linear(hidden_size, 4 * hidden_size, bias=False)
+        self.w2 = nn.Linear(4 * hidden_size, hidden_size, bias=False)
+        self.p = dropout
+
+    def forward(self, x):
+        return F.dropout(self.w2(torch.relu(self.w1(x))), self.p, training=self.training)
+'''),
+    correct("FeedForward: raw parameter matrices", "FeedForward", '''class FeedForward(nn.Module):
+    def __init__(self, hidden_size, dropout):
+        super().__init__()
+        self.W1 = nn.Parameter(torch.randn(hidden_size, 4 * hidden_size) / hidden_size ** 0.5)
+        self.b1 = nn.Parameter(torch.zeros(4 * hidden_size))
+        self.W2 = nn.Parameter(torch.randn(4 * hidden_size, hidden_size) / (4 * hidden_size) ** 0.5)
+        self.b2 = nn.Parameter(torch.zeros(hidden_size))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.drop((x @ self.W1 + self.b1).relu() @ self.W2 + self.b2)
+'''),
     correct("FeedForward: nn.Sequential", "FeedForward", '''class FeedForward(nn.Module):
     def __init__(self, hidden_size, dropout):
         super().__init__()
