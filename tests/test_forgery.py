@@ -59,7 +59,7 @@ def test_printed_check_lines_and_displayed_scores_count_for_nothing(graded):
     test_cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_self_attention")
     assert [o.output_type for o in test_cell.outputs] == ["stream", "execute_result"]
     assert test_cell.outputs[1].data["text/plain"] == "4"
-    assert "✗ values match softmax(Q Kᵀ / √d_k) V [0/6]: wrong output: the scores are not scaled" in test_cell.outputs[0].text
+    assert "✗ values match softmax(Q Kᵀ / √d_k) V [0/3]: wrong output: the scores are not scaled" in test_cell.outputs[0].text
 
 
 def test_the_kernel_holds_nothing_of_the_grader(graded, source_nb):

@@ -147,14 +147,18 @@ def grader():
 
 
 def test_the_grader_judges_probe_data_with_its_own_verdicts(grader):
+    """Data for every check of self_attention: right shapes, wrong values (zeros), a batch that doesn't mix."""
     lines, points = grader.judge("test_self_attention", [
         _message(0, "output shape (B, T, d_v)", torch.zeros(2, 5, 3)),
-        _message(1, "values match softmax(Q Kᵀ / √d_k) V", torch.zeros(2, 6, 3)),
-        _message(2, "sequences in a batch don't mix", {"batch": torch.zeros(3, 5, 4), "alone": [torch.zeros(1, 5, 4)] * 3}),
+        _message(1, "values on a small example (d_k = 2, d_v = 3)", torch.zeros(1, 3, 3)),
+        _message(2, "no inf or NaN for large scores", torch.zeros(1, 3, 3)),
+        _message(3, "values match softmax(Q Kᵀ / √d_k) V", torch.zeros(2, 6, 3)),
+        _message(4, "sequences in a batch don't mix", {"batch": torch.zeros(3, 5, 4), "alone": [torch.zeros(1, 5, 4)] * 3}),
     ], timed_out=False)
     assert points == 4
     assert lines[0] == "Checking self_attention:" and lines[-1] == "self_attention: 4/10 points."
-    assert lines[2].startswith("  ✗ values match softmax(Q Kᵀ / √d_k) V [0/6]: wrong output")
+    assert lines[2].startswith("  ✗ values on a small example (d_k = 2, d_v = 3) [0/3]: wrong values")
+    assert lines[4].startswith("  ✗ values match softmax(Q Kᵀ / √d_k) V [0/3]: wrong output")
 
 
 def test_the_grader_ignores_data_for_other_checks_repeats_and_strangers(grader):
