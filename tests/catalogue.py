@@ -567,4 +567,14 @@ class Block(nn.Module):
     model.train(was_training)
     return input_ids
 '''),
+    correct("decode: a while loop, softmax before the argmax, crop only when too long", "decode", '''@torch.no_grad()
+def decode(model, input_ids, max_new_tokens=32):
+    model.eval()
+    out = input_ids.clone()
+    while out.shape[1] < input_ids.shape[1] + max_new_tokens:
+        context = out if out.shape[1] <= model.seq_len else out[:, out.shape[1] - model.seq_len:]
+        probabilities = F.softmax(model(context)[:, -1, :], dim=-1)
+        out = torch.cat([out, probabilities.argmax(dim=-1).unsqueeze(-1)], dim=-1)
+    return out
+'''),
 ]
