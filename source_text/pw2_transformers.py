@@ -1722,6 +1722,131 @@ def _public_block_output():
 
 
 checks.check("output shape with the default sizes", 1, _public_block_output, lambda output: expect_tensor(output, (1, 3, 8)))
+
+
+class _ZeroSublayer(nn.Module):
+    """A stand-in for CausalSelfAttention and FeedForward whose output is always 0."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return torch.zeros_like(x)
+
+
+class _PublicAttention(nn.Module):
+    """A stand-in for CausalSelfAttention, without weights: each position averages the positions up to it
+    (its features rotated by one). It keeps its last input, for the check of the layer norms."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self.last_input = None
+
+    def forward(self, x):
+        self.last_input = x
+        positions = torch.arange(1, x.shape[1] + 1, device=x.device).view(1, -1, 1)
+        return (x.cumsum(dim=1) / positions).roll(1, dims=-1)
+
+
+class _PublicFeedForward(nn.Module):
+    """A stand-in for FeedForward, without weights. It keeps its last input, for the check of the layer norms."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self.last_input = None
+
+    def forward(self, x):
+        self.last_input = x
+        return torch.tanh(2 * x).flip(-1)
+
+
+def _public_block(attention, feed_forward):
+    with replaced(CausalSelfAttention=attention, FeedForward=feed_forward):
+        return Block(hidden_size=4, num_heads=2, dropout=0.0, seq_len=4).to(DEVICE).eval()
+
+
+def _one_of(value, alternatives, mistakes=(), what="the output"):
+    """Passes when `value` holds the numbers of one of the alternatives; otherwise fails as expect_numbers does."""
+    for numbers in alternatives[1:]:
+        try:
+            return expect_numbers(value, numbers, what=what)
+        except AssertionError:
+            pass
+    expect_numbers(value, alternatives[0], mistakes, what)
+
+
+def _public_block_zero_sublayers():
+    with torch.no_grad():  # its input: [[[0.7846, -0.4471, -0.639, -2.4101], [2.0889, -1.2665, 1.1462, 1.0819]]]
+        return _public_block(_ZeroSublayer, _ZeroSublayer)(seeded_randn(1, 2, 4, seed=2, scale=2.0))
+
+
+def _public_block_identity(output):
+    _one_of(output, [[[[0.7846, -0.4471, -0.639, -2.4101], [2.0889, -1.2665, 1.1462, 1.0819]]],   # pre-norm: the input
+                     [[[1.2834, 0.2025, 0.0341, -1.5201], [1.0718, -1.6397, 0.31, 0.258]]]],      # post-norm: normalized
+            mistakes=[("a residual connection is missing: with sub-layers that return 0, a Block should return its "
+                       "input (pre-norm), or its normalized input (post-norm), not 0",
+                       [[[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]])],
+            what="the output when the attention and the feed-forward both return 0 (expected: the input, or the "
+                 "normalized input in post-norm)")
+
+
+def _public_block_sublayer_inputs():
+    block = _public_block(_PublicAttention, _PublicFeedForward)
+    with torch.no_grad():
+        output = block(seeded_randn(1, 3, 4, seed=3, scale=3.0) + 1.0)
+    attention = [m for m in block.modules() if isinstance(m, _PublicAttention)]
+    feed_forward = [m for m in block.modules() if isinstance(m, _PublicFeedForward)]
+    assert len(attention) == 1 and len(feed_forward) == 1, (
+        "a Block should contain one CausalSelfAttention and one FeedForward (create them in __init__)")
+    return {"output": output, "attention": attention[0].last_input, "feed_forward": feed_forward[0].last_input}
+
+
+def _normalized(h):
+    """Whether each position of `h` has mean 0 and variance 1 over its features, as after nn.LayerNorm."""
+    return (isinstance(h, torch.Tensor) and h.dim() == 3 and bool(h.mean(-1).abs().max() < 1e-3)
+            and bool((h.var(-1, unbiased=False) - 1).abs().max() < 2e-2))
+
+
+def _public_block_layer_norms(data):
+    assert any(_normalized(data[k]) for k in ("attention", "feed_forward", "output")), (
+        "the layer norms are missing: normalize the input of each sub-layer (pre-norm) or the output of each residual "
+        "connection (post-norm)")
+    assert _normalized(data["feed_forward"]), (
+        "the input of the feed-forward is not normalized: a layer norm is missing before it (pre-norm), "
+        "or after the attention's residual connection (post-norm)")
+    assert _normalized(data["attention"]) or _normalized(data["output"]), (
+        "neither the input of the attention (pre-norm) nor the output of the block (post-norm) is normalized: "
+        "a layer norm is missing")
+
+
+def _public_block_values():
+    with torch.no_grad():
+        return _public_block(_PublicAttention, _PublicFeedForward)(seeded_randn(1, 2, 4, seed=4))
+
+
+def _public_block_expected_values(output):
+    no_residual = "the residual connections are missing: add the input of each sub-layer to its output"
+    no_ff_residual = "the feed-forward has no residual connection: add its input to its output"
+    no_attention_residual = "the attention has no residual connection: add its input to its output"
+    _one_of(output, [[[[-0.3357, -0.2786, 1.1366, 1.1921], [2.5738, -1.5914, -2.485, 1.8368]]],   # pre-norm
+                     [[[0.809, -1.1597, -0.809, 1.1597], [1.1053, -0.8608, -1.1241, 0.8797]]]],   # post-norm
+            mistakes=[
+                (no_residual, [[[0.9895, -0.2766, -0.9945, 0.5415], [-0.3203, -0.9466, -0.838, 0.9975]]]),
+                (no_residual, [[[1.2137, -0.4484, -1.3909, 0.6256], [0.7826, -0.9576, -1.0205, 1.1954]]]),
+                (no_ff_residual, [[[0.9664, 0.9614, -0.9613, -0.9665], [0.8252, -0.9908, -0.7644, 0.9872]]]),
+                (no_ff_residual, [[[1.0256, 0.9737, -1.0256, -0.9737], [0.9421, -1.0682, -0.9277, 1.0539]]]),
+                (no_attention_residual, [[[1.2926, -1.7491, -1.1365, 1.8529], [0.2276, -1.1455, -1.1325, 0.9431]]]),
+                (no_attention_residual, [[[0.7992, -1.181, -0.7822, 1.1639], [1.1899, -1.0494, -0.9284, 0.788]]]),
+                ("the layer norms are missing: normalize before each sub-layer (pre-norm) or after each residual "
+                 "(post-norm)", [[[0.242, -0.3729, 1.4806, 2.1792], [3.0657, -1.5991, -2.3465, 2.3104]]]),
+            ], what="the output with stand-in sub-layers (expected pre-norm or post-norm)")
+
+
+checks.check("with sub-layers that return 0, the block returns its input (residual connections)", 1,
+             _public_block_zero_sublayers, _public_block_identity)
+checks.check("the sub-layers see normalized inputs, or the block's output is normalized (layer norms)", 1,
+             _public_block_sublayer_inputs, _public_block_layer_norms)
+checks.check("output values with stand-in sub-layers", 2, _public_block_values, _public_block_expected_values)
 ### BEGIN HIDDEN TESTS
 class _BlockAttention(nn.Module):
     """A stand-in for CausalSelfAttention: each position mixes the positions up to it."""
@@ -1778,8 +1903,8 @@ def _probe_block_eval():
 
 checks.check("works for a sequence shorter than seq_len", 1, lambda: _stand_in_block()(seeded_randn(2, 5, 16, seed=82)),
              lambda output: expect_tensor(output, (2, 5, 16), "the output for 5 tokens (seq_len=8)"))
-checks.check("a position never sees later positions", 2, _probe_block_causal, "_expect_causal")
-checks.check("attention and feed-forward with residual connections and layer norms", 5, _probe_block_values,
+checks.check("a position never sees later positions", 1, _probe_block_causal, "_expect_causal")
+checks.check("attention and feed-forward with residual connections and layer norms", 2, _probe_block_values,
              "verdict_block_values")
 checks.check("dropout is off in eval mode", 1, _probe_block_eval, "_expect_same_in_eval")
 ### END HIDDEN TESTS
@@ -1872,13 +1997,16 @@ def verdict_transformer_embeddings_and_head(data):
     expect_tensor(logits, (2, 7, 50), "the logits")
     assert not (logits.min() >= 0 and torch.allclose(logits.sum(-1), torch.ones_like(logits[..., 0]), atol=1e-3)), (
         "the model returns probabilities: return the logits, without a softmax")
-    assert data["words"], "expected word embeddings: nn.Embedding(vocab_size, hidden_size)"
-    assert data["positions"], "expected position embeddings: nn.Embedding(seq_len, hidden_size)"
-    words, positions = data["words"][0], data["positions"][0]
-    expected = F.embedding(ids, words) + F.embedding(torch.arange(7, device=ids.device), positions)
-    _expect_values(data["first"], expected, what="input of the first block (word + position embeddings)")
+    assert data["words"], ("expected word embeddings: one learned vector per token of the vocabulary "
+                           "(nn.Embedding(vocab_size, hidden_size))")
+    assert data["positions"], ("expected position embeddings: one learned vector per position, "
+                               "nn.Embedding(seq_len, hidden_size) or an nn.Parameter of shape (seq_len, hidden_size)")
+    candidates = [F.embedding(ids, words) + positions[:7] for words in data["words"] for positions in data["positions"]]
+    if not any(_close(data["first"], c) for c in candidates):
+        _expect_values(data["first"], candidates[0], what="input of the first block (word + position embeddings)")
     last = data["last"]
-    heads = [lambda h, m=m: F.linear(h, m["weight"], m["bias"]) for m in data["heads"]] or [lambda h: F.linear(h, words)]
+    assert isinstance(last, torch.Tensor), "not checked: the last block is never applied (see the check of the blocks)"
+    heads = [lambda h, m=m: F.linear(h, m["weight"], m["bias"]) for m in data["heads"]] or [lambda h, w=w: F.linear(h, w) for w in data["words"]]
     candidates = [head(h) for head in heads for h in (last, F.layer_norm(last, last.shape[-1:]))]
     assert any(_close(logits, c) for c in candidates), (
         "the logits should be the output layer applied to the last block's output (optionally after a final LayerNorm)")
@@ -1889,14 +2017,110 @@ def verdict_transformer_embeddings_and_head(data):
 checks = Checks("Transformer", points=10)
 
 
+class _PublicBlock(nn.Module):
+    """A stand-in for Block: a residual mix of each position with the positions before it."""
+
+    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+        super().__init__()
+        self.mix = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x):
+        positions = torch.arange(1, x.shape[1] + 1, device=x.device).view(1, -1, 1)
+        return x + self.mix(torch.tanh(x).cumsum(dim=1) / positions)
+
+
+def _public_transformer(num_layers=2):
+    torch.manual_seed(0)
+    with replaced(Block=_PublicBlock):  # see `replaced`
+        model = Transformer(vocab_size=20, hidden_size=8, num_heads=2, dropout=0.0, seq_len=6, num_layers=num_layers)
+    return model.to(DEVICE).eval()
+
+
+def _public_transformer_shapes():
+    with replaced(Block=_PublicBlock):
+        model = Transformer().eval()  # seq_len=3
+    with torch.no_grad():
+        return [model(seeded_randint(100, (2, T), seed=0)) for T in (3, 2)]
+
+
+def _public_transformer_expected_shapes(logits):
+    expect_tensor(logits[0], (2, 3, 100), "the logits for 3 tokens (seq_len=3)")
+    expect_tensor(logits[1], (2, 2, 100), "the logits for 2 tokens (seq_len=3): the model must work on sequences "
+                                          "shorter than seq_len")
+
+
+def _public_transformer_positions():
+    model, ids = _public_transformer(), seeded_randint(20, (1, 6), seed=1)
+    with torch.no_grad():
+        data = {"same_token": model(torch.full((1, 6), 7, device=DEVICE)), "full": model(ids)}
+        try:
+            data["prefix"] = model(ids[:, :3])
+        except RuntimeError:
+            raise AssertionError("not checked: the model fails for a sequence shorter than seq_len "
+                                 "(see the check of the shapes above)") from None
+    return data
+
+
+def _public_transformer_uses_positions(data):
+    same = data["same_token"]
+    expect_tensor(same, (1, 6, 20), "the logits")
+    assert not torch.allclose(same[:, 1:], same[:, :1].expand(-1, 5, -1), atol=1e-5), (
+        "a sequence that repeats one token gets the same logits at every position: "
+        "add position embeddings, indexed by position (0, 1, …, T - 1), not by token id")
+    expect_tensor(data["full"], (1, 6, 20), "the logits")
+    expect_tensor(data["prefix"], (1, 3, 20), "the logits of the first 3 tokens")
+    assert torch.allclose(data["prefix"], data["full"][:, :3], atol=1e-5), (
+        "the logits of the first 3 tokens change when 3 more tokens follow them: the position embeddings must count "
+        "from 0 at the first token (0, 1, …, T - 1), whatever the length of the sequence")
+
+
+def _public_transformer_stacking():
+    model = _public_transformer(num_layers=3)
+    blocks, calls = [m for m in model.modules() if isinstance(m, _PublicBlock)], []
+    hooks = [b.register_forward_hook(lambda module, inputs, output: calls.append((module, inputs[0], output)))
+             for b in blocks]
+    try:
+        with torch.no_grad():
+            model(seeded_randint(20, (1, 6), seed=2))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {"blocks": len(blocks), "calls": [blocks.index(m) for m, _, _ in calls],
+            "inputs": [i for _, i, _ in calls], "outputs": [o for _, _, o in calls]}
+
+
+def _public_transformer_stacked(data):
+    blocks, calls = data["blocks"], data["calls"]
+    if blocks < len(calls) and len(set(calls)) < len(calls):
+        raise AssertionError(f"the {len(calls)} layers share {blocks} block(s), hence the same weights: "
+                             "each layer needs a Block of its own (create a new Block for each layer)")
+    assert blocks == 3, f"with num_layers=3 the model should contain 3 blocks, found {blocks}"
+    assert sorted(calls) == [0, 1, 2], (
+        f"the forward pass should apply each of the 3 blocks once; it made {len(calls)} block call(s) "
+        f"(block{'s' if len(set(calls)) != 1 else ''} {sorted(set(calls))})")
+    for i in range(1, 3):
+        assert torch.equal(data["inputs"][i], data["outputs"][i - 1]), (
+            "the blocks are not stacked: each block should take the output of the block before it")
+
+
 def _public_transformer_logits():
-    with replaced(Block=StandInAttention):  # see `replaced`
-        model = Transformer()
-    return model(seeded_randint(100, (2, 3), seed=0))
+    with torch.no_grad():
+        return _public_transformer()(seeded_randint(20, (2, 6), seed=3))
 
 
-checks.check("logits shape (B, T, vocab_size) with the default sizes", 1, _public_transformer_logits,
-             lambda logits: expect_tensor(logits, (2, 3, 100), "the logits"))
+def _public_transformer_not_probabilities(logits):
+    expect_tensor(logits, (2, 6, 20), "the logits")
+    assert not (logits.min() >= 0 and torch.allclose(logits.sum(-1), torch.ones_like(logits[..., 0]), atol=1e-3)), (
+        "the model returns probabilities (each row sums to 1): return the logits, without a softmax")
+
+
+checks.check("logits of shape (B, T, vocab_size), for T = seq_len and T < seq_len", 1, _public_transformer_shapes,
+             _public_transformer_expected_shapes)
+checks.check("position embeddings are used, counted from the first token", 1, _public_transformer_positions,
+             _public_transformer_uses_positions)
+checks.check("num_layers blocks, each with its own weights, applied in turn", 1, _public_transformer_stacking,
+             _public_transformer_stacked)
+checks.check("returns logits, not probabilities", 1, _public_transformer_logits, _public_transformer_not_probabilities)
 ### BEGIN HIDDEN TESTS
 class _MixingBlock(nn.Module):
     """A stand-in for Block: a residual mix of each position with the positions before it."""
@@ -1966,22 +2190,23 @@ def _probe_transformer_embeddings_and_head():
     finally:
         for hook in hooks:
             hook.remove()
-    embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+    tables = [p.detach().reshape(p.shape[-2:]) for p in model.parameters()  # nn.Embedding or nn.Parameter
+              if p.dim() >= 2 and p.shape[-1] == 16 and all(n == 1 for n in p.shape[:-2])]
     return {"logits": logits, "first": seen.get("first"), "last": seen.get("last"),
-            "words": [e.weight for e in embeddings if e.num_embeddings == 50],
-            "positions": [e.weight for e in embeddings if e.num_embeddings == 12],
+            "words": [t for t in tables if t.shape[0] == 50],
+            "positions": [t for t in tables if t.shape[0] == 12],
             "heads": [{"weight": m.weight, "bias": m.bias} for m in model.modules()
                       if isinstance(m, nn.Linear) and m.out_features == 50]}
 
 
 checks.check("works for sequences up to seq_len, and keeps self.seq_len", 1, _probe_transformer_shapes,
              "verdict_transformer_shapes")
-checks.check("a position never sees later tokens", 2, _probe_transformer_causal, "_expect_causal")
+checks.check("a position never sees later tokens", 1, _probe_transformer_causal, "_expect_causal")
 checks.check("position embeddings are used", 1, _probe_transformer_positions, "verdict_transformer_positions")
 checks.check("positions count from 0 whatever the length", 1, _probe_transformer_prefix, "verdict_transformer_prefix")
-checks.check("num_layers blocks, stacked, each with its own weights", 2, _probe_transformer_stacking,
+checks.check("num_layers blocks, stacked, each with its own weights", 1, _probe_transformer_stacking,
              "verdict_transformer_stacking")
-checks.check("embeddings in, logits out", 2, _probe_transformer_embeddings_and_head, "verdict_transformer_embeddings_and_head")
+checks.check("embeddings in, logits out", 1, _probe_transformer_embeddings_and_head, "verdict_transformer_embeddings_and_head")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -2175,21 +2400,59 @@ def verdict_loss_gradient(data):
 checks = Checks("lm_loss", points=15)
 
 
-def _public_loss_inputs():
-    return seeded_randn(2, 5, 11, seed=0), seeded_randint(11, (2, 5), seed=1), torch.ones(2, 5, dtype=torch.long, device=DEVICE)
+def _public_padded_batch():
+    """Two texts: the first has a real EOS token (id 0) inside it; the second is 3 tokens long, then 2 of padding (id 0)."""
+    input_ids = torch.tensor([[3, 1, 0, 4, 2], [2, 4, 1, 0, 0]], device=DEVICE)
+    attention_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], device=DEVICE)
+    return seeded_randn(2, 5, 5, seed=2), input_ids, attention_mask
 
 
-def _public_loss_without_padding(loss):
+def _public_loss_without_padding():
+    logits, input_ids = seeded_randn(2, 4, 5, seed=0), seeded_randint(5, (2, 4), seed=1)  # ids [[0, 4, 4, 3], [3, 3, 1, 1]]
+    return lm_loss(logits, input_ids, torch.ones(2, 4, dtype=torch.long, device=DEVICE))
+
+
+def _public_loss_expected(expected, what, **mistakes):
+    messages = {"not_shifted": "the targets are not shifted: the logits at position t must predict the token at position t + 1",
+                "shifted_twice": "the targets are shifted by two positions instead of one",
+                "sum": "the losses of the target tokens are summed: the loss is their mean",
+                "padding_counted": "padded positions are counted in the loss: average only over targets whose "
+                                   "attention_mask is 1",
+                "input_side_mask": "the mask is taken on the input side: a target is padding when the attention_mask "
+                                   "of the target token (not of the token before it) is 0",
+                "per_row_mean": "the loss is averaged per sequence, then over sequences: average over all the real "
+                                "target tokens of the batch at once",
+                "eos_masked": "every EOS token is ignored, including the real one inside the text: recognize padding "
+                              "by its attention_mask, not by its token id"}
+
+    def verdict(loss):
+        assert isinstance(loss, torch.Tensor), (
+            f"lm_loss should return a tensor, not {getattr(loss, 'type_name', type(loss).__name__)} (don't call .item())")
+        expect_numbers(loss, expected, [(messages[k], v) for k, v in mistakes.items()], what=what)
+    return verdict
+
+
+def _public_loss_large_logits():
+    logits, input_ids, attention_mask = _public_padded_batch()
+    return lm_loss(1000 * logits, input_ids, attention_mask)
+
+
+def _public_loss_finite(loss):
     expect_tensor(loss, (), "the loss")
-    logits, input_ids, _ = _public_loss_inputs()
-    expected = F.cross_entropy(logits[:, :-1].reshape(-1, 11), input_ids[:, 1:].reshape(-1))
-    assert torch.allclose(loss, expected, atol=1e-4), (
-        f"without padding, the loss should be the cross-entropy of logits[:, :-1] against input_ids[:, 1:] "
-        f"({expected.item():.4f}), not {loss.item():.4f}")
+    assert torch.isfinite(loss), (
+        f"the loss is {loss.item()} when the logits are large (x1000): the probabilities of unlikely tokens round "
+        "to 0, and log(0) = -inf. Compute the log-probabilities in one stable step (F.cross_entropy, or "
+        "F.log_softmax), not as the log of a softmax")
 
 
-checks.check("without padding: cross-entropy of the next token", 3, lambda: lm_loss(*_public_loss_inputs()),
-             _public_loss_without_padding)
+checks.check("without padding: the mean cross-entropy of the next token", 3, _public_loss_without_padding,
+             _public_loss_expected(1.27834, "the loss without padding", not_shifted=1.77329, shifted_twice=1.67238,
+                                   sum=7.67001))
+checks.check("a padded batch: the mean over the real target tokens only", 3, lambda: lm_loss(*_public_padded_batch()),
+             _public_loss_expected(1.26264, "the loss of a padded batch", padding_counted=1.11955,
+                                   input_side_mask=1.21357, per_row_mean=1.30351, eos_masked=1.38168,
+                                   not_shifted=2.09316, shifted_twice=1.86948, sum=7.57583))
+checks.check("large logits give a finite loss", 1, _public_loss_large_logits, _public_loss_finite)
 ### BEGIN HIDDEN TESTS
 PAD_ID_FOR_TESTS = 0  # the tests' stand-in for the EOS token, which GPT-2 also uses as padding
 
@@ -2233,9 +2496,9 @@ def _probe_loss_gradient():
     return {"is_tensor": isinstance(loss, torch.Tensor), "requires_grad": bool(getattr(loss, "requires_grad", False))}
 
 
-checks.check("the mean over real target tokens of a padded batch", 5, lambda: lm_loss(*_loss_inputs(100)), "verdict_loss_value")
-checks.check("logits at padded positions don't count", 2, _probe_loss_padded_logits, "verdict_loss_padded_logits")
-checks.check("tokens at padded positions don't count", 2, _probe_loss_padded_tokens, "verdict_loss_padded_tokens")
+checks.check("the mean over real target tokens of a padded batch", 3, lambda: lm_loss(*_loss_inputs(100)), "verdict_loss_value")
+checks.check("logits at padded positions don't count", 1, _probe_loss_padded_logits, "verdict_loss_padded_logits")
+checks.check("tokens at padded positions don't count", 1, _probe_loss_padded_tokens, "verdict_loss_padded_tokens")
 checks.check("a real EOS token inside the text counts", 2, lambda: lm_loss(*_loss_inputs(130)), "verdict_loss_real_eos")
 checks.check("gradients flow through the loss", 1, _probe_loss_gradient, "verdict_loss_gradient")
 ### END HIDDEN TESTS
@@ -2343,6 +2606,63 @@ def _public_train_step_learns(losses):
 
 
 checks.check("returns a float, and repeated steps lower the loss", 2, _public_train_step_losses, _public_train_step_learns)
+
+
+class _TableLM(nn.Module):
+    """A stand-in language model for 3 tokens: the logits after each token are that token's row of a learned table."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Parameter(torch.tensor([[0.5, -0.2, 0.1], [0.0, 0.3, -0.4], [0.2, 0.1, 0.0]]))
+
+    def forward(self, input_ids):
+        return self.table[input_ids]
+
+
+def _linear_loss(logits, input_ids, attention_mask):
+    """A stand-in for lm_loss whose gradient is the same whatever the parameters: minus half the sum of the logits
+    of the next tokens. The more tokens in the batch, the larger the gradient."""
+    return -0.5 * logits[:, :-1].gather(-1, input_ids[:, 1:, None]).sum()
+
+
+def _public_train_step_two_steps():
+    model = _TableLM().to(DEVICE)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    huge = torch.tensor([[0, 1, 0, 1, 0, 1]] * 4, device=DEVICE)  # 20 targets: a gradient of norm 7.2
+    small = torch.tensor([[2, 2, 1]], device=DEVICE)              # 2 targets: a gradient of norm 0.71
+    with replaced(lm_loss=_linear_loss):  # see `replaced`
+        train_step(model, optimizer, huge, torch.ones_like(huge))
+        after_first = model.table.detach().clone()
+        train_step(model, optimizer, small, torch.ones_like(small))
+    return {"after_first": after_first, "after_second": model.table.detach().clone()}
+
+
+def _public_train_step_clipped(data):
+    expect_numbers(data["after_first"], [[0.5, -0.11679, 0.1], [0.05547, 0.3, -0.4], [0.2, 0.1, 0.0]], [
+        ("the gradients are not clipped before the optimizer step: with a gradient of norm 7.2, one SGD step of "
+         "lr 0.1 should move the parameters by 0.1 in all (a gradient clipped to norm 1.0)",
+         [[0.5, 0.4, 0.1], [0.4, 0.3, -0.4], [0.2, 0.1, 0.0]]),
+        ("the gradients are clipped one value at a time: clip the norm of the gradient of all the parameters "
+         "together", [[0.5, -0.1, 0.1], [0.1, 0.3, -0.4], [0.2, 0.1, 0.0]]),
+        ("the parameters did not change: the optimizer makes no step, or the gradients are reset after backward()",
+         [[0.5, -0.2, 0.1], [0.0, 0.3, -0.4], [0.2, 0.1, 0.0]]),
+    ], what="the parameters after one step on a batch with a huge gradient")
+
+
+def _public_train_step_reset(data):
+    expect_numbers(data["after_second"] - data["after_first"], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.05, 0.05]], [
+        ("the gradients of the previous step are not reset: the second step still follows the gradient of the "
+         "first batch", [[0.0, 0.06794, 0.0], [0.04529, 0.0, 0.0], [0.0, 0.04082, 0.04082]]),
+        ("the gradients of the previous step are not reset (and not clipped): the second step still follows the "
+         "gradient of the first batch", [[0.0, 0.6, 0.0], [0.4, 0.0, 0.0], [0.0, 0.05, 0.05]]),
+        ("the parameters did not change: the optimizer makes no step, or the gradients are reset after backward()",
+         [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]),
+    ], what="the change of the parameters during a second step, on a batch with a small gradient")
+
+
+checks.check("one step on a batch with a huge gradient: the gradient is clipped at norm 1.0", 2,
+             _public_train_step_two_steps, _public_train_step_clipped)
+checks.check("the next step starts from fresh gradients", 2, _public_train_step_two_steps, _public_train_step_reset)
 ### BEGIN HIDDEN TESTS
 class _StepLM(nn.Module):
     """A stand-in language model: each position's logits from its token and the tokens before it."""
@@ -2392,8 +2712,8 @@ def _student_step(seed, stale=True):
 
 checks.check("returns the loss of the batch, computed before the update", 2, lambda: _student_step(150, stale=False)[1],
              "verdict_train_step_loss")
-checks.check("one step: zero_grad, backward, clip at 1.0, step", 3, lambda: _student_step(160)[0], "verdict_train_step_update_160")
-checks.check("the update is the same on another batch", 3, lambda: _student_step(170)[0], "verdict_train_step_update_170")
+checks.check("one step: zero_grad, backward, clip at 1.0, step", 1, lambda: _student_step(160)[0], "verdict_train_step_update_160")
+checks.check("the update is the same on another batch", 1, lambda: _student_step(170)[0], "verdict_train_step_update_170")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -2598,12 +2918,13 @@ def decode(model, input_ids, max_new_tokens=32):
 
 # %% tags=["grader-only"]
 # Grader-only: greedy decoding done right, to judge decode's.
-def _ref_decode(model, input_ids, max_new_tokens):
+def _ref_decode(model, input_ids, max_new_tokens, position=-1):
+    """Greedy decoding (`position`: whose logits choose the next token; 0 reproduces that mistake)."""
     model.eval()
     with torch.no_grad():
         for _ in range(max_new_tokens):
             logits = model(input_ids[:, -model.seq_len:])
-            input_ids = torch.cat([input_ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+            input_ids = torch.cat([input_ids, logits[:, position].argmax(-1, keepdim=True)], dim=1)
     return input_ids
 
 
@@ -2620,23 +2941,35 @@ def verdict_decode_greedy(outputs):
     }, what="generated tokens")
 
 
-def verdict_decode_batch(output):
-    expect_tensor(output, (3, 7), "the output for a batch of 3 prompts")
-    _expect_values(output, _ref_decode(_decode_model(190), seeded_randint(50, (3, 4), seed=191), 3),
-                   what="tokens generated for a batch of 3 prompts")
+def verdict_decode_batch(data):
+    expect_tensor(data["batch"], (3, 7), "the output for a batch of 3 prompts")
+    assert torch.equal(data["again"], data["alone"][0]), (
+        "not checked: decode gives different tokens on two calls (see the greedy check)")
+    for i, alone in enumerate(data["alone"]):
+        assert torch.equal(data["batch"][i:i + 1], alone), (
+            f"prompt {i} of a batch of 3 prompts gets other tokens than when it is decoded alone: "
+            "each prompt of a batch should be decoded as it would be alone")
 
 
 def verdict_decode_eval_mode(data):
     assert not any(data["grad_enabled"]), "decode computes gradients: decorate it with @torch.no_grad()"
-    expect_tensor(data["output"], (1, 7))
-    assert torch.equal(data["output"], _ref_decode(_decode_model(200, dropout=0.5), seeded_randint(50, (1, 3), seed=201), 4)), (
-        "a model left in training mode generated other tokens than greedy decoding in eval mode: "
+    expect_tensor(data["train"], (1, 7))
+    assert torch.equal(data["train"], data["eval"]), (
+        "a model left in training mode generated other tokens than the same model in eval mode: "
         "call model.eval() in decode, so that dropout is off")
 
 
-def verdict_decode_crop(output):
-    _expect_values(output, _ref_decode(_decode_model(210), seeded_randint(50, (1, 6), seed=211), 7),
-                   what="tokens generated past model.seq_len (the context should be the last model.seq_len tokens)")
+def verdict_decode_crop(data):
+    output, model, prompt = data["output"], _decode_model(210), seeded_randint(50, (1, 6), seed=211)
+    expect_tensor(output, (1, 13), "the output (6 tokens of prompt, 7 generated, with seq_len=8)")
+    assert torch.equal(output, data["again"]), "not checked: decode gives different tokens on two calls (see the greedy check)"
+    for k, alone in enumerate(data["alone"]):
+        assert torch.equal(output[:, k + 8], alone[:, -1]), (
+            f"token {k + 9} should be the one generated from the 8 tokens before it (the model's seq_len): "
+            "the context should be the last model.seq_len tokens")
+    # The greedy check judges which position's logits are used: here either is fine, with the right context.
+    assert any(torch.equal(output, _ref_decode(model, prompt, 7, position)) for position in (-1, 0)), (
+        "wrong tokens generated past model.seq_len: the context should be the last model.seq_len tokens")
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_decode", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
@@ -2655,7 +2988,138 @@ def _public_decode_starts_with_prompt(output):
     assert torch.equal(output[:, :3], _decode_prompt), "the output should start with the prompt"
 
 
-checks.check("returns the prompt followed by max_new_tokens tokens", 2, _public_decode_output, _public_decode_starts_with_prompt)
+checks.check("returns the prompt followed by max_new_tokens tokens", 1, _public_decode_output, _public_decode_starts_with_prompt)
+
+
+class _PublicDecodeLM(nn.Module):
+    """A stand-in language model (10 tokens) whose last logits depend on its whole context, up to seq_len=4 tokens."""
+
+    def __init__(self, seed, dropout=0.0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.seq_len = 4
+        self.tokens, self.positions = nn.Embedding(10, 8), nn.Embedding(4, 8)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, input_ids):
+        T = input_ids.shape[1]
+        if T > self.seq_len:
+            raise IndexError(f"the model got {T} tokens, more than its seq_len of {self.seq_len}")
+        x = self.dropout(self.tokens(input_ids) + self.positions(torch.arange(T, device=input_ids.device)))
+        return self.head(torch.tanh(x.cumsum(dim=1)))
+
+
+def _public_decode_model(seed, dropout=0.0):
+    return _PublicDecodeLM(seed, dropout).to(DEVICE).eval()
+
+
+def _public_decode_greedy():
+    model, prompt, outputs = _public_decode_model(3), torch.tensor([[4, 1]], device=DEVICE), []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        outputs.append(decode(model, prompt.clone(), max_new_tokens=2))
+    return outputs
+
+
+def _public_decode_expected(outputs):
+    expect_tensor(outputs[0], (1, 4))
+    assert torch.equal(outputs[0], outputs[1]), (
+        "decode gave different tokens on two calls: greedy decoding picks the most likely token, it does not sample")
+    expect_numbers(outputs[0], [[4, 1, 4, 0]], [
+        ("the next token should be the most likely one after the last position: its logits are those of the last "
+         "position", [[4, 1, 4, 4]])], what="the prompt [[4, 1]] and the 2 tokens generated after it")
+
+
+def _public_decode_deterministic(model, prompt, max_new_tokens):
+    """decode's output, which must be the same on two calls for the checks that compare decode with itself."""
+    output = decode(model, prompt.clone(), max_new_tokens=max_new_tokens)
+    assert torch.equal(output, decode(model, prompt.clone(), max_new_tokens=max_new_tokens)), (
+        "not checked: decode gives different tokens on two calls (see the greedy check above)")
+    return output
+
+
+def _public_decode_batch():
+    model, prompts = _public_decode_model(4), torch.tensor([[1, 2], [7, 3], [5, 5]], device=DEVICE)
+    alone = [_public_decode_deterministic(model, prompts[i:i + 1], 2) for i in range(3)]
+    try:
+        batch = decode(model, prompts.clone(), max_new_tokens=2)
+    except RuntimeError as error:
+        raise AssertionError(f"decode fails for a batch of 3 prompts ({error}): the tokens chosen at each step "
+                             "should have shape (B, 1), one per prompt") from None
+    return {"batch": batch, "alone": alone}
+
+
+def _public_decode_batch_like_alone(data):
+    expect_tensor(data["batch"], (3, 4), "the output for a batch of 3 prompts")
+    for i, alone in enumerate(data["alone"]):
+        assert torch.equal(data["batch"][i:i + 1], alone), (
+            f"prompt {i} of a batch of 3 prompts gets other tokens than when it is decoded alone: "
+            "each prompt of a batch should be decoded as it would be alone")
+
+
+def _public_decode_train_and_eval():
+    outputs = {}
+    for mode in ("train", "eval"):
+        model = _public_decode_model(5, dropout=0.5).train(mode == "train")
+        torch.manual_seed(0)
+        outputs[mode] = decode(model, torch.tensor([[2, 6]], device=DEVICE), max_new_tokens=2)
+    return outputs
+
+
+def _public_decode_same_as_eval(outputs):
+    assert torch.equal(outputs["train"], outputs["eval"]), (
+        "decode gives other tokens for a model left in training mode than for the same model in eval mode: "
+        "dropout is still on while generating. Put the model in eval mode in decode")
+
+
+def _public_decode_gradients():
+    model, grad_enabled = _public_decode_model(6), []
+    hook = model.register_forward_hook(lambda module, inputs, output: grad_enabled.append(torch.is_grad_enabled()))
+    try:
+        with torch.enable_grad():
+            decode(model, torch.tensor([[3, 3]], device=DEVICE), max_new_tokens=2)
+    finally:
+        hook.remove()
+    return grad_enabled
+
+
+def _public_decode_no_gradients(grad_enabled):
+    assert not any(grad_enabled), ("decode computes gradients, which generation doesn't need (and which cost memory): "
+                                   "decorate it with @torch.no_grad()")
+
+
+def _public_decode_long():
+    model = _public_decode_model(12)
+    try:
+        output = _public_decode_deterministic(model, torch.tensor([[1, 8, 2, 9]], device=DEVICE), 3)  # seq_len=4
+    except IndexError:
+        raise AssertionError("decode fails once the sequence is longer than model.seq_len: the model has no "
+                             "position embedding beyond it, so crop the context to its last model.seq_len tokens") from None
+    expect_tensor(output, (1, 7))
+    # the tokens generated from the last 4 tokens alone, one step at a time
+    return {"output": output, "alone": [decode(model, output[:, k:k + 4].clone(), max_new_tokens=1) for k in range(3)]}
+
+
+def _public_decode_cropped(data):
+    for k, alone in enumerate(data["alone"]):
+        assert torch.equal(data["output"][:, k + 4], alone[:, -1]), (
+            f"token {k + 5} should be the one generated from the 4 tokens before it (the model's seq_len): "
+            "the context should be the last model.seq_len tokens")
+    try:  # the greedy check judges which position's logits choose the token: either one is fine here
+        expect_numbers(data["output"], [[1, 8, 2, 9, 6, 5, 5]])
+    except AssertionError:
+        expect_numbers(data["output"], [[1, 8, 2, 9, 6, 2, 6]], what="the tokens generated past model.seq_len (the context should "
+                                                         "be the last model.seq_len tokens)")
+
+
+checks.check("greedy: the most likely token after the last position", 1, _public_decode_greedy, _public_decode_expected)
+checks.check("each prompt of a batch is decoded as it would be alone", 1, _public_decode_batch,
+             _public_decode_batch_like_alone)
+checks.check("a model in training mode generates what it does in eval mode", 1, _public_decode_train_and_eval,
+             _public_decode_same_as_eval)
+checks.check("computes no gradients", 1, _public_decode_gradients, _public_decode_no_gradients)
+checks.check("crops the context to model.seq_len", 1, _public_decode_long, _public_decode_cropped)
 ### BEGIN HIDDEN TESTS
 class _DecodeLM(nn.Module):
     """A stand-in language model whose last logits depend on its whole context, up to seq_len tokens."""
@@ -2689,36 +3153,47 @@ def _probe_decode_greedy():
 
 
 def _probe_decode_batch():
+    model, prompts = _decode_model(190), seeded_randint(50, (3, 4), seed=191)
+    alone = [decode(model, prompts[i:i + 1].clone(), max_new_tokens=3) for i in range(3)]
+    again = decode(model, prompts[:1].clone(), max_new_tokens=3)
     try:
-        return decode(_decode_model(190), seeded_randint(50, (3, 4), seed=191), max_new_tokens=3)
+        return {"batch": decode(model, prompts.clone(), max_new_tokens=3), "alone": alone, "again": again}
     except RuntimeError as error:
         raise AssertionError(f"decode fails for a batch of 3 prompts ({error}): the next tokens of a batch have "
                              "shape (B, 1), for example logits[:, -1].argmax(dim=-1, keepdim=True)") from None
 
 
 def _probe_decode_eval_mode():
-    model, grad_enabled = _decode_model(200, dropout=0.5).train(), []
-    hook = model.register_forward_hook(lambda module, inputs, output: grad_enabled.append(torch.is_grad_enabled()))
-    try:
-        with torch.enable_grad():
-            output = decode(model, seeded_randint(50, (1, 3), seed=201), max_new_tokens=4)
-    finally:
-        hook.remove()
-    return {"output": output, "grad_enabled": grad_enabled}
+    """decode of a model left in training mode, and of the same model in eval mode: they should agree."""
+    data = {"grad_enabled": []}
+    for mode in ("train", "eval"):
+        model = _decode_model(200, dropout=0.5).train(mode == "train")
+        hook = model.register_forward_hook(lambda module, inputs, output: data["grad_enabled"].append(torch.is_grad_enabled()))
+        try:
+            with torch.enable_grad():
+                torch.manual_seed(202)
+                data[mode] = decode(model, seeded_randint(50, (1, 3), seed=201), max_new_tokens=4)
+        finally:
+            hook.remove()
+    return data
 
 
 def _probe_decode_crop():
+    model = _decode_model(210)
     try:
-        return decode(_decode_model(210), seeded_randint(50, (1, 6), seed=211), max_new_tokens=7)
+        output = decode(model, seeded_randint(50, (1, 6), seed=211), max_new_tokens=7)
+        alone = [decode(model, output[:, k:k + 8].clone(), max_new_tokens=1) for k in range(5)] if output.shape == (1, 13) else []
+        again = decode(model, seeded_randint(50, (1, 6), seed=211), max_new_tokens=7)
+        return {"output": output, "alone": alone, "again": again}
     except IndexError:
         raise AssertionError("decode fails once the sequence is longer than model.seq_len: "
                              "crop the context to the last model.seq_len tokens (input_ids[:, -model.seq_len:])") from None
 
 
-checks.check("greedy: appends the argmax of the last position's logits", 3, _probe_decode_greedy, "verdict_decode_greedy")
+checks.check("greedy: appends the argmax of the last position's logits", 1, _probe_decode_greedy, "verdict_decode_greedy")
 checks.check("works for a batch of several prompts", 1, _probe_decode_batch, "verdict_decode_batch")
-checks.check("runs in eval mode without gradients", 2, _probe_decode_eval_mode, "verdict_decode_eval_mode")
-checks.check("crops the context to model.seq_len", 2, _probe_decode_crop, "verdict_decode_crop")
+checks.check("runs in eval mode without gradients", 1, _probe_decode_eval_mode, "verdict_decode_eval_mode")
+checks.check("crops the context to model.seq_len", 1, _probe_decode_crop, "verdict_decode_crop")
 ### END HIDDEN TESTS
 checks.score()
 

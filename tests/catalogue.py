@@ -466,8 +466,39 @@ ENTRIES = [
     wrong("Block: no residual around the feed-forward", "Block",
           _block("        x = x + self.attn(self.ln1(x))\n        return self.ff(self.ln2(x))\n"),
           expect="the feed-forward has no residual connection"),
+    wrong("Block: no residual around the attention", "Block",
+          _block("        x = self.attn(self.ln1(x))\n        return x + self.ff(self.ln2(x))\n"),
+          expect="residual connection"),
+    wrong("Block: one layer norm only, before the attention", "Block",
+          _block("        x = x + self.attn(self.ln1(x))\n        return x + self.ff(x)\n"),
+          expect="the input of the feed-forward is not normalized"),
+    wrong("Block: post-norm without the last layer norm", "Block",
+          _block("        x = self.ln1(x + self.attn(x))\n        return x + self.ff(x)\n"),
+          expect="a layer norm is missing"),
     correct("Block: post-norm", "Block",
             _block("        x = self.ln1(x + self.attn(x))\n        return self.ln2(x + self.ff(x))\n")),
+    correct("Block: its own LayerNorm module", "Block", '''class Norm(nn.Module):
+    def __init__(self, size, eps=1e-5):
+        super().__init__()
+        self.gain, self.shift, self.eps = nn.Parameter(torch.ones(size)), nn.Parameter(torch.zeros(size)), eps
+
+    def forward(self, x):
+        mean, var = x.mean(-1, keepdim=True), x.var(-1, keepdim=True, unbiased=False)
+        return self.gain * (x - mean) / torch.sqrt(var + self.eps) + self.shift
+
+
+class Block(nn.Module):
+    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+        super().__init__()
+        self.norms = nn.ModuleList([Norm(hidden_size), Norm(hidden_size)])
+        self.layers = nn.ModuleList([CausalSelfAttention(hidden_size, num_heads, dropout, seq_len),
+                                     FeedForward(hidden_size, dropout)])
+
+    def forward(self, x):
+        for norm, layer in zip(self.norms, self.layers):
+            x = x + layer(norm(x))
+        return x
+'''),
     correct("Block: pre-norm with another eps", "Block", '''class Block(nn.Module):
     def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
         super().__init__()
@@ -488,6 +519,16 @@ ENTRIES = [
           _transformer(embed="self.tok(input_ids) + self.pos(input_ids % self.seq_len)"), expect="not by token id"),
     wrong("Transformer: positions taken from the end", "Transformer",
           _transformer(embed="self.tok(input_ids) + self.pos.weight[-T:]"), expect="first 5 tokens"),
+    wrong("Transformer: positions reversed", "Transformer",
+          _transformer(embed="self.tok(input_ids) + self.pos(torch.arange(T - 1, -1, -1, device=input_ids.device))"),
+          expect="first 5 tokens"),
+    wrong("Transformer: fails for T < seq_len", "Transformer",
+          _transformer(embed="self.tok(input_ids) + self.pos.weight"), expect="RuntimeError"),
+    wrong("Transformer: blocks not stacked (each applied to the embeddings)", "Transformer",
+          _transformer(stack="h = x\n        for block in self.blocks:\n            x = block(h)"), expect="not stacked"),
+    wrong("Transformer: num_layers ignored", "Transformer",
+          _transformer(blocks="nn.ModuleList([Block(hidden_size, num_heads, dropout, seq_len) for _ in range(2)])"),
+          expect="should contain 3 blocks"),
     wrong("Transformer: only the first block is applied", "Transformer",
           _transformer(stack="x = self.blocks[0](x)"), expect="apply each of the 3 blocks once"),
     wrong("Transformer: one block shared by every layer", "Transformer",
@@ -501,6 +542,14 @@ ENTRIES = [
     correct("Transformer: weight tying", "Transformer", _transformer(
         extra="        self.head = nn.Linear(self.tok.embedding_dim, self.tok.num_embeddings, bias=False)\n"
               "        self.head.weight = self.tok.weight\n")),
+    correct("Transformer: positions as an nn.Parameter of shape (seq_len, hidden)", "Transformer", _transformer(
+        extra="        self.pos = nn.Parameter(torch.randn(seq_len, hidden_size) * 0.02)\n",
+        embed="self.tok(input_ids) + self.pos[:T]")),
+    correct("Transformer: positions as an nn.Parameter of shape (1, seq_len, hidden), tied head", "Transformer", _transformer(
+        extra="        self.pos = nn.Parameter(torch.zeros(1, seq_len, hidden_size).normal_(std=0.02))\n"
+              "        self.head = nn.Linear(hidden_size, vocab_size, bias=False)\n"
+              "        self.head.weight = self.tok.weight\n",
+        embed="self.tok(input_ids) + self.pos[:, :T, :]")),
     correct("Transformer: embedding dropout and positions as a (1, T) tensor", "Transformer", _transformer(
         extra="        self.drop = nn.Dropout(dropout)\n",
         embed="self.drop(self.tok(input_ids) + self.pos(torch.arange(0, T, dtype=torch.long, device=input_ids.device)[None]))")),
@@ -524,6 +573,19 @@ ENTRIES = [
     mask = attention_mask[:, 1:].float()
     return ((losses * mask).sum(1) / mask.sum(1)).mean()
 '''), expect="averaged per sequence"),
+    wrong("lm_loss: sum instead of mean", "lm_loss", _loss('''    mask = attention_mask[:, 1:].bool()
+    return F.cross_entropy(logits[:, :-1][mask], input_ids[:, 1:][mask], reduction="sum")
+'''), expect="summed"),
+    wrong("lm_loss: log of the softmax (unstable)", "lm_loss", _loss('''    log_probs = torch.log(torch.softmax(logits[:, :-1], dim=-1))
+    mask = attention_mask[:, 1:].bool()
+    return F.nll_loss(log_probs[mask], input_ids[:, 1:][mask])
+'''), expect="large (x1000)"),
+    wrong("lm_loss: exp without subtracting the max (unstable)", "lm_loss", _loss('''    scores = logits[:, :-1]
+    log_probs = scores - torch.log(torch.exp(scores).sum(-1, keepdim=True))
+    mask = attention_mask[:, 1:].float()
+    picked = log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    return -(picked * mask).sum() / mask.sum()
+'''), expect="large (x1000)"),
     correct("lm_loss: ignore_index", "lm_loss", _loss('''    labels = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
     return nn.CrossEntropyLoss()(logits[:, :-1].reshape(-1, logits.size(-1)), labels.reshape(-1))
 ''')),
@@ -531,6 +593,11 @@ ENTRIES = [
     losses = F.cross_entropy(logits[:, :-1].reshape(-1, V), input_ids[:, 1:].reshape(-1), reduction="none")
     mask = attention_mask[:, 1:].reshape(-1).float()
     return (losses * mask).sum() / mask.sum()
+''')),
+    correct("lm_loss: log_softmax and gather", "lm_loss", _loss('''    log_probs = F.log_softmax(logits[:, :-1], dim=-1)
+    picked = log_probs.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    mask = attention_mask[:, 1:].to(picked.dtype)
+    return -(picked * mask).sum() / mask.sum()
 ''')),
 
     # ---- train_step --------------------------------------------------------------------------------------
@@ -559,6 +626,27 @@ ENTRIES = [
     nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     return loss.item()
 '''), expect="did not change"),
+    wrong("train_step: zero_grad between backward and step", "train_step", _step('''    loss = lm_loss(model(input_ids), input_ids, attention_mask)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.zero_grad()
+    optimizer.step()
+    return loss.item()
+'''), expect="did not change"),
+    wrong("train_step: clip_grad_value_ instead of the norm", "train_step", _step('''    optimizer.zero_grad()
+    loss = lm_loss(model(input_ids), input_ids, attention_mask)
+    loss.backward()
+    nn.utils.clip_grad_value_(model.parameters(), 1.0)
+    optimizer.step()
+    return loss.item()
+'''), expect="parameters after one step"),
+    wrong("train_step: returns the loss tensor", "train_step", _step('''    optimizer.zero_grad()
+    loss = lm_loss(model(input_ids), input_ids, attention_mask)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return loss
+'''), expect="should return a float"),
     correct("train_step: set_to_none=False, float(loss)", "train_step", _step('''    optimizer.zero_grad(set_to_none=False)
     logits = model(input_ids)
     loss = lm_loss(logits, input_ids, attention_mask)
@@ -581,6 +669,12 @@ ENTRIES = [
     wrong("decode: broken for a batch (the seed's unsqueeze(0))", "decode",
           _greedy(pick="logits[:, -1].argmax(1).unsqueeze(0)"), expect="batch of 3 prompts"),
     wrong("decode: context not cropped", "decode", _greedy(context="input_ids"), expect="crop the context"),
+    wrong("decode: context cropped to the first seq_len tokens", "decode", _greedy(context="input_ids[:, :model.seq_len]"),
+          expect="last model.seq_len tokens"),
+    wrong("decode: context cropped one token short", "decode", _greedy(context="input_ids[:, -(model.seq_len - 1):]"),
+          expect="last model.seq_len tokens"),
+    wrong("decode: first position, not in eval mode", "decode",
+          _greedy(pick="logits[:, 0].argmax(dim=-1, keepdim=True)", eval_line=False), expect="call model.eval()"),
     wrong("decode: not in eval mode", "decode", _greedy(eval_line=False), expect="call model.eval()"),
     wrong("decode: sampling instead of greedy", "decode",
           _greedy(pick="torch.multinomial(logits[:, -1].softmax(dim=-1), 1)"), expect="does not sample"),
@@ -597,5 +691,15 @@ ENTRIES = [
             input_ids = torch.cat([input_ids, next_token], dim=1)
     model.train(was_training)
     return input_ids
+'''),
+    correct("decode: a while loop, softmax before the argmax, crop only when too long", "decode", '''@torch.no_grad()
+def decode(model, input_ids, max_new_tokens=32):
+    model.eval()
+    out = input_ids.clone()
+    while out.shape[1] < input_ids.shape[1] + max_new_tokens:
+        context = out if out.shape[1] <= model.seq_len else out[:, out.shape[1] - model.seq_len:]
+        probabilities = F.softmax(model(context)[:, -1, :], dim=-1)
+        out = torch.cat([out, probabilities.argmax(dim=-1).unsqueeze(-1)], dim=-1)
+    return out
 '''),
 ]
