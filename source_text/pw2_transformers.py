@@ -566,8 +566,8 @@ MISTAKES = {
     "scale:model": "the scores are divided by the square root of the hidden size; divide by √d_k, the size of one key (one head's size)",
     "scale:multiply": "the scores are multiplied by √d_k instead of divided by it",
     "softmax_dim": "the softmax is taken over the wrong dimension: for each query, the weights over the keys (the last dimension) must sum to 1",
-    "split": "the heads are split without a transpose: view Q, K, V as (B, T, heads, d_h), then transpose to (B, heads, T, d_h)",
-    "merge": "the heads are merged without transposing back: transpose (B, heads, T, d_h) to (B, T, heads, d_h) before reshaping to (B, T, hidden)",
+    "split": "the heads are split without a transpose: each head must see every position of its own d_h features: the heads dimension comes before the positions, (B, heads, T, d_h), it is not carved out of them",
+    "merge": "the heads are merged without transposing back: bring the positions back before the heads, so that each position joins the d_h features of every head",
     "no_W_O": "the concatenated heads are not projected back with the output projection (W_O)",
     "heads_ignored": "the number of heads is not taken from num_heads",
     "mask:none": "there is no causal mask: each position also attends to later positions",
@@ -663,7 +663,7 @@ def _expect_causal(outputs, what="the output"):
 def _expect_same_in_eval(outputs):
     assert _close(outputs["first"], outputs["second"]), (
         "in eval mode two calls give different outputs: dropout must be off in eval mode "
-        "(use nn.Dropout, or F.dropout(..., training=self.training))")
+        "(nn.Dropout is off in eval mode by itself; F.dropout only when told whether the module is training)")
 
 
 def _expect_output_dropout(output):
@@ -1002,7 +1002,7 @@ def _public_multi_head_inputs(seed, hidden, T=3, scale=0.5):
                                                             for i in range(1, 5))
 
 
-_HEADS_SPLIT = "the heads are split without a transpose: view Q, K, V as (B, T, heads, d_h), then transpose to (B, heads, T, d_h)"
+_HEADS_SPLIT = "the heads are split without a transpose: each head must see every position of its own d_h features: the heads dimension comes before the positions, (B, heads, T, d_h), it is not carved out of them"
 _HEADS_MERGED = ("the heads are merged without transposing back: (B, heads, T, d_h) must become (B, T, heads, d_h) "
                  "before the reshape to (B, T, hidden)")
 _NOT_SCALED = "the scores are not scaled: divide Q Kᵀ by √d_h, the size of one head's keys"
@@ -1381,7 +1381,7 @@ def _public_csa_identity_values(output):
          "must sum to 1", [[[-1.0522, -1.1486, 1.5516, 1.7877, -0.32508, 2.1017, -1.4071, 0.53934],
                             [0.074873, -0.61886, -0.1733, 0.54599, 0.40657, 0.80682, 0.021364, 0.23531],
                             [1.1556, -1.0214, 0.63271, 1.1554, 1.3509, -0.19385, -0.31408, 1.4667]]]),
-        ("the heads are split without a transpose: view Q, K, V as (B, T, heads, d_h), then transpose to (B, heads, T, d_h)",
+        ("the heads are split without a transpose: each head must see every position of its own d_h features: the heads dimension comes before the positions, (B, heads, T, d_h), it is not carved out of them",
          [[[-1.1161, -1.2184, 1.6459, 1.8962, 0.65725, 1.0609, 0.15772, 0.31593],
            [-0.35126, 2.2452, -1.5006, 0.58291, 1.0012, -0.17117, 0.59298, 0.6466],
            [-0.4761, -0.79736, 0.46763, 1.3091, 1.0646, -0.3932, 0.051805, 1.0376]]]),
@@ -1421,7 +1421,7 @@ def _public_csa_same_in_eval(outputs):
     expect_tensor(outputs["first"], (2, 8, 16))
     assert torch.allclose(outputs["first"], outputs["second"], atol=1e-6, rtol=1e-6), (
         "in eval mode two calls give different outputs: dropout must be off in eval mode "
-        "(use nn.Dropout, or F.dropout(..., training=self.training))")
+        "(nn.Dropout is off in eval mode by itself; F.dropout only when told whether the module is training)")
 
 
 def _public_csa_train_and_eval():
@@ -1603,7 +1603,7 @@ def _public_ff_same_in_eval(outputs):
     expect_tensor(outputs["first"], (2, 5, 16))
     assert torch.allclose(outputs["first"], outputs["second"], atol=1e-6, rtol=1e-6), (
         "in eval mode two calls give different outputs: dropout must be off in eval mode "
-        "(use nn.Dropout, or F.dropout(..., training=self.training))")
+        "(nn.Dropout is off in eval mode by itself; F.dropout only when told whether the module is training)")
 
 
 def _public_ff_output_dropout(output):
@@ -2381,13 +2381,13 @@ def verdict_loss_real_eos(loss):
 def verdict_loss_padded_logits(losses):
     assert _close(losses["changed"], losses["original"]), (
         "the loss changed when only the logits at padded positions (and after the last real token) changed: "
-        "padded targets must not count (use attention_mask[:, 1:])")
+        "padded targets must not count (a target is padding when its attention_mask is 0)")
 
 
 def verdict_loss_padded_tokens(losses):
     assert _close(losses["changed"], losses["original"]), (
         "the loss changed when only the tokens at padded positions changed: padded targets must not count "
-        "(use attention_mask[:, 1:])")
+        "(a target is padding when its attention_mask is 0)")
 
 
 def verdict_loss_gradient(data):
@@ -2557,13 +2557,13 @@ def _flat(parameters):
 def _verdict_train_step_update(parameters, seed, what):
     expected, _ = _reference_step(seed)
     variants = {
-        "the gradients of the previous step are not reset: call optimizer.zero_grad() first":
+        "the gradients of the previous step are not reset: the old gradients add up with the new ones unless they are zeroed before the backward pass":
             _reference_step(seed, stale=True)[0],
-        "the gradients are not clipped before the optimizer step: call nn.utils.clip_grad_norm_(model.parameters(), 1.0) between backward() and step()":
+        "the gradients are not clipped before the optimizer step: clip the norm of the gradients at 1.0 after the backward pass and before the update":
             _reference_step(seed, clip=False)[0],
         "the gradients of the previous step are not reset (optimizer.zero_grad()), and not clipped before the step":
             _reference_step(seed, stale=True, clip=False)[0],
-        "the parameters did not change: call optimizer.step() after backward()": _flat(_train_step_setup(seed)[0].parameters()),
+        "the parameters did not change: the optimizer never updated them": _flat(_train_step_setup(seed)[0].parameters()),
     }
     assert isinstance(parameters, list) and all(isinstance(p, torch.Tensor) for p in parameters), "no parameters came back"
     _expect_values(_flat(parameters), expected, variants, what=what)
@@ -2936,7 +2936,7 @@ def verdict_decode_greedy(outputs):
     with torch.no_grad():
         first_position = model(prompt)[:, 0].argmax(-1, keepdim=True).expand(-1, 4)
     _expect_values(outputs[0], _ref_decode(model, prompt, 4), {
-        "the next token should be the argmax of the logits of the last position (logits[:, -1])":
+        "the next token should be the argmax of the logits of the last position, not of the first":
             torch.cat([prompt, first_position], 1),
     }, what="generated tokens")
 
@@ -3160,7 +3160,7 @@ def _probe_decode_batch():
         return {"batch": decode(model, prompts.clone(), max_new_tokens=3), "alone": alone, "again": again}
     except RuntimeError as error:
         raise AssertionError(f"decode fails for a batch of 3 prompts ({error}): the next tokens of a batch have "
-                             "shape (B, 1), for example logits[:, -1].argmax(dim=-1, keepdim=True)") from None
+                             "shape (B, 1), one token per prompt, appended to its own row") from None
 
 
 def _probe_decode_eval_mode():
@@ -3187,7 +3187,7 @@ def _probe_decode_crop():
         return {"output": output, "alone": alone, "again": again}
     except IndexError:
         raise AssertionError("decode fails once the sequence is longer than model.seq_len: "
-                             "crop the context to the last model.seq_len tokens (input_ids[:, -model.seq_len:])") from None
+                             "crop the context to the last model.seq_len tokens before each forward pass") from None
 
 
 checks.check("greedy: appends the argmax of the last position's logits", 1, _probe_decode_greedy, "verdict_decode_greedy")
