@@ -2123,7 +2123,8 @@ checks.check("num_layers blocks, each with its own weights, applied in turn", 1,
 checks.check("returns logits, not probabilities", 1, _public_transformer_logits, _public_transformer_not_probabilities)
 ### BEGIN HIDDEN TESTS
 class _MixingBlock(nn.Module):
-    """A stand-in for Block: a residual mix of each position with the positions before it."""
+    """A stand-in for Block: a residual mix of each position with the positions before it. The same as the public
+    _PublicBlock, but a class of its own, made after every cell of the student's: none of them can have patched it."""
 
     def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
         super().__init__()
