@@ -3194,7 +3194,7 @@ def _probe_decode_crop():
 checks.check("greedy: appends the argmax of the last position's logits", 1, _probe_decode_greedy, "verdict_decode_greedy")
 checks.check("works for a batch of several prompts", 1, _probe_decode_batch, "verdict_decode_batch")
 checks.check("runs in eval mode without gradients", 1, _probe_decode_eval_mode, "verdict_decode_eval_mode")
-checks.check("crops the context to model.seq_len", 1, _probe_decode_crop, "verdict_decode_crop")
+checks.check("crops the context to model.seq_len, other inputs", 1, _probe_decode_crop, "verdict_decode_crop")
 ### END HIDDEN TESTS
 checks.score()
 

@@ -2,7 +2,7 @@
 plain data the checks' probes return, and the kernel never holds the references, the expected values or the verdicts.
 
 Every attack of attacks.py is graded in the session's batch (conftest.py), added to honest work that has three
-mistakes (demo-mistakes, 81/100). Each attack is judged by what it got.
+mistakes (demo-mistakes: self_attention, lm_loss and decode lose points). Each attack is judged by what it got.
 """
 
 import nbformat
@@ -26,7 +26,7 @@ def _printed(nb) -> str:
 
 def test_the_honest_work_the_attacks_are_added_to_has_three_mistakes(graded):
     honest = graded.results[HONEST]
-    assert honest.status == "graded" and honest.score == 81
+    assert honest.status == "graded" and 50 < honest.score < 100
     assert {e for e, p in honest.exercises.items() if p < graded.results["demo-solution"].exercises[e]} == \
         {"self_attention", "lm_loss", "decode"}
 

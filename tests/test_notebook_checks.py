@@ -135,10 +135,22 @@ def test_the_helpers_cell_holds_the_current_checks_engine():
     assert helpers.source in {c.source for c in release.cells}
 
 
+def test_every_check_of_a_check_cell_has_a_description_of_its_own(grader_copy):
+    """The grader, the feedback and the class report tell checks apart by their description."""
+    for grade_id in grader_copy.test_cells:
+        descriptions = [entry[0] for entry in grader_copy.checks_of(grade_id).entries]
+        assert len(descriptions) == len(set(descriptions)), grade_id
+
+
 # ------------------------------------------------------------------------------------ the grader's side
 
 def _message(index, description, value, status="ok"):
     return {"index": index, "description": description, "status": status, **pack(value)}
+
+
+@pytest.fixture
+def grader_copy():
+    return scoring.Grader(nbformat.read(layout.COURSE.source_notebook, as_version=4))
 
 
 @pytest.fixture(scope="module")

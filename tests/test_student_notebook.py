@@ -287,10 +287,10 @@ def test_check_my_work_names_wrong_answers_and_check_cells_not_run(source_nb, re
     shutil.copytree(layout.COURSE.release_notebook.parent / "data", folder / "data")
     run = execute(folder / layout.NOTEBOOK, tmp_path / "run", allow_errors=True)
     report = outputs(run, "check_my_work")
-    assert re.search(r"^  ✗ lm_loss: 0/1 public checks passed \(0/3 points\)\n"
-                     r"      ✗ without padding: .*logits\[:, :-1\]", report, re.M), report
+    assert re.search(r"^  ✗ lm_loss: 1/3 public checks passed \(1/7 points\)\n"
+                     r"      ✗ without padding: .*the targets are not shifted", report, re.M), report
     assert "  ? decode: its check cell has not run yet" in report
-    assert "  ✓ train_step: 1/1 public checks passed" in report
+    assert "  ✓ train_step: 3/3 public checks passed" in report
     assert "8/10 exercises pass their public checks" in report
 
 
