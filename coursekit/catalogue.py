@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import answers, checks, grading, layout
+from . import answers, checks, grading, layout, scoring
 
 CATALOGUE = layout.ROOT / "tests" / "catalogue.py"
 
@@ -119,10 +119,7 @@ def public_failures(cells: dict[str, str], release: nbformat.NotebookNode) -> di
     """The public checks that fail, per exercise, when a student fills the release with the instructor's answers
     and `cells`, then runs every check cell (local mode, as in Colab; these answers are the catalogue's own code, so
     they run here, in a namespace of their own, without a kernel)."""
-    by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in release.cells}
-    namespace = {"__name__": "__main__", "GRADING": False, "OFFLINE": True, "IN_COLAB": False, "device": "cpu"}
-    for grade_id in ("imports", "grading_helpers"):
-        exec(compile(by_id[grade_id].source, f"<release: {grade_id}>", "exec"), namespace)
+    namespace = scoring.notebook_namespace(release, "__main__", grading=False)
     failed = {}
     for cell in release.cells:
         meta = cell.metadata.get("nbgrader", {})

@@ -45,6 +45,16 @@ def is_test_cell(cell) -> bool:
         and bool(meta.get("points"))
 
 
+def notebook_namespace(notebook: NotebookNode, name: str, grading: bool) -> dict:
+    """A namespace of its own, outside any kernel, in which a notebook's imports and helpers cells have run, as in a
+    notebook on the CPU: the grader's (grading) or a student's run before hand-in (not grading)."""
+    namespace = {"__name__": name, "GRADING": grading, "OFFLINE": True, "IN_COLAB": False, "device": "cpu"}
+    by_id = {_grade_id(c): c for c in notebook.cells if _grade_id(c)}
+    for grade_id in ("imports", HELPERS):
+        exec(compile(by_id[grade_id].source, f"<{name}: {grade_id}>", "exec"), namespace)
+    return namespace
+
+
 class Grader:
     """The grader's own copy of an assignment's checks, replayed in notebook order in a namespace of its own.
 
@@ -53,11 +63,7 @@ class Grader:
     cell defined (a later cell may reuse a name)."""
 
     def __init__(self, source: NotebookNode):
-        self.namespace = {"__name__": "coursekit_grader", "GRADING": True, "OFFLINE": True, "IN_COLAB": False,
-                          "device": "cpu"}
-        by_id = {_grade_id(c): c for c in source.cells if _grade_id(c)}
-        for grade_id in ("imports", HELPERS):
-            self._run(by_id[grade_id].source, grade_id)
+        self.namespace = notebook_namespace(source, "coursekit_grader", grading=True)
         self.checks_class = self.namespace["Checks"]
         self.checks_class.mode = "record"
         self._pending = [c for c in source.cells if is_grader_only(c) or is_test_cell(c)]

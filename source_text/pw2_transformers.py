@@ -533,6 +533,16 @@ def with_last_position_changed(inputs):
     return changed
 
 
+EVAL_MODE_DROPOUT = ("in eval mode two calls give different outputs: dropout must be off in eval mode "
+                     "(nn.Dropout is off in eval mode by itself; F.dropout only when told whether the module is training)")
+
+
+def expect_same_in_eval(outputs, shape):
+    """Fails unless two calls of a module in eval mode ({"first", "second"}) gave the same output of this shape."""
+    expect_tensor(outputs["first"], shape)
+    assert torch.allclose(outputs["first"], outputs["second"], atol=1e-6, rtol=1e-6), EVAL_MODE_DROPOUT
+
+
 def learned_parameters(module):
     """The module's parameters, each with its name and the kind of layer it belongs to, for the checks of its values."""
     found = []
@@ -661,9 +671,7 @@ def _expect_causal(outputs, what="the output"):
 
 
 def _expect_same_in_eval(outputs):
-    assert _close(outputs["first"], outputs["second"]), (
-        "in eval mode two calls give different outputs: dropout must be off in eval mode "
-        "(nn.Dropout is off in eval mode by itself; F.dropout only when told whether the module is training)")
+    assert _close(outputs["first"], outputs["second"]), EVAL_MODE_DROPOUT
 
 
 def _expect_output_dropout(output):
@@ -1418,10 +1426,7 @@ def _public_csa_twice_in_eval():
 
 
 def _public_csa_same_in_eval(outputs):
-    expect_tensor(outputs["first"], (2, 8, 16))
-    assert torch.allclose(outputs["first"], outputs["second"], atol=1e-6, rtol=1e-6), (
-        "in eval mode two calls give different outputs: dropout must be off in eval mode "
-        "(nn.Dropout is off in eval mode by itself; F.dropout only when told whether the module is training)")
+    expect_same_in_eval(outputs, (2, 8, 16))
 
 
 def _public_csa_train_and_eval():
@@ -1600,10 +1605,7 @@ def _public_ff_twice_in_eval():
 
 
 def _public_ff_same_in_eval(outputs):
-    expect_tensor(outputs["first"], (2, 5, 16))
-    assert torch.allclose(outputs["first"], outputs["second"], atol=1e-6, rtol=1e-6), (
-        "in eval mode two calls give different outputs: dropout must be off in eval mode "
-        "(nn.Dropout is off in eval mode by itself; F.dropout only when told whether the module is training)")
+    expect_same_in_eval(outputs, (2, 5, 16))
 
 
 def _public_ff_output_dropout(output):
