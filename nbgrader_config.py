@@ -61,6 +61,9 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 # Grading. The notebook switches itself to small offline data when NBGRADER_EXECUTION is set; a whole
 # submission runs in well under a minute on 2 CPU cores, and no single cell needs more than a few seconds.
 c.Execute.timeout = 60
+# After a cell's reply, nbclient waits this long for its last outputs; a cell that floods them (thousands of displays,
+# cut by GradedExecute's budget) must not fail the whole hand-in when the machine is busy (nbclient's default: 4 s).
+c.Execute.iopub_timeout = 30
 # GradedExecute is nbgrader's Execute with every test cell's points computed outside the student's kernel, from
 # the data its checks return, by the grader's own copy of the checks (coursekit/scoring.py); it also gives every
 # cell, and the notebook, an output budget while it runs. SanitizeNotebook, right after the execution: outputs are
