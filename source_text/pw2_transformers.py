@@ -581,7 +581,7 @@ MISTAKES = {
     "no_W_O": "the concatenated heads are not projected back with the output projection (W_O)",
     "heads_ignored": "the number of heads is not taken from num_heads",
     "mask:none": "there is no causal mask: each position also attends to later positions",
-    "mask:triu": "the mask points the wrong way: position i must attend to positions j ≤ i (torch.tril), not j ≥ i",
+    "mask:triu": "the mask points the wrong way: position i must attend to positions j ≤ i (the lower triangle), not j ≥ i",
     "mask:+1": "the mask is off by one: each position can also see the next one",
     "mask:-1": "the mask is off by one: each position is hidden from itself (the first row is all masked, hence NaN)",
     "mask:zero": "masked scores are set to 0 instead of -inf: exp(0) = 1, so future positions still get weight",
@@ -684,19 +684,38 @@ def _state(parameters):
     return {p["name"]: p["value"] for p in parameters}
 
 
-def _projections(parameters, hidden):
-    """The module's learned maps from `hidden` features to `hidden` features, fused ones split.
+def _per_head_role(name):
+    """("heads.*.query.weight", 1) for "heads.1.query.weight": the parameter's role with its head's index taken out
+    (the last number in its name), or None when its name holds no number."""
+    parts = name.split(".")
+    numbers = [i for i, part in enumerate(parts) if part.isdigit()]
+    if not numbers:
+        return None
+    i = numbers[-1]
+    return ".".join(parts[:i] + ["*"] + parts[i + 1:]), int(parts[i])
+
+
+def _projections(parameters, hidden, num_heads=None):
+    """The module's learned maps from `hidden` features to `hidden` features, fused ones split and per-head ones joined.
 
     Covers nn.Linear layers (and fused (k*hidden, hidden) weights used as F.linear, as nn.MultiheadAttention
-    does) and raw (hidden, k*hidden) matrices used as `x @ W`.
+    does), raw (hidden, k*hidden) matrices used as `x @ W`, and one projection per head (num_heads (d_h, hidden)
+    nn.Linear weights or (hidden, d_h) matrices, numbered 0 to num_heads - 1 in their names, as in a ModuleList).
     """
-    state, maps = _state(parameters), []
+    state, maps, per_head = _state(parameters), [], {}
+    d_h = hidden // num_heads if num_heads else None
     for p in parameters:
         W = p["value"]
         if W.dim() != 2 or p["kind"] in ("embedding", "norm"):
             continue
         linear = p["kind"] == "linear" or (p["kind"] == "other" and W.shape[0] != W.shape[1])
-        if linear and W.shape[1] == hidden and W.shape[0] % hidden == 0 and p["name"].endswith("weight"):
+        head = _per_head_role(p["name"]) if d_h and d_h != hidden else None
+        if head and linear and tuple(W.shape) == (d_h, hidden) and p["name"].endswith("weight"):
+            bias = state.get(p["name"][:-len("weight")] + "bias")
+            per_head.setdefault(("linear", head[0]), {})[head[1]] = (W, bias)
+        elif head and not linear and tuple(W.shape) == (hidden, d_h):
+            per_head.setdefault(("matrix", head[0]), {})[head[1]] = (W, None)
+        elif linear and W.shape[1] == hidden and W.shape[0] % hidden == 0 and p["name"].endswith("weight"):
             bias = state.get(p["name"][:-len("weight")] + "bias")
             for i in range(W.shape[0] // hidden):
                 b = None if bias is None else bias[i * hidden:(i + 1) * hidden]
@@ -704,6 +723,16 @@ def _projections(parameters, hidden):
         elif not linear and W.shape[0] == hidden and W.shape[1] % hidden == 0:
             for i in range(W.shape[1] // hidden):
                 maps.append(lambda x, W=W[:, i * hidden:(i + 1) * hidden]: x @ W)
+    for (kind, _), heads in per_head.items():
+        if sorted(heads) != list(range(num_heads)):
+            continue
+        weights = [heads[h][0] for h in range(num_heads)]
+        if kind == "matrix":
+            maps.append(lambda x, W=torch.cat(weights, dim=1): x @ W)
+            continue
+        biases = [heads[h][1] for h in range(num_heads)]
+        b = None if any(b is None for b in biases) else torch.cat(biases)
+        maps.append(lambda x, W=torch.cat(weights), b=b: F.linear(x, W, b))
     return maps
 
 
@@ -711,7 +740,7 @@ def _expect_attention_module_values(output, x, parameters, num_heads):
     """Checks a causal self-attention module's output against the reference, computed with its own projections
     in whatever order it declares them."""
     expect_tensor(output, x.shape)
-    maps = _projections(parameters, x.shape[-1])
+    maps = _projections(parameters, x.shape[-1], num_heads)
     mistakes = [None, "scale:none", "scale:model", "scale:multiply", "softmax_dim", "split", "merge",
                 "mask:none", "mask:triu", "mask:+1", "mask:-1", "mask:zero", "mask:after_softmax"]
     if len(maps) == 3:  # no output projection
@@ -1262,6 +1291,7 @@ checks.score()
 # - Complete the missing lines of the module's initialization and of its forward pass. Use learned projections (`nn.Linear`) for the queries, keys, values and output.
 # - Add dropout on the attention weights and on the output (`nn.Dropout`: it is active in training mode and off in eval mode).
 # - `seq_len` is the longest sequence the module will see: the forward pass must also work for any shorter sequence.
+# - A causal mask is not learned, but it belongs to the module: when the module moves to a GPU (`module.to("cuda")`), the mask must move with it, or the forward pass fails with "Expected all tensors to be on the same device". A plain tensor attribute (`self.mask = ...`) stays behind; a *buffer* moves with the parameters: `self.register_buffer("mask", ...)`. (Building the mask in the forward pass, on `x.device`, works too.)
 
 # %% nbgrader={"grade": false, "grade_id": "CausalSelfAttention", "locked": false, "schema_version": 3, "solution": true, "task": false}
 class CausalSelfAttention(nn.Module):
@@ -1314,7 +1344,8 @@ print(f"Output Shape: {attended_values.shape}")
 # Grader-only: the verdicts of the hidden checks of CausalSelfAttention.
 def verdict_attention_module_values(data):
     for T, output in zip((8, 5), data["outputs"]):
-        _expect_attention_module_values(output, seeded_randn(2, T, 16, seed=62), data["parameters"], num_heads=4)
+        if output is not None:  # None: the module failed for T < seq_len, which its own check reports
+            _expect_attention_module_values(output, seeded_randn(2, T, 16, seed=62), data["parameters"], num_heads=4)
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_CausalSelfAttention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
@@ -1348,14 +1379,21 @@ def _public_csa_four_projections(shapes):
 def _public_csa_identity_output():
     """The module's output when its query, key, value and output projections are all the identity (and biases 0)."""
     module = CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.0, seq_len=3).to(DEVICE).eval()
+    eye = torch.eye(8, device=DEVICE)
     with torch.no_grad():
-        for p in module.parameters():  # a fused (k·8, 8) or (8, k·8) weight gets k identities
+        for name, p in module.named_parameters():
             if not p.requires_grad:  # not learned (a mask kept as a frozen parameter?): left as it is
                 continue
-            if p.dim() == 2 and p.shape[1] == 8 and p.shape[0] % 8 == 0:
-                p.copy_(torch.eye(8).repeat(p.shape[0] // 8, 1))
-            elif p.dim() == 2 and p.shape[0] == 8 and p.shape[1] % 8 == 0:
-                p.copy_(torch.eye(8).repeat(1, p.shape[1] // 8))
+            head = [int(part) for part in name.split(".") if part.isdigit()][-1:] or [0]  # "heads.1.query.weight": 1
+            rows = slice(4 * head[0], 4 * head[0] + 4)
+            if p.dim() == 2 and p.shape[1] == 8 and p.shape[0] % 8 == 0:  # a fused (k·8, 8) weight gets k identities
+                p.copy_(eye.repeat(p.shape[0] // 8, 1))
+            elif p.dim() == 2 and p.shape[0] == 8 and p.shape[1] % 8 == 0:  # and a fused (8, k·8) matrix too
+                p.copy_(eye.repeat(1, p.shape[1] // 8))
+            elif p.dim() == 2 and tuple(p.shape) == (4, 8):  # one head's (d_h, hidden) projection: its rows
+                p.copy_(eye[rows])
+            elif p.dim() == 2 and tuple(p.shape) == (8, 4):  # one head's (hidden, d_h) matrix: its columns
+                p.copy_(eye[:, rows])
             else:
                 p.zero_()
         return module(seeded_randn(1, 3, 8, seed=140))
@@ -1441,7 +1479,7 @@ def _public_csa_weights_dropout(outputs):
     expect_tensor(evaluated, (2, 8, 16))
     assert not torch.allclose(trained, evaluated, atol=1e-4, rtol=1e-4), (
         "no dropout in training mode: with dropout=0.5 the output is the same as in eval mode; "
-        "add dropout (nn.Dropout) on the attention weights and on the output")
+        "add dropout on the attention weights and on the output")
     kept = trained != 0
     assert not torch.allclose(trained[kept], 2 * evaluated[kept], atol=1e-4, rtol=1e-4), (
         "with dropout=0.5 in training mode, only the output's dropout changes it: add dropout on the attention weights too")
@@ -1462,8 +1500,8 @@ def _public_csa_on_another_device():
     except RuntimeError as error:
         raise AssertionError(
             f"after module.to(another device), the forward pass fails ({str(error)[:200]}): a tensor the module keeps "
-            "(the mask?) stayed on the CPU; make it a buffer (self.register_buffer) so that it moves with the module, "
-            "or create it on x.device") from None
+            "(the mask?) stayed on the CPU; make it a buffer of the module so that it moves with it, "
+            "or create it on the input's device") from None
     return {"shape": list(output.shape), "device": str(output.device)}
 
 
@@ -1493,8 +1531,12 @@ def _attention_module(dropout=0.0, seed=60):
 def _probe_module_values():
     module = _attention_module().eval()
     with torch.no_grad():
-        outputs = [module(seeded_randn(2, T, 16, seed=62)) for T in (8, 5)]
-    return {"outputs": outputs, "parameters": learned_parameters(module)}
+        full = module(seeded_randn(2, 8, 16, seed=62))
+        try:
+            shorter = module(seeded_randn(2, 5, 16, seed=62))
+        except RuntimeError:  # failing for T < seq_len is the shorter-sequence check's mistake, not this one's
+            shorter = None
+    return {"outputs": [full, shorter], "parameters": learned_parameters(module)}
 
 
 checks.check("values match causal multi-head attention with the module's own projections", 1, _probe_module_values,
@@ -1969,7 +2011,7 @@ logits.shape
 # %% tags=["grader-only"]
 # Grader-only: the verdicts of the hidden checks of Transformer.
 def verdict_transformer_shapes(data):
-    assert data["seq_len"] == 12, "keep seq_len as an attribute: self.seq_len = seq_len"
+    assert data["seq_len"] == 12, "the model should keep its context length as its attribute seq_len (decode reads it to crop the context)"
     for T, logits in zip((12, 5), data["logits"]):
         expect_tensor(logits, (2, T, 50), f"the logits for {T} tokens (seq_len=12)")
 
@@ -2000,9 +2042,9 @@ def verdict_transformer_embeddings_and_head(data):
     assert not (logits.min() >= 0 and torch.allclose(logits.sum(-1), torch.ones_like(logits[..., 0]), atol=1e-3)), (
         "the model returns probabilities: return the logits, without a softmax")
     assert data["words"], ("expected word embeddings: one learned vector per token of the vocabulary "
-                           "(nn.Embedding(vocab_size, hidden_size))")
+                           "(a (vocab_size, hidden_size) table)")
     assert data["positions"], ("expected position embeddings: one learned vector per position, "
-                               "nn.Embedding(seq_len, hidden_size) or an nn.Parameter of shape (seq_len, hidden_size)")
+                               "a table of shape (seq_len, hidden_size), as an embedding or a parameter")
     candidates = [F.embedding(ids, words) + positions[:7] for words in data["words"] for positions in data["positions"]]
     if not any(_close(data["first"], c) for c in candidates):
         _expect_values(data["first"], candidates[0], what="input of the first block (word + position embeddings)")
@@ -2955,11 +2997,11 @@ def verdict_decode_batch(data):
 
 
 def verdict_decode_eval_mode(data):
-    assert not any(data["grad_enabled"]), "decode computes gradients: decorate it with @torch.no_grad()"
+    assert not any(data["grad_enabled"]), "decode computes gradients, which generation doesn't need (and which cost memory): turn gradient tracking off in decode"
     expect_tensor(data["train"], (1, 7))
     assert torch.equal(data["train"], data["eval"]), (
         "a model left in training mode generated other tokens than the same model in eval mode: "
-        "call model.eval() in decode, so that dropout is off")
+        "decode should put the model in eval mode, so that dropout is off while it generates")
 
 
 def verdict_decode_crop(data):
@@ -3073,7 +3115,7 @@ def _public_decode_train_and_eval():
 def _public_decode_same_as_eval(outputs):
     assert torch.equal(outputs["train"], outputs["eval"]), (
         "decode gives other tokens for a model left in training mode than for the same model in eval mode: "
-        "dropout is still on while generating. Put the model in eval mode in decode")
+        "dropout is still on while generating: decode should put the model in eval mode")
 
 
 def _public_decode_gradients():
@@ -3089,7 +3131,7 @@ def _public_decode_gradients():
 
 def _public_decode_no_gradients(grad_enabled):
     assert not any(grad_enabled), ("decode computes gradients, which generation doesn't need (and which cost memory): "
-                                   "decorate it with @torch.no_grad()")
+                                   "turn gradient tracking off in decode")
 
 
 def _public_decode_long():

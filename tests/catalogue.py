@@ -373,6 +373,57 @@ ENTRIES = [
         return self.dropout(self.proj(y))
 '''),
 
+    correct("CausalSelfAttention: one Head module per head (nanoGPT lecture style)", "CausalSelfAttention", '''class Head(nn.Module):
+    def __init__(self, hidden_size, head_size, dropout, seq_len):
+        super().__init__()
+        self.key = nn.Linear(hidden_size, head_size, bias=False)
+        self.query = nn.Linear(hidden_size, head_size, bias=False)
+        self.value = nn.Linear(hidden_size, head_size, bias=False)
+        self.register_buffer("tril", torch.tril(torch.ones(seq_len, seq_len)))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        k, q = self.key(x), self.query(x)
+        wei = q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5
+        wei = wei.masked_fill(self.tril[:T, :T] == 0, float("-inf"))
+        wei = self.dropout(F.softmax(wei, dim=-1))
+        return wei @ self.value(x)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+        super().__init__()
+        head_size = hidden_size // num_heads
+        self.heads = nn.ModuleList([Head(hidden_size, head_size, dropout, seq_len) for _ in range(num_heads)])
+        self.proj = nn.Linear(hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        out = torch.cat([h(x) for h in self.heads], dim=-1)
+        return self.dropout(self.proj(out))
+'''),
+    correct("CausalSelfAttention: per-head projections in one ModuleList per role", "CausalSelfAttention", '''class CausalSelfAttention(nn.Module):
+    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+        super().__init__()
+        d = hidden_size // num_heads
+        self.queries = nn.ModuleList([nn.Linear(hidden_size, d) for _ in range(num_heads)])
+        self.keys = nn.ModuleList([nn.Linear(hidden_size, d) for _ in range(num_heads)])
+        self.values = nn.ModuleList([nn.Linear(hidden_size, d) for _ in range(num_heads)])
+        self.out = nn.Linear(hidden_size, hidden_size)
+        self.drop = nn.Dropout(dropout)
+        self.register_buffer("causal", torch.ones(seq_len, seq_len, dtype=torch.bool).tril())
+
+    def forward(self, x):
+        T = x.shape[1]
+        heads = []
+        for q, k, v in zip(self.queries, self.keys, self.values):
+            Q, K, V = q(x), k(x), v(x)
+            s = (Q @ K.transpose(1, 2)) / math.sqrt(Q.shape[-1])
+            heads.append(self.drop(s.masked_fill(~self.causal[:T, :T], float("-inf")).softmax(-1)) @ V)
+        return self.drop(self.out(torch.cat(heads, dim=-1)))
+'''),
+
     # ---- FeedForward ---------------------------------------------------------------------------------------
     wrong("FeedForward: intermediate width 2h", "FeedForward", '''class FeedForward(nn.Module):
     def __init__(self, hidden_size, dropout):
@@ -674,13 +725,13 @@ class Block(nn.Module):
     wrong("decode: context cropped one token short", "decode", _greedy(context="input_ids[:, -(model.seq_len - 1):]"),
           expect="last model.seq_len tokens"),
     wrong("decode: first position, not in eval mode", "decode",
-          _greedy(pick="logits[:, 0].argmax(dim=-1, keepdim=True)", eval_line=False), expect="call model.eval()"),
-    wrong("decode: not in eval mode", "decode", _greedy(eval_line=False), expect="call model.eval()"),
+          _greedy(pick="logits[:, 0].argmax(dim=-1, keepdim=True)", eval_line=False), expect="put the model in eval mode"),
+    wrong("decode: not in eval mode", "decode", _greedy(eval_line=False), expect="put the model in eval mode"),
     wrong("decode: sampling instead of greedy", "decode",
           _greedy(pick="torch.multinomial(logits[:, -1].softmax(dim=-1), 1)"), expect="does not sample"),
     wrong("decode: gradients computed", "decode", _decode(GREEDY_LOOP.format(
         context="input_ids[:, -model.seq_len:]", pick="logits[:, -1].argmax(dim=-1, keepdim=True)"), decorator=""),
-        expect="@torch.no_grad()"),
+        expect="turn gradient tracking off"),
     correct("decode: no_grad block, restores the training mode, topk", "decode", '''def decode(model, input_ids, max_new_tokens=32):
     was_training = model.training
     model.eval()

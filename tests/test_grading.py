@@ -74,7 +74,7 @@ def test_failed_checks_tell_the_student_what_is_wrong(graded):
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "the scores are not scaled: divide Q Kᵀ by √d_k" in printed
     assert "padded positions are counted in the loss" in printed
-    assert "call model.eval() in decode" in printed
+    assert "decode should put the model in eval mode" in printed
 
 
 def test_grades_are_in_the_gradebook(graded):
