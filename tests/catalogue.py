@@ -280,7 +280,7 @@ ENTRIES = [
         scores = scores.masked_fill(~self.causal[:T, :T], float("-inf"))
         weights = self.attn_drop(scores.softmax(dim=-1))
         return self.out_drop(self.o((weights @ V).transpose(1, 2).reshape(B, T, C)))
-'''), expect="register_buffer"),
+'''), expect="make it a buffer of the module"),
     wrong("CausalSelfAttention: scaled by the hidden size", "CausalSelfAttention", _attention_module(forward='''        B, T, C = x.shape
         Q, K, V = (p(x).view(B, T, self.h, -1).transpose(1, 2) for p in (self.q, self.k, self.v))
         scores = Q @ K.transpose(-2, -1) / math.sqrt(C)
