@@ -6,7 +6,10 @@ VENV     := .venv
 PY       := $(VENV)/bin/python
 # nbgrader, once nbgrader_config.py is known to load (nbgrader would silently fall back to its defaults).
 NBGRADER := $(PY) -m coursekit nbgrader
-ASSIGNMENT := pw2_transformers
+# ASSIGNMENT=<name> limits a command to one assignment; by default each command acts on every assignment that has
+# work for it (make grade: every assignment with hand-ins in submitted/).
+ASSIGNMENT ?=
+ONE := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
 # nbgrader runs `alembic` from the PATH; everything here runs offline (the Hugging Face Hub is not needed).
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -15,19 +18,20 @@ export HF_HUB_OFFLINE := 1
 .PHONY: help setup notebook notebook-text release solutions samples grade feedback export report demo test lint catalogue bench-notebook bench-grading bench-training collect lab clean
 
 help:
+	@echo "Every command acts on every assignment that has work for it, or on one: make grade ASSIGNMENT=pw3_decoding"
 	@echo "make setup       create .venv with requirements.txt (CPU torch)"
 	@echo "make notebook    rebuild source/ notebook from source_text/ (after editing the text twin)"
 	@echo "make notebook-text  rewrite source_text/ from the source/ notebook (after editing it in Jupyter)"
 	@echo "make release     nbgrader generate_assignment: the student version in release/"
 	@echo "make solutions   the solution notebook in solutions/"
 	@echo "make samples     demo submissions in submitted/demo-*/"
-	@echo "make collect ZIP=download.zip  put an LMS (Moodle) download into submitted/<student>/"
-	@echo "make grade       autograde every submission in submitted/ (JOBS=N workers, default one per core); reports/grading.csv"
+	@echo "make collect ZIP=download.zip ASSIGNMENT=name  put an LMS (Moodle) download into submitted/<student>/<assignment>/"
+	@echo "make grade       autograde every hand-in in submitted/ (JOBS=N workers, default one per core); reports/<assignment>/grading.csv"
 	@echo "make feedback    one HTML feedback file per student in feedback/"
-	@echo "make export      grades for the LMS in reports/grades.csv (per exercise); WORKSHEET=file fills Moodle's worksheet"
+	@echo "make export      grades for the LMS in reports/grades.csv (every assignment, per exercise); WORKSHEET=file ASSIGNMENT=name fills Moodle's worksheet"
 	@echo "make lab         JupyterLab on this course, with nbgrader's formgrader at /formgrader"
-	@echo "make report      class report for TAs: reports/class_report.html (plots, failures, hand-ins to look at) and CSVs"
-	@echo "make demo        the whole cycle on the demo submissions, ending with a table of scores"
+	@echo "make report      class report for TAs: reports/<assignment>/class_report.html (plots, failures, hand-ins to look at) and CSVs"
+	@echo "make demo        the whole cycle on the demo submissions of every assignment, ending with a table of scores for each"
 	@echo "make test        the test suite"
 	@echo "make catalogue   grade the catalogue of known mistakes and correct variants (ONLY=wrong-decode to pick), print what the public and hidden checks catch"
 	@echo "make bench-notebook  time the autograding of one submission"
@@ -51,62 +55,57 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 notebook: setup
-	$(PY) -m coursekit notebook
+	$(PY) -m coursekit notebook $(ONE)
 
 notebook-text: setup
-	$(PY) -m coursekit notebook-text
+	$(PY) -m coursekit notebook-text $(ONE)
 
 # generate_assignment also records the assignment, its cells and hidden tests in gradebook.db.
 release: setup
-	$(NBGRADER) generate_assignment $(ASSIGNMENT) --force
+	$(PY) -m coursekit release $(ONE)
 
 # The gradebook is SQLite gradebook.db unless GRADEBOOK_URL names another database (PostgreSQL: see the README);
-# nbgrader_config.py and coursekit read that variable, from the environment or the make command line. A database
-# has no file to stand for it here: the targets that need the assignment in the gradebook release it when the
-# database doesn't list it yet.
+# nbgrader_config.py and coursekit read that variable, from the environment or the make command line. Grading
+# releases an assignment first when the gradebook does not know it yet (see coursekit/grading.py), so a database,
+# which has no file to stand for it here, needs no target of its own.
 ifeq ($(strip $(GRADEBOOK_URL)),)
 gradebook.db:
 	$(MAKE) release
 else
 .PHONY: gradebook.db
 gradebook.db: setup
-	@$(NBGRADER) db assignment list 2>/dev/null | grep -qx "$(ASSIGNMENT) (due: .*)" || $(MAKE) release
 endif
 
 solutions: setup gradebook.db
-	$(NBGRADER) generate_solution $(ASSIGNMENT) --force
+	$(PY) -m coursekit solutions $(ONE)
 
 # Students already in submitted/ are never overwritten: nbgrader refuses, and says so.
 collect: setup gradebook.db
-	@test -n "$(ZIP)" || (echo "usage: make collect ZIP=path/to/download.zip" && exit 2)
-	rm -rf downloaded/$(ASSIGNMENT)
-	mkdir -p downloaded/$(ASSIGNMENT)/archive
-	cp "$(ZIP)" downloaded/$(ASSIGNMENT)/archive/
-	$(NBGRADER) zip_collect $(ASSIGNMENT)
-	$(PY) -m coursekit participants
+	@test -n "$(ZIP)" || (echo "usage: make collect ZIP=path/to/download.zip ASSIGNMENT=<assignment>" && exit 2)
+	$(PY) -m coursekit collect "$(ZIP)" $(ONE)
 
 samples: setup
-	$(PY) -m coursekit samples
+	$(PY) -m coursekit samples $(ONE)
 
 # SANDBOX=off grades without the sandbox (student code then runs with your permissions): say it on purpose.
 # JOBS=N grades N hand-ins at a time (default: one per core).
 grade: setup gradebook.db
-	$(PY) -m coursekit grade $(if $(filter off,$(SANDBOX)),--no-sandbox) $(if $(JOBS),--jobs $(JOBS))
+	$(PY) -m coursekit grade $(ONE) $(if $(filter off,$(SANDBOX)),--no-sandbox) $(if $(JOBS),--jobs $(JOBS))
 
 feedback: setup gradebook.db
-	$(NBGRADER) generate_feedback $(ASSIGNMENT) --force
+	$(PY) -m coursekit feedback $(ONE)
 
 # WORKSHEET=<file> also fills in the grading worksheet downloaded from a Moodle assignment.
 export: setup gradebook.db
-	$(PY) -m coursekit export $(if $(WORKSHEET),--moodle-worksheet "$(WORKSHEET)")
+	$(PY) -m coursekit export $(ONE) $(if $(WORKSHEET),--moodle-worksheet "$(WORKSHEET)")
 
 # After `make grade`: one self-contained HTML page and CSV files in reports/.
 report: setup
-	$(PY) -m coursekit report
+	$(PY) -m coursekit report $(ONE)
 
 demo: release solutions samples grade feedback export report
-	@$(PY) -m coursekit scores
-	@echo "Feedback: feedback/<student>/$(ASSIGNMENT)/$(ASSIGNMENT).html   Grades: reports/grades.csv   Class report: reports/class_report.html"
+	@$(PY) -m coursekit scores $(ONE)
+	@echo "Feedback: feedback/<student>/<assignment>/<assignment>.html   Grades: reports/grades.csv   Class reports: reports/<assignment>/class_report.html"
 
 # The tests grade in throwaway courses, with throwaway gradebooks: never the database of a GRADEBOOK_URL.
 test: setup
@@ -118,21 +117,21 @@ lab: setup gradebook.db
 	$(PY) -m jupyterlab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 catalogue: setup
-	$(PY) -m coursekit catalogue $(if $(ONLY),--only $(ONLY))
+	$(PY) -m coursekit catalogue $(ONE) $(if $(ONLY),--only $(ONLY))
 
 bench-notebook: setup
-	$(PY) -m coursekit bench-notebook
+	$(PY) -m coursekit bench-notebook $(ONE)
 
 bench-grading: setup
-	$(PY) -m coursekit bench-grading
+	$(PY) -m coursekit bench-grading $(ONE)
 
 # Not a test: minutes on a CPU. Figures go in the README. DEVICE=cuda times fp16 autocast on a GPU.
 DEVICE ?= cpu
 bench-training: setup
-	$(PY) -m coursekit bench-training --device $(DEVICE)
+	$(PY) -m coursekit bench-training $(ONE) --device $(DEVICE)
 
 lint: setup
-	$(PY) -m ruff check coursekit tests
+	$(PY) -m ruff check coursekit tests source_text
 
 # Removes the demo hand-ins and what was made from them, and the build folder; never real hand-ins or the gradebook.
 clean:

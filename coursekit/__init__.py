@@ -1,7 +1,11 @@
-"""Tooling for the auto-graded Transformers course: build the notebook, make sample submissions, grade them.
+"""Tooling for an auto-graded nbgrader course of several practical works: build the notebooks, grade, report.
+
+The kit holds no assignment's content: each assignment's material (its notebook's text twin, its catalogue of
+answers, its benchmark) is in source_text/<assignment>/, found by convention (`material`).
 
 One module per concern:
-- `layout`: where everything lives in the course directory.
+- `layout`: where everything lives in the course directory; an assignment (`Assignment`) and its files.
+- `material`: an assignment's own files in source_text/<assignment>/, loaded by convention.
 - `notebook_text`: the instructor notebook <-> its percent-format text twin; the checks engine into its helpers cell.
 - `notebook_checks`: the checks engine the notebook carries (probe, verdict; local, probe and record modes) and
   the plain data that crosses the kernel's boundary.
@@ -18,9 +22,13 @@ One module per concern:
 - `workers`: a process pool that replaces a dead worker and retries its hand-in once.
 - `spreadsheet`: neutralises CSV cells that a spreadsheet would read as formulas.
 - `autograde`: nbgrader's autograde over the staged hand-ins, N workers at a time, in the sandbox.
-- `grading`: stages, autogrades and reports every student's score, or why there is none.
+- `grading`: the stages of grading an assignment, in one place: release, intake -> autograde -> results, feedback.
+- `results`: every student's result per assignment, scored by the gradebook (manual grades, late penalty); grading.csv.
+- `export`: grades.csv for the LMS, every assignment; Moodle's grading worksheet.
+- `report`: the class report for TAs, per assignment.
+- `feedback`: the score summary at the top of a student's feedback page.
 - `checks`: reads the check lines (✓/✗ and reasons) that test cells print, from an autograded notebook.
-- `catalogue`: grades the catalogue of known right and wrong answers (tests/catalogue.py) and tabulates it.
+- `catalogue`: grades an assignment's catalogue of known right and wrong answers and tabulates it.
 - `benchmark`: times the autograding of one submission.
 - `cli`: the `python -m coursekit` commands behind the Makefile.
 """

@@ -13,7 +13,7 @@ What makes parallel grading give the same results as sequential grading:
   and waits for the lock rather than failing.
 
 The terminal shows progress (tqdm): hand-ins done / total, elapsed time, ETA and the hand-ins being
-graded. nbgrader's log goes to reports/autograde.log, one section per hand-in, in student order.
+graded. nbgrader's log goes to reports/<assignment>/autograde.log, one section per hand-in, in student order.
 
 One hand-in cannot take the batch down: a worker that dies (killed, out of memory) is replaced (coursekit.workers),
 the hand-in it was grading is graded again on a fresh worker, and if that one dies too, the hand-in is reported
@@ -54,7 +54,7 @@ def load_config(root: Path):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class AutogradeOutcome:
     """What nbgrader said about one hand-in; if it could not grade it, why (`reason`, one line)."""
     student: str
     success: bool
@@ -68,8 +68,8 @@ def default_jobs() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def log_path(course: layout.Course) -> Path:
-    return course.reports / "autograde.log"
+def log_path(course: layout.Course, assignment: layout.Assignment) -> Path:
+    return course.reports_of(assignment) / "autograde.log"
 
 
 # Kernels run with one math thread each, unless the environment says otherwise: the notebook's tensors are tiny,
@@ -99,14 +99,15 @@ def _sandbox_environment(course: layout.Course, sandboxed: bool) -> dict[str, st
     return sandbox.install_kernel(course.root / "build", course.root)
 
 
-# The worker processes' state: one nbgrader API each, made by _start_worker.
+# The worker processes' state: one nbgrader API each, and the assignment it grades, made by _start_worker.
 _api = None
+_assignment = None
 
 
-def _start_worker(worker: int, root: str, env: dict[str, str], sandboxed: bool) -> None:
-    """Loads the course's nbgrader configuration, with the staging folder as the submissions to grade, and
-    (sandboxed) this worker's own kernel uid and IPC folder."""
-    global _api
+def _start_worker(worker: int, root: str, assignment: str, env: dict[str, str], sandboxed: bool) -> None:
+    """Loads the course's nbgrader configuration, with the assignment's staging folder as the submissions to
+    grade, and (sandboxed) this worker's own kernel uid and IPC folder."""
+    global _api, _assignment
     os.environ.update(env)
     os.chdir(root)
     sys.path.insert(0, str(layout.ROOT))
@@ -117,21 +118,22 @@ def _start_worker(worker: int, root: str, env: dict[str, str], sandboxed: bool) 
     if sandboxed:
         os.environ.update(sandbox.worker_environment(worker))
         config.merge(Config(sandbox.nbgrader_settings(Path(root) / "build", worker)))
-    config.CourseDirectory.submitted_directory = str(layout.Course(Path(root)).staging.relative_to(root))
+    _assignment = layout.Assignment(assignment)
+    config.CourseDirectory.submitted_directory = str(layout.Course(Path(root)).staging(_assignment).relative_to(root))
     _api = NbGraderAPI(config=config)
 
 
-def _grade_one(student: str) -> Outcome:
+def _grade_one(student: str) -> AutogradeOutcome:
     start = time.perf_counter()
-    result = _api.autograde(layout.ASSIGNMENT, student, force=True, create=True)
+    result = _api.autograde(_assignment.name, student, force=True, create=True)
     log = result.get("log", "") + (result.get("error") or "")
     error = (result.get("error") or "").strip().splitlines()
     reason = "" if result["success"] else "nbgrader could not grade it" + (f" ({error[-1]})" if error else "")
-    return Outcome(student, bool(result["success"]), log, time.perf_counter() - start, reason)
+    return AutogradeOutcome(student, bool(result["success"]), log, time.perf_counter() - start, reason)
 
 
-def _outcome(student: str, result) -> Outcome:
-    """A worker's result for one hand-in, as an Outcome."""
+def _outcome(student: str, result) -> AutogradeOutcome:
+    """A worker's result for one hand-in, as an AutogradeOutcome."""
     if isinstance(result, workers.Lost):
         times = "twice" if result.deaths == 2 else "once" if result.deaths == 1 else f"{result.deaths} times"
         reason = f"grading worker died {times}: {result.how}"
@@ -139,11 +141,11 @@ def _outcome(student: str, result) -> Outcome:
         reason = f"grading worker failed: {result.error}"
     else:
         return result
-    return Outcome(student, False, f"[ERROR] {reason}", 0.0, reason)
+    return AutogradeOutcome(student, False, f"[ERROR] {reason}", 0.0, reason)
 
 
 def grade_hand_ins(students: list[str], jobs: int, start: Callable, start_args: tuple,
-                   grade_one: Callable[[str], Outcome]) -> dict[str, Outcome]:
+                   grade_one: Callable[[str], AutogradeOutcome]) -> dict[str, AutogradeOutcome]:
     """`grade_one(student)` for every student, `jobs` at a time in worker processes started with
     `start(worker, *start_args)`, with a progress bar: a hand-in whose worker dies is graded once more on a
     fresh worker, then reported failed."""
@@ -159,28 +161,31 @@ def grade_hand_ins(students: list[str], jobs: int, start: Callable, start_args: 
     return {student: _outcome(student, results[student]) for student in students}
 
 
-def autograde(course: layout.Course, sandboxed: bool = True, jobs: int | None = None) -> dict[str, Outcome]:
-    """nbgrader autograde on every hand-in staged in build/intake/, `jobs` at a time (default: one per core)."""
+def autograde(course: layout.Course, assignment: layout.Assignment, sandboxed: bool = True,
+              jobs: int | None = None) -> dict[str, AutogradeOutcome]:
+    """nbgrader autograde on every hand-in of `assignment` staged in build/intake/<assignment>/, `jobs` at a time
+    (default: one per core)."""
     env = _sandbox_environment(course, sandboxed)
     load_config(course.root)
-    students = sorted(p.name for p in course.staging.iterdir() if p.is_dir()) if course.staging.is_dir() else []
+    staging = course.staging(assignment)
+    students = sorted(p.name for p in staging.iterdir() if p.is_dir()) if staging.is_dir() else []
     if not students:
         return {}
     outcomes = grade_hand_ins(students, jobs or default_jobs(), _start_worker,
-                              (str(course.root), {**environment(), **env}, sandboxed), _grade_one)
-    write_log(course, outcomes)
+                              (str(course.root), assignment.name, {**environment(), **env}, sandboxed), _grade_one)
+    write_log(course, assignment, outcomes)
     return outcomes
 
 
-def _header(outcome: Outcome) -> str:
+def _header(outcome: AutogradeOutcome) -> str:
     verdict = "graded" if outcome.success else f"FAILED ({outcome.reason})" if outcome.reason else "FAILED"
     return f"===== {outcome.student}: {verdict} in {outcome.seconds:.1f} s ====="
 
 
-def write_log(course: layout.Course, outcomes: dict[str, Outcome]) -> Path:
-    """reports/autograde.log: nbgrader's log for every hand-in, in student order, after a line that says
+def write_log(course: layout.Course, assignment: layout.Assignment, outcomes: dict[str, AutogradeOutcome]) -> Path:
+    """reports/<assignment>/autograde.log: nbgrader's log for every hand-in, in student order, after a line that says
     whether it was graded (and if not, why)."""
-    path = log_path(course)
+    path = log_path(course, assignment)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as log:
         for student in sorted(outcomes):

@@ -22,6 +22,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from . import autograde, grading, layout, samples
+from .results import table
 
 
 def _seconds(cell) -> float:
@@ -33,19 +34,19 @@ def _seconds(cell) -> float:
     return (end - start).total_seconds()
 
 
-def run(repeats: int = 3) -> str:
-    lines = []
+def run(assignment: layout.Assignment, repeats: int = 3) -> str:
+    lines = [f"{assignment}:"]
     with tempfile.TemporaryDirectory() as tmp:
         course = layout.copy_course(Path(tmp) / "course")
-        grading.nbgrader(course, "generate_assignment", layout.ASSIGNMENT, "--force")
-        solution = samples.notebooks(course)["solution"]
-        folder = layout.submission_dir(course.submitted, "bench")
+        grading.release(course, assignment)
+        solution = samples.notebooks(course, assignment)["solution"]
+        folder = layout.submission_dir(course.submitted, "bench", assignment)
         folder.mkdir(parents=True)
-        nbformat.write(solution, folder / layout.NOTEBOOK)
+        nbformat.write(solution, folder / assignment.notebook)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            grading.grade(course)
+            grading.grade(course, assignment)
             times.append(time.perf_counter() - start)
         lines.append(f"autograde of one submission (`make grade`, nbgrader included), {repeats} runs: "
                      + ", ".join(f"{t:.1f} s" for t in times))
@@ -54,7 +55,7 @@ def run(repeats: int = 3) -> str:
         nb = solution  # executed in place: `nb` gets the outputs and their timings
         start = time.perf_counter()
         NotebookClient(nb, timeout=600, kernel_name="python3", record_timing=True,
-                       resources={"metadata": {"path": str(course.release_notebook.parent)}}).execute()
+                       resources={"metadata": {"path": str(course.release_notebook(assignment).parent)}}).execute()
         lines.append(f"executing the notebook in grading mode (kernel start included): {time.perf_counter() - start:.1f} s")
         slowest = sorted(((c, _seconds(c)) for c in nb.cells if c.cell_type == "code"), key=lambda x: -x[1])[:6]
         lines.append("slowest cells: " + ", ".join(
@@ -62,60 +63,61 @@ def run(repeats: int = 3) -> str:
     return "\n".join(lines)
 
 
-def _batch_course(folder: Path, submissions: int) -> layout.Course:
+def _batch_course(folder: Path, assignment: layout.Assignment, submissions: int) -> layout.Course:
     """A released course directory with `submissions` hand-ins, cycling through the gradable demo samples."""
     course = layout.copy_course(folder)
-    grading.nbgrader(course, "generate_assignment", layout.ASSIGNMENT, "--force")
-    kinds = list(samples.notebooks(course).values())
+    grading.release(course, assignment)
+    kinds = list(samples.notebooks(course, assignment).values())
     for i in range(submissions):
-        student = layout.submission_dir(course.submitted, f"bench-{i + 1:02d}")
+        student = layout.submission_dir(course.submitted, f"bench-{i + 1:02d}", assignment)
         student.mkdir(parents=True)
-        nbformat.write(kinds[i % len(kinds)], student / layout.NOTEBOOK)
+        nbformat.write(kinds[i % len(kinds)], student / assignment.notebook)
     return course
 
 
-def _plain_nbconvert_seconds(course: layout.Course, repeats: int) -> list[float]:
+def _plain_nbconvert_seconds(course: layout.Course, assignment: layout.Assignment, repeats: int) -> list[float]:
     """`jupyter nbconvert --execute` of the solution in grading mode: no nbgrader, no sandbox."""
     work = course.root / "build" / "plain"
     work.mkdir(parents=True)
-    for item in course.release_notebook.parent.iterdir():  # the notebook's data/ next to it, as when graded
+    for item in course.release_notebook(assignment).parent.iterdir():  # the notebook's data/ next to it, as when graded
         if item.is_dir():
             os.symlink(item, work / item.name)
-    nbformat.write(samples.notebooks(course)["solution"], work / layout.NOTEBOOK)
+    nbformat.write(samples.notebooks(course, assignment)["solution"], work / assignment.notebook)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-                        "--ExecutePreprocessor.timeout=600", "--output", "executed", layout.NOTEBOOK],
+                        "--ExecutePreprocessor.timeout=600", "--output", "executed", assignment.notebook],
                        cwd=work, env={**autograde.environment(), "NBGRADER_EXECUTION": "autograde"},
                        check=True, capture_output=True)
         times.append(time.perf_counter() - start)
     return times
 
 
-def grading_throughput(submissions: int = 20, jobs: int | None = None, repeats: int = 3) -> dict:
+def grading_throughput(assignment: layout.Assignment, submissions: int = 20, jobs: int | None = None,
+                       repeats: int = 3) -> dict:
     """Seconds and hand-ins per minute for a batch graded sequentially and in parallel, and the time of a
     plain nbconvert execution of one notebook."""
     jobs = jobs or autograde.default_jobs()
-    result = {"submissions": submissions, "cores": autograde.default_jobs(), "runs": {}}
+    result = {"assignment": assignment.name, "submissions": submissions, "cores": autograde.default_jobs(), "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for workers in dict.fromkeys([1, jobs]):
-            course = _batch_course(Path(tmp) / f"course-{workers}", submissions)
+            course = _batch_course(Path(tmp) / f"course-{workers}", assignment, submissions)
             start = time.perf_counter()
-            results = grading.grade(course, jobs=workers)
+            results = grading.grade(course, assignment, jobs=workers)
             seconds = time.perf_counter() - start
-            assert all(r.status == "graded" for r in results), grading.table(results)
+            assert all(r.status == "graded" for r in results), table(results)
             result["runs"][workers] = {"seconds": round(seconds, 1), "per_submission": round(seconds / submissions, 2),
                                        "per_minute": round(60 * submissions / seconds, 1)}
-        plain = _plain_nbconvert_seconds(course, repeats)
+        plain = _plain_nbconvert_seconds(course, assignment, repeats)
     result["plain_nbconvert_seconds"] = round(statistics.median(plain), 2)
     return result
 
 
 def grading_report(result: dict) -> str:
     plain = result["plain_nbconvert_seconds"]
-    lines = [f"{result['submissions']} hand-ins, {result['cores']} cores; `make grade` includes intake, repair, "
-             "the sandbox, nbgrader and the reports",
+    lines = [f"{result.get('assignment', '')}: {result['submissions']} hand-ins, {result['cores']} cores; `make grade` "
+             "includes intake, repair, the sandbox, nbgrader and the reports",
              f"{'workers':>8}  {'batch':>8}  {'per hand-in':>11}  {'hand-ins/min':>12}  {'vs plain nbconvert':>18}"]
     for workers, run in result["runs"].items():
         lines.append(f"{workers:>8}  {run['seconds']:>7.1f}s  {run['per_submission']:>10.2f}s  {run['per_minute']:>12.1f}"

@@ -45,12 +45,12 @@ def student_id(full_name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
 
 
-def notebook_name(filename: str) -> str:
-    """The released notebook's name for the copies a browser or Colab makes of it; any other name unchanged."""
+def notebook_name(filename: str, assignment: layout.Assignment) -> str:
+    """The assignment's notebook name for the copies a browser or Colab makes of it; any other name unchanged."""
     stem = PurePath(filename).stem
     cleaned = re.sub(r"^(copy[ _]of[ _])+", "", stem, flags=re.I)
     cleaned = re.sub(r"[ _]?\(\d+\)$", "", cleaned).strip().replace(" ", "_")
-    return layout.NOTEBOOK if cleaned.lower() == layout.NOTEBOOK_ID else PurePath(filename).name
+    return assignment.notebook if cleaned.lower() == assignment.notebook_id.lower() else PurePath(filename).name
 
 
 def moodle_student(path: PurePath) -> dict[str, str] | None:
@@ -142,7 +142,8 @@ class MoodleCollectorPlugin(FileNameCollectorPlugin):
             return None
         time = entry_time(info)
         _record_time(self._submitted(), student["student_id"], hashlib.sha256(path.read_bytes()).hexdigest(), time)
-        return {"student_id": student["student_id"], "file_id": notebook_name(path.name),
+        assignment = layout.Assignment(self.parent.coursedir.assignment_id)
+        return {"student_id": student["student_id"], "file_id": notebook_name(path.name, assignment),
                 "first_name": student["first_name"], "last_name": student["last_name"], "timestamp": time}
 
     def _submitted(self) -> Path:
@@ -202,10 +203,10 @@ def participants(archive: zipfile.ZipFile) -> dict[str, dict[str, str]]:
     return found
 
 
-def record_participants(course: layout.Course, db_url: str) -> dict[str, dict[str, str]]:
+def record_participants(course: layout.Course, assignment: layout.Assignment, db_url: str) -> dict[str, dict[str, str]]:
     """Writes the names and participant ids of the students in downloaded/<assignment>/archive/*.zip to the gradebook."""
     found = {}
-    for path in sorted((course.root / "downloaded" / layout.ASSIGNMENT / "archive").glob("*.zip")):
+    for path in sorted((course.root / "downloaded" / assignment.name / "archive").glob("*.zip")):
         with zipfile.ZipFile(path) as archive:
             found.update(participants(archive))
     with Gradebook(db_url) as gb:

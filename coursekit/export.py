@@ -1,17 +1,20 @@
 """Grades for the LMS (`make export`): reports/grades.csv, and optionally Moodle's grading worksheet filled in.
 
-The scores come from the gradebook, so manual grades and corrections made in the formgrader count.
+The scores come from the gradebook (results.current), so manual grades, corrections made in the formgrader and
+late penalties count, exactly as in grading.csv, the class report and the feedback pages.
 
 - reports/grades.csv: one row per student, with their name and LMS participant id when the hand-ins came
-  from a Moodle download (`make collect`), the points of every exercise, the total and the maximum. A
-  student whose hand-in could not be graded has empty score cells and a status saying so: an LMS import
-  leaves an empty cell alone instead of writing a 0, and the instructor decides. Moodle's gradebook import
-  (Grades > Import > CSV file) takes it as it is: map the `total` column to the assignment's grade item
-  and identify students by a column it knows (see the README).
+  from a Moodle download (`make collect`), and for every assignment (columns `<assignment> <name>`) its
+  status, the points of every exercise, the late penalty, the total and the maximum. A student whose
+  hand-in could not be graded (or who handed in nothing) has empty score cells and a status saying so: an
+  LMS import leaves an empty cell alone instead of writing a 0, and the instructor decides. Moodle's
+  gradebook import (Grades > Import > CSV file) takes it as it is: map each `<assignment> total` column to
+  that assignment's grade item and identify students by a column it knows (see the README).
 - With WORKSHEET=<file>: a copy of the "grading worksheet" that a Moodle assignment gives (View all
   submissions > Grading action > Download grading worksheet), with the Grade column (and Feedback
-  comments, when the worksheet has them) filled in, matched on Moodle's "Participant <id>" identifier;
-  it is uploaded back with "Upload grading worksheet". The downloaded file itself is never modified.
+  comments, when the worksheet has them) filled in, matched on Moodle's "Participant <id>" identifier, in
+  reports/<assignment>/; it is uploaded back with "Upload grading worksheet". The downloaded file itself is
+  never modified. A worksheet belongs to one Moodle assignment: with several assignments, name it.
 """
 
 import csv
@@ -19,47 +22,34 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Gradebook
 
-from . import answers, grading, layout, spreadsheet
+from . import answers, layout, results, spreadsheet
 
 
 @dataclass
 class Row:
+    """One student of the gradebook, with their result in each assignment."""
     student: str
     first_name: str = ""
     last_name: str = ""
     lms_id: str = ""
-    status: str = "not graded"
-    exercises: dict[str, float] = field(default_factory=dict)
-    total: float | None = None
-    max_score: float = 0.0
+    by_assignment: dict[str, results.Result] = field(default_factory=dict)  # assignment -> result
 
 
-def rows(course: layout.Course) -> list[Row]:
-    """Every student in the gradebook, with the current scores (manual grades included) of the graded ones."""
-    tests = grading.test_points(course)
-    statuses = {}
-    report = course.reports / "grading.csv"
-    if report.is_file():
-        statuses = {r.student: r.status for r in grading.read_report(report)}
+def rows(course: layout.Course, assignments: list[layout.Assignment]) -> list[Row]:
+    """Every student in the gradebook, with their current result (manual grades and late penalty included) in each
+    of `assignments`: the results that grading recorded, scored by the gradebook (results.current)."""
+    current = {a.name: {r.student: r for r in results.current(course, a)} for a in assignments}
     found = []
-    with Gradebook(grading.db_url(course)) as gb:
-        for student in sorted(gb.students, key=lambda s: s.id):
-            row = Row(student.id, student.first_name or "", student.last_name or "", student.lms_user_id or "",
-                      max_score=sum(tests.values()))
-            try:
-                submission = gb.find_submission(layout.ASSIGNMENT, student.id)
-                notebook = gb.find_submission_notebook(layout.NOTEBOOK_ID, layout.ASSIGNMENT, student.id)
-            except MissingEntry:
-                submission = notebook = None
-            if notebook is not None and statuses.get(student.id, "graded") == "graded":
-                points = {g.name: g.score or 0.0 for g in notebook.grades}
-                row.exercises = {answers.exercise_of(t): points.get(t, 0.0) for t in tests}
-                row.total = max(0.0, sum(row.exercises.values()) - (submission.late_submission_penalty or 0.0))
-                row.status = "graded"
-            else:
-                row.status = statuses.get(student.id, "not graded")
+    with Gradebook(results.db_url(course)) as gb:
+        students = sorted(gb.students, key=lambda s: s.id)
+        for student in students:
+            row = Row(student.id, student.first_name or "", student.last_name or "", student.lms_user_id or "")
+            for a in assignments:
+                tests = results.test_points(course, a)
+                row.by_assignment[a.name] = current[a.name].get(student.id) or results.Result(
+                    student.id, "not handed in", max_score=sum(tests.values()))
             found.append(row)
     return found
 
@@ -68,18 +58,32 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
 
-def write_grades(course: layout.Course, found: list[Row]) -> Path:
-    """reports/grades.csv: one row per student, one column per exercise, the total and the maximum."""
-    exercises = [answers.exercise_of(t) for t in grading.test_points(course)]
+def total(result: results.Result) -> float | None:
+    """The grade of a result for the LMS: the score after the late penalty; None (an empty cell) unless graded."""
+    return result.score if result.status == "graded" else None
+
+
+def write_grades(course: layout.Course, assignments: list[layout.Assignment], found: list[Row]) -> Path:
+    """reports/grades.csv: one row per student; for each assignment its status, one column per exercise, the late
+    penalty, the total and the maximum, as `<assignment> <column>`."""
+    columns = {a.name: [answers.exercise_of(t) for t in results.test_points(course, a)] for a in assignments}
     path = course.reports / "grades.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = spreadsheet.writer(f)
-        writer.writerow(["student_id", "last_name", "first_name", "lms_participant_id", "status", *exercises, "total",
-                         "max_score"])
+        header = ["student_id", "last_name", "first_name", "lms_participant_id"]
+        for a in assignments:
+            header += [f"{a} {c}" for c in ["status", *columns[a.name], "late_penalty", "total", "max_score"]]
+        writer.writerow(header)
         for r in found:
-            writer.writerow([r.student, r.last_name, r.first_name, r.lms_id, r.status,
-                             *(_number(r.exercises.get(e)) for e in exercises), _number(r.total), _number(r.max_score)])
+            line = [r.student, r.last_name, r.first_name, r.lms_id]
+            for a in assignments:
+                result = r.by_assignment[a.name]
+                graded = result.status == "graded"
+                line += [result.status, *(_number(result.exercises.get(e)) if graded else "" for e in columns[a.name]),
+                         _number(result.late_penalty if graded else None), _number(total(result)),
+                         _number(result.max_score)]
+            writer.writerow(line)
     return path
 
 
@@ -90,8 +94,10 @@ class WorksheetError(ValueError):
     pass
 
 
-def fill_moodle_worksheet(course: layout.Course, found: list[Row], worksheet: Path) -> tuple[Path, list[str]]:
-    """A filled-in copy of Moodle's grading worksheet, in reports/; and what could not be matched, in words."""
+def fill_moodle_worksheet(course: layout.Course, assignment: layout.Assignment, found: list[Row],
+                          worksheet: Path) -> tuple[Path, list[str]]:
+    """A filled-in copy of the Moodle grading worksheet of `assignment`, in reports/<assignment>/; and what could not
+    be matched, in words."""
     if not worksheet.is_file():
         raise WorksheetError(f"{worksheet} does not exist: download it from the Moodle assignment "
                              "(View all submissions > Grading action > Download grading worksheet)")
@@ -102,6 +108,7 @@ def fill_moodle_worksheet(course: layout.Course, found: list[Row], worksheet: Pa
         raise WorksheetError(f"{worksheet} is not a Moodle grading worksheet: it has no Identifier and Grade columns "
                              f"(its columns: {', '.join(header) or 'none'})")
     by_participant = {r.lms_id: r for r in found if r.lms_id}
+    result_of = {r.student: r.by_assignment[assignment.name] for r in found}
     problems, matched = [], set()
     for line in lines:
         participant = PARTICIPANT.search(line["Identifier"] or "")
@@ -109,15 +116,18 @@ def fill_moodle_worksheet(course: layout.Course, found: list[Row], worksheet: Pa
         if row is None:
             continue
         matched.add(row.student)
-        if row.total is None:
-            problems.append(f"{line['Identifier']} ({row.student}): {row.status}, left without a grade")
+        result = result_of[row.student]
+        if total(result) is None:
+            problems.append(f"{line['Identifier']} ({row.student}): {result.status}, left without a grade")
             continue
-        line["Grade"] = _number(row.total)
+        line["Grade"] = _number(total(result))
         if "Feedback comments" in header:
-            line["Feedback comments"] = "; ".join(f"{e}: {p:g}" for e, p in row.exercises.items())
+            late = [f"late penalty: -{result.late_penalty:g}"] if result.late_penalty else []
+            line["Feedback comments"] = "; ".join([f"{e}: {p:g}" for e, p in result.exercises.items()] + late)
     problems += [f"{r.student}: graded here but not in the worksheet (participant id {r.lms_id or 'unknown'})"
-                 for r in found if r.status == "graded" and r.student not in matched]
-    path = course.reports / f"moodle_{worksheet.name}"
+                 for r in found if result_of[r.student].status == "graded" and r.student not in matched]
+    path = course.reports_of(assignment) / f"moodle_{worksheet.name}"
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = spreadsheet.writer(f)
         writer.writerow(header)

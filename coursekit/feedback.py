@@ -22,10 +22,17 @@ def _escape(text: str) -> str:
     return html.escape(text).replace("|", "&#124;").replace("\n", " ")
 
 
-def summary(nb: nbformat.NotebookNode) -> str:
-    """The Markdown table of exercises, points and failed checks of an autograded notebook with grades."""
-    lines = ["## Your score per exercise", "",
-             "| exercise | points | what to look at |", "|---|---|---|"]
+def summary(nb: nbformat.NotebookNode, grades: dict | None = None) -> str:
+    """The Markdown table of exercises, points and failed checks of an autograded notebook with grades, after the
+    total that the gradebook holds (`grades`: GetGrades' score, max_score and late_penalty), as in grades.csv."""
+    lines = []
+    if grades and grades.get("max_score") is not None:
+        late = float(grades.get("late_penalty") or 0)
+        score = max(0.0, float(grades.get("score") or 0))  # GetGrades' score is after the late penalty
+        lines += [f"**Your score: {score:g} / {float(grades['max_score']):g}**"
+                  + (f" (after a late penalty of {late:g} points)" if late else ""), ""]
+    lines += ["## Your score per exercise", "",
+              "| exercise | points | what to look at |", "|---|---|---|"]
     printed = checks.by_test_cell(nb)
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
@@ -49,5 +56,5 @@ class ExerciseSummary(Preprocessor):
     enabled = Bool(True, help="nbconvert's preprocessors are off unless enabled").tag(config=True)
 
     def preprocess(self, nb, resources):
-        nb.cells.insert(0, nbformat.v4.new_markdown_cell(summary(nb)))
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(summary(nb, resources.get("nbgrader"))))
         return nb, resources

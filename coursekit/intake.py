@@ -75,25 +75,26 @@ def _problem(path: Path) -> str:
     return ""
 
 
-def inspect(folder: Path, student: str) -> Verdict:
+def inspect(folder: Path, student: str, assignment: layout.Assignment) -> Verdict:
     """The verdict on one student's folder submitted/<student>/<assignment>/."""
     if not folder.is_dir():
-        return Verdict(student, False, f"no {layout.ASSIGNMENT}/ folder in the submission")
-    expected = folder / layout.NOTEBOOK
-    others = sorted(p for p in folder.glob("*.ipynb") if p.name != layout.NOTEBOOK and p.is_file())
+        return Verdict(student, False, f"no {assignment}/ folder in the submission")
+    expected = folder / assignment.notebook
+    others = sorted(p for p in folder.glob("*.ipynb") if p.name != assignment.notebook and p.is_file())
     if expected.is_file():
         problem = _problem(expected)
         note = f"ignored other notebooks: {', '.join(p.name for p in others)}" if others and not problem else ""
         return Verdict(student, not problem, problem or note, None if problem else expected)
     if not others:
-        return Verdict(student, False, f"no notebook: {layout.NOTEBOOK} is missing")
+        return Verdict(student, False, f"no notebook: {assignment.notebook} is missing")
     if len(others) > 1:
         names = ", ".join(p.name for p in others)
-        return Verdict(student, False, f"{layout.NOTEBOOK} is missing, and several other notebooks were handed in: {names}")
+        return Verdict(student, False, f"{assignment.notebook} is missing, and several other notebooks were handed in: "
+                       f"{names}")
     problem = _problem(others[0])
     if problem:
         return Verdict(student, False, problem)
-    return Verdict(student, True, f"graded {others[0].name} as {layout.NOTEBOOK}", others[0])
+    return Verdict(student, True, f"graded {others[0].name} as {assignment.notebook}", others[0])
 
 
 # What a hand-in's code has no business doing while it is graded. The sandbox stops all of it, and the points only
@@ -119,21 +120,28 @@ def suspicious(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> lis
     return [what for what, pattern in SUSPICIOUS.items() if pattern.search(code) or pattern.search(tags)]
 
 
-def students(submitted: Path) -> list[str]:
-    return sorted(p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith(".")) if submitted.is_dir() else []
+def students(submitted: Path, assignment: layout.Assignment) -> list[str]:
+    """The students with a folder for `assignment` in submitted/ (submitted/<student>/<assignment>/)."""
+    if not submitted.is_dir():
+        return []
+    return sorted(p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and (p / assignment.name).exists())
 
 
-def stage(course: layout.Course) -> list[Verdict]:
-    """Inspects every student under the course's submitted/ and writes the repaired gradable notebooks to its staging."""
-    if course.staging.exists():
-        shutil.rmtree(course.staging)
-    course.staging.mkdir(parents=True)
-    release = nbformat.read(course.release_notebook, as_version=4)
+def stage(course: layout.Course, assignment: layout.Assignment) -> list[Verdict]:
+    """Inspects every student's folder for `assignment` under the course's submitted/, and writes the repaired
+    gradable notebooks to the assignment's staging folder (the other assignments' are left alone)."""
+    staging = course.staging(assignment)
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    release = nbformat.read(course.release_notebook(assignment), as_version=4)
     times = collect.submission_times(course.submitted)
-    verdicts = [inspect(layout.submission_dir(course.submitted, s), s) for s in students(course.submitted)]
+    verdicts = [inspect(layout.submission_dir(course.submitted, s, assignment), s, assignment)
+                for s in students(course.submitted, assignment)]
     for verdict in verdicts:
         if verdict.gradable:
-            target = layout.submission_dir(course.staging, verdict.student)
+            target = layout.submission_dir(staging, verdict.student, assignment)
             target.mkdir(parents=True)
             handed_in = _read_notebook(verdict.notebook.read_text(encoding="utf-8"))
             repaired, notes = repair.repair(handed_in, release)
@@ -148,5 +156,5 @@ def stage(course: layout.Course) -> list[Verdict]:
                 notes.append("its timestamp.txt was ignored (submission times come only from the LMS zip, through "
                              "make collect): graded without a submission time, so without a late penalty")
             verdict.note = "; ".join(filter(None, [verdict.note, *notes]))
-            nbformat.write(repaired, target / layout.NOTEBOOK)
+            nbformat.write(repaired, target / assignment.notebook)
     return verdicts

@@ -1,8 +1,9 @@
 """The class report for TAs: how the class did, what went wrong most often, and the hand-ins that need a look.
 
-Reads what grading left in a course directory (reports/grading.csv and the check lines of the autograded
-notebooks) and writes reports/class_report.html, one self-contained page with its plots embedded, and CSV
-files with the same numbers: pass rates per exercise and per check, and the most frequent failure messages.
+Reads what grading left in a course directory for one assignment (its results, scored by the gradebook: see
+results.current, and the check lines of the autograded notebooks) and writes reports/<assignment>/class_report.html,
+one self-contained page with its plots embedded, and CSV files with the same numbers: pass rates per exercise and
+per check, and the most frequent failure messages.
 """
 
 import base64
@@ -17,11 +18,8 @@ import nbformat
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import answers, checks, grading, layout, spreadsheet
-
-
-class NothingGraded(RuntimeError):
-    pass
+from . import answers, checks, layout, results, spreadsheet
+from .results import NothingGraded  # noqa: F401 (part of this module's interface)
 
 
 @dataclass
@@ -46,17 +44,18 @@ class Failure:
 
 @dataclass
 class ClassReport:
-    results: list[grading.Result]
+    assignment: layout.Assignment
+    results: list[results.Result]
     max_points: dict[str, float]    # exercise -> points, in notebook order
     checks: list[CheckStats]
     failures: list[Failure]         # most frequent first
 
     @property
-    def graded(self) -> list[grading.Result]:
+    def graded(self) -> list[results.Result]:
         return [r for r in self.results if r.status == "graded"]
 
     @property
-    def needs_a_look(self) -> list[grading.Result]:
+    def needs_a_look(self) -> list[results.Result]:
         """Not graded, failed, or graded with a note (repaired, tampering, time-outs)."""
         return [r for r in self.results if r.status != "graded" or r.note]
 
@@ -95,18 +94,17 @@ def message_template(messages: list[str]) -> str:
     return texts[0] + "".join(number + text for number, text in zip(shown, texts[1:], strict=True))
 
 
-def collect(course: layout.Course) -> ClassReport:
-    """The class report's numbers, from reports/grading.csv and the autograded notebooks."""
-    path = course.reports / "grading.csv"
-    if not path.is_file():
-        raise NothingGraded(f"No grading report yet ({path.relative_to(course.root)} is missing): run `make grade` first.")
-    results = grading.read_report(path)
-    tests = grading.test_points(course)
+def collect(course: layout.Course, assignment: layout.Assignment, found: list[results.Result] | None = None
+            ) -> ClassReport:
+    """The class report's numbers, from the assignment's results (by default its current ones: results.current)
+    and its autograded notebooks."""
+    found = results.current(course, assignment) if found is None else found
+    tests = results.test_points(course, assignment)
     stats: dict[tuple[str, str], CheckStats] = {}
     messages: dict[tuple[str, str], dict[str, str]] = {}  # (exercise, key) -> student -> message
     failed_checks: dict[tuple[str, str], dict[str, None]] = {}  # (exercise, key) -> checks that printed it
-    for result in results:
-        notebook = layout.submission_dir(course.autograded, result.student) / layout.NOTEBOOK
+    for result in found:
+        notebook = layout.submission_dir(course.autograded, result.student, assignment) / assignment.notebook
         if result.status != "graded" or not notebook.is_file():
             continue
         for test_id, lines in checks.by_test_cell(nbformat.read(notebook, as_version=4)).items():
@@ -126,7 +124,8 @@ def collect(course: layout.Course) -> ClassReport:
     failures = [Failure(key[0], message_template(list(group.values())), list(group), list(failed_checks[key]))
                 for key, group in messages.items()]
     failures.sort(key=lambda f: (-len(f.students), exercise_order.get(f.exercise, len(order))))
-    return ClassReport(results, {answers.exercise_of(t): p for t, p in tests.items()}, [stats[k] for k in ordered], failures)
+    return ClassReport(assignment, found, {answers.exercise_of(t): p for t, p in tests.items()},
+                       [stats[k] for k in ordered], failures)
 
 
 # ---------------------------------------------------------------------------------------------------- plots
@@ -211,7 +210,7 @@ def render(report: ClassReport) -> str:
     """The report as one HTML page: inline CSS, plots as embedded PNG images, no script, nothing fetched."""
     graded = report.graded
     counts = {status: sum(r.status == status for r in report.results) for status in ("graded", "not graded", "failed")}
-    parts = [f"<h1>Class report: {html.escape(layout.ASSIGNMENT)}</h1>",
+    parts = [f"<h1>Class report: {html.escape(report.assignment.name)}</h1>",
              f"<p>{len(report.results)} hand-ins: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".</p>"]
     if graded:
         scores = [r.score for r in graded]
@@ -249,10 +248,11 @@ def render(report: ClassReport) -> str:
                              for r in report.needs_a_look]))
     else:
         parts.append("<p>None.</p>")
-    parts.append("<p class=\"students\">Made from reports/grading.csv and the autograded notebooks; the same numbers are in "
-                 + ", ".join(CSV_FILES) + " in reports/.</p>")
+    parts.append("<p class=\"students\">Made from the gradebook's scores (manual grades and late penalties included) and "
+                 "the autograded notebooks; the same numbers are in " + ", ".join(CSV_FILES)
+                 + f" in reports/{html.escape(report.assignment.name)}/.</p>")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>Class report: {html.escape(layout.ASSIGNMENT)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+            f"<title>Class report: {html.escape(report.assignment.name)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
             + "\n".join(parts) + "\n</body>\n</html>\n")
 
 
@@ -273,10 +273,12 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def write(course: layout.Course = layout.COURSE) -> list[Path]:
-    """Writes the CSV files and reports/class_report.html (last in the list returned)."""
-    report = collect(course)
-    folder = course.reports
+def write(course: layout.Course, assignment: layout.Assignment, found: list[results.Result] | None = None) -> list[Path]:
+    """Writes the CSV files and reports/<assignment>/class_report.html (last in the list returned), and grading.csv
+    again with the same results (by default the current ones, scored by the gradebook)."""
+    report = collect(course, assignment, found)
+    results.write_report(course, assignment, report.results)
+    folder = course.reports_of(assignment)
     exercise_rows = [[r["exercise"], _number(r["max_points"]), r["graded"], r["full_marks"], _number(r["full_marks_rate"]),
                       _number(r["mean_points"])] for r in report.exercise_rates()]
     check_rows = [[r["exercise"], r["check"], _number(r["points"]), r["passed"], r["failed"], r["not_run"],

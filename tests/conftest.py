@@ -15,7 +15,8 @@ import pytest
 
 import attacks
 import handins
-from coursekit import answers, export, grading, layout, samples, scoring
+from coursekit import answers, export, grading, layout, results as scores, samples, scoring
+from assignments import PW2
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # the Hugging Face Hub is never needed, and unreachable here
 
@@ -30,15 +31,15 @@ def tree_digest(folder: Path) -> dict[str, str]:
 def course(tmp_path_factory) -> layout.Course:
     """A copy of the course directory in which release/ and solutions/ were generated again from source/."""
     course = layout.copy_course(tmp_path_factory.mktemp("course"))
-    grading.nbgrader(course, "generate_assignment", layout.ASSIGNMENT, "--force")
-    grading.nbgrader(course, "generate_solution", layout.ASSIGNMENT, "--force")
+    grading.release(course, PW2)
+    grading.nbgrader(course, "generate_solution", PW2.name, "--force")
     return course
 
 
 @dataclass
 class GradedBatch:
     course: layout.Course
-    results: dict[str, grading.Result]
+    results: dict[str, scores.Result]
     submitted_before: dict[str, str]
 
 
@@ -107,8 +108,8 @@ def write_handins(course: layout.Course) -> None:
     """Real-world hand-ins (see handins.py), each a damaged copy of the solution or of the release."""
     secret_file = course.root.parent / GRADER_SECRET_FILE
     secret_file.write_text(GRADER_SECRET)
-    source = nbformat.read(course.source_notebook, as_version=4)
-    release = nbformat.read(course.release_notebook, as_version=4)
+    source = nbformat.read(course.source_notebook(PW2), as_version=4)
+    release = nbformat.read(course.release_notebook(PW2), as_version=4)
     solution_answers = answers.solution_answers(source)
     solution = answers.fill(release, solution_answers)
     helper_answer = "def self_attention(S, W_Q, W_K, W_V):\n    return my_attention(S @ W_Q, S @ W_K, S @ W_V)\n"
@@ -125,7 +126,7 @@ def write_handins(course: layout.Course) -> None:
                                               "    return F.scaled_dot_product_attention(Q, K, V)\n"),
         "skip-tagged-release": handins.tagged(release, "skip-execution"),
         "sandbox-probe": handins.inserted_after(solution, "imports", f"SECRET_FILE = {str(secret_file)!r}\n" + SANDBOX_PROBE),
-        **attack_handins(source, answers.fill(release, {**solution_answers, **samples.mistakes()})),
+        **attack_handins(source, answers.fill(release, {**solution_answers, **samples.mistakes(PW2)})),
         "runaway-loop-in-answer": handins.edited(solution, "self_attention",
                                                  "def self_attention(S, W_Q, W_K, W_V):\n    while True:\n        pass\n"),
         "runaway-loop-in-cell": handins.inserted_after(solution, "FeedForward", "while True:\n    pass\n"),
@@ -135,9 +136,9 @@ def write_handins(course: layout.Course) -> None:
                                                        "for _ in range(6000):\n    display('x' * 5000)\n"),
     }
     for student, nb in texts.items():
-        folder = layout.submission_dir(course.submitted, student)
+        folder = layout.submission_dir(course.submitted, student, PW2)
         folder.mkdir(parents=True)
-        name = "Copy of pw2_transformers.ipynb" if student.startswith("colab") else layout.NOTEBOOK
+        name = "Copy of pw2_transformers.ipynb" if student.startswith("colab") else PW2.notebook
         (folder / name).write_text(nb if isinstance(nb, str) else nbformat.writes(nb), encoding="utf-8")
 
 
@@ -149,30 +150,29 @@ GRADING_JOBS = 2
 def graded(course) -> GradedBatch:
     """The demo submissions and the real-world hand-ins, graded once with the same command as `make grade`
     (two workers), then feedback and export."""
-    samples.write(course)
+    samples.write(course, PW2)
     write_handins(course)
     before = tree_digest(course.submitted)
     os.environ[GRADER_SECRET_VARIABLE] = GRADER_SECRET
     try:
-        results = grading.grade(course, jobs=GRADING_JOBS)
+        found = grading.grade(course, PW2, jobs=GRADING_JOBS)
     finally:
         del os.environ[GRADER_SECRET_VARIABLE]
-    grading.write_report(course, results)
-    grading.write_summary(course, results, sandboxed=True)
-    grading.nbgrader(course, "generate_feedback", layout.ASSIGNMENT, "--force")
-    export.write_grades(course, export.rows(course))
-    return GradedBatch(course, {r.student: r for r in results}, before)
+    scores.write_summary(course, PW2, found, sandboxed=True)
+    grading.feedback(course, PW2)
+    export.write_grades(course, [PW2], export.rows(course, [PW2]))
+    return GradedBatch(course, {r.student: r for r in found}, before)
 
 
 @pytest.fixture(scope="session")
 def source_nb() -> nbformat.NotebookNode:
-    return nbformat.read(layout.COURSE.source_notebook, as_version=4)
+    return nbformat.read(layout.COURSE.source_notebook(PW2), as_version=4)
 
 
 @pytest.fixture(scope="session")
 def release_nb() -> nbformat.NotebookNode:
-    return nbformat.read(layout.COURSE.release_notebook, as_version=4)
+    return nbformat.read(layout.COURSE.release_notebook(PW2), as_version=4)
 
 
 def autograded_notebook(batch: GradedBatch, student: str) -> nbformat.NotebookNode:
-    return nbformat.read(layout.submission_dir(batch.course.autograded, student) / layout.NOTEBOOK, as_version=4)
+    return nbformat.read(layout.submission_dir(batch.course.autograded, student, PW2) / PW2.notebook, as_version=4)

@@ -23,7 +23,8 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from coursekit import autograde, export, grading, layout, samples
+from coursekit import autograde, export, grading, layout, results as scores, samples
+from assignments import PW2
 
 # The tests grade throwaway courses: never into the gradebook an instructor's GRADEBOOK_URL names. (Importing
 # this module, which collecting the suite does, clears it for the whole session; `make test` clears it too.)
@@ -128,19 +129,19 @@ GRADED_STUDENTS = ["ada-lovelace", "alan-turing"]
 class SmallCourse:
     course: layout.Course
     url: str                                  # the gradebook it was graded into
-    results: dict[str, grading.Result]        # coursekit's results, by student
+    results: dict[str, scores.Result]        # coursekit's results, by student
     cell_scores: dict[str, dict[str, float]]  # the gradebook's score of every graded cell, by student
     export: list[dict[str, str]]              # `make export`'s reports/grades.csv, one row per student
 
 
 def write_handins(course: layout.Course, handins: dict | None = None) -> None:
     """The hand-ins by student: a sample's name, a notebook, or None (an empty file); HANDINS by default."""
-    notebooks = samples.notebooks(course)
+    notebooks = samples.notebooks(course, PW2)
     for student, sample in (HANDINS if handins is None else handins).items():
-        folder = layout.submission_dir(course.submitted, student)
+        folder = layout.submission_dir(course.submitted, student, PW2)
         folder.mkdir(parents=True)
         notebook = notebooks[sample] if isinstance(sample, str) else sample
-        (folder / layout.NOTEBOOK).write_text(nbformat.writes(notebook) if notebook else "", encoding="utf-8")
+        (folder / PW2.notebook).write_text(nbformat.writes(notebook) if notebook else "", encoding="utf-8")
 
 
 def grade_small_course(root: Path, url: str | None = None, handins: dict | None = None) -> SmallCourse:
@@ -149,17 +150,17 @@ def grade_small_course(root: Path, url: str | None = None, handins: dict | None 
     gradebook.db)."""
     with gradebook_url(url):
         course = layout.copy_course(root)
-        grading.nbgrader(course, "generate_assignment", layout.ASSIGNMENT, "--force")
+        grading.nbgrader(course, "generate_assignment", PW2.name, "--force")
         write_handins(course, handins)
-        results = grading.grade(course)
-        grading.nbgrader(course, "generate_feedback", layout.ASSIGNMENT, "--force")
-        with export.write_grades(course, export.rows(course)).open(newline="") as f:
+        results = grading.grade(course, PW2)
+        grading.nbgrader(course, "generate_feedback", PW2.name, "--force")
+        with export.write_grades(course, [PW2], export.rows(course, [PW2])).open(newline="") as f:
             exported = sorted(csv.DictReader(f), key=lambda row: row["student_id"])
-        db = grading.db_url(course)
+        db = scores.db_url(course)
         cell_scores = {}
         with Gradebook(db) as gb:
             for student in [r.student for r in results if r.status == "graded"]:
-                notebook = gb.find_submission_notebook(layout.NOTEBOOK_ID, layout.ASSIGNMENT, student)
+                notebook = gb.find_submission_notebook(PW2.notebook_id, PW2.name, student)
                 cell_scores[student] = {g.name: g.score for g in notebook.grades}
     return SmallCourse(course, db, {r.student: r for r in results}, cell_scores, exported)
 
@@ -251,7 +252,7 @@ def formgrader_submissions(page, lab: Lab) -> dict[str, dict[str, str]]:
     submissions page stays at "Loading, please wait..." (it doesn't set the XSRF cookie its requests need)."""
     formgrader_assignments(page, lab)
     page.click("#main-table td.num-submissions a")
-    page.wait_for_url(f"**/formgrader/manage_submissions/{layout.ASSIGNMENT}*")
+    page.wait_for_url(f"**/formgrader/manage_submissions/{PW2.name}*")
     page.wait_for_selector("#main-table td.student-id", timeout=60_000)
     rows = page.eval_on_selector_all("#main-table tr", """rows => rows.map(r => [
         r.querySelector('td.student-id')?.innerText.trim(), r.querySelector('td.status')?.innerText.trim(),

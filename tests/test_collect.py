@@ -7,6 +7,7 @@ from datetime import datetime
 import nbformat
 
 from coursekit import collect, grading, intake, layout
+from assignments import PW2
 
 ADA = "Ada Lovelace_1001_assignsubmission_file_/"
 UPLOADED = (2026, 11, 20, 10, 0, 0)  # the time Moodle wrote on the notebook's entry
@@ -20,21 +21,21 @@ def test_names_become_folder_safe_ids():
 def test_copies_of_the_notebook_get_the_released_name():
     for name in ["Copy of pw2_transformers.ipynb", "Copy_of_pw2_transformers.ipynb", "pw2_transformers (1).ipynb",
                  "pw2_transformers.ipynb"]:
-        assert collect.notebook_name(name) == layout.NOTEBOOK, name
-    assert collect.notebook_name("my_homework.ipynb") == "my_homework.ipynb"
+        assert collect.notebook_name(name, PW2) == PW2.notebook, name
+    assert collect.notebook_name("my_homework.ipynb", PW2) == "my_homework.ipynb"
 
 
 def test_a_moodle_zip_is_collected_into_submitted(tmp_path):
     course = layout.copy_course(tmp_path / "course")
-    grading.nbgrader(course, "generate_assignment", layout.ASSIGNMENT, "--force")
-    archive = course.root / "downloaded" / layout.ASSIGNMENT / "archive"
+    grading.nbgrader(course, "generate_assignment", PW2.name, "--force")
+    archive = course.root / "downloaded" / PW2.name / "archive"
     archive.mkdir(parents=True)
     with zipfile.ZipFile(archive / "moodle.zip", "w") as z:
         z.writestr("Ada Lovelace_1001_assignsubmission_file_/Copy of pw2_transformers.ipynb", "{}")
         z.writestr("Élodie N'Diaye_1002_assignsubmission_file_/pw2_transformers (1).ipynb", "{}")
         z.writestr("Alan Turing_1003_assignsubmission_file_/homework.ipynb", "{}")
         z.writestr("stray.ipynb", "{}")
-    grading.nbgrader(course, "zip_collect", layout.ASSIGNMENT)
+    grading.nbgrader(course, "zip_collect", PW2.name)
     found = sorted(str(p.relative_to(course.submitted)) for p in course.submitted.rglob("*.ipynb"))
     assert found == ["ada-lovelace/pw2_transformers/pw2_transformers.ipynb",
                      "alan-turing/pw2_transformers/homework.ipynb",
@@ -43,7 +44,7 @@ def test_a_moodle_zip_is_collected_into_submitted(tmp_path):
 
 def _moodle_zip(course: layout.Course, entries: dict[str, tuple[tuple[int, ...], bytes]]) -> None:
     """downloaded/<assignment>/archive/moodle.zip with these entries: name -> (entry time, content)."""
-    archive = course.root / "downloaded" / layout.ASSIGNMENT / "archive"
+    archive = course.root / "downloaded" / PW2.name / "archive"
     archive.mkdir(parents=True)
     with zipfile.ZipFile(archive / "moodle.zip", "w") as z:
         for name, (date_time, content) in entries.items():
@@ -67,18 +68,18 @@ def test_only_notebooks_are_collected_with_the_zip_entrys_time_never_an_uploaded
         ADA + "backup.zip": (UPLOADED, _nested_zip()),
         ADA + "../../../../escaped.ipynb": (UPLOADED, notebook),
     })
-    grading.nbgrader(course, "zip_collect", layout.ASSIGNMENT)
+    grading.nbgrader(course, "zip_collect", PW2.name)
     log = capfd.readouterr().err
-    folder = layout.submission_dir(course.submitted, "ada-lovelace")
-    assert sorted(p.name for p in folder.iterdir()) == [layout.NOTEBOOK, "timestamp.txt"]
+    folder = layout.submission_dir(course.submitted, "ada-lovelace", PW2)
+    assert sorted(p.name for p in folder.iterdir()) == [PW2.notebook, "timestamp.txt"]
     assert (folder / "timestamp.txt").read_text() == "2026-11-20 10:00:00", "written by zip_collect from the zip's time"
     assert not list(course.root.parent.rglob("escaped.ipynb"))
     for name in ["timestamp.txt", "solution.py", "backup.zip"]:
         assert f"Skipped {ADA}{name} in moodle.zip: not a notebook" in log, name
     assert "escaped.ipynb in moodle.zip: its path leads out of the zip's folder" in log
 
-    [verdict] = intake.stage(course)
-    staged = layout.submission_dir(course.staging, "ada-lovelace") / "timestamp.txt"
+    [verdict] = intake.stage(course, PW2)
+    staged = layout.submission_dir(course.staging(PW2), "ada-lovelace", PW2) / "timestamp.txt"
     assert verdict.gradable and staged.read_text() == "2026-11-20 10:00:00"
 
 
@@ -86,8 +87,8 @@ def test_of_two_copies_of_the_notebook_the_later_upload_is_collected_and_its_tim
     course = layout.copy_course(tmp_path / "course")
     _moodle_zip(course, {ADA + "Copy of pw2_transformers.ipynb": (UPLOADED, b'{"first": 1}'),
                          ADA + "pw2_transformers (1).ipynb": ((2026, 11, 21, 23, 59, 58), b'{"second": 2}')})
-    grading.nbgrader(course, "zip_collect", layout.ASSIGNMENT)
-    notebook = layout.submission_dir(course.submitted, "ada-lovelace") / layout.NOTEBOOK
+    grading.nbgrader(course, "zip_collect", PW2.name)
+    notebook = layout.submission_dir(course.submitted, "ada-lovelace", PW2) / PW2.notebook
     assert notebook.read_bytes() == b'{"second": 2}'
     times = collect.submission_times(course.submitted)
     assert collect.submission_time(times, "ada-lovelace", [notebook]) == datetime(2026, 11, 21, 23, 59, 58)

@@ -4,6 +4,7 @@ defaults (which would grade without the sandbox's settings and write feedback wi
 import pytest
 
 from coursekit import autograde, grading, layout
+from assignments import PW2
 
 
 @pytest.fixture
@@ -22,10 +23,10 @@ def test_the_course_configuration_loads():
 
 def test_nbgrader_commands_refuse_to_run_with_a_broken_configuration(broken_course):
     with pytest.raises(grading.ConfigError, match="NameError: name 'sixty' is not defined"):
-        grading.nbgrader(broken_course, "generate_assignment", layout.ASSIGNMENT, "--force")
+        grading.nbgrader(broken_course, "generate_assignment", PW2.name, "--force")
     assert not broken_course.gradebook.exists(), "nbgrader ran"
 
 
 def test_grading_refuses_to_run_with_a_broken_configuration(broken_course):
     with pytest.raises(grading.ConfigError, match="nothing was run"):
-        autograde.autograde(broken_course)
+        autograde.autograde(broken_course, PW2)

@@ -8,10 +8,10 @@ import zipfile
 import pytest
 from nbgrader.api import Gradebook
 
-from coursekit import collect, export, grading, layout
+from coursekit import collect, export, layout, results as scores
+from assignments import PW2, exercises
 
-EXERCISES = ["self_attention", "multi_head_attention", "causal_multi_head_attention", "CausalSelfAttention",
-             "FeedForward", "Block", "Transformer", "lm_loss", "train_step", "decode"]
+EXERCISES = list(exercises(PW2))
 
 
 def _read(path):
@@ -25,7 +25,7 @@ def gradebook_copy(graded, tmp_path) -> layout.Course:
     course = layout.copy_course(tmp_path / "course")
     shutil.copy(graded.course.gradebook, course.gradebook)
     (course.reports).mkdir()
-    shutil.copy(graded.course.reports / "grading.csv", course.reports / "grading.csv")
+    shutil.copy(graded.course.reports_of(PW2) / "grading.csv", course.reports_of(PW2) / "grading.csv")
     return course
 
 
@@ -45,24 +45,24 @@ def test_grades_csv_has_a_row_per_student_and_a_column_per_exercise(graded):
 
 
 def test_manual_grades_from_the_formgrader_are_exported(gradebook_copy):
-    with Gradebook(grading.db_url(gradebook_copy)) as gb:
-        gb.find_grade("test_lm_loss", layout.NOTEBOOK_ID, layout.ASSIGNMENT, "demo-mistakes").manual_score = 15
+    with Gradebook(scores.db_url(gradebook_copy)) as gb:
+        gb.find_grade("test_lm_loss", PW2.notebook_id, PW2.name, "demo-mistakes").manual_score = 15
         gb.db.commit()
-        expected = {g.name: g.score for g in gb.find_submission_notebook(layout.NOTEBOOK_ID, layout.ASSIGNMENT,
+        expected = {g.name: g.score for g in gb.find_submission_notebook(PW2.notebook_id, PW2.name,
                                                                          "demo-mistakes").grades}
-    row = next(r for r in export.rows(gradebook_copy) if r.student == "demo-mistakes")
+    row = next(r for r in export.rows(gradebook_copy, [PW2]) if r.student == "demo-mistakes")
     assert row.exercises["lm_loss"] == 15
     assert row.total == sum(v for k, v in expected.items() if k.startswith("test_"))
 
 
 def test_moodle_worksheet_gets_grades_by_participant_id(gradebook_copy, tmp_path):
-    archive = gradebook_copy.root / "downloaded" / layout.ASSIGNMENT / "archive"
+    archive = gradebook_copy.root / "downloaded" / PW2.name / "archive"
     archive.mkdir(parents=True)
     with zipfile.ZipFile(archive / "moodle.zip", "w") as z:
         z.writestr("Demo Solution_1001_assignsubmission_file_/pw2_transformers.ipynb", "{}")
         z.writestr("Demo Mistakes_1002_assignsubmission_file_/pw2_transformers.ipynb", "{}")
         z.writestr("Demo Empty_1003_assignsubmission_file_/pw2_transformers.ipynb", "")
-    assert collect.record_participants(gradebook_copy, grading.db_url(gradebook_copy))["demo-solution"] == {
+    assert collect.record_participants(gradebook_copy, PW2, scores.db_url(gradebook_copy))["demo-solution"] == {
         "first_name": "Demo", "last_name": "Solution", "lms_user_id": "1001"}
     worksheet = tmp_path / "Grades-PW2.csv"
     worksheet.write_text("Identifier,Full name,Email address,Status,Grade,Maximum Grade,Feedback comments\n"
@@ -71,8 +71,8 @@ def test_moodle_worksheet_gets_grades_by_participant_id(gradebook_copy, tmp_path
                          "Participant 1003,Demo Empty,de@example.org,Submitted,,100.00,\n"
                          "Participant 1999,Someone Else,se@example.org,No submission,,100.00,\n", encoding="utf-8")
     before = worksheet.read_bytes()
-    found = export.rows(gradebook_copy)
-    path, problems = export.fill_moodle_worksheet(gradebook_copy, found, worksheet)
+    found = export.rows(gradebook_copy, [PW2])
+    path, problems = export.fill_moodle_worksheet(gradebook_copy, PW2, found, worksheet)
     lines = {r["Identifier"]: r for r in _read(path)}
     mistakes = next(r for r in found if r.student == "demo-mistakes")
     assert lines["Participant 1001"]["Grade"] == "100"
@@ -88,6 +88,6 @@ def test_a_file_that_is_not_a_moodle_worksheet_is_refused_with_a_reason(gradeboo
     wrong = tmp_path / "grades.csv"
     wrong.write_text("student,score\nada,10\n")
     with pytest.raises(export.WorksheetError, match="no Identifier and Grade columns"):
-        export.fill_moodle_worksheet(gradebook_copy, export.rows(gradebook_copy), wrong)
+        export.fill_moodle_worksheet(gradebook_copy, PW2, export.rows(gradebook_copy, [PW2]), wrong)
     with pytest.raises(export.WorksheetError, match="does not exist"):
-        export.fill_moodle_worksheet(gradebook_copy, [], tmp_path / "missing.csv")
+        export.fill_moodle_worksheet(gradebook_copy, PW2, [], tmp_path / "missing.csv")

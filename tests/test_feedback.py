@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from coursekit import checks, feedback, layout, scoring
+from assignments import PW2
 
 
 class _Text(HTMLParser):
@@ -52,7 +53,7 @@ def hidden_test_lines(source_nb) -> set[str]:
 
 
 def feedback_pages(graded):
-    return {student: layout.submission_dir(graded.course.feedback, student) / "pw2_transformers.html"
+    return {student: layout.submission_dir(graded.course.feedback, student, PW2) / "pw2_transformers.html"
             for student in graded.results}
 
 
@@ -68,7 +69,8 @@ def test_no_feedback_page_contains_a_line_of_the_hidden_tests(graded, source_nb,
     for student, page in feedback_pages(graded).items():
         if page.is_file():
             shown = {line.strip() for line in page_text(page).splitlines()}
-            handed_in = nbformat.read(layout.submission_dir(graded.course.staging, student) / layout.NOTEBOOK, as_version=4)
+            staged = layout.submission_dir(graded.course.staging(PW2), student, PW2) / PW2.notebook
+            handed_in = nbformat.read(staged, as_version=4)
             leaked = sorted((hidden - lines(handed_in)) & shown)
             assert not leaked, f"{student}'s feedback shows hidden test code: {leaked[:5]}"
 
@@ -84,7 +86,7 @@ def test_the_feedback_says_why_each_point_was_lost(graded):
     page = feedback_pages(graded)["demo-mistakes"]
     text = page_text(page)
     summary = text[text.index("Your score per exercise"):text.index("Practical work 2")]
-    notebook = nbformat.read(layout.submission_dir(graded.course.autograded, "demo-mistakes") / layout.NOTEBOOK,
+    notebook = nbformat.read(layout.submission_dir(graded.course.autograded, "demo-mistakes", PW2) / PW2.notebook,
                              as_version=4)
     failed = [c for cs in checks.by_test_cell(notebook).values() for c in cs if not c.passed]
     assert failed

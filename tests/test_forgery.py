@@ -11,6 +11,7 @@ import pytest
 import attacks
 from conftest import autograded_notebook, grader_only_names
 from coursekit import layout, notebook_checks, scoring
+from assignments import PW2
 
 HONEST = "demo-mistakes"
 # Attacks on what the kernel displays, on the score it keeps, on the values it compares: the probes still run.
@@ -87,11 +88,11 @@ def test_student_code_never_sees_a_grader_only_cell(graded, source_nb):
     grader_lines = {line.strip() for c in source_nb.cells if scoring.is_grader_only(c)
                     for line in c.source.splitlines() if len(line.strip()) > 25 and line.strip() not in elsewhere}
     assert len(grader_lines) > 150
-    release = nbformat.read(graded.course.release_notebook, as_version=4)
+    release = nbformat.read(graded.course.release_notebook(PW2), as_version=4)
     assert not [line for line in grader_lines if line in "\n".join(c.source for c in release.cells)]
     for student in ["leak-history", "leak-captured-cells"]:
         nb = autograded_notebook(graded, student)
-        handed_in = nbformat.read(layout.submission_dir(graded.course.staging, student) / layout.NOTEBOOK, as_version=4)
+        handed_in = nbformat.read(layout.submission_dir(graded.course.staging(PW2), student, PW2) / PW2.notebook, as_version=4)
         own = "\n".join(c.source for c in handed_in.cells)
         text = "\n".join(c.source for c in nb.cells) + _printed(nb)
         assert not [line for line in grader_lines if line in text and line not in own], student

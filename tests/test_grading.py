@@ -6,10 +6,10 @@ import csv
 from nbgrader.api import Gradebook
 
 from conftest import autograded_notebook, tree_digest
-from coursekit import grading, layout, samples
+from coursekit import results as scores, samples
+from assignments import PW2, exercises
 
-EXERCISES = ["self_attention", "multi_head_attention", "causal_multi_head_attention", "CausalSelfAttention",
-             "FeedForward", "Block", "Transformer", "lm_loss", "train_step", "decode"]
+EXERCISES = list(exercises(PW2))
 
 
 def test_the_solution_gets_full_marks(graded):
@@ -30,7 +30,7 @@ def test_each_mistake_loses_points_in_its_own_exercise_only(graded):
     result = graded.results["demo-mistakes"]
     full = graded.results["demo-solution"].exercises
     for exercise, points in result.exercises.items():
-        if exercise in samples.mistakes():
+        if exercise in samples.mistakes(PW2):
             assert points < full[exercise], f"the mistake in {exercise} was not caught"
         else:
             assert points == full[exercise], f"{exercise} lost points for a mistake made elsewhere"
@@ -78,22 +78,22 @@ def test_failed_checks_tell_the_student_what_is_wrong(graded):
 
 
 def test_grades_are_in_the_gradebook(graded):
-    with Gradebook(grading.db_url(graded.course)) as gb:
-        assert gb.find_submission(layout.ASSIGNMENT, "demo-solution").score == 100
-        assert gb.find_submission(layout.ASSIGNMENT, "demo-untouched").score == 0
+    with Gradebook(scores.db_url(graded.course)) as gb:
+        assert gb.find_submission(PW2.name, "demo-solution").score == 100
+        assert gb.find_submission(PW2.name, "demo-untouched").score == 0
         assert "demo-empty" in {s.id for s in gb.students}, "unreadable hand-ins are still listed"
 
 
 def test_the_grading_report_has_a_row_per_student(graded):
-    with (graded.course.reports / "grading.csv").open() as f:
+    with (graded.course.reports_of(PW2) / "grading.csv").open() as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
     assert set(rows) == set(graded.results)
     assert rows["demo-solution"]["lm_loss"] == "15" and rows["demo-empty"]["status"] == "not graded"
-    assert grading.read_report(graded.course.reports / "grading.csv") == list(graded.results.values())
+    assert scores.read_report(graded.course.reports_of(PW2) / "grading.csv") == list(graded.results.values())
 
 
 def test_the_summary_lists_every_hand_in_that_needs_a_look(graded):
-    summary = (graded.course.reports / "grading.txt").read_text()
+    summary = (graded.course.reports_of(PW2) / "grading.txt").read_text()
     assert "Student code ran in the sandbox." in summary
     for student, result in graded.results.items():
         if result.status != "graded" or result.note:
@@ -101,7 +101,7 @@ def test_the_summary_lists_every_hand_in_that_needs_a_look(graded):
 
 
 def test_nbgraders_log_is_kept_and_names_every_graded_hand_in(graded):
-    log = (graded.course.reports / "autograde.log").read_text()
+    log = (graded.course.reports_of(PW2) / "autograde.log").read_text()
     for student, result in graded.results.items():
         if result.status != "not graded":
             assert f"Creating/updating student with ID '{student}'" in log, student

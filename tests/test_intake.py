@@ -8,6 +8,7 @@ import pytest
 
 import handins
 from coursekit import intake, layout
+from assignments import PW2
 
 GOOD = nbformat.writes(nbformat.v4.new_notebook())
 
@@ -15,7 +16,7 @@ GOOD = nbformat.writes(nbformat.v4.new_notebook())
 @pytest.fixture
 def submitted(tmp_path):
     def hand_in(student, files):
-        folder = layout.submission_dir(tmp_path / "submitted", student)
+        folder = layout.submission_dir(tmp_path / "submitted", student, PW2)
         folder.mkdir(parents=True)
         for name, content in files.items():
             (folder / name).write_bytes(content.encode() if isinstance(content, str) else content)
@@ -24,11 +25,11 @@ def submitted(tmp_path):
 
 
 def verdict_of(tmp_path, student):
-    return intake.inspect(layout.submission_dir(tmp_path / "submitted", student), student)
+    return intake.inspect(layout.submission_dir(tmp_path / "submitted", student, PW2), student, PW2)
 
 
 def test_a_notebook_with_the_expected_name_is_gradable(tmp_path, submitted):
-    submitted("ada", {layout.NOTEBOOK: GOOD})
+    submitted("ada", {PW2.notebook: GOOD})
     verdict = verdict_of(tmp_path, "ada")
     assert verdict.gradable and verdict.note == ""
 
@@ -40,9 +41,9 @@ def test_a_single_notebook_under_another_name_is_graded_under_the_expected_one(t
 
 
 def test_other_notebooks_beside_the_expected_one_are_ignored_and_said(tmp_path, submitted):
-    submitted("ada", {layout.NOTEBOOK: GOOD, "scratch.ipynb": GOOD})
+    submitted("ada", {PW2.notebook: GOOD, "scratch.ipynb": GOOD})
     verdict = verdict_of(tmp_path, "ada")
-    assert verdict.gradable and verdict.notebook.name == layout.NOTEBOOK and "scratch.ipynb" in verdict.note
+    assert verdict.gradable and verdict.notebook.name == PW2.notebook and "scratch.ipynb" in verdict.note
 
 
 @pytest.mark.parametrize("content, reason", [
@@ -53,7 +54,7 @@ def test_other_notebooks_beside_the_expected_one_are_ignored_and_said(tmp_path, 
     ("{\"hello\": 1}", "not a readable notebook"),
 ])
 def test_an_unreadable_notebook_is_not_gradable_and_says_why(tmp_path, submitted, content, reason):
-    submitted("ada", {layout.NOTEBOOK: content})
+    submitted("ada", {PW2.notebook: content})
     verdict = verdict_of(tmp_path, "ada")
     assert not verdict.gradable and reason in verdict.note
 
@@ -79,32 +80,32 @@ def course(tmp_path):
 
 def test_staging_copies_gradable_notebooks_under_the_expected_name_and_never_writes_submitted(course, submitted):
     submitted("ada", {"Copy of pw2_transformers.ipynb": GOOD})
-    submitted("bob", {layout.NOTEBOOK: ""})
+    submitted("bob", {PW2.notebook: ""})
     before = sorted((p, p.read_bytes()) for p in course.submitted.rglob("*") if p.is_file())
-    verdicts = intake.stage(course)
+    verdicts = intake.stage(course, PW2)
     assert [(v.student, v.gradable) for v in verdicts] == [("ada", True), ("bob", False)]
-    staged = layout.submission_dir(course.staging, "ada")
-    assert sorted(p.name for p in staged.iterdir()) == [layout.NOTEBOOK]
-    assert not layout.submission_dir(course.staging, "bob").exists()
+    staged = layout.submission_dir(course.staging(PW2), "ada", PW2)
+    assert sorted(p.name for p in staged.iterdir()) == [PW2.notebook]
+    assert not layout.submission_dir(course.staging(PW2), "bob", PW2).exists()
     assert sorted((p, p.read_bytes()) for p in course.submitted.rglob("*") if p.is_file()) == before
 
 
 def test_a_timestamp_txt_put_in_submitted_by_hand_is_ignored_and_said(course, submitted):
-    submitted("ada", {layout.NOTEBOOK: GOOD, "timestamp.txt": "2020-01-01 00:00:00"})
-    [verdict] = intake.stage(course)
-    assert sorted(p.name for p in layout.submission_dir(course.staging, "ada").iterdir()) == [layout.NOTEBOOK]
+    submitted("ada", {PW2.notebook: GOOD, "timestamp.txt": "2020-01-01 00:00:00"})
+    [verdict] = intake.stage(course, PW2)
+    assert sorted(p.name for p in layout.submission_dir(course.staging(PW2), "ada", PW2).iterdir()) == [PW2.notebook]
     assert verdict.gradable and "timestamp.txt was ignored" in verdict.note and "without a late penalty" in verdict.note
 
 
 def test_a_hand_in_over_the_size_limit_is_not_graded_and_says_why(tmp_path, submitted):
-    submitted("ada", {layout.NOTEBOOK: '{"cells": [], "padding": "' + "x" * (intake.MAX_MB * 2**20) + '"}'})
+    submitted("ada", {PW2.notebook: '{"cells": [], "padding": "' + "x" * (intake.MAX_MB * 2**20) + '"}'})
     verdict = verdict_of(tmp_path, "ada")
     assert not verdict.gradable and f"is over {intake.MAX_MB} MB" in verdict.note
 
 
 def test_a_hand_in_with_more_cells_than_the_limit_is_not_graded_and_says_why(tmp_path, submitted):
     cells = [nbformat.v4.new_code_cell("") for _ in range(intake.MAX_CELLS + 1)]
-    submitted("ada", {layout.NOTEBOOK: nbformat.writes(nbformat.v4.new_notebook(cells=cells))})
+    submitted("ada", {PW2.notebook: nbformat.writes(nbformat.v4.new_notebook(cells=cells))})
     verdict = verdict_of(tmp_path, "ada")
     assert not verdict.gradable and f"has {intake.MAX_CELLS + 1} cells, more than the {intake.MAX_CELLS}" in verdict.note
 
@@ -112,9 +113,9 @@ def test_a_hand_in_with_more_cells_than_the_limit_is_not_graded_and_says_why(tmp
 def test_a_crafted_megabyte_of_near_copies_of_a_long_cell_is_staged_in_seconds_and_says_why(course, submitted, release_nb):
     crafted = nbformat.writes(handins.near_copies(release_nb, "grading_helpers", 125))
     assert len(crafted) > 2**20 and len(json.loads(crafted)["cells"]) < intake.MAX_CELLS  # within the limits
-    submitted("mallory", {layout.NOTEBOOK: crafted})
+    submitted("mallory", {PW2.notebook: crafted})
     start = time.monotonic()
-    [verdict] = intake.stage(course)
+    [verdict] = intake.stage(course, PW2)
     assert time.monotonic() - start < 20  # 5-7 s here; 222 s (repair alone) without a bound on content matching
     assert verdict.gradable and "content matching reached its work limit" in verdict.note
 

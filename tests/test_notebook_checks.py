@@ -10,6 +10,7 @@ import torch
 
 from coursekit import layout, notebook_checks, notebook_text, scoring
 from coursekit.notebook_checks import Checks, ProbeDataError, pack, unpack
+from assignments import PW2
 
 
 @pytest.fixture
@@ -127,11 +128,11 @@ def test_a_probe_that_runs_too_long_is_stopped_and_the_exercises_other_checks_sk
 
 
 def test_the_helpers_cell_holds_the_current_checks_engine():
-    nb = nbformat.read(layout.COURSE.source_notebook, as_version=4)
+    nb = nbformat.read(layout.COURSE.source_notebook(PW2), as_version=4)
     helpers = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "grading_helpers")
     assert notebook_text.embedded_engine(helpers.source) == notebook_text.engine_text(), \
         "the helpers cell's copy of coursekit/notebook_checks.py is stale: run `make notebook release`"
-    release = nbformat.read(layout.COURSE.release_notebook, as_version=4)
+    release = nbformat.read(layout.COURSE.release_notebook(PW2), as_version=4)
     assert helpers.source in {c.source for c in release.cells}
 
 
@@ -150,12 +151,12 @@ def _message(index, description, value, status="ok"):
 
 @pytest.fixture
 def grader_copy():
-    return scoring.Grader(nbformat.read(layout.COURSE.source_notebook, as_version=4))
+    return scoring.Grader(nbformat.read(layout.COURSE.source_notebook(PW2), as_version=4))
 
 
 @pytest.fixture(scope="module")
 def grader():
-    return scoring.Grader(nbformat.read(layout.COURSE.source_notebook, as_version=4))
+    return scoring.Grader(nbformat.read(layout.COURSE.source_notebook(PW2), as_version=4))
 
 
 def test_the_grader_judges_probe_data_with_its_own_verdicts(grader):

@@ -13,7 +13,8 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from coursekit import autograde, checks, grading, layout
+from coursekit import autograde, checks, grading, layout, results as scores
+from assignments import PW2
 
 SAMPLE = ["demo-solution", "demo-mistakes", "demo-not-json", "deleted-tests", "forge-probe-data", "runaway-loop-in-answer"]
 
@@ -21,27 +22,27 @@ SAMPLE = ["demo-solution", "demo-mistakes", "demo-not-json", "deleted-tests", "f
 @dataclass
 class Sequential:
     course: layout.Course
-    results: dict[str, grading.Result]
+    results: dict[str, scores.Result]
 
 
 @pytest.fixture(scope="module")
 def sequential(graded, tmp_path_factory) -> Sequential:
     course = layout.copy_course(tmp_path_factory.mktemp("sequential"))
-    grading.nbgrader(course, "generate_assignment", layout.ASSIGNMENT, "--force")
+    grading.nbgrader(course, "generate_assignment", PW2.name, "--force")
     for student in SAMPLE:
         shutil.copytree(graded.course.submitted / student, course.submitted / student)
-    return Sequential(course, {r.student: r for r in grading.grade(course, jobs=1)})
+    return Sequential(course, {r.student: r for r in grading.grade(course, PW2, jobs=1)})
 
 
 def _check_lines(course: layout.Course, student: str) -> dict[str, list[checks.Check]]:
-    path = layout.submission_dir(course.autograded, student) / layout.NOTEBOOK
+    path = layout.submission_dir(course.autograded, student, PW2) / PW2.notebook
     return checks.by_test_cell(nbformat.read(path, as_version=4)) if path.is_file() else {}
 
 
 def _gradebook_scores(course: layout.Course, student: str) -> dict[str, float]:
-    with Gradebook(grading.db_url(course)) as gb:
+    with Gradebook(scores.db_url(course)) as gb:
         try:
-            notebook = gb.find_submission_notebook(layout.NOTEBOOK_ID, layout.ASSIGNMENT, student)
+            notebook = gb.find_submission_notebook(PW2.notebook_id, PW2.name, student)
         except Exception:
             return {}
         return {g.name: g.score for g in notebook.grades}
@@ -63,7 +64,7 @@ def test_one_worker_and_two_workers_give_the_same_grades_notes_and_messages(grad
 
 
 def test_parallel_grading_keeps_one_log_section_per_hand_in_in_student_order(graded):
-    log = autograde.log_path(graded.course).read_text()
+    log = autograde.log_path(graded.course, PW2).read_text()
     graded_students = sorted(s for s, r in graded.results.items() if r.status != "not graded")
     headers = [line.split(":")[0].strip("= ") for line in log.splitlines() if line.startswith("===== ")]
     assert headers == graded_students

@@ -8,13 +8,14 @@ import pytest
 
 import gradebooks
 from browser import chromium_page
-from coursekit import grading, layout
+from coursekit import layout, results as scores
+from assignments import PW2
 
 
 def test_sqlite_gradebook_db_is_the_default(tmp_path):
     with gradebooks.gradebook_url(None):
         assert layout.gradebook_url(tmp_path) == f"sqlite:///{tmp_path}/gradebook.db"
-        assert grading.db_url(layout.Course(tmp_path)) == f"sqlite:///{tmp_path}/gradebook.db"
+        assert scores.db_url(layout.Course(tmp_path)) == f"sqlite:///{tmp_path}/gradebook.db"
     with gradebooks.gradebook_url(""):  # `make grade GRADEBOOK_URL=` is the default too
         assert layout.gradebook_url(tmp_path) == f"sqlite:///{tmp_path}/gradebook.db"
 
@@ -29,7 +30,7 @@ def test_sqlite_gradebook_db_is_the_default(tmp_path):
 def test_GRADEBOOK_URL_names_another_gradebook(tmp_path, url, expected):
     with gradebooks.gradebook_url(url):
         assert layout.gradebook_url(tmp_path) == expected
-        assert grading.db_url(layout.Course(tmp_path)) == expected
+        assert scores.db_url(layout.Course(tmp_path)) == expected
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_the_cycle_on_postgresql_grades_fairly(on_postgres):
 
 def test_the_grades_are_in_postgresql_and_no_sqlite_file_is_made(on_postgres, postgres):
     assert not on_postgres.course.gradebook.exists()
-    assert postgres.query("transformers", "SELECT name FROM assignment") == [(layout.ASSIGNMENT,)]
+    assert postgres.query("transformers", "SELECT name FROM assignment") == [(PW2.name,)]
     assert postgres.query("transformers", "SELECT id FROM student ORDER BY id") == [(s,) for s in sorted(gradebooks.HANDINS)]
     totals = dict(postgres.query("transformers", """
         SELECT submitted_assignment.student_id, SUM(COALESCE(grade.manual_score, grade.auto_score))
@@ -80,7 +81,7 @@ def test_postgresql_and_sqlite_give_the_same_grades(on_postgres, on_sqlite):
 
 def test_feedback_is_generated_from_the_postgresql_gradebook(on_postgres):
     for student in gradebooks.GRADED_STUDENTS:
-        html = layout.submission_dir(on_postgres.course.feedback, student) / f"{layout.NOTEBOOK_ID}.html"
+        html = layout.submission_dir(on_postgres.course.feedback, student, PW2) / f"{PW2.notebook_id}.html"
         assert html.is_file(), student
         score = on_postgres.results[student].score
         assert f"Score: {score:.1f} / 100.0" in html.read_text(encoding="utf-8"), student

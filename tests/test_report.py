@@ -12,7 +12,8 @@ import pytest
 
 from browser import chromium_page, images_rendered
 from conftest import autograded_notebook
-from coursekit import checks, cli, grading, layout, report
+from coursekit import checks, cli, layout, report, results as scores
+from assignments import PW2
 
 
 def read_csv(path) -> list[dict]:
@@ -51,27 +52,27 @@ STUDENT_OUTPUTS = {  # what each graded student's test cells printed
 def small_course(tmp_path) -> layout.Course:
     """Two exercises (alpha: 5 points in two checks, beta: 5 points in one), three graded students, one not graded."""
     course = layout.Course(tmp_path)
-    write_notebook(course.source_notebook, [graded_cell("test_alpha", 5), graded_cell("test_beta", 5)])
+    write_notebook(course.source_notebook(PW2), [graded_cell("test_alpha", 5), graded_cell("test_beta", 5)])
     for student, (alpha, beta) in STUDENT_OUTPUTS.items():
-        write_notebook(layout.submission_dir(course.autograded, student) / layout.NOTEBOOK,
+        write_notebook(layout.submission_dir(course.autograded, student, PW2) / PW2.notebook,
                        [graded_cell("test_alpha", 5, alpha), graded_cell("test_beta", 5, beta)])
-    results = [grading.Result("ada", "graded", 10, 10, {"alpha": 5, "beta": 5}),
-               grading.Result("bob", "graded", 2, 10, {"alpha": 2, "beta": 0}, "repaired: lost metadata put back"),
-               grading.Result("cy", "graded", 5, 10, {"alpha": 0, "beta": 5}),
-               grading.Result("dee", "not graded", 0, 10, {}, "pw2_transformers.ipynb is empty")]
-    grading.write_report(course, results)
+    results = [scores.Result("ada", "graded", 10, 10, {"alpha": 5, "beta": 5}),
+               scores.Result("bob", "graded", 2, 10, {"alpha": 2, "beta": 0}, "repaired: lost metadata put back"),
+               scores.Result("cy", "graded", 5, 10, {"alpha": 0, "beta": 5}),
+               scores.Result("dee", "not graded", 0, 10, {}, "pw2_transformers.ipynb is empty")]
+    scores.write_report(course, PW2, results)
     return course
 
 
 def test_the_report_is_written_to_reports(small_course):
-    paths = report.write(small_course)
+    paths = report.write(small_course, PW2)
     assert [p.name for p in paths] == [*report.CSV_FILES, "class_report.html"]
     assert all(p.parent == small_course.reports and p.is_file() for p in paths)
 
 
 def test_exercise_pass_rates_are_the_share_of_graded_hand_ins_with_full_marks(small_course):
-    report.write(small_course)
-    rows = {r["exercise"]: r for r in read_csv(small_course.reports / "exercise_pass_rates.csv")}
+    report.write(small_course, PW2)
+    rows = {r["exercise"]: r for r in read_csv(small_course.reports_of(PW2) / "exercise_pass_rates.csv")}
     assert list(rows) == ["alpha", "beta"]
     assert rows["alpha"] == {"exercise": "alpha", "max_points": "5", "graded": "3", "full_marks": "1",
                              "full_marks_rate": "0.3333", "mean_points": "2.333"}
@@ -79,17 +80,17 @@ def test_exercise_pass_rates_are_the_share_of_graded_hand_ins_with_full_marks(sm
 
 
 def test_check_pass_rates_count_every_named_check_of_every_test_cell(small_course):
-    report.write(small_course)
+    report.write(small_course, PW2)
     rows = [(r["exercise"], r["check"], r["passed"], r["failed"], r["not_run"], r["pass_rate"])
-            for r in read_csv(small_course.reports / "check_pass_rates.csv")]
+            for r in read_csv(small_course.reports_of(PW2) / "check_pass_rates.csv")]
     assert rows == [("alpha", "the output has the right shape", "2", "1", "0", "0.6667"),
                     ("alpha", "the values are right", "1", "2", "0", "0.3333"),
                     ("beta", "the loss is right", "2", "1", "0", "0.6667")]
 
 
 def test_the_same_failure_from_different_students_is_grouped_numbers_aside(small_course):
-    report.write(small_course)
-    rows = read_csv(small_course.reports / "failure_messages.csv")
+    report.write(small_course, PW2)
+    rows = read_csv(small_course.reports_of(PW2) / "failure_messages.csv")
     assert rows[0] == {"exercise": "alpha", "checks": "the values are right", "count": "2", "students": "bob; cy",
                        "message": "wrong output (largest difference from the expected values: …)"}
     assert {(r["checks"], r["message"], r["students"]) for r in rows[1:]} == {
@@ -106,11 +107,11 @@ def test_message_groups_keep_the_numbers_every_student_shares():
 
 
 def test_hand_ins_that_need_a_look_are_listed_with_their_reason(small_course):
-    report.write(small_course)
-    rows = read_csv(small_course.reports / "needs_a_look.csv")
+    report.write(small_course, PW2)
+    rows = read_csv(small_course.reports_of(PW2) / "needs_a_look.csv")
     assert rows == [{"student": "bob", "status": "graded", "score": "2", "note": "repaired: lost metadata put back"},
                     {"student": "dee", "status": "not graded", "score": "", "note": "pw2_transformers.ipynb is empty"}]
-    page = (small_course.reports / "class_report.html").read_text()
+    page = (small_course.reports_of(PW2) / "class_report.html").read_text()
     assert "pw2_transformers.ipynb is empty" in page.split("<h2>Hand-ins that need a look</h2>")[1]
     assert "4 hand-ins: 3 graded, 1 not graded, 0 failed." in page
 
@@ -118,8 +119,8 @@ def test_hand_ins_that_need_a_look_are_listed_with_their_reason(small_course):
 def test_student_text_is_escaped_and_never_injected():
     """Student ids, check lines and notes are the students' text: a `<script>` is shown, not run."""
     evil = "<script>alert('x')</script>"
-    results = [grading.Result(evil, "graded", 3, 5, {"alpha": 3}, f"note {evil}"),
-               grading.Result("ok", "failed", 0, 5, {}, "nbgrader could not grade it")]
+    results = [scores.Result(evil, "graded", 3, 5, {"alpha": 3}, f"note {evil}"),
+               scores.Result("ok", "failed", 0, 5, {}, "nbgrader could not grade it")]
     fake = report.ClassReport(results, {"alpha": 5},
                               [report.CheckStats("alpha", f"check $x$ {evil}", 5, [], [evil])],
                               [report.Failure("alpha", f"<img src=x onerror=alert(1)> {evil}", [evil], [f"check $x$ {evil}"])])
@@ -139,11 +140,11 @@ def test_a_report_of_hostile_hand_ins_runs_no_script_in_chromium_and_shows_their
     reason = f'<img src="https://evil.example/reason.png"><svg onload="{run("reason")}">'
     note = f'<iframe src="javascript:{run("note")}"></iframe><b style="background:url(https://evil.example/n.png)">n</b>'
     course = layout.Course(tmp_path)
-    write_notebook(course.source_notebook, [graded_cell("test_alpha", 5)])
-    write_notebook(layout.submission_dir(course.autograded, student) / layout.NOTEBOOK,
+    write_notebook(course.source_notebook(PW2), [graded_cell("test_alpha", 5)])
+    write_notebook(layout.submission_dir(course.autograded, student, PW2) / PW2.notebook,
                    [graded_cell("test_alpha", 5, f"  ✗ {check} [0/5]: {reason}\n")])
-    grading.write_report(course, [grading.Result(student, "graded", 0, 5, {"alpha": 0}, note)])
-    page_file = report.write(course)[-1]
+    scores.write_report(course, PW2, [scores.Result(student, "graded", 0, 5, {"alpha": 0}, note)])
+    page_file = report.write(course, PW2)[-1]
     assert "<script" not in page_file.read_text() and "<iframe" not in page_file.read_text()
     with chromium_page() as page:
         requests = []
@@ -159,7 +160,7 @@ def test_a_report_of_hostile_hand_ins_runs_no_script_in_chromium_and_shows_their
 
 def test_without_a_grading_report_the_command_says_to_grade_first(tmp_path, monkeypatch, capsys):
     with pytest.raises(report.NothingGraded, match="run `make grade` first"):
-        report.collect(layout.Course(tmp_path))
+        report.collect(layout.Course(tmp_path), PW2)
     monkeypatch.setattr(cli, "COURSE", layout.Course(tmp_path))
     assert cli.main(["report"]) == 1
     assert "ERROR: No grading report yet" in capsys.readouterr().err
@@ -170,11 +171,11 @@ def test_without_a_grading_report_the_command_says_to_grade_first(tmp_path, monk
 @pytest.fixture(scope="module")
 def class_report(graded) -> dict:
     """The report of the graded batch, built with the same function as `make report`."""
-    return {p.name: p for p in report.write(graded.course)}
+    return {p.name: p for p in report.write(graded.course, PW2)}
 
 
 def test_exercise_pass_rates_agree_with_the_grading_report(graded, class_report):
-    results = grading.read_report(graded.course.reports / "grading.csv")
+    results = scores.read_report(graded.course.reports_of(PW2) / "grading.csv")
     graded_results = [r for r in results if r.status == "graded"]
     rows = read_csv(class_report["exercise_pass_rates.csv"])
     assert [r["exercise"] for r in rows] == list(graded.results["demo-solution"].exercises)

@@ -3,6 +3,7 @@ reason, and the rest of the notebook and of the batch is graded as usual."""
 
 from conftest import autograded_notebook
 from coursekit import layout
+from assignments import PW2
 
 
 def test_an_infinite_loop_in_an_answer_costs_that_exercise_only(graded):
@@ -24,7 +25,7 @@ def test_an_infinite_loop_in_a_cell_is_stopped_and_reported(graded):
 
 def test_a_huge_output_is_cut(graded):
     result = graded.results["runaway-output"]
-    path = layout.submission_dir(graded.course.autograded, "runaway-output") / layout.NOTEBOOK
+    path = layout.submission_dir(graded.course.autograded, "runaway-output", PW2) / PW2.notebook
     assert result.score == 100
     assert path.stat().st_size < 2_000_000, "a 50 MB print must not make a 50 MB autograded notebook"
     assert "output cut: 50,000,001 characters printed" in path.read_text()
@@ -42,7 +43,7 @@ def test_thousands_of_outputs_are_cut_at_the_cells_output_budget(graded):
     """6,000 outputs of 5,000 characters (30 MB) in one cell of the student's: the cell keeps its budget, says so,
     and the notebook is graded as usual."""
     result = graded.results["runaway-many-outputs"]
-    path = layout.submission_dir(graded.course.autograded, "runaway-many-outputs") / layout.NOTEBOOK
+    path = layout.submission_dir(graded.course.autograded, "runaway-many-outputs", PW2) / PW2.notebook
     assert result.score == 100
     assert path.stat().st_size < 3_000_000
     assert "further output of this cell dropped: this cell's output budget (200,000 characters) is spent" in path.read_text()

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from coursekit import autograde, layout, sandbox, workers
+from assignments import PW2
+from coursekit import autograde, layout, results as scores, sandbox, workers
 
 # Worker processes (spawned) import this module to find the tasks below: keep its imports light (jupyter_client,
 # nbgrader and the CLI are imported by the tests that use them).
@@ -40,13 +41,13 @@ def course(tmp_path_factory):
     file's path outside the course."""
     top = tmp_path_factory.mktemp("sandbox")
     root = top / "course"
-    work = layout.submission_dir(root / "autograded", "ada")
+    work = layout.submission_dir(root / "autograded", "ada", PW2)
     work.mkdir(parents=True)
     (root / "gradebook.db").write_text("hidden tests")
     (root / "source").mkdir()
-    bob = layout.submission_dir(root / "autograded", "bob")
+    bob = layout.submission_dir(root / "autograded", "bob", PW2)
     bob.mkdir(parents=True)
-    (bob / layout.NOTEBOOK).write_text("bob's answers")
+    (bob / PW2.notebook).write_text("bob's answers")
     return argparse.Namespace(root=root, work=work, build=root / "build", bob=bob, canary=top / "canary")
 
 
@@ -146,6 +147,7 @@ def test_the_kernel_runs_under_its_limits(shared_kernel):
 
 FROM_A_FORKED_CHILD = """
 import json, os, subprocess
+from assignments import PW2
 canary = {canary!r}
 def attempt(what, *args):
     try:
@@ -410,7 +412,7 @@ def test_the_sandbox_hides_the_course_but_not_the_system(tmp_path, path):
 def test_grading_refuses_to_run_unsandboxed_when_the_sandbox_is_missing(monkeypatch, tmp_path):
     monkeypatch.setattr(sandbox, "unavailable", lambda: "`bwrap` is not installed")
     with pytest.raises(autograde.SandboxUnavailable, match="bwrap"):
-        autograde.autograde(layout.Course(tmp_path))
+        autograde.autograde(layout.Course(tmp_path), PW2)
 
 
 # One hand-in cannot take the batch down: the pool autograde grades with, without nbgrader.
@@ -463,7 +465,7 @@ def test_make_grade_fails_with_a_one_line_summary_when_hand_ins_could_not_be_gra
     def grade(course_, sandboxed, jobs):
         outcomes = _grade_batch(tmp_path / "calls")
         autograde.write_log(course_, outcomes)
-        return [grading.Result(s, "graded" if o.success else "failed", note=o.reason) for s, o in outcomes.items()]
+        return [scores.Result(s, "graded" if o.success else "failed", note=o.reason) for s, o in outcomes.items()]
     monkeypatch.setattr(cli, "COURSE", course)
     monkeypatch.setattr(grading, "grade", grade)
     assert cli.cmd_grade(argparse.Namespace(no_sandbox=False, jobs=2)) != 0

@@ -3,6 +3,7 @@ is attacked one by one in test_sandbox.py; forged grades in test_forgery.py)."""
 
 from conftest import GRADER_SECRET, GRADER_SECRET_VARIABLE, autograded_notebook
 from coursekit import layout
+from assignments import PW2
 
 
 def _printed(graded, student) -> str:
@@ -27,6 +28,6 @@ def test_no_secret_of_the_grader_reaches_the_students_notebook_or_feedback_page(
     printed = _printed(graded, "sandbox-probe")
     assert "probe environment:" in printed and GRADER_SECRET_VARIABLE not in printed
     assert "probe secret file: [Errno 2] No such file or directory" in printed
-    page = layout.submission_dir(graded.course.feedback, "sandbox-probe") / "pw2_transformers.html"
+    page = layout.submission_dir(graded.course.feedback, "sandbox-probe", PW2) / "pw2_transformers.html"
     assert page.is_file() and GRADER_SECRET not in page.read_text(encoding="utf-8")
     assert GRADER_SECRET not in printed

@@ -26,6 +26,7 @@ from nbgrader.api import Gradebook
 import gradebooks
 from browser import chromium_page
 from coursekit import layout, samples, sanitize
+from assignments import PW2
 
 EVIL = "evil.example"  # every external load a payload tries goes there
 FORMGRADER = Path(nbgrader.__file__).parent / "server_extensions" / "formgrader"
@@ -95,7 +96,7 @@ STUDENT = "mallory"
 
 def hostile_handin() -> nbformat.NotebookNode:
     """The solution, with the student's own hostile cells at the end."""
-    nb = samples.notebooks()["solution"]
+    nb = samples.notebooks(PW2)["solution"]
     nb.cells += [nbformat.v4.new_code_cell(HOSTILE_CODE), nbformat.v4.new_markdown_cell(HOSTILE_MARKDOWN)]
     return nb
 
@@ -111,7 +112,7 @@ def unsanitised(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def release_image_urls() -> set[str]:
-    release = nbformat.read(layout.COURSE.release_notebook, as_version=4)
+    release = nbformat.read(layout.COURSE.release_notebook(PW2), as_version=4)
     markdown = "\n".join(c.source for c in release.cells if c.cell_type == "markdown")
     return set(re.findall(r"!\[[^]]*\]\((https://[^)\s]+)", markdown))
 
@@ -126,7 +127,7 @@ def hostile(tmp_path_factory) -> gradebooks.SmallCourse:
 
 
 def autograded_path(course: layout.Course) -> Path:
-    return layout.submission_dir(course.autograded, STUDENT) / layout.NOTEBOOK
+    return layout.submission_dir(course.autograded, STUDENT, PW2) / PW2.notebook
 
 
 def open_and_watch(page, url: str) -> list[str]:
@@ -184,8 +185,8 @@ def test_the_page_renders_the_sanitised_markdown_exactly_as_it_is():
 
 
 def test_the_release_markdown_is_the_instructors_and_stays_as_it_is():
-    release = nbformat.read(layout.COURSE.release_notebook, as_version=4)
-    nb, _ = sanitize.SanitizeNotebook(release_notebook=str(layout.COURSE.release_notebook)).preprocess(
+    release = nbformat.read(layout.COURSE.release_notebook(PW2), as_version=4)
+    nb, _ = sanitize.SanitizeNotebook(release_notebook=str(layout.COURSE.release_notebook(PW2))).preprocess(
         nbformat.from_dict(json.loads(json.dumps(release))), {})
     assert [c.source for c in nb.cells] == [c.source for c in release.cells]
     assert release_image_urls(), "the release shows images from https"
@@ -222,7 +223,7 @@ def test_sanitising_twice_changes_nothing():
 # -------------------------------------------------------------------------------------------- the feedback page
 
 def feedback_page(course: layout.Course) -> Path:
-    return layout.submission_dir(course.feedback, STUDENT) / "pw2_transformers.html"
+    return layout.submission_dir(course.feedback, STUDENT, PW2) / "pw2_transformers.html"
 
 
 def test_the_hostile_handin_was_graded_like_the_solution(hostile):
@@ -234,7 +235,7 @@ def test_the_hostile_handin_was_graded_like_the_solution(hostile):
 def test_no_script_runs_and_nothing_is_fetched_in_the_feedback_page(hostile):
     with chromium_page() as page:
         requested = open_and_watch(page, feedback_page(hostile.course).as_uri())
-        assert ran(page) == [] and page.title() == layout.NOTEBOOK_ID
+        assert ran(page) == [] and page.title() == PW2.notebook_id
         assert [u for u in requested if not u.startswith(("file:", "data:")) and u not in PAGE_OWN_URLS] == []
         assert not [u for u in requested if EVIL in u]
         assert not [h for h in live_links(page) if h.strip().lower().startswith("javascript:")]
@@ -256,7 +257,7 @@ def test_without_the_sanitiser_the_feedback_page_would_run_the_payloads(hostile,
             cell.metadata.nbgrader.score = cell.metadata.nbgrader.points
     exporter = HTMLExporter(template_name="feedback", extra_template_basedirs=[str(FORMGRADER / "templates")],
                             extra_template_paths=[str(FORMGRADER / "static/node_modules/bootstrap/dist/css")])
-    body, _ = exporter.from_notebook_node(nb, resources={"nbgrader": {"notebook": layout.NOTEBOOK_ID, "score": 0,
+    body, _ = exporter.from_notebook_node(nb, resources={"nbgrader": {"notebook": PW2.notebook_id, "score": 0,
                                                                       "max_score": 100, "late_penalty": 0}})
     page_file = tmp_path / "unsanitised.html"
     page_file.write_text(body, encoding="utf-8")
@@ -278,7 +279,7 @@ def submission_view(page, lab, course: layout.Course) -> list[str]:
     """The formgrader's view of the hostile hand-in, opened after the formgrader (which sets the XSRF cookie)."""
     gradebooks.formgrader_assignments(page, lab)
     with Gradebook(course.gradebook_url) as gb:
-        notebook_id = gb.find_submission_notebook(layout.NOTEBOOK_ID, layout.ASSIGNMENT, STUDENT).id
+        notebook_id = gb.find_submission_notebook(PW2.notebook_id, PW2.name, STUDENT).id
     requested = open_and_watch(page, lab.page(f"/formgrader/submissions/{notebook_id}"))
     page.wait_for_selector("#notebook-container", timeout=60_000)
     return requested

@@ -19,9 +19,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from coursekit import answers, colab, layout, notebook_text
+from assignments import PW2, exercises
 
-EXERCISES = ["self_attention", "multi_head_attention", "causal_multi_head_attention", "CausalSelfAttention",
-             "FeedForward", "Block", "Transformer", "lm_loss", "train_step", "decode"]
+EXERCISES = list(exercises(PW2))
 
 
 def cell(nb, grade_id: str) -> nbformat.NotebookNode:
@@ -52,19 +52,20 @@ def errors(nb) -> list[str]:
 
 def test_the_release_opens_in_colab_from_the_badge_in_its_header(release_nb):
     url = colab.badge_url(release_nb.cells[0].source)
-    assert url == colab.release_url(), "the badge is stale: run `make notebook release` after changing coursekit/colab.py"
+    assert url == colab.release_url(PW2), "the badge is stale: run `make notebook release` after changing coursekit/colab.py"
     assert url == (f"https://colab.research.google.com/github/{colab.REPOSITORY}/blob/{colab.BRANCH}/"
-                   f"{layout.COURSE.release_notebook.relative_to(layout.ROOT)}")
-    assert layout.COURSE.release_notebook.is_file()
+                   f"{layout.COURSE.release_notebook(PW2).relative_to(layout.ROOT)}")
+    assert layout.COURSE.release_notebook(PW2).is_file()
 
 
 def test_the_badge_follows_the_repository_set_in_one_place():
-    header = notebook_text.notebook_from_text(layout.SOURCE_TEXT).cells[0].source
-    moved = colab.with_badge(header, "someone/elsewhere", "spring")
+    header = notebook_text.notebook_from_text(PW2.text_twin).cells[0].source
+    moved = colab.with_badge(header, PW2, "someone/elsewhere", "spring")
     assert colab.badge_url(moved) == "https://colab.research.google.com/github/someone/elsewhere/blob/spring/release/pw2_transformers/pw2_transformers.ipynb"
-    assert moved.count("Open In Colab") == 1 and colab.with_badge(moved, "someone/elsewhere", "spring") == moved
-    assert colab.with_badge(moved) == header, "only the badge line changes"
-    assert colab.badge_url(colab.with_badge("# Title\n\nText")) == colab.release_url(), "a header without a badge gets one"
+    assert moved.count("Open In Colab") == 1 and colab.with_badge(moved, PW2, "someone/elsewhere", "spring") == moved
+    assert colab.with_badge(moved, PW2) == header, "only the badge line changes"
+    assert colab.badge_url(colab.with_badge("# Title\n\nText", PW2)) == colab.release_url(PW2), \
+        "a header without a badge gets one"
 
 
 def test_colab_installs_only_the_missing_libraries_and_never_torch(source_nb):
@@ -87,7 +88,7 @@ def notebook(source_nb):
     exec(cell(source_nb, "imports").source, namespace)
     for code in answers.solution_answers(source_nb).values():
         exec(code, namespace)
-    with contextlib.chdir(layout.COURSE.source_notebook.parent):
+    with contextlib.chdir(layout.COURSE.source_notebook(PW2).parent):
         exec(cell(source_nb, "load_data").source, namespace)
         exec(cell(source_nb, "load_tokenizer").source, namespace)
     exec(cell(source_nb, "training_pipeline").source, namespace)
@@ -226,7 +227,7 @@ def execute(notebook_path, folder, allow_errors=False) -> nbformat.NotebookNode:
 
 @pytest.fixture(scope="module")
 def solution_run(tmp_path_factory):
-    return execute(layout.COURSE.solution_notebook, tmp_path_factory.mktemp("student") / "solution")
+    return execute(layout.COURSE.solution_notebook(PW2), tmp_path_factory.mktemp("student") / "solution")
 
 
 def test_the_solution_runs_top_to_bottom_offline_on_the_cpu(solution_run):
@@ -266,7 +267,7 @@ def test_check_my_work_lists_every_exercise(source_nb):
 
 
 def test_check_my_work_reports_failures_on_the_release(release_nb, tmp_path):
-    run = execute(layout.COURSE.release_notebook, tmp_path / "release", allow_errors=True)
+    run = execute(layout.COURSE.release_notebook(PW2), tmp_path / "release", allow_errors=True)
     report = outputs(run, "check_my_work")
     assert outputs(run, "check_my_work", "stderr") == ""
     for exercise in EXERCISES:
@@ -283,9 +284,9 @@ def test_check_my_work_names_wrong_answers_and_check_cells_not_run(source_nb, re
     nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_decode"]
     folder = tmp_path / "handin"
     folder.mkdir()
-    nbformat.write(nb, folder / layout.NOTEBOOK)
-    shutil.copytree(layout.COURSE.release_notebook.parent / "data", folder / "data")
-    run = execute(folder / layout.NOTEBOOK, tmp_path / "run", allow_errors=True)
+    nbformat.write(nb, folder / PW2.notebook)
+    shutil.copytree(layout.COURSE.release_notebook(PW2).parent / "data", folder / "data")
+    run = execute(folder / PW2.notebook, tmp_path / "run", allow_errors=True)
     report = outputs(run, "check_my_work")
     assert re.search(r"^  ✗ lm_loss: 1/3 public checks passed \(1/7 points\)\n"
                      r"      ✗ without padding: .*the targets are not shifted", report, re.M), report

@@ -1,4 +1,4 @@
-"""The catalogue: realistic wrong answers and correct answers written differently, one entry per answer.
+"""pw2's catalogue: realistic wrong answers and correct answers written differently, one entry per answer.
 
 Each entry is the source of one or more exercise cells of the notebook (keyed by the cell's grade_id,
 which is the exercise's name). tests/test_catalogue.py grades every entry through nbgrader and checks
@@ -7,10 +7,19 @@ that wrong answers lose points in their own exercise only, with a message that n
 
 To add a mistake seen in real submissions: copy the student's cell into a new `wrong(...)` entry, with
 the words its failure message must contain, and run `make catalogue`. If no check catches it, add a
-check (or a known variant to MISTAKES) in the notebook's hidden tests, in source_text/.
+check (or a known variant to MISTAKES) in the notebook's hidden tests, in notebook.py next to this file.
 """
 
 from coursekit.catalogue import Entry
+
+# Typical mistakes for the demo's "mistakes" hand-in, in three exercises: names of entries below.
+DEMO_MISTAKES = ["self_attention: no scaling", "lm_loss: padding counted", "decode: not in eval mode"]
+
+# Graded twice by the tests, to show that grading them gives the same result each time: the answers whose grading
+# involves randomness (dropout, sampling) or numerics close to the tolerance ("correct-<n>": a group of correct ones).
+REGRADED = ["correct-1", "correct-2", "correct-3", "CausalSelfAttention: no dropout on the attention weights",
+            "FeedForward: no dropout", "decode: not in eval mode", "decode: sampling instead of greedy",
+            "train_step: no clipping", "causal: masked with 0 instead of -inf"]
 
 
 def wrong(name: str, exercise: str, code: str, expect: str, hidden_only: str = "") -> Entry:

@@ -1,4 +1,4 @@
-"""Benchmark: training throughput and time to overfit one batch of the reference model (`make bench-training`).
+"""pw2's benchmark: training throughput and time to overfit one batch of the reference model (`make bench-training`).
 
 The model, loss and training step are the instructor notebook's solution code, executed as it stands. Three
 variants are timed at the seed's configuration (hidden 256, 3 layers, 4 heads, seq_len 128, batch 32): the
@@ -24,7 +24,9 @@ from pathlib import Path
 
 import nbformat
 
-from . import answers, layout
+from coursekit import answers, layout
+
+ASSIGNMENT = layout.Assignment("pw2_transformers")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: the Hub is never needed here
 
@@ -58,7 +60,7 @@ def _cells(nb: nbformat.NotebookNode) -> dict[str, str]:
 def reference_namespace(nb: nbformat.NotebookNode | None = None) -> dict:
     """A namespace holding the notebook's imports and the solution of every exercise (Transformer, lm_loss,
     train_step, ...), executed from the instructor notebook in notebook order."""
-    nb = nb if nb is not None else nbformat.read(layout.COURSE.source_notebook, as_version=4)
+    nb = nb if nb is not None else nbformat.read(layout.COURSE.source_notebook(ASSIGNMENT), as_version=4)
     namespace: dict = {"__name__": "pw2_transformers_reference"}
     exec(compile(_cells(nb)["imports"], "<notebook: imports>", "exec"), namespace)
     for grade_id, code in answers.solution_answers(nb).items():
@@ -117,14 +119,14 @@ def load_data_and_tokenizer(nb: nbformat.NotebookNode | None = None) -> tuple[di
     """The notebook's offline data (its local WikiText sample) and tokenizer, by running its `load_data` and
     `load_tokenizer` cells: GPT-2's tokenizer if it is in the Hugging Face cache, else the small BPE that the
     notebook trains on the sample in grading mode. Returns (dataset, tokenizer, a description)."""
-    nb = nb if nb is not None else nbformat.read(layout.COURSE.source_notebook, as_version=4)
+    nb = nb if nb is not None else nbformat.read(layout.COURSE.source_notebook(ASSIGNMENT), as_version=4)
     cells = _cells(nb)
     namespace: dict = {"OFFLINE": True, "GRADING": False}
 
     def execute(grade_id):
         exec(compile(cells[grade_id], f"<notebook: {grade_id}>", "exec"), namespace)
 
-    with contextlib.chdir(layout.COURSE.source_notebook.parent), contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.chdir(layout.COURSE.source_notebook(ASSIGNMENT).parent), contextlib.redirect_stdout(io.StringIO()):
         execute("load_data")
         namespace["OFFLINE"] = False
         try:
@@ -326,7 +328,7 @@ def main(device: str = "cpu", steps: int | None = None, warmup: int | None = Non
     result = run(device, steps, warmup, overfit_steps, overfit_seconds)
     print()
     print(table(result))
-    out = out if out is not None else layout.COURSE.reports / f"bench_training_{device.split(':')[0]}.json"
+    out = out if out is not None else layout.COURSE.reports_of(ASSIGNMENT) / f"bench_training_{device.split(':')[0]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {out}")
