@@ -21,6 +21,18 @@ def _chosen(args, available: list[layout.Assignment], what: str) -> list[layout.
     return available
 
 
+def _graded(args) -> list[layout.Assignment]:
+    """The assignment named by --assignment, or every graded one; none (said on stderr) before any grading."""
+    chosen = [layout.assignment(args.assignment)] if args.assignment else results.graded_assignments(COURSE)
+    missing = [a for a in chosen if not results.report_path(COURSE, a).is_file()]
+    if not chosen or missing:
+        where = ", ".join(str(results.report_path(COURSE, a).relative_to(COURSE.root)) for a in missing) \
+            or "reports/<assignment>/grading.csv"
+        print(f"ERROR: No grading report yet ({where} missing): run `make grade` first.", file=sys.stderr)
+        return []
+    return chosen
+
+
 def cmd_notebook(args) -> int:
     """source_text/<assignment>/notebook.py -> source/<assignment>/<assignment>.ipynb, with the Colab badge of
     coursekit/colab.py in the header and the checks engine of coursekit/notebook_checks.py in the helpers cell
@@ -111,16 +123,17 @@ def cmd_grade(args) -> int:
 
 
 def cmd_feedback(args) -> int:
-    for assignment in _chosen(args, results.graded_assignments(COURSE), "has been graded (run `make grade` first)"):
+    chosen = _graded(args)
+    for assignment in chosen:
         grading.feedback(COURSE, assignment)
         print(f"{assignment}: feedback/<student>/{assignment}/{assignment}.html")
-    return 0
+    return 0 if chosen else 1
 
 
 def cmd_export(args) -> int:
     from . import export
 
-    chosen = _chosen(args, results.graded_assignments(COURSE), "has been graded (run `make grade` first)")
+    chosen = _graded(args)
     if not chosen:
         return 1
     found = export.rows(COURSE, chosen)
@@ -173,13 +186,9 @@ def cmd_collect(args) -> int:
 
 
 def cmd_scores(args) -> int:
-    chosen = _chosen(args, results.graded_assignments(COURSE), "has been graded (run `make grade` first)")
+    chosen = _graded(args)
     for assignment in chosen:
-        try:
-            found = results.current(COURSE, assignment)
-        except results.NothingGraded as error:
-            print(error)
-            return 1
+        found = results.current(COURSE, assignment)
         print(f"{assignment}:")
         print(results.table(found))
     return 0 if chosen else 1
@@ -188,13 +197,9 @@ def cmd_scores(args) -> int:
 def cmd_report(args) -> int:
     from . import report  # imports matplotlib: only when asked
 
-    chosen = _chosen(args, results.graded_assignments(COURSE), "has been graded (run `make grade` first)")
+    chosen = _graded(args)
     for assignment in chosen:
-        try:
-            paths = report.write(COURSE, assignment)
-        except report.NothingGraded as error:
-            print(f"ERROR: {error}", file=sys.stderr)
-            return 1
+        paths = report.write(COURSE, assignment)
         print(f"{assignment}: CSV files: " + ", ".join(str(p.relative_to(COURSE.root)) for p in paths[:-1]))
         print(f"{assignment}: class report: {paths[-1]}")
     return 0 if chosen else 1

@@ -56,22 +56,25 @@ def small_course(tmp_path) -> layout.Course:
     for student, (alpha, beta) in STUDENT_OUTPUTS.items():
         write_notebook(layout.submission_dir(course.autograded, student, PW2) / PW2.notebook,
                        [graded_cell("test_alpha", 5, alpha), graded_cell("test_beta", 5, beta)])
-    results = [scores.Result("ada", "graded", 10, 10, {"alpha": 5, "beta": 5}),
-               scores.Result("bob", "graded", 2, 10, {"alpha": 2, "beta": 0}, "repaired: lost metadata put back"),
-               scores.Result("cy", "graded", 5, 10, {"alpha": 0, "beta": 5}),
-               scores.Result("dee", "not graded", 0, 10, {}, "pw2_transformers.ipynb is empty")]
-    scores.write_report(course, PW2, results)
+    scores.write_report(course, PW2, SMALL_RESULTS)
     return course
 
 
+# The small course's results, as grading recorded them (it has no gradebook to score them again).
+SMALL_RESULTS = [scores.Result("ada", "graded", 10, 10, {"alpha": 5, "beta": 5}),
+                 scores.Result("bob", "graded", 2, 10, {"alpha": 2, "beta": 0}, "repaired: lost metadata put back"),
+                 scores.Result("cy", "graded", 5, 10, {"alpha": 0, "beta": 5}),
+                 scores.Result("dee", "not graded", 0, 10, {}, "pw2_transformers.ipynb is empty")]
+
+
 def test_the_report_is_written_to_reports(small_course):
-    paths = report.write(small_course, PW2)
+    paths = report.write(small_course, PW2, SMALL_RESULTS)
     assert [p.name for p in paths] == [*report.CSV_FILES, "class_report.html"]
-    assert all(p.parent == small_course.reports and p.is_file() for p in paths)
+    assert all(p.parent == small_course.reports_of(PW2) and p.is_file() for p in paths)
 
 
 def test_exercise_pass_rates_are_the_share_of_graded_hand_ins_with_full_marks(small_course):
-    report.write(small_course, PW2)
+    report.write(small_course, PW2, SMALL_RESULTS)
     rows = {r["exercise"]: r for r in read_csv(small_course.reports_of(PW2) / "exercise_pass_rates.csv")}
     assert list(rows) == ["alpha", "beta"]
     assert rows["alpha"] == {"exercise": "alpha", "max_points": "5", "graded": "3", "full_marks": "1",
@@ -80,7 +83,7 @@ def test_exercise_pass_rates_are_the_share_of_graded_hand_ins_with_full_marks(sm
 
 
 def test_check_pass_rates_count_every_named_check_of_every_test_cell(small_course):
-    report.write(small_course, PW2)
+    report.write(small_course, PW2, SMALL_RESULTS)
     rows = [(r["exercise"], r["check"], r["passed"], r["failed"], r["not_run"], r["pass_rate"])
             for r in read_csv(small_course.reports_of(PW2) / "check_pass_rates.csv")]
     assert rows == [("alpha", "the output has the right shape", "2", "1", "0", "0.6667"),
@@ -89,7 +92,7 @@ def test_check_pass_rates_count_every_named_check_of_every_test_cell(small_cours
 
 
 def test_the_same_failure_from_different_students_is_grouped_numbers_aside(small_course):
-    report.write(small_course, PW2)
+    report.write(small_course, PW2, SMALL_RESULTS)
     rows = read_csv(small_course.reports_of(PW2) / "failure_messages.csv")
     assert rows[0] == {"exercise": "alpha", "checks": "the values are right", "count": "2", "students": "bob; cy",
                        "message": "wrong output (largest difference from the expected values: …)"}
@@ -107,7 +110,7 @@ def test_message_groups_keep_the_numbers_every_student_shares():
 
 
 def test_hand_ins_that_need_a_look_are_listed_with_their_reason(small_course):
-    report.write(small_course, PW2)
+    report.write(small_course, PW2, SMALL_RESULTS)
     rows = read_csv(small_course.reports_of(PW2) / "needs_a_look.csv")
     assert rows == [{"student": "bob", "status": "graded", "score": "2", "note": "repaired: lost metadata put back"},
                     {"student": "dee", "status": "not graded", "score": "", "note": "pw2_transformers.ipynb is empty"}]
@@ -121,7 +124,7 @@ def test_student_text_is_escaped_and_never_injected():
     evil = "<script>alert('x')</script>"
     results = [scores.Result(evil, "graded", 3, 5, {"alpha": 3}, f"note {evil}"),
                scores.Result("ok", "failed", 0, 5, {}, "nbgrader could not grade it")]
-    fake = report.ClassReport(results, {"alpha": 5},
+    fake = report.ClassReport(PW2, results, {"alpha": 5},
                               [report.CheckStats("alpha", f"check $x$ {evil}", 5, [], [evil])],
                               [report.Failure("alpha", f"<img src=x onerror=alert(1)> {evil}", [evil], [f"check $x$ {evil}"])])
     page = report.render(fake)
@@ -143,8 +146,7 @@ def test_a_report_of_hostile_hand_ins_runs_no_script_in_chromium_and_shows_their
     write_notebook(course.source_notebook(PW2), [graded_cell("test_alpha", 5)])
     write_notebook(layout.submission_dir(course.autograded, student, PW2) / PW2.notebook,
                    [graded_cell("test_alpha", 5, f"  ✗ {check} [0/5]: {reason}\n")])
-    scores.write_report(course, PW2, [scores.Result(student, "graded", 0, 5, {"alpha": 0}, note)])
-    page_file = report.write(course, PW2)[-1]
+    page_file = report.write(course, PW2, [scores.Result(student, "graded", 0, 5, {"alpha": 0}, note)])[-1]
     assert "<script" not in page_file.read_text() and "<iframe" not in page_file.read_text()
     with chromium_page() as page:
         requests = []
