@@ -221,6 +221,8 @@ ENTRIES = [
     wrong("sample: context not cropped", "sample", _sample(context="input_ids"), expect="crop the context"),
     wrong("sample: context cropped to the first seq_len tokens", "sample", _sample(context="input_ids[:, :model.seq_len]"),
           expect="last model.seq_len tokens"),
+    wrong("sample: context cropped one token short", "sample", _sample(context="input_ids[:, -(model.seq_len - 1):]"),
+          expect="last model.seq_len tokens"),
     wrong("sample: softmax missing", "sample", _sample(pick="torch.multinomial(logits, num_samples=1, generator=generator)"),
           expect="not probabilities"),
     wrong("sample: softmax over the batch", "sample", _sample(filters='''        logits = apply_temperature(logits, temperature)
@@ -325,6 +327,8 @@ def sample(model, input_ids, max_new_tokens, temperature=1.0, top_k=None, top_p=
     wrong("beam_search: the beams start as copies of the prompt", "beam_search",
           _beam(init="beams, scores = input_ids.repeat(num_beams, 1), torch.zeros(num_beams)"), expect="copies of the prompt"),
     wrong("beam_search: context not cropped", "beam_search", _beam(context="beams"), expect="crop the context"),
+    wrong("beam_search: context cropped to the first seq_len tokens", "beam_search", _beam(context="beams[:, :model.seq_len]"),
+          expect="last model.seq_len tokens"),
     wrong("beam_search: not in eval mode", "beam_search", _beam().replace("    model.eval()\n", ""), expect="eval mode"),
     correct("beam_search: Python lists of (score, tokens)", "beam_search", '''def beam_search(model, input_ids, num_beams, max_new_tokens):
     model.eval()

@@ -552,9 +552,48 @@ def raised(error, where, advice=""):
     return f"your code raised {type(error).__name__} {where} ({error})" + (f": {advice}" if advice else "")
 
 
+def expect_tokens(value, expected, mistakes=(), what="the output"):
+    """Fails unless the tensor of token ids `value` holds the tokens `expected` (nested lists); names the known mistake
+    (message, tokens) it matches, or says which tokens it got."""
+    expect_tensor(value, torch.tensor(expected).shape, what)
+    got = value.detach().long().cpu().tolist()
+    if got == expected:
+        return
+    for message, tokens in mistakes:
+        if got == tokens:
+            raise AssertionError(f"wrong tokens in {what}: {message}")
+    raise AssertionError(f"wrong tokens in {what}: {got}, where {expected} was expected")
+
+
+def _token_list(tokens):
+    return f"token {tokens[0]}" if len(tokens) == 1 else "tokens " + ", ".join(str(t) for t in tokens)
+
+
+def filtering_reason(value, expected, what):
+    """Why the filtered logits `value` differ from `expected` (-inf for the removed tokens), in tokens: the first row
+    that keeps other tokens, or kept tokens whose logits changed; None when they agree."""
+    value, expected = value.detach().float().cpu(), torch.as_tensor(expected, dtype=torch.float32)
+    if torch.isnan(value).any():
+        return f"{what} contains NaN"
+    kept, expected_kept = value > -math.inf, expected > -math.inf
+    rows, V = kept.reshape(-1, kept.shape[-1]), kept.shape[-1]
+    for index, (row, expected_row) in enumerate(zip(rows, expected_kept.reshape(-1, V))):
+        if not torch.equal(row, expected_row):
+            where = [] if kept.dim() == 1 else list(torch.unravel_index(torch.tensor(index), kept.shape[:-1]))
+            row_name = f"row {where[0].item()}" if len(where) == 1 else f"row {tuple(w.item() for w in where)}"
+            missing = (expected_row & ~row).nonzero().flatten().tolist()
+            extra = (row & ~expected_row).nonzero().flatten().tolist()
+            parts = ([f"{_token_list(missing)} should be kept"] if missing else []) + (
+                [f"{_token_list(extra)} should be removed (-inf)"] if extra else [])
+            return f"wrong tokens kept in {what}" + (f", {row_name}" if where else "") + ": " + " and ".join(parts)
+    if not torch.allclose(value[kept], expected[kept], atol=1e-4, rtol=1e-4):
+        return f"wrong values in {what}: the logits of the kept tokens should stay as they are"
+    return None
+
+
 def expect_logits(value, expected, mistakes=(), what="the output"):
-    """expect_numbers for filtered logits, with -inf for the removed tokens: says so when a removed token got a large
-    negative number (or 0) instead of -inf."""
+    """Fails unless the filtered logits `value` are `expected` (nested lists, -math.inf for the removed tokens); names
+    the known mistake (message, numbers) it matches, or says which tokens are wrong."""
     expected_tensor = torch.tensor(expected, dtype=torch.float32)
     type_name = value.type_name if isinstance(value, Other) else type(value).__name__
     assert isinstance(value, torch.Tensor), f"{what} should be a torch.Tensor, not {type_name}"
@@ -562,12 +601,17 @@ def expect_logits(value, expected, mistakes=(), what="the output"):
         f"{what} should have the shape of the logits, {tuple(expected_tensor.shape)}, not {tuple(value.shape)}: keep "
         "every token, with -inf for the removed ones")
     values, removed = value.detach().float().cpu(), expected_tensor == -math.inf
+    if torch.allclose(values, expected_tensor, atol=1e-4, rtol=1e-4):
+        return
     if torch.allclose(values[~removed], expected_tensor[~removed], atol=1e-4, rtol=1e-4) and removed.any():
         got = values[removed]
         if torch.isfinite(got).all() and (got < -1e3).all():
             raise AssertionError(f"wrong values in {what}: the removed tokens should get the logit -inf "
                                  "(float('-inf')), not a large negative number")
-    expect_numbers(value, expected, mistakes, what)
+    for message, numbers in mistakes:
+        if torch.allclose(values, torch.tensor(numbers, dtype=torch.float32), atol=1e-4, rtol=1e-4):
+            raise AssertionError(f"wrong values in {what}: {message}")
+    raise AssertionError(filtering_reason(values, expected_tensor, what) or f"wrong values in {what}")
 
 
 # %% tags=["grader-only"]
@@ -598,6 +642,17 @@ def _expect_values(output, expected, variants=(), what="the output"):
     difference = difference[torch.isfinite(difference)]
     raise AssertionError(f"wrong values in {what}" + (f" (largest difference from the expected values: "
                                                        f"{difference.max().item():.3g})" if difference.numel() else ""))
+
+
+def _expect_filtered(output, expected, variants=(), what="the output"):
+    """_expect_values for filtered logits: when no known mistake matches, says which tokens are wrong."""
+    expect_tensor(output, expected.shape, what)
+    if _close(output, expected):
+        return
+    for message, wrong in variants:
+        if not _close(wrong, expected) and _close(output, wrong):
+            raise AssertionError(f"wrong values in {what}: {message}")
+    raise AssertionError(filtering_reason(output, expected, what) or f"wrong values in {what}")
 
 
 def _ref_peaked_sample(model, input_ids, max_new_tokens, position=-1, crop="last"):
@@ -975,7 +1030,7 @@ def _judge_top_k(output, logits, k, what):
     if removed.any() and torch.isfinite(got).all() and (got < -1e3).all():
         raise AssertionError(f"wrong values in {what}: the removed tokens should get the logit -inf "
                              "(float('-inf')), not a large negative number")
-    _expect_values(output, _ref_top_k(logits, k), variants, what=what)
+    _expect_filtered(output, _ref_top_k(logits, k), variants, what=what)
 
 
 def verdict_top_k_values(outputs):
@@ -1186,6 +1241,10 @@ def _ref_top_p(logits, p, mistake=None):
     probabilities = logits.softmax(dim=-1)
     if mistake == "vocabulary order":
         return logits.masked_fill(probabilities.cumsum(dim=-1) - probabilities >= p, float("-inf"))
+    if mistake == "no softmax":
+        ordered, order = logits.sort(dim=-1, descending=True)
+        remove_sorted = ordered.cumsum(dim=-1) - ordered >= p
+        return logits.masked_fill(remove_sorted.scatter(-1, order, remove_sorted), float("-inf"))
     ordered, order = probabilities.sort(dim=-1, descending=True)
     cumulative = ordered.cumsum(dim=-1)
     if mistake == "crossing removed":
@@ -1234,6 +1293,7 @@ def _judge_top_p(output, logits, p, what):
                 (_NOT_PUT_BACK, _ref_top_p(logits, p, "not put back")), (_GATHERED, _ref_top_p(logits, p, "gather")),
                 (_VOCABULARY_ORDER, _ref_top_p(logits, p, "vocabulary order")),
                 (_ZEROS, _ref_top_p(logits, p, "zeros")), (_RETURNS_PROBABILITIES, _ref_top_p(logits, p, "probabilities")),
+                (_NO_SOFTMAX, _ref_top_p(logits, p, "no softmax")),
                 (_EVERYTHING_KEPT, logits.float().cpu())]
     if logits.dim() >= 2:
         variants.insert(1, (_EVERY_ROW, _ref_top_p(logits, p, "every row")))
@@ -1242,7 +1302,7 @@ def _judge_top_p(output, logits, p, what):
     if removed.any() and torch.isfinite(got).all() and (got < -1e3).all():
         raise AssertionError(f"wrong values in {what}: the removed tokens should get the logit -inf "
                              "(float('-inf')), not a large negative number")
-    _expect_values(output, _ref_top_p(logits, p), variants, what=what)
+    _expect_filtered(output, _ref_top_p(logits, p), variants, what=what)
 
 
 def verdict_top_p_values(outputs):
@@ -1287,6 +1347,8 @@ _VOCABULARY_ORDER = ("the cumulative sum runs over the tokens in vocabulary orde
                      "largest first")
 _EVERYTHING_KEPT = ("every token is kept: only the most likely tokens whose probabilities first reach p stay (is the "
                     "cumulative sum taken over the probabilities, the softmax of the logits?)")
+_NO_SOFTMAX = ("the cumulative sum runs over the logits: it should run over the probabilities (the softmax of the "
+               "logits), sorted")
 _RETURNS_PROBABILITIES = "these are probabilities: top_p_filter returns the logits, with -inf for the removed tokens"
 _ZEROS = "the removed tokens are set to 0 instead of -inf: exp(0) = 1, so they would still be drawn"
 _EVERY_ROW = "tokens removed in one row are removed in every row: each row of the batch is filtered on its own"
@@ -1455,11 +1517,14 @@ def sample(model, input_ids, max_new_tokens, temperature=1.0, top_k=None, top_p=
 def verdict_sample_peaked(output):
     model, prompts = StandInLM(40, vocab_size=12, seq_len=6), seeded_randint(12, (4, 5), seed=41)
     expect_tensor(output, (4, 13), "the output for 4 prompts of 5 tokens and max_new_tokens=8")
-    _expect_values(output, _ref_peaked_sample(model, prompts, 8), [
-        (_LAST_POSITION, _ref_peaked_sample(model, prompts, 8, position=0)),
-        ("the context should be the last model.seq_len tokens, not the first ones",
-         _ref_peaked_sample(model, prompts, 8, crop="first")),
-    ], what="the tokens sampled with a model sure of each next token")
+    what = "the tokens sampled with a model sure of each next token"
+    assert torch.equal(output[:, :5].long().cpu(), prompts), "the output should start with the prompts"
+    expected = _ref_peaked_sample(model, prompts, 8)
+    for message, wrong in [(_LAST_POSITION, _ref_peaked_sample(model, prompts, 8, position=0)),
+                           ("the context should be the last model.seq_len tokens, not the first ones",
+                            _ref_peaked_sample(model, prompts, 8, crop="first"))]:
+        assert not (_close(output, wrong) and not _close(output, expected)), f"wrong values in {what}: {message}"
+    assert _close(output, expected), f"wrong tokens in {what}: {_PEAKED_HINT}"
 
 
 def verdict_sample_eval_mode(data):
@@ -1486,11 +1551,13 @@ def verdict_sample_wiring(data):
 def verdict_sample_long_prompt(output):
     model, prompts = StandInLM(45), seeded_randint(10, (2, 9), seed=46)
     expect_tensor(output, (2, 12), "the output for 2 prompts of 9 tokens (seq_len=4) and max_new_tokens=3")
-    _expect_values(output, _ref_peaked_sample(model, prompts, 3), [
-        ("the context should be the last model.seq_len tokens, not the first ones",
-         _ref_peaked_sample(model, prompts, 3, crop="first")),
-        (_LAST_POSITION, _ref_peaked_sample(model, prompts, 3, position=0)),
-    ], what="the tokens sampled after prompts longer than model.seq_len")
+    what = "the tokens sampled after prompts longer than model.seq_len"
+    expected = _ref_peaked_sample(model, prompts, 3)
+    for message, wrong in [("the context should be the last model.seq_len tokens, not the first ones",
+                            _ref_peaked_sample(model, prompts, 3, crop="first")),
+                           (_LAST_POSITION, _ref_peaked_sample(model, prompts, 3, position=0))]:
+        assert not (_close(output, wrong) and not _close(output, expected)), f"wrong values in {what}: {message}"
+    assert _close(output, expected), f"wrong tokens in {what}: {_PEAKED_HINT}"
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_sample", "locked": true, "points": 30, "schema_version": 3, "solution": false, "task": false}
@@ -1498,10 +1565,14 @@ def verdict_sample_long_prompt(output):
 gradients, cropping, the generator, the probabilities drawn, and the use of the temperature and the filters."""
 checks = Checks("sample", points=30)
 
-_SOFTMAX_MISSING = ("your code raised RuntimeError in torch.multinomial: it got negative numbers or -inf, which are "
-                    "logits, not probabilities: draw from the softmax of the logits, taken after the temperature and "
-                    "the filters")
+_SOFTMAX_MISSING = ("your code raised RuntimeError in torch.multinomial: it got negative numbers, -inf or NaN, not "
+                    "probabilities: draw from the softmax of the logits over the vocabulary (the last dimension), "
+                    "taken after the temperature and the filters")
+_BATCH_NOT_CHECKED = "not checked: sample fails for a batch of prompts (see the check of batches above)"
 _LAST_POSITION = "the next token should be drawn from the logits of the last position"
+_PEAKED_HINT = ("the model gives each next token almost all the probability, so sampling should draw it every time: "
+                "check where the probabilities come from (the softmax over the vocabulary of the last position's "
+                "logits, for the context cropped to its last model.seq_len tokens)")
 _NOT_EVAL = ("sample gives other tokens for a model left in training mode than for the same model in eval mode: dropout "
              "is still on while generating. Put the model in eval mode in sample")
 _GRADIENTS = ("sample computes gradients, which generation doesn't need (and which cost memory): decorate it with "
@@ -1514,18 +1585,28 @@ _NOT_CROPPED = ("sample fails once the sequence is longer than model.seq_len: th
                 "the context to its last model.seq_len tokens")
 
 
-def _sampled(model, prompt, max_new_tokens, seed=0, stand_ins=None, **options):
+def _sampled(model, prompt, max_new_tokens, seed=0, stand_ins=None, batch_check=False, **options):
     """sample's output, with a generator seeded with `seed`, and stand-ins for your apply_temperature, top_k_filter and
-    top_p_filter (see StandIns in the helpers cell)."""
+    top_p_filter (see StandIns in the helpers cell). When sample fails for a batch of prompts but not for one, only the
+    check of batches (`batch_check`) says why."""
     stand_ins = stand_ins or StandIns()
     generator = torch.Generator().manual_seed(seed)
     try:
         with replaced(**stand_ins.functions()):  # see `replaced`
             return sample(model, prompt.clone(), max_new_tokens, generator=generator, **options)
-    except RuntimeError as error:
-        if "probability tensor" in str(error) or "invalid multinomial" in str(error):
-            raise AssertionError(_SOFTMAX_MISSING) from None
+    except AssertionError:
         raise
+    except Exception as error:
+        if isinstance(error, RuntimeError) and ("probability tensor" in str(error) or "invalid multinomial" in str(error)):
+            raise AssertionError(_SOFTMAX_MISSING) from None
+        if batch_check or len(prompt) == 1:
+            raise
+        try:
+            with replaced(**StandIns().functions()):
+                sample(model, prompt[:1].clone(), max_new_tokens, generator=torch.Generator().manual_seed(seed), **options)
+        except Exception:
+            raise error from None
+        raise AssertionError(_BATCH_NOT_CHECKED) from None
 
 
 def _public_sample_output():
@@ -1542,15 +1623,18 @@ def _public_sample_peaked():
 
 
 def _public_sample_peaked_tokens(output):
-    expect_numbers(output, [[4, 1, 3, 9, 6]], [(_LAST_POSITION, [[4, 1, 6, 6, 6]])],
-                   what="the prompt [[4, 1]] and the 3 tokens sampled after it by a model sure of each next token")
+    what = "the prompt [[4, 1]] and the 3 tokens sampled after it by a model sure of each next token"
+    expect_tensor(output, (1, 5), what)
+    tokens = output.long().cpu()
+    assert not torch.equal(tokens, torch.tensor([[4, 1, 6, 6, 6]])), f"wrong tokens in {what}: {_LAST_POSITION}"
+    assert torch.equal(tokens, torch.tensor([[4, 1, 3, 9, 6]])), f"wrong tokens in {what}: {_PEAKED_HINT}"
 
 
 def _public_sample_batch():
     model, prompts = StandInLM(22), torch.tensor([[1, 2], [7, 3], [5, 5]], device=DEVICE)
     alone = [_sampled(model, prompts[i:i + 1], 2) for i in range(3)]
     try:
-        batch = _sampled(model, prompts, 2)
+        batch = _sampled(model, prompts, 2, batch_check=True)
     except (RuntimeError, IndexError) as error:
         raise AssertionError(raised(error, "for a batch of 3 prompts", "draw one token per row, shape (B, 1), and "
                                     "append each one to its own row")) from None
@@ -1610,11 +1694,10 @@ def _public_sample_cropped(data):
         assert torch.equal(data["output"][:, k + 4], alone[:, -1]), (
             f"token {k + 5} should be the one sampled from the 4 tokens before it (the model's seq_len): the context "
             "should be the last model.seq_len tokens")
-    try:  # the check of the last position judges which position's logits are used: either one is fine here
-        expect_numbers(data["output"], [[1, 8, 2, 9, 9, 5, 4]])
-    except AssertionError:
-        expect_numbers(data["output"], [[1, 8, 2, 9, 9, 1, 0]], what="the tokens sampled past model.seq_len (the "
-                       "context should be the last model.seq_len tokens)")
+    if data["output"].tolist() == [[1, 8, 2, 9, 9, 5, 4]]:
+        return  # what the first position's logits give: the check of the last position judges it, the context is right
+    expect_tokens(data["output"], [[1, 8, 2, 9, 9, 1, 0]], what="the tokens sampled past model.seq_len (the context "
+                  "should be the last model.seq_len tokens)")
 
 
 def _flat_model():
@@ -1955,7 +2038,7 @@ def verdict_beam_exhaustive(output):
     model, prompt = TableLM(seeded_randn(5, 5, seed=50, scale=2.0)), torch.tensor([[1]])
     expect_tensor(output, (1, 4), "the output for a prompt of 1 token and max_new_tokens=3")
     _expect_values(output, _best_sequence(model, prompt, 3), _beam_variants(model, prompt, 25, 3),
-                   what="the sequence found with 25 beams, enough to keep every sequence of 2 tokens (5 tokens)")
+                   what="the sequence found with 25 beams, enough to keep every sequence of 2 of the 5 tokens")
 
 
 def verdict_beam_other_model(output):
@@ -1999,12 +2082,12 @@ def _public_beam_one():
 
 
 def _public_beam_one_is_greedy(output):
-    expect_numbers(output, [[1, 9, 9, 3]], what="the sequence found with 1 beam (greedy decoding) after the prompt [[1]]")
+    expect_tokens(output, [[1, 9, 9, 3]], what="the sequence found with 1 beam (greedy decoding) after the prompt [[1]]")
 
 
-# A model of 4 tokens whose likely sequence after token 0 does not start with the most likely token:
-# greedy decoding finds 0 -> 1 -> 0 (0.5 × 0.32 = 0.16), beam search with 2 beams finds 0 -> 2 -> 0 (0.4 × 0.9 = 0.36).
-_TRAP = [[0.05, 0.5, 0.4, 0.05], [0.32, 0.28, 0.2, 0.2], [0.9, 0.04, 0.03, 0.03], [0.25, 0.25, 0.25, 0.25]]
+# A model of 4 tokens whose most likely sequence after token 0 does not start with the most likely token: greedy
+# decoding finds 0 -> 1 -> 2 (0.5 × 0.26 = 0.13), beam search with 2 beams finds 0 -> 2 -> 0 (0.4 × 0.5 = 0.2).
+_TRAP = [[0.05, 0.5, 0.4, 0.05], [0.25, 0.25, 0.26, 0.24], [0.5, 0.4, 0.05, 0.05], [0.25, 0.25, 0.25, 0.25]]
 
 
 def _public_beam_trap():
@@ -2012,7 +2095,7 @@ def _public_beam_trap():
 
 
 def _public_beam_trap_found(output):
-    expect_numbers(output, [[0, 2, 0]], [(_GREEDY, [[0, 1, 0]])],
+    expect_tokens(output, [[0, 2, 0]], [(_GREEDY, [[0, 1, 2]]), (_WORST, [[0, 2, 1]])],
                    what="the sequence found with 2 beams after the prompt [[0]] (a model built so that greedy decoding "
                         "misses the most likely sequence)")
 
@@ -2022,22 +2105,25 @@ def _public_beam_table():
 
 
 def _public_beam_best_sum(output):
-    expect_numbers(output, [[0, 3, 2, 3, 3]], [(_GREEDY, [[0, 3, 3, 3, 3]]), (_LAST_ONLY, [[0, 5, 5, 1, 3]]),
-                                              (_WORST, [[0, 5, 1, 3, 3]])],
+    expect_tokens(output, [[0, 3, 2, 3, 3]], [(_GREEDY, [[0, 3, 3, 3, 3]]), (_LAST_ONLY, [[0, 5, 5, 1, 3]]),
+                                             (_WORST, [[0, 5, 1, 3, 3]])],
                    what="the sequence found with 3 beams after the prompt [[0]] (a model of 6 tokens whose next token "
                         "depends on the last one)")
 
 
 def _public_beam_long():
     try:
-        return beam_search(StandInLM(33, peaked=False), torch.tensor([[1, 2, 3]], device=DEVICE), 2, 3)  # seq_len=4
+        return beam_search(StandInLM(36, peaked=False), torch.tensor([[1, 2, 3]], device=DEVICE), 2, 3)  # seq_len=4
     except IndexError:
         raise AssertionError(_BEAM_NOT_CROPPED) from None
 
 
 def _public_beam_cropped(output):
-    expect_numbers(output, [[1, 2, 3, 4, 4, 5]], what="the sequence found with 2 beams past model.seq_len (the context "
-                                                       "should be the last model.seq_len tokens)")
+    expect_tensor(output, (1, 6), "the output for a prompt of 3 tokens and max_new_tokens=3")
+    if output.tolist() in ([[1, 2, 3, 0, 5, 3]], [[1, 2, 3, 1, 5, 2]]):
+        return  # what greedy decoding, or the worst beam, finds: the checks above judge it, the context is right
+    expect_tokens(output, [[1, 2, 3, 1, 5, 3]], what="the sequence found with 2 beams past model.seq_len (the context "
+                                                      "should be the last model.seq_len tokens)")
 
 
 def _public_beam_eval():
