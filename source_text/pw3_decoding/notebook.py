@@ -1088,6 +1088,8 @@ _WRONG_DIMENSION = "the k largest are taken along the wrong dimension: keep the 
 def _public_top_k_row():
     try:
         return {str(k): top_k_filter(torch.tensor([[1.0, 3.0, -0.5, 2.0, 0.0, 2.5]], device=DEVICE), k) for k in (3, 1)}
+    except NotImplementedError:
+        raise
     except (RuntimeError, IndexError) as error:
         raise AssertionError(raised(error, "for one row of 6 logits", "the k largest are taken along the last "
                                     "dimension (the vocabulary)")) from None
@@ -1111,6 +1113,8 @@ _TOP_K_BATCH = [[0.5, -1.0, 2.0, 1.5, 0.0, -0.5], [3.0, 2.5, -2.0, 0.0, 1.0, 2.8
 def _public_top_k_batch():
     try:
         return top_k_filter(torch.tensor(_TOP_K_BATCH, device=DEVICE), 2)
+    except NotImplementedError:
+        raise
     except (RuntimeError, IndexError) as error:
         raise AssertionError(raised(error, "for a batch of 3 rows of logits", "each row should be filtered on its own, "
                                     "along the last dimension")) from None
@@ -1129,12 +1133,16 @@ def _public_top_k_batch_values(output):
 def _public_top_k_3d():
     try:
         top_k_filter(torch.tensor(_TOP_K_BATCH, device=DEVICE), 2)
+    except NotImplementedError:
+        raise
     except (RuntimeError, IndexError):
         raise AssertionError("not checked: top_k_filter fails for a batch of rows (see the check above)") from None
     logits = torch.tensor([[[0.2, 1.0, -1.0, 0.5, 2.0], [3.0, -2.0, 0.0, 1.5, 1.0]],
                            [[-0.5, -1.5, -1.0, -2.0, 0.5], [1.0, 4.0, 2.0, 3.0, 0.0]]], device=DEVICE)
     try:
         return top_k_filter(logits, 2)
+    except NotImplementedError:
+        raise
     except (RuntimeError, IndexError) as error:
         raise AssertionError(raised(error, "for logits of shape (2, 2, 5)", "the vocabulary is the last dimension, and "
                                     "every dimension before it is a batch dimension")) from None
@@ -1150,6 +1158,8 @@ def _public_top_k_large_k():
     logits = torch.tensor([[1.0, 3.0, -0.5, 2.0, 0.0, 2.5]], device=DEVICE)
     try:
         return {"logits": logits, "k=6": top_k_filter(logits.clone(), 6), "k=10": top_k_filter(logits.clone(), 10)}
+    except NotImplementedError:
+        raise
     except (RuntimeError, IndexError) as error:
         raise AssertionError(raised(error, "when k is at least the vocabulary size (6 tokens, k = 6 or 10)",
                                     "then every token is kept")) from None
@@ -1362,6 +1372,8 @@ def _top_p_logits(probabilities):
 def _public_top_p_row():
     try:
         return {str(p): top_p_filter(_top_p_logits([[0.1, 0.4, 0.05, 0.25, 0.2]]), p) for p in (0.6, 0.7)}
+    except NotImplementedError:
+        raise
     except (RuntimeError, IndexError) as error:
         raise AssertionError(raised(error, "for one row of 5 logits", "the vocabulary is the last dimension")) from None
 
@@ -1385,6 +1397,8 @@ def _public_top_p_row_values(outputs):
 def _public_top_p_top_token():
     try:
         return top_p_filter(_top_p_logits([[0.05, 0.8, 0.15]]), 0.5)
+    except NotImplementedError:
+        raise
     except (RuntimeError, IndexError) as error:
         raise AssertionError(raised(error, "for one row of 3 logits")) from None
 
@@ -1400,6 +1414,8 @@ _TOP_P_BATCH = [[0.1, 0.4, 0.05, 0.25, 0.2], [0.3, 0.05, 0.35, 0.1, 0.2], [0.15,
 def _public_top_p_batch():
     try:
         return top_p_filter(_top_p_logits(_TOP_P_BATCH), 0.6)
+    except NotImplementedError:
+        raise
     except (RuntimeError, IndexError) as error:
         raise AssertionError(raised(error, "for a batch of 3 rows of logits", "each row should be filtered on its own, "
                                     "along the last dimension")) from None
@@ -1422,10 +1438,14 @@ def _public_top_p_batch_values(output):
 def _public_top_p_3d():
     try:
         top_p_filter(_top_p_logits(_TOP_P_BATCH), 0.6)
+    except NotImplementedError:
+        raise
     except (RuntimeError, IndexError):
         raise AssertionError("not checked: top_p_filter fails for a batch of rows (see the check above)") from None
     try:
         return top_p_filter(_top_p_logits([[[0.5, 0.25, 0.15, 0.1]], [[0.1, 0.15, 0.3, 0.45]]]), 0.6)
+    except NotImplementedError:
+        raise
     except (RuntimeError, IndexError) as error:
         raise AssertionError(raised(error, "for logits of shape (2, 1, 4)", "the vocabulary is the last dimension, and "
                                     "every dimension before it is a batch dimension")) from None
@@ -1636,6 +1656,8 @@ def _public_sample_batch():
     alone = [_sampled(model, prompts[i:i + 1], 2) for i in range(3)]
     try:
         batch = _sampled(model, prompts, 2, batch_check=True)
+    except NotImplementedError:
+        raise
     except (RuntimeError, IndexError) as error:
         raise AssertionError(raised(error, "for a batch of 3 prompts", "draw one token per row, shape (B, 1), and "
                                     "append each one to its own row")) from None
@@ -1736,6 +1758,8 @@ def _token_counts(model, prompts, seed):
     """How many times each token of the model's vocabulary was drawn, one token after each of the prompts."""
     try:
         output = _sampled(model, prompts, 1, seed=seed)
+    except NotImplementedError:
+        raise
     except (RuntimeError, IndexError) as error:
         raise AssertionError(f"not checked: sample fails for a batch of {len(prompts)} prompts ({type(error).__name__}: "
                              f"{error}); see the checks above") from None
@@ -1786,6 +1810,8 @@ def _wired(logits, removes, prompts=200, **options):
                           stand_ins=stand_ins, **options)
     except AssertionError as failure:
         error = str(failure)
+    except NotImplementedError:
+        raise
     except Exception as failure:
         error = raised(failure, "with " + ", ".join(f"{name}={value}" for name, value in options.items()))
     return {"output": output, "error": error, "calls": stand_ins.calls, "prompts": prompts}
