@@ -93,38 +93,47 @@ ENTRIES = [
             _temperature("    logits.mul_(1.0 / temperature)\n    return logits\n")),
 
     # ---- top_k_filter ------------------------------------------------------------------------------------------
-    wrong("top_k_filter: keeps k - 1 (strict comparison)", "top_k_filter", _top_k('''    kth = torch.topk(logits, min(k, logits.size(-1))).values[..., -1, None]
+    wrong("top_k_filter: keeps k - 1 (strict comparison)", "top_k_filter", _top_k('''\
+    kth = torch.topk(logits, min(k, logits.size(-1))).values[..., -1, None]
     return logits.masked_fill(logits <= kth, float("-inf"))
 '''), expect="one token too few"),
     wrong("top_k_filter: keeps k + 1", "top_k_filter", _top_k('''    values, _ = torch.sort(logits, dim=-1, descending=True)
     kth = values[..., min(k, logits.size(-1) - 1), None]
     return logits.masked_fill(logits < kth, float("-inf"))
 '''), expect="one token too many"),
-    wrong("top_k_filter: keeps the k smallest", "top_k_filter", _top_k('''    values, _ = torch.topk(logits, min(k, logits.shape[-1]), largest=False)
+    wrong("top_k_filter: keeps the k smallest", "top_k_filter", _top_k('''\
+    values, _ = torch.topk(logits, min(k, logits.shape[-1]), largest=False)
     return logits.masked_fill(logits > values[..., -1:], float("-inf"))
 '''), expect="the k smallest"),
-    wrong("top_k_filter: zeros instead of -inf", "top_k_filter", _top_k('''    kth = torch.topk(logits, min(k, logits.shape[-1]), dim=-1).values[..., -1:]
+    wrong("top_k_filter: zeros instead of -inf", "top_k_filter", _top_k('''\
+    kth = torch.topk(logits, min(k, logits.shape[-1]), dim=-1).values[..., -1:]
     return torch.where(logits < kth, torch.zeros_like(logits), logits)
 '''), expect="instead of -inf"),
-    wrong("top_k_filter: -1e9 instead of -inf", "top_k_filter", _top_k('''    kth = torch.topk(logits, min(k, logits.shape[-1]), dim=-1).values[..., -1:]
+    wrong("top_k_filter: -1e9 instead of -inf", "top_k_filter", _top_k('''\
+    kth = torch.topk(logits, min(k, logits.shape[-1]), dim=-1).values[..., -1:]
     return logits.masked_fill(logits < kth, -1e9)
 '''), expect="not a large negative number"),
     wrong("top_k_filter: along the first dimension", "top_k_filter", _top_k('''    kth = torch.topk(logits, k, dim=0).values[-1:]
     return logits.masked_fill(logits < kth, float("-inf"))
 '''), expect="last dimension"),
-    wrong("top_k_filter: the k largest of the whole batch", "top_k_filter", _top_k('''    kth = torch.topk(logits.flatten(), min(k, logits.numel())).values[-1]
+    wrong("top_k_filter: the k largest of the whole batch", "top_k_filter", _top_k('''\
+    kth = torch.topk(logits.flatten(), min(k, logits.numel())).values[-1]
     return logits.masked_fill(logits < kth, float("-inf"))
 '''), expect="whole batch"),
-    wrong("top_k_filter: one row only (values[:, -1] without keepdim)", "top_k_filter", _top_k('''    kth = torch.topk(logits, min(k, logits.shape[-1])).values[:, -1]
+    wrong("top_k_filter: one row only (values[:, -1] without keepdim)", "top_k_filter", _top_k('''\
+    kth = torch.topk(logits, min(k, logits.shape[-1])).values[:, -1]
     return logits.masked_fill(logits < kth, float("-inf"))
 '''), expect="batch of 3 rows"),
-    wrong("top_k_filter: (B, V) only", "top_k_filter", _top_k('''    kth = torch.topk(logits, min(k, logits.shape[1]), dim=1).values[:, -1:]
+    wrong("top_k_filter: (B, V) only", "top_k_filter", _top_k('''\
+    kth = torch.topk(logits, min(k, logits.shape[1]), dim=1).values[:, -1:]
     return logits.masked_fill(logits < kth, float("-inf"))
 '''), expect="(2, 2, 5)"),
-    wrong("top_k_filter: k larger than the vocabulary not handled", "top_k_filter", _top_k('''    kth = torch.topk(logits, k).values[..., -1:]
+    wrong("top_k_filter: k larger than the vocabulary not handled", "top_k_filter", _top_k('''\
+    kth = torch.topk(logits, k).values[..., -1:]
     return logits.masked_fill(logits < kth, float("-inf"))
 '''), expect="every token is kept"),
-    wrong("top_k_filter: returns the top-k values only", "top_k_filter", _top_k('''    return torch.topk(logits, min(k, logits.shape[-1])).values
+    wrong("top_k_filter: returns the top-k values only", "top_k_filter", _top_k('''\
+    return torch.topk(logits, min(k, logits.shape[-1])).values
 '''), expect="shape of the logits"),
     wrong("top_k_filter: sorted output", "top_k_filter", _top_k('''    values, _ = torch.sort(logits, dim=-1, descending=True)
     values[..., k:] = float("-inf")
@@ -140,7 +149,8 @@ ENTRIES = [
     out = torch.full_like(logits, float("-inf"))
     return out.scatter(-1, indices, values)
 ''')),
-    correct("top_k_filter: sort, threshold, torch.where", "top_k_filter", _top_k('''    sorted_logits = torch.sort(logits, dim=-1, descending=True).values
+    correct("top_k_filter: sort, threshold, torch.where", "top_k_filter", _top_k('''\
+    sorted_logits = torch.sort(logits, dim=-1, descending=True).values
     kth = sorted_logits[..., min(k, logits.shape[-1]) - 1].unsqueeze(-1)
     return torch.where(logits < kth, torch.full_like(logits, -math.inf), logits)
 ''')),
@@ -153,7 +163,8 @@ ENTRIES = [
     # ---- top_p_filter ------------------------------------------------------------------------------------------
     wrong("top_p_filter: the token that crosses p is removed", "top_p_filter", _top_p_sorted("cumulative > p"),
           expect="makes the sum reach p"),
-    wrong("top_p_filter: the top token dropped when it alone exceeds p", "top_p_filter", _top_p('''    probs, order = torch.sort(torch.softmax(logits, dim=-1), dim=-1, descending=True)
+    wrong("top_p_filter: the top token dropped when it alone exceeds p", "top_p_filter", _top_p('''\
+    probs, order = torch.sort(torch.softmax(logits, dim=-1), dim=-1, descending=True)
     remove_sorted = torch.cumsum(probs, dim=-1) > p
     remove_sorted[..., 1:] = remove_sorted[..., :-1].clone()
     remove = remove_sorted.scatter(-1, order, remove_sorted)
@@ -167,7 +178,8 @@ ENTRIES = [
     cumulative = probs.cumsum(dim=-1)
     return logits.masked_fill(cumulative - probs >= p, float("-inf"))
 '''), expect="sort the probabilities first"),
-    wrong("top_p_filter: cumulative sum of the logits (no softmax)", "top_p_filter", _top_p('''    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    wrong("top_p_filter: cumulative sum of the logits (no softmax)", "top_p_filter", _top_p('''\
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     cumulative = sorted_logits.cumsum(dim=-1)
     remove_sorted = cumulative - sorted_logits >= p
     return logits.masked_fill(remove_sorted.scatter(-1, order, remove_sorted), float("-inf"))
@@ -180,19 +192,22 @@ ENTRIES = [
     logits[..., idx[remove]] = float("-inf")
     return logits
 '''), expect="removed in every row"),
-    wrong("top_p_filter: returns probabilities", "top_p_filter", _top_p('''    probs, order = torch.sort(torch.softmax(logits, dim=-1), dim=-1, descending=True)
+    wrong("top_p_filter: returns probabilities", "top_p_filter", _top_p('''\
+    probs, order = torch.sort(torch.softmax(logits, dim=-1), dim=-1, descending=True)
     remove_sorted = torch.cumsum(probs, dim=-1) - probs >= p
     remove = remove_sorted.scatter(-1, order, remove_sorted)
     return torch.softmax(logits.masked_fill(remove, float("-inf")), dim=-1)
 '''), expect="these are probabilities"),
-    correct("top_p_filter: ascending sort, cumsum <= 1 - p (as Hugging Face)", "top_p_filter", _top_p('''    sorted_logits, sorted_indices = torch.sort(logits, descending=False)
+    correct("top_p_filter: ascending sort, cumsum <= 1 - p (as Hugging Face)", "top_p_filter", _top_p('''\
+    sorted_logits, sorted_indices = torch.sort(logits, descending=False)
     cumulative_probs = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
     sorted_indices_to_remove = cumulative_probs <= (1 - p)
     sorted_indices_to_remove[..., -1:] = 0
     indices_to_remove = sorted_indices_to_remove.scatter(-1, sorted_indices, sorted_indices_to_remove)
     return logits.masked_fill(indices_to_remove, -float("Inf"))
 ''')),
-    correct("top_p_filter: shifted mask, inverse permutation with argsort", "top_p_filter", _top_p('''    probs = F.softmax(logits, dim=-1)
+    correct("top_p_filter: shifted mask, inverse permutation with argsort", "top_p_filter", _top_p('''\
+    probs = F.softmax(logits, dim=-1)
     sorted_probs, order = probs.sort(dim=-1, descending=True)
     remove = sorted_probs.cumsum(dim=-1) > p
     remove[..., 1:] = remove[..., :-1].clone()
@@ -239,14 +254,16 @@ ENTRIES = [
         if top_p is not None:
             probs = top_p_filter(probs, top_p)
 '''), expect="apply_temperature got probabilities"),
-    wrong("sample: top-k and top-p after the softmax", "sample", _sample(filters='''        probs = F.softmax(apply_temperature(logits, temperature), dim=-1)
+    wrong("sample: top-k and top-p after the softmax", "sample", _sample(filters='''\
+        probs = F.softmax(apply_temperature(logits, temperature), dim=-1)
         if top_k is not None:
             probs = top_k_filter(probs, top_k)
         if top_p is not None:
             probs = top_p_filter(probs, top_p)
         probs = probs / probs.sum(dim=-1, keepdim=True)
 '''), expect="top_k_filter got probabilities"),
-    wrong("sample: results of the filters ignored", "sample", _sample(filters='''        logits = apply_temperature(logits, temperature)
+    wrong("sample: results of the filters ignored", "sample", _sample(filters='''\
+        logits = apply_temperature(logits, temperature)
         if top_k is not None:
             top_k_filter(logits, top_k)
         if top_p is not None:
@@ -266,7 +283,8 @@ ENTRIES = [
             logits = top_k_filter(logits, top_k)
         probs = F.softmax(logits, dim=-1)
 '''), expect="top_p_filter should come last"),
-    wrong("sample: filters called when top_k and top_p are None", "sample", _sample(filters='''        logits = top_p_filter(top_k_filter(apply_temperature(logits, temperature), top_k), top_p)
+    wrong("sample: filters called when top_k and top_p are None", "sample", _sample(filters='''\
+        logits = top_p_filter(top_k_filter(apply_temperature(logits, temperature), top_k), top_p)
         probs = F.softmax(logits, dim=-1)
 '''), expect="although top_k is None"),
     wrong("sample: first position instead of the last", "sample", _sample(position="0"), expect="last position"),
@@ -286,7 +304,8 @@ def sample(model, input_ids, max_new_tokens, temperature=1.0, top_k=None, top_p=
         input_ids = torch.cat([input_ids, next_token.unsqueeze(0)], dim=1)
     return input_ids
 ''', expect="batch of 3 prompts"),
-    correct("sample: Gumbel-max with the generator, no_grad block, restores the mode", "sample", '''def sample(model, input_ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+    correct("sample: Gumbel-max with the generator, no_grad block, restores the mode", "sample", '''\
+def sample(model, input_ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -330,7 +349,8 @@ def sample(model, input_ids, max_new_tokens, temperature=1.0, top_k=None, top_p=
     wrong("beam_search: context cropped to the first seq_len tokens", "beam_search", _beam(context="beams[:, :model.seq_len]"),
           expect="last model.seq_len tokens"),
     wrong("beam_search: not in eval mode", "beam_search", _beam().replace("    model.eval()\n", ""), expect="eval mode"),
-    correct("beam_search: Python lists of (score, tokens)", "beam_search", '''def beam_search(model, input_ids, num_beams, max_new_tokens):
+    correct("beam_search: Python lists of (score, tokens)", "beam_search", '''\
+def beam_search(model, input_ids, num_beams, max_new_tokens):
     model.eval()
     beams = [(0.0, input_ids[0].tolist())]
     with torch.no_grad():
