@@ -348,6 +348,8 @@ def sample(model, input_ids, max_new_tokens, temperature=1.0, top_k=None, top_p=
     wrong("beam_search: context not cropped", "beam_search", _beam(context="beams"), expect="crop the context"),
     wrong("beam_search: context cropped to the first seq_len tokens", "beam_search", _beam(context="beams[:, :model.seq_len]"),
           expect="last model.seq_len tokens"),
+    wrong("beam_search: num_beams candidates even when there are fewer", "beam_search", _beam(keep="num_beams"),
+          expect="keep all of them"),
     wrong("beam_search: not in eval mode", "beam_search", _beam().replace("    model.eval()\n", ""), expect="eval mode"),
     correct("beam_search: Python lists of (score, tokens)", "beam_search", '''\
 def beam_search(model, input_ids, num_beams, max_new_tokens):

@@ -593,6 +593,48 @@ def filtering_reason(value, expected, what):
     return None
 
 
+def batch_and_rows(name, function, logits, value, what):
+    """What `function` (top_k_filter or top_p_filter) gives for the batch `logits` (..., V), and for each of its rows
+    alone (shape (1, V)): the checks of batches compare them. A crash on one row is told by the check of one row."""
+    try:
+        alone = [function(row[None].clone(), value) for row in logits.reshape(-1, logits.shape[-1])]
+    except NotImplementedError:
+        raise
+    except (RuntimeError, IndexError):
+        raise AssertionError(f"not checked: {name} fails for one row of logits (see the check above)") from None
+    try:
+        batch = function(logits.clone(), value)
+    except NotImplementedError:
+        raise
+    except (RuntimeError, IndexError) as error:
+        raise AssertionError(raised(error, f"for {what}", "each row should be filtered on its own, along the last "
+                                    "dimension")) from None
+    return {"batch": batch, "alone": alone}
+
+
+def expect_rows_filtered_alone(data, shape, mistakes=(), what="the output"):
+    """Fails unless each row of the filtered batch (batch_and_rows) is what the function gives for that row alone;
+    names the known mistake (message, numbers) the batch matches, if any."""
+    batch = data["batch"]
+    type_name = batch.type_name if isinstance(batch, Other) else type(batch).__name__
+    assert isinstance(batch, torch.Tensor), f"{what} should be a torch.Tensor, not {type_name}"
+    assert tuple(batch.shape) == tuple(shape), (
+        f"{what} should have the shape of the logits, {tuple(shape)}, not {tuple(batch.shape)}: keep every token, with "
+        "-inf for the removed ones")
+    rows = batch.detach().float().cpu().reshape(-1, shape[-1])
+    for index, alone in enumerate(data["alone"]):
+        assert isinstance(alone, torch.Tensor) and alone.numel() == shape[-1], (
+            "not checked: the output for one row has the wrong shape (see the check above)")
+        if not torch.allclose(rows[index], alone.detach().float().cpu().reshape(-1), atol=1e-5, equal_nan=True):
+            for message, numbers in mistakes:
+                if torch.allclose(batch.detach().float().cpu(), torch.tensor(numbers, dtype=torch.float32), atol=1e-4):
+                    raise AssertionError(f"wrong values in {what}: {message}")
+            where = [w.item() for w in torch.unravel_index(torch.tensor(index), tuple(shape[:-1]))]
+            raise AssertionError(f"wrong values in {what}: row {where[0] if len(where) == 1 else tuple(where)} is "
+                                 "filtered differently in the batch than on its own: each row of a batch should be "
+                                 "filtered on its own")
+
+
 def expect_logits(value, expected, mistakes=(), what="the output"):
     """Fails unless the filtered logits `value` are `expected` (nested lists, -math.inf for the removed tokens); names
     the known mistake (message, numbers) it matches, or says which tokens are wrong."""
@@ -724,6 +766,7 @@ def to_text(ids):
 
 print(f"{len(TEXT)} characters, a vocabulary of {len(CHARS)} tokens")
 
+
 # %% [markdown]
 # The model embeds each character, reads the sequence with a GRU (a recurrent network: each position sees the
 # characters before it, never the ones after), and turns each position's state into logits for the next character.
@@ -789,6 +832,7 @@ probabilities = next_logits.softmax(dim=-1)[0]
 top = probabilities.topk(5)
 for probability, token in zip(top.values.tolist(), top.indices.tolist()):
     print(f"{CHARS[token]!r}: {probability:.3f}")
+
 
 # %% [markdown]
 # **Greedy decoding** (practical work 2) appends the most likely token and starts again. It is simple and
@@ -1057,8 +1101,10 @@ def verdict_top_k_ties(output):
     _judge_top_k(output, logits, 2, "the output for rows with ties at the k-th largest logit (k = 2)")
 
 
-def verdict_top_k_batch(output):
-    _judge_top_k(output, seeded_randn(3, 4, 15, seed=402), 4, "the output for logits of shape (3, 4, 15) and k = 4")
+def verdict_top_k_batch(data):
+    logits = seeded_randn(3, 4, 15, seed=402)
+    expect_rows_filtered_alone(data, (3, 4, 15), [(_WHOLE_BATCH, _ref_top_k(logits, 4, "whole batch").tolist())],
+                               what="the output for logits of shape (3, 4, 15) and k = 4")
 
 
 def verdict_top_k_whole_vocabulary(outputs):
@@ -1113,19 +1159,12 @@ _TOP_K_BATCH = [[0.5, -1.0, 2.0, 1.5, 0.0, -0.5], [3.0, 2.5, -2.0, 0.0, 1.0, 2.8
 
 
 def _public_top_k_batch():
-    try:
-        return top_k_filter(torch.tensor(_TOP_K_BATCH, device=DEVICE), 2)
-    except NotImplementedError:
-        raise
-    except (RuntimeError, IndexError) as error:
-        raise AssertionError(raised(error, "for a batch of 3 rows of logits", "each row should be filtered on its own, "
-                                    "along the last dimension")) from None
+    return batch_and_rows("top_k_filter", top_k_filter, torch.tensor(_TOP_K_BATCH, device=DEVICE), 2,
+                          "a batch of 3 rows of logits")
 
 
-def _public_top_k_batch_values(output):
-    expect_logits(output, [[-math.inf, -math.inf, 2.0, 1.5, -math.inf, -math.inf],
-                           [3.0, -math.inf, -math.inf, -math.inf, -math.inf, 2.8],
-                           [-1.0, -math.inf, -0.5, -math.inf, -math.inf, -math.inf]], [
+def _public_top_k_batch_rows(data):
+    expect_rows_filtered_alone(data, (3, 6), [
         (_WHOLE_BATCH, [[-math.inf] * 6, [3.0, -math.inf, -math.inf, -math.inf, -math.inf, 2.8], [-math.inf] * 6]),
         (_WRONG_DIMENSION, [[0.5, -1.0, 2.0, 1.5, 0.0, -0.5], [3.0, 2.5, -math.inf, 0.0, 1.0, 2.8],
                             [-math.inf, -math.inf, -0.5, -math.inf, -math.inf, -math.inf]]),
@@ -1141,19 +1180,11 @@ def _public_top_k_3d():
         raise AssertionError("not checked: top_k_filter fails for a batch of rows (see the check above)") from None
     logits = torch.tensor([[[0.2, 1.0, -1.0, 0.5, 2.0], [3.0, -2.0, 0.0, 1.5, 1.0]],
                            [[-0.5, -1.5, -1.0, -2.0, 0.5], [1.0, 4.0, 2.0, 3.0, 0.0]]], device=DEVICE)
-    try:
-        return top_k_filter(logits, 2)
-    except NotImplementedError:
-        raise
-    except (RuntimeError, IndexError) as error:
-        raise AssertionError(raised(error, "for logits of shape (2, 2, 5)", "the vocabulary is the last dimension, and "
-                                    "every dimension before it is a batch dimension")) from None
+    return batch_and_rows("top_k_filter", top_k_filter, logits, 2, "logits of shape (2, 2, 5)")
 
 
-def _public_top_k_3d_values(output):
-    expect_logits(output, [[[-math.inf, 1.0, -math.inf, -math.inf, 2.0], [3.0, -math.inf, -math.inf, 1.5, -math.inf]],
-                           [[-0.5, -math.inf, -math.inf, -math.inf, 0.5], [-math.inf, 4.0, -math.inf, 3.0, -math.inf]]],
-                  what="logits of shape (2, 2, 5) filtered with k = 2")
+def _public_top_k_3d_rows(data):
+    expect_rows_filtered_alone(data, (2, 2, 5), what="logits of shape (2, 2, 5) filtered with k = 2")
 
 
 def _public_top_k_large_k():
@@ -1175,8 +1206,8 @@ def _public_top_k_keeps_all(data):
 
 
 checks.check("keeps the k largest logits of a row, the others -inf", 4, _public_top_k_row, _public_top_k_row_values)
-checks.check("each row of a batch is filtered on its own", 3, _public_top_k_batch, _public_top_k_batch_values)
-checks.check("logits of shape (B, T, V)", 1, _public_top_k_3d, _public_top_k_3d_values)
+checks.check("each row of a batch is filtered on its own", 3, _public_top_k_batch, _public_top_k_batch_rows)
+checks.check("logits of shape (B, T, V)", 1, _public_top_k_3d, _public_top_k_3d_rows)
 checks.check("k larger than the vocabulary keeps every token", 1, _public_top_k_large_k, _public_top_k_keeps_all)
 ### BEGIN HIDDEN TESTS
 _TIED_LOGITS = [[1.0, 2.0, 2.0, 0.5, 2.0, -1.0], [3.0, 1.0, 1.0, 0.0, -2.0, 0.5], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]
@@ -1187,7 +1218,9 @@ checks.check("k = 1 keeps only the most likely token", 2, lambda: top_k_filter(s
              "verdict_top_k_one")
 checks.check("ties at the k-th largest logit", 2, lambda: top_k_filter(torch.tensor(_TIED_LOGITS, device=DEVICE), 2),
              "verdict_top_k_ties")
-checks.check("a (3, 4, 15) batch", 2, lambda: top_k_filter(seeded_randn(3, 4, 15, seed=402), 4), "verdict_top_k_batch")
+checks.check("a (3, 4, 15) batch", 2,
+             lambda: batch_and_rows("top_k_filter", top_k_filter, seeded_randn(3, 4, 15, seed=402), 4, "logits of shape (3, 4, 15)"),
+             "verdict_top_k_batch")
 checks.check("k equal to the vocabulary size, and larger", 1,
              lambda: [top_k_filter(seeded_randn(2, 7, seed=403), k) for k in (7, 50)], "verdict_top_k_whole_vocabulary")
 checks.check("1000 logits per row, k = 50", 1, lambda: top_k_filter(seeded_randn(2, 1000, seed=404), 50),
@@ -1330,8 +1363,10 @@ def verdict_top_p_top_token(output):
     _judge_top_p(output, logits, 0.5, "the output for rows whose most likely token alone exceeds p = 0.5")
 
 
-def verdict_top_p_batch(output):
-    _judge_top_p(output, seeded_randn(4, 3, 10, seed=502), 0.75, "the output for logits of shape (4, 3, 10) and p = 0.75")
+def verdict_top_p_batch(data):
+    logits = seeded_randn(4, 3, 10, seed=502)
+    expect_rows_filtered_alone(data, (4, 3, 10), [(_EVERY_ROW, _ref_top_p(logits, 0.75, "every row").tolist())],
+                               what="the output for logits of shape (4, 3, 10) and p = 0.75")
 
 
 def verdict_top_p_one(output):
@@ -1414,27 +1449,12 @@ _TOP_P_BATCH = [[0.1, 0.4, 0.05, 0.25, 0.2], [0.3, 0.05, 0.35, 0.1, 0.2], [0.15,
 
 
 def _public_top_p_batch():
-    try:
-        return top_p_filter(_top_p_logits(_TOP_P_BATCH), 0.6)
-    except NotImplementedError:
-        raise
-    except (RuntimeError, IndexError) as error:
-        raise AssertionError(raised(error, "for a batch of 3 rows of logits", "each row should be filtered on its own, "
-                                    "along the last dimension")) from None
+    return batch_and_rows("top_p_filter", top_p_filter, _top_p_logits(_TOP_P_BATCH), 0.6, "a batch of 3 rows of logits")
 
 
-def _public_top_p_batch_values(output):
-    expect_logits(output, [[-math.inf, -0.91629, -math.inf, -1.3863, -math.inf],
-                           [-1.204, -math.inf, -1.0498, -math.inf, -math.inf],
-                           [-math.inf, -math.inf, -1.6094, -1.204, -1.3863]], [
-        (_EVERY_ROW, [[-math.inf] * 5] * 3),
-        (_NOT_PUT_BACK, [[-2.3026, -0.91629, -math.inf, -math.inf, -math.inf],
-                         [-1.204, -2.9957, -math.inf, -math.inf, -math.inf],
-                         [-1.8971, -2.3026, -1.6094, -math.inf, -math.inf]]),
-        (_GATHERED, [[-2.3026, -math.inf, -math.inf, -1.3863, -math.inf],
-                     [-math.inf, -2.9957, -math.inf, -math.inf, -1.6094],
-                     [-math.inf, -math.inf, -1.6094, -1.204, -1.3863]]),
-    ], what="a batch of 3 rows filtered with p = 0.6")
+def _public_top_p_batch_rows(data):
+    expect_rows_filtered_alone(data, (3, 5), [(_EVERY_ROW, [[-math.inf] * 5] * 3)],
+                               what="a batch of 3 rows filtered with p = 0.6")
 
 
 def _public_top_p_3d():
@@ -1444,25 +1464,19 @@ def _public_top_p_3d():
         raise
     except (RuntimeError, IndexError):
         raise AssertionError("not checked: top_p_filter fails for a batch of rows (see the check above)") from None
-    try:
-        return top_p_filter(_top_p_logits([[[0.5, 0.25, 0.15, 0.1]], [[0.1, 0.15, 0.3, 0.45]]]), 0.6)
-    except NotImplementedError:
-        raise
-    except (RuntimeError, IndexError) as error:
-        raise AssertionError(raised(error, "for logits of shape (2, 1, 4)", "the vocabulary is the last dimension, and "
-                                    "every dimension before it is a batch dimension")) from None
+    return batch_and_rows("top_p_filter", top_p_filter, _top_p_logits([[[0.5, 0.25, 0.15, 0.1]], [[0.1, 0.15, 0.3, 0.45]]]),
+                          0.6, "logits of shape (2, 1, 4)")
 
 
-def _public_top_p_3d_values(output):
-    expect_logits(output, [[[-0.69315, -1.3863, -math.inf, -math.inf]], [[-math.inf, -math.inf, -1.204, -0.79851]]],
-                  what="logits of shape (2, 1, 4) filtered with p = 0.6")
+def _public_top_p_3d_rows(data):
+    expect_rows_filtered_alone(data, (2, 1, 4), what="logits of shape (2, 1, 4) filtered with p = 0.6")
 
 
 checks.check("keeps the smallest set of most likely tokens whose probabilities reach p", 5, _public_top_p_row,
              _public_top_p_row_values)
 checks.check("always keeps the most likely token", 3, _public_top_p_top_token, _public_top_p_top_token_kept)
-checks.check("each row of a batch is filtered on its own", 3, _public_top_p_batch, _public_top_p_batch_values)
-checks.check("logits of shape (B, T, V)", 1, _public_top_p_3d, _public_top_p_3d_values)
+checks.check("each row of a batch is filtered on its own", 3, _public_top_p_batch, _public_top_p_batch_rows)
+checks.check("logits of shape (B, T, V)", 1, _public_top_p_3d, _public_top_p_3d_rows)
 ### BEGIN HIDDEN TESTS
 def _hidden_top_p_logits():
     return seeded_randn(3, 20, seed=500, scale=1.5)
@@ -1479,7 +1493,9 @@ checks.check("other logits, p = 0.9 and p = 0.3", 5, lambda: [top_p_filter(_hidd
              "verdict_top_p_values")
 checks.check("keeps the most likely token when its probability alone exceeds p, other rows", 2,
              lambda: top_p_filter(_hidden_peaked_logits(), 0.5), "verdict_top_p_top_token")
-checks.check("a (4, 3, 10) batch", 3, lambda: top_p_filter(seeded_randn(4, 3, 10, seed=502), 0.75), "verdict_top_p_batch")
+checks.check("a (4, 3, 10) batch", 3,
+             lambda: batch_and_rows("top_p_filter", top_p_filter, seeded_randn(4, 3, 10, seed=502), 0.75, "logits of shape (4, 3, 10)"),
+             "verdict_top_p_batch")
 checks.check("p = 1 keeps every token", 1, lambda: top_p_filter(seeded_randn(2, 10, seed=503), 1.0), "verdict_top_p_one")
 checks.check("500 logits per row, p = 0.95", 2, lambda: top_p_filter(seeded_randn(2, 500, seed=504, scale=2.0), 0.95),
              "verdict_top_p_large")
@@ -2085,8 +2101,8 @@ def verdict_beam_greedy(output):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_beam_search", "locked": true, "points": 15, "schema_version": 3, "solution": false, "task": false}
-"""Checks beam_search with stand-in models: shapes, one beam, a sequence greedy decoding misses, the sum of
-log-probabilities, cropping, eval mode (hidden: every sequence tried, other models)."""
+"""Checks beam_search with stand-in models: shapes, one beam, a sequence greedy decoding misses, more beams than
+candidates, the sum of log-probabilities, cropping, eval mode (hidden: every sequence tried, other models)."""
 checks = Checks("beam_search", points=15)
 
 _GREEDY = ("this is the sequence greedy decoding finds: keep the num_beams best sequences at each step, not only the best "
@@ -2128,6 +2144,22 @@ def _public_beam_trap_found(output):
     expect_tokens(output, [[0, 2, 0]], [(_GREEDY, [[0, 1, 2]]), (_WORST, [[0, 2, 1]])],
                    what="the sequence found with 2 beams after the prompt [[0]] (a model built so that greedy decoding "
                         "misses the most likely sequence)")
+
+
+def _public_beam_many():
+    try:
+        return beam_search(TableLM(torch.tensor(_TRAP).log()), torch.tensor([[0]], device=DEVICE), 6, 2)
+    except NotImplementedError:
+        raise
+    except (RuntimeError, IndexError) as error:
+        raise AssertionError(raised(error, "with 6 beams and a vocabulary of 4 tokens", "at the first step there are only "
+                                    "4 candidates: keep all of them when there are fewer than num_beams")) from None
+
+
+def _public_beam_many_best(output):
+    expect_tokens(output, [[0, 2, 0]], [(_GREEDY, [[0, 1, 2]]), (_LAST_ONLY, [[0, 0, 1]]), (_WORST, [[0, 1, 3]])],
+                  what="the sequence found with 6 beams after the prompt "
+                  "[[0]] (more beams than the 4 candidates of the first step)")
 
 
 def _public_beam_table():
@@ -2182,7 +2214,8 @@ def _public_beam_eval_no_gradients(data):
 checks.check("returns the prompt followed by max_new_tokens tokens", 1, _public_beam_output,
              _public_beam_starts_with_prompt)
 checks.check("one beam is greedy decoding", 2, _public_beam_one, _public_beam_one_is_greedy)
-checks.check("finds the likely sequence that greedy decoding misses", 3, _public_beam_trap, _public_beam_trap_found)
+checks.check("finds the likely sequence that greedy decoding misses", 2, _public_beam_trap, _public_beam_trap_found)
+checks.check("more beams than candidates", 1, _public_beam_many, _public_beam_many_best)
 checks.check("ranks the beams by the sum of their log-probabilities", 2, _public_beam_table, _public_beam_best_sum)
 checks.check("crops the context to model.seq_len", 1, _public_beam_long, _public_beam_cropped)
 checks.check("eval mode, no gradients", 1, _public_beam_eval, _public_beam_eval_no_gradients)
@@ -2198,6 +2231,7 @@ checks.check("one beam, another model", 1,
              "verdict_beam_greedy")
 ### END HIDDEN TESTS
 checks.score()
+
 
 # %% [markdown]
 # Compare the text of greedy decoding and of beam search, with the total log-probability of their new characters:
