@@ -39,6 +39,16 @@ class EntryOutcome:
     public: dict[str, list[checks.Check]] = field(default_factory=dict)    # exercise -> failed public checks
 
 
+def wrong(name: str, exercise: str, code: str, expect: str, hidden_only: str = "") -> Entry:
+    """A wrong answer to one exercise; `hidden_only` says why no public check can flag it, when that is so."""
+    return Entry(name, {exercise: code}, correct=False, expect=expect, hidden_only=hidden_only)
+
+
+def correct(name: str, exercise: str, code: str) -> Entry:
+    """A correct answer to one exercise, written differently from the instructor's."""
+    return Entry(name, {exercise: code}, correct=True)
+
+
 def load(assignment: layout.Assignment) -> list[Entry]:
     """The assignment's catalogue (ENTRIES of source_text/<assignment>/catalogue.py)."""
     return material.module(assignment, "catalogue").ENTRIES
@@ -60,19 +70,44 @@ def submission_id(entry: Entry) -> str:
     return "wrong-" + re.sub(r"[^a-z0-9]+", "-", entry.name.lower()).strip("-")
 
 
-def submissions(entries: list[Entry]) -> dict[str, list[Entry]]:
-    """Student id -> the entries graded together in that submission."""
-    result = {submission_id(e): [e] for e in entries if not e.correct}
-    if len(result) != sum(not e.correct for e in entries):
-        raise ValueError("two wrong entries have the same name")
+def _packed(entries: list[Entry]) -> list[list[Entry]]:
+    """The entries in as few groups as possible, no two entries of a group sharing an exercise."""
     groups: list[list[Entry]] = []
-    for entry in (e for e in entries if e.correct):
+    for entry in entries:
         group = next((g for g in groups if not set(entry.cells) & {x for e in g for x in e.cells}), None)
         if group is None:
             groups.append(group := [])
         group.append(entry)
-    result.update({f"correct-{i + 1}": group for i, group in enumerate(groups)})
+    return groups
+
+
+def submissions(entries: list[Entry], pack_wrong: bool = False) -> dict[str, list[Entry]]:
+    """Student id -> the entries graded together in that submission.
+
+    Correct entries are packed, at most one per exercise in a submission. Wrong ones are graded alone (the points
+    they lose, in any exercise, are theirs), or packed too with `pack_wrong`: for an assignment whose checks of one
+    exercise never call another exercise's code (its catalogue says INDEPENDENT_EXERCISES = True), which saves
+    grading time. A packed entry is still charged the points lost in any exercise of the submission that is not
+    another entry's."""
+    wrong = [e for e in entries if not e.correct]
+    if len({submission_id(e) for e in wrong}) != len(wrong):
+        raise ValueError("two wrong entries have the same name")
+    if pack_wrong:
+        result = {f"wrong-{i + 1}": group for i, group in enumerate(_packed(wrong))}
+    else:
+        result = {submission_id(e): [e] for e in wrong}
+    result.update({f"correct-{i + 1}": group for i, group in enumerate(_packed([e for e in entries if e.correct]))})
     return result
+
+
+def packs_wrong(assignment: layout.Assignment) -> bool:
+    """Whether the assignment's catalogue says its exercises are graded independently (INDEPENDENT_EXERCISES)."""
+    return bool(getattr(material.module(assignment, "catalogue"), "INDEPENDENT_EXERCISES", False))
+
+
+def batch_of(assignment: layout.Assignment, entries: list[Entry]) -> dict[str, list[Entry]]:
+    """The submissions that grade `entries`, packed as the assignment's catalogue allows."""
+    return submissions(entries, pack_wrong=packs_wrong(assignment))
 
 
 def write(course: layout.Course, assignment: layout.Assignment, batch: dict[str, list[Entry]]) -> None:
@@ -97,18 +132,19 @@ def outcomes(course: layout.Course, assignment: layout.Assignment, batch: dict[s
         path = layout.submission_dir(course.autograded, student, assignment) / assignment.notebook
         notebook = nbformat.read(path, as_version=4) if path.is_file() else nbformat.v4.new_notebook()  # not graded
         printed = {answers.exercise_of(t): [c for c in cs if not c.passed] for t, cs in checks.by_test_cell(notebook).items()}
+        lost = {e: full[e] - result.exercises.get(e, 0.0) for e in full if full[e] - result.exercises.get(e, 0.0) > 0}
         for entry in group:
+            others = {x for e in group if e is not entry for x in e.cells}  # charged to the other entries
             found.append(EntryOutcome(entry, student, status=result.status,
-                                 lost={e: full[e] - result.exercises.get(e, 0.0) for e in full
-                                       if full[e] - result.exercises.get(e, 0.0) > 0},
-                                 failures={e: fs for e, fs in printed.items() if fs}))
+                                      lost={e: p for e, p in lost.items() if e not in others},
+                                      failures={e: fs for e, fs in printed.items() if fs and e not in others}))
     return found
 
 
 def grade_entries(assignment: layout.Assignment, entries: list[Entry], students: list[str] | None = None
                   ) -> list[EntryOutcome]:
     """Grades the entries (or only the given submissions of them) in a throwaway course directory."""
-    batch = submissions(entries)
+    batch = batch_of(assignment, entries)
     if students is not None:
         batch = {s: batch[s] for s in students}
     with tempfile.TemporaryDirectory() as tmp:

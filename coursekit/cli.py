@@ -239,8 +239,9 @@ def cmd_catalogue(args) -> int:
 
     for assignment in _chosen(args, catalogue.with_catalogue(), "has a catalogue (source_text/<assignment>/catalogue.py)"):
         entries = catalogue.load(assignment)
-        batch = catalogue.submissions(entries)
-        students = [s for s in batch if any(part in s for part in args.only)] if args.only else None
+        batch = catalogue.batch_of(assignment, entries)
+        students = [s for s, group in batch.items() if any(part.lower() in name.lower() for part in args.only
+                                                            for name in [s, *(e.name for e in group)])] if args.only else None
         if students == []:
             continue
         print(f"{assignment}:")

@@ -70,7 +70,7 @@ def test_grading_the_same_answers_again_gives_the_same_scores(outcomes, assignme
     REGRADED in the assignment's catalogue (entry names; "correct-<n>" for the groups of correct answers)."""
     named = material.module(assignment, "catalogue").REGRADED
     entries = catalogue.load(assignment)
-    students = [s for s, group in catalogue.submissions(entries).items()
+    students = [s for s, group in catalogue.batch_of(assignment, entries).items()
                 if s in named or any(e.name in named for e in group)]
     assert len(students) >= 3
     for outcome in catalogue.grade_entries(assignment, entries, students=students):

@@ -425,7 +425,7 @@ def _start_test_worker(worker: int, calls: str) -> None:
     _calls = Path(calls)
 
 
-def _grade_or_die(student: str) -> autograde.Outcome:
+def _grade_or_die(student: str) -> autograde.AutogradeOutcome:
     """Grades anyone, except that ada's grading ends its worker, and cy's gets it killed."""
     with _calls.open("a") as f:
         f.write(student + "\n")
@@ -433,13 +433,13 @@ def _grade_or_die(student: str) -> autograde.Outcome:
         os._exit(1)
     if student == "cy":
         os.kill(os.getpid(), signal.SIGKILL)
-    return autograde.Outcome(student, True, f"graded {student}", 0.0)
+    return autograde.AutogradeOutcome(student, True, f"graded {student}", 0.0)
 
 
 STUDENTS = ["ada", "bob", "cy", "dee", "eve", "fay"]
 
 
-def _grade_batch(calls: Path) -> dict[str, autograde.Outcome]:
+def _grade_batch(calls: Path) -> dict[str, autograde.AutogradeOutcome]:
     return autograde.grade_hand_ins(STUDENTS, 2, _start_test_worker, (str(calls),), _grade_or_die)
 
 

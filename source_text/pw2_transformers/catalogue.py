@@ -10,7 +10,7 @@ the words its failure message must contain, and run `make catalogue`. If no chec
 check (or a known variant to MISTAKES) in the notebook's hidden tests, in notebook.py next to this file.
 """
 
-from coursekit.catalogue import Entry
+from coursekit.catalogue import correct, wrong
 
 # Typical mistakes for the demo's "mistakes" hand-in, in three exercises: names of entries below.
 DEMO_MISTAKES = ["self_attention: no scaling", "lm_loss: padding counted", "decode: not in eval mode"]
@@ -21,14 +21,6 @@ REGRADED = ["correct-1", "correct-2", "correct-3", "CausalSelfAttention: no drop
             "FeedForward: no dropout", "decode: not in eval mode", "decode: sampling instead of greedy",
             "train_step: no clipping", "causal: masked with 0 instead of -inf"]
 
-
-def wrong(name: str, exercise: str, code: str, expect: str, hidden_only: str = "") -> Entry:
-    """A wrong answer; `hidden_only` says why no public check can flag it, when that is so."""
-    return Entry(name, {exercise: code}, correct=False, expect=expect, hidden_only=hidden_only)
-
-
-def correct(name: str, exercise: str, code: str) -> Entry:
-    return Entry(name, {exercise: code}, correct=True)
 
 
 # Pieces the entries below share: a correct multi-head attention with one knob per step.

@@ -9,16 +9,8 @@ failure message must contain. If no check catches it, add a check (or a known va
 source_text/pw3_decoding/notebook.py.
 """
 
-from coursekit.catalogue import Entry
+from coursekit.catalogue import correct, wrong
 
-
-def wrong(name: str, exercise: str, code: str, expect: str, hidden_only: str = "") -> Entry:
-    """A wrong answer; `hidden_only` says why no public check can flag it, when that is so."""
-    return Entry(name, {exercise: code}, correct=False, expect=expect, hidden_only=hidden_only)
-
-
-def correct(name: str, exercise: str, code: str) -> Entry:
-    return Entry(name, {exercise: code}, correct=True)
 
 
 def _temperature(body):
@@ -384,5 +376,14 @@ def beam_search(model, input_ids, num_beams, max_new_tokens):
 ]
 
 # Typical mistakes for the demo, in three exercises.
+# Graded twice by the tests, to show that grading them gives the same result each time: the answers whose grading
+# involves randomness ("correct-<n>": a group of correct ones).
+REGRADED = ["correct-1", "correct-2", "sample: generator ignored", "sample: argmax instead of sampling",
+            "sample: not in eval mode"]
+
+# The checks of one exercise never call another exercise's answer (sample's checks use stand-ins for the filters):
+# wrong entries of different exercises can be graded in one submission (see coursekit.catalogue.submissions).
+INDEPENDENT_EXERCISES = True
+
 DEMO_MISTAKES = ["apply_temperature: multiplied instead of divided", "top_p_filter: the token that crosses p is removed",
                  "sample: generator ignored"]
