@@ -12,6 +12,11 @@ import nbformat
 _REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*### END SOLUTION[ \t]*\n?", re.S | re.M)
 
 
+def grade_id(cell) -> str | None:
+    """The cell's nbgrader grade_id, None for a cell nbgrader does not track."""
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
 def exercise_ids(nb: nbformat.NotebookNode) -> list[str]:
     """The grade_ids of the exercise (solution) cells, in notebook order."""
     return [c.metadata["nbgrader"]["grade_id"] for c in nb.cells

@@ -73,7 +73,7 @@ def grade(course: layout.Course, assignment: layout.Assignment, sandboxed: bool 
         for verdict in verdicts:
             gb.update_or_create_student(verdict.student)  # so that the export lists every student
             result = results.Result(verdict.student, "graded" if verdict.gradable else "not graded", note=verdict.note)
-            result = results.from_gradebook(gb, course, assignment, result, tests)
+            result = results.from_gradebook(gb, course, assignment, result, tests, just_graded=True)
             if result.status == "failed":
                 outcome = outcomes.get(verdict.student)
                 why = outcome.reason if outcome and outcome.reason else "nbgrader could not grade it"

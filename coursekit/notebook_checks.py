@@ -48,6 +48,11 @@ CRASH_HINTS = {
 }
 
 
+def header_line(exercise):
+    """The first line a check cell prints."""
+    return f"Checking {exercise}:"
+
+
 def check_line(passed, description, points, reason=""):
     """One check's line: `  ✓ <description> [p/p]` or `  ✗ <description> [0/p]: <reason>`."""
     if passed:
@@ -103,7 +108,7 @@ class Checks:
             return
         Checks.registry[exercise] = []
         if self.mode == "local":
-            print(f"Checking {exercise}:")
+            print(header_line(exercise))
 
     def _run(self, test):
         """Runs `test` with a time limit, where the platform has alarms (Linux and macOS, main thread)."""

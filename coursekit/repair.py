@@ -46,17 +46,13 @@ def _cell_id(cell) -> str | None:
     return cell.get("id") or cell.get("metadata", {}).get("id")  # Colab keeps ids in the metadata of old notebooks
 
 
-def _grade_id(cell) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-
 class _Release:
     """Lookup tables over the release notebook's cells, and the difflib budget of one hand-in's matching."""
 
     def __init__(self, nb: nbformat.NotebookNode):
         self.cells = nb.cells
         self.exercises = set(answers.exercise_ids(nb))
-        self.by_grade_id = {_grade_id(c): i for i, c in enumerate(nb.cells) if _grade_id(c)}
+        self.by_grade_id = {answers.grade_id(c): i for i, c in enumerate(nb.cells) if answers.grade_id(c)}
         self.by_id = {c.id: i for i, c in enumerate(nb.cells)}
         self.by_text: dict[tuple[str, str], int] = {}  # (cell type, stripped text) -> first non-exercise cell
         for i, c in enumerate(nb.cells):
@@ -68,11 +64,11 @@ class _Release:
         self.too_long = 0              # cells too long to compare with difflib
 
     def is_exercise(self, index: int) -> bool:
-        return _grade_id(self.cells[index]) in self.exercises
+        return answers.grade_id(self.cells[index]) in self.exercises
 
     def match(self, cell) -> tuple[int | None, str]:
         """The index of the release cell that `cell` stands for, and how it was matched."""
-        grade_id = _grade_id(cell)
+        grade_id = answers.grade_id(cell)
         if grade_id in self.by_grade_id and self.cells[self.by_grade_id[grade_id]].cell_type == cell.cell_type:
             return self.by_grade_id[grade_id], "grade_id"
         cell_id = _cell_id(cell)
@@ -147,8 +143,8 @@ def repair(student: nbformat.NotebookNode, release_nb: nbformat.NotebookNode) ->
             extras.setdefault(after, []).append(j)
             continue
         if index in answer_of:
-            if _grade_id(release.cells[index]):
-                duplicates.append(_grade_id(release.cells[index]))
+            if answers.grade_id(release.cells[index]):
+                duplicates.append(answers.grade_id(release.cells[index]))
             if release.is_exercise(index):  # the later copy is the answer; the earlier one stays as code
                 extras.setdefault(after, []).append(answer_of[index])
             else:
@@ -182,17 +178,17 @@ def repair(student: nbformat.NotebookNode, release_nb: nbformat.NotebookNode) ->
 
     notes = []
     graded = {i for i, c in enumerate(release_nb.cells) if c.get("metadata", {}).get("nbgrader")}
-    lost = sorted(_grade_id(release.cells[i]) for i, how in matched_by.items() if i in graded and how != "grade_id")
+    lost = sorted(answers.grade_id(release.cells[i]) for i, how in matched_by.items() if i in graded and how != "grade_id")
     if lost:
         notes.append(f"nbgrader metadata restored on {len(lost)} cells ({', '.join(lost[:4])}{', …' if len(lost) > 4 else ''})")
-    missing = [_grade_id(release.cells[i]) for i in sorted(graded - set(answer_of))]
+    missing = [answers.grade_id(release.cells[i]) for i in sorted(graded - set(answer_of))]
     if missing:
         notes.append(f"deleted cells put back: {', '.join(missing)}")
     if duplicates:
         notes.append(f"duplicated cells: {', '.join(sorted(set(duplicates)))} (an exercise's last copy is graded)")
     if order != sorted(order):
         notes.append("cells put back in the released order")
-    edited = sorted(_grade_id(release.cells[i]) for i in answer_of if i in graded and not release.is_exercise(i)
+    edited = sorted(answers.grade_id(release.cells[i]) for i in answer_of if i in graded and not release.is_exercise(i)
                     and student.cells[answer_of[i]].source != release.cells[i].source)
     if edited:
         notes.append(f"edited locked cells restored: {', '.join(edited)}")

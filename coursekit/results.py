@@ -40,11 +40,12 @@ def test_points(course: layout.Course, assignment: layout.Assignment) -> dict[st
 
 
 def from_gradebook(gb: Gradebook, course: layout.Course, assignment: layout.Assignment, result: Result,
-                   tests: dict[str, float]) -> Result:
-    """`result` with its points as the gradebook has them now (auto or manual grade, late penalty); a hand-in the
-    gradebook has no graded notebook for is `failed` (nbgrader removes what it failed to grade)."""
+                   tests: dict[str, float], just_graded: bool = False) -> Result:
+    """`result` (graded, as grading recorded it) with its points as the gradebook has them now (auto or manual grade,
+    late penalty); a hand-in the gradebook has no graded notebook for is `failed`, and so is one `just_graded`
+    without an autograded notebook (nbgrader removes what it failed to grade)."""
     result.max_score = sum(tests.values())
-    if result.status == "not graded":
+    if result.status != "graded":  # not graded, or failed when it was graded: the gradebook's leftovers don't count
         return result
     try:
         submission = gb.find_submission(assignment.name, result.student)
@@ -52,7 +53,7 @@ def from_gradebook(gb: Gradebook, course: layout.Course, assignment: layout.Assi
     except MissingEntry:
         submission = notebook = None
     autograded = layout.submission_dir(course.autograded, result.student, assignment) / assignment.notebook
-    if notebook is None or not autograded.is_file():
+    if notebook is None or (just_graded and not autograded.is_file()):
         result.status, result.exercises, result.score, result.late_penalty = "failed", {}, 0.0, 0.0
         return result
     points = {g.name: g.score or 0.0 for g in notebook.grades}  # nbgrader's score: the manual grade where given

@@ -23,16 +23,12 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Integer, Unicode
 
-from . import limit_output, notebook_checks
+from . import answers, limit_output, notebook_checks
 
 GRADER_ONLY = "grader-only"  # the tag of the source notebook's cells that only the grader runs
 HELPERS = "grading_helpers"
 HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS[ \t]*\n(.*?)^[ \t]*### END HIDDEN TESTS", re.S | re.M)
 REDACTED = "[a line of the hidden tests, removed]"
-
-
-def _grade_id(cell) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
 
 
 def is_grader_only(cell) -> bool:
@@ -49,7 +45,7 @@ def notebook_namespace(notebook: NotebookNode, name: str, grading: bool) -> dict
     """A namespace of its own, outside any kernel, in which a notebook's imports and helpers cells have run, as in a
     notebook on the CPU: the grader's (grading) or a student's run before hand-in (not grading)."""
     namespace = {"__name__": name, "GRADING": grading, "OFFLINE": True, "IN_COLAB": False, "device": "cpu"}
-    by_id = {_grade_id(c): c for c in notebook.cells if _grade_id(c)}
+    by_id = {answers.grade_id(c): c for c in notebook.cells if answers.grade_id(c)}
     for grade_id in ("imports", HELPERS):
         exec(compile(by_id[grade_id].source, f"<{name}: {grade_id}>", "exec"), namespace)
     return namespace
@@ -67,7 +63,7 @@ class Grader:
         self.checks_class = self.namespace["Checks"]
         self.checks_class.mode = "record"
         self._pending = [c for c in source.cells if is_grader_only(c) or is_test_cell(c)]
-        self.test_cells = {_grade_id(c): c for c in source.cells if is_test_cell(c)}
+        self.test_cells = {answers.grade_id(c): c for c in source.cells if is_test_cell(c)}
 
     def _run(self, code: str, name: str) -> None:
         exec(compile(code, f"<grader: {name}>", "exec"), self.namespace)
@@ -76,8 +72,8 @@ class Grader:
         """The checks of test cell `grade_id`, recorded: the grader-only cells before it run first."""
         while self._pending:
             cell = self._pending.pop(0)
-            self._run(cell.source, _grade_id(cell) or "grader-only cell")
-            if _grade_id(cell) == grade_id:
+            self._run(cell.source, answers.grade_id(cell) or "grader-only cell")
+            if answers.grade_id(cell) == grade_id:
                 return self.checks_class.recorded[-1]
         raise KeyError(f"no test cell {grade_id} after the cells already graded")
 
@@ -91,7 +87,7 @@ class Grader:
                 received[index] = message
         reasons = [self._reason(received.get(index), description, verdict, timed_out)
                    for index, (description, points, verdict) in enumerate(checks.entries)]
-        lines, earned = [f"Checking {checks.exercise}:"], 0
+        lines, earned = [notebook_checks.header_line(checks.exercise)], 0
         for (description, points, _), reason in zip(checks.entries, notebook_checks.without_repeats(reasons), strict=True):
             earned += points if reason is None else 0
             lines.append(notebook_checks.check_line(reason is None, description, points, reason))
@@ -183,7 +179,7 @@ class GradedExecute(Execute):
         return nb, resources
 
     def preprocess_cell(self, cell, resources, index):
-        grade_id = _grade_id(cell)
+        grade_id = answers.grade_id(cell)
         if not (is_test_cell(cell) and grade_id in self._grader.test_cells):
             return super().preprocess_cell(cell, resources, index)
         trusted = self._grader.test_cells[grade_id]

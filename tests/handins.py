@@ -10,13 +10,11 @@ import random
 
 import nbformat
 
-
-def _grade_id(cell):
-    return cell.metadata.get("nbgrader", {}).get("grade_id")
+from coursekit import answers
 
 
 def _index(nb, grade_id):
-    return next(i for i, c in enumerate(nb.cells) if _grade_id(c) == grade_id)
+    return next(i for i, c in enumerate(nb.cells) if answers.grade_id(c) == grade_id)
 
 
 def colab_saved(nb: nbformat.NotebookNode) -> str:
@@ -85,15 +83,15 @@ def duplicated(nb: nbformat.NotebookNode, *grade_ids: str) -> nbformat.NotebookN
 
 def deleted(nb: nbformat.NotebookNode, *grade_ids: str) -> nbformat.NotebookNode:
     nb = copy.deepcopy(nb)
-    nb.cells = [c for c in nb.cells if _grade_id(c) not in grade_ids]
+    nb.cells = [c for c in nb.cells if answers.grade_id(c) not in grade_ids]
     return nb
 
 
 def moved_to_end(nb: nbformat.NotebookNode, *grade_ids: str) -> nbformat.NotebookNode:
     """The given cells dragged to the end of the notebook."""
     nb = copy.deepcopy(nb)
-    moved = [c for c in nb.cells if _grade_id(c) in grade_ids]
-    nb.cells = [c for c in nb.cells if _grade_id(c) not in grade_ids] + moved
+    moved = [c for c in nb.cells if answers.grade_id(c) in grade_ids]
+    nb.cells = [c for c in nb.cells if answers.grade_id(c) not in grade_ids] + moved
     return nb
 
 

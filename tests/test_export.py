@@ -24,7 +24,7 @@ def gradebook_copy(graded, tmp_path) -> layout.Course:
     """The graded batch's gradebook and report in a course directory of their own, to change freely."""
     course = layout.copy_course(tmp_path / "course")
     shutil.copy(graded.course.gradebook, course.gradebook)
-    (course.reports).mkdir()
+    course.reports_of(PW2).mkdir(parents=True)
     shutil.copy(graded.course.reports_of(PW2) / "grading.csv", course.reports_of(PW2) / "grading.csv")
     return course
 
@@ -33,9 +33,10 @@ def test_grades_csv_has_a_row_per_student_and_a_column_per_exercise(graded):
     rows = {r["student_id"]: r for r in _read(graded.course.reports / "grades.csv")}
     assert set(rows) == set(graded.results)
     header = list(next(iter(rows.values())))
-    assert header[-12:] == [*EXERCISES, "total", "max_score"]
+    assert header == ["student_id", "last_name", "first_name", "lms_participant_id"] + [
+        f"{PW2} {c}" for c in ["status", *EXERCISES, "late_penalty", "total", "max_score"]]
     for student, result in graded.results.items():
-        row = rows[student]
+        row = {c.removeprefix(f"{PW2} "): v for c, v in rows[student].items()}
         assert row["max_score"] == "100"
         if result.status == "graded":
             assert float(row["total"]) == result.score, student
@@ -51,8 +52,8 @@ def test_manual_grades_from_the_formgrader_are_exported(gradebook_copy):
         expected = {g.name: g.score for g in gb.find_submission_notebook(PW2.notebook_id, PW2.name,
                                                                          "demo-mistakes").grades}
     row = next(r for r in export.rows(gradebook_copy, [PW2]) if r.student == "demo-mistakes")
-    assert row.exercises["lm_loss"] == 15
-    assert row.total == sum(v for k, v in expected.items() if k.startswith("test_"))
+    assert row.by_assignment[PW2.name].exercises["lm_loss"] == 15
+    assert export.total(row.by_assignment[PW2.name]) == sum(v for k, v in expected.items() if k.startswith("test_"))
 
 
 def test_moodle_worksheet_gets_grades_by_participant_id(gradebook_copy, tmp_path):
@@ -76,12 +77,12 @@ def test_moodle_worksheet_gets_grades_by_participant_id(gradebook_copy, tmp_path
     lines = {r["Identifier"]: r for r in _read(path)}
     mistakes = next(r for r in found if r.student == "demo-mistakes")
     assert lines["Participant 1001"]["Grade"] == "100"
-    assert lines["Participant 1002"]["Grade"] == f"{mistakes.total:g}"
+    assert lines["Participant 1002"]["Grade"] == f"{export.total(mistakes.by_assignment[PW2.name]):g}"
     assert "lm_loss: " in lines["Participant 1002"]["Feedback comments"]
     assert lines["Participant 1003"]["Grade"] == "" and any("1003" in p and "not graded" in p for p in problems)
     assert lines["Participant 1999"]["Grade"] == ""
     assert any(p.startswith("demo-renamed: graded here but not in the worksheet") for p in problems)
-    assert worksheet.read_bytes() == before and path.parent == gradebook_copy.reports
+    assert worksheet.read_bytes() == before and path.parent == gradebook_copy.reports_of(PW2)
 
 
 def test_a_file_that_is_not_a_moodle_worksheet_is_refused_with_a_reason(gradebook_copy, tmp_path):

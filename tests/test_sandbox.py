@@ -147,7 +147,6 @@ def test_the_kernel_runs_under_its_limits(shared_kernel):
 
 FROM_A_FORKED_CHILD = """
 import json, os, subprocess
-from assignments import PW2
 canary = {canary!r}
 def attempt(what, *args):
     try:
@@ -462,14 +461,15 @@ def test_make_grade_fails_with_a_one_line_summary_when_hand_ins_could_not_be_gra
 
     course = layout.copy_course(tmp_path / "course")
 
-    def grade(course_, sandboxed, jobs):
+    def grade(course_, assignment, sandboxed, jobs):
         outcomes = _grade_batch(tmp_path / "calls")
-        autograde.write_log(course_, outcomes)
+        autograde.write_log(course_, assignment, outcomes)
         return [scores.Result(s, "graded" if o.success else "failed", note=o.reason) for s, o in outcomes.items()]
     monkeypatch.setattr(cli, "COURSE", course)
     monkeypatch.setattr(grading, "grade", grade)
-    assert cli.cmd_grade(argparse.Namespace(no_sandbox=False, jobs=2)) != 0
+    assert cli.cmd_grade(argparse.Namespace(no_sandbox=False, jobs=2, assignment=PW2.name)) != 0
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "ERROR: 2 hand-ins could not be graded for reasons other than the student's code: "
+        "ERROR: pw2_transformers: 2 hand-ins could not be graded for reasons other than the student's code: "
         "ada (grading worker died twice: exited with status 1), "
-        "cy (grading worker died twice: killed by SIGKILL (out of memory?)). nbgrader's log: reports/autograde.log")
+        "cy (grading worker died twice: killed by SIGKILL (out of memory?)). "
+        "nbgrader's log: reports/pw2_transformers/autograde.log")

@@ -96,7 +96,7 @@ STUDENT = "mallory"
 
 def hostile_handin() -> nbformat.NotebookNode:
     """The solution, with the student's own hostile cells at the end."""
-    nb = samples.notebooks(PW2)["solution"]
+    nb = samples.notebooks(layout.COURSE, PW2)["solution"]
     nb.cells += [nbformat.v4.new_code_cell(HOSTILE_CODE), nbformat.v4.new_markdown_cell(HOSTILE_MARKDOWN)]
     return nb
 
