@@ -32,8 +32,10 @@ def page():
 
 def test_the_formgrader_lists_the_assignment_and_its_submissions(lab, page, small):
     rows = gradebooks.formgrader_assignments(page, lab)
-    # every folder in submitted/ counts, the unreadable hand-in too
-    assert rows == [{"name": "pw2_transformers", "status": "draft", "submissions": str(len(gradebooks.HANDINS))}]
+    # every folder in submitted/ counts, the unreadable hand-in too; pw3 is listed, with no hand-ins yet
+    assert sorted(rows, key=lambda r: r["name"]) == [
+        {"name": "pw2_transformers", "status": "draft", "submissions": str(len(gradebooks.HANDINS))},
+        {"name": "pw3_decoding", "status": "draft", "submissions": "0"}]
 
 
 def test_the_formgrader_shows_no_warning_and_no_error(lab, page):

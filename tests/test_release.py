@@ -62,7 +62,7 @@ def test_release_has_no_outputs(release_nb):
 def test_release_folder_holds_only_the_notebook_and_its_data():
     files = {str(p.relative_to(layout.ROOT / "release")) for p in (layout.ROOT / "release").rglob("*") if p.is_file()}
     assert files == {"pw2_transformers/pw2_transformers.ipynb", "pw2_transformers/data/wikitext_sample.json",
-                     "pw2_transformers/data/README.md"}
+                     "pw2_transformers/data/README.md", "pw3_decoding/pw3_decoding.ipynb"}
 
 
 def test_every_test_cell_is_locked_and_carries_points(source_nb):
