@@ -95,3 +95,22 @@ def test_of_two_copies_of_the_notebook_the_later_upload_is_collected_and_its_tim
     assert collect.submission_time(times, "bob", [notebook]) is None, "a notebook's time counts for its own student only"
     notebook.write_text("{ }")
     assert collect.submission_time(times, "ada-lovelace", [notebook]) is None, "and only while it is the one collected"
+
+
+def test_make_collect_files_a_zip_under_the_assignment_it_names_and_asks_which_when_there_are_several(
+        tmp_path, monkeypatch, capsys):
+    from assignments import PW3
+    from coursekit import cli
+
+    course = layout.copy_course(tmp_path / "course")
+    monkeypatch.setattr(cli, "COURSE", course)
+    download = tmp_path / "pw3-download.zip"
+    with zipfile.ZipFile(download, "w") as z:
+        z.writestr("Ada Lovelace_1001_assignsubmission_file_/Copy of pw3_decoding.ipynb", "{}")
+    assert cli.main(["collect", str(download)]) == 2
+    assert "which assignment is this zip for?" in capsys.readouterr().err
+    assert cli.main(["collect", str(tmp_path / "missing.zip"), "--assignment", PW3.name]) == 2
+    assert cli.main(["collect", str(download), "--assignment", PW3.name]) == 0
+    assert sorted(str(p.relative_to(course.submitted)) for p in course.submitted.rglob("*.ipynb")) == [
+        "ada-lovelace/pw3_decoding/pw3_decoding.ipynb"]
+    assert download.is_file(), "the instructor's download is copied, never moved"
