@@ -40,13 +40,6 @@
 # checks of every exercise again, sums them up, and explains how to hand in.
 
 # %% [markdown]
-# # Make a group for the Homework
-#
-# Before starting this Practical Work, make sure that you have a group (3 students) for the Homework.
-#
-# If you have trouble finding a group, please tell the teacher. If you do the homework alone without authorization, you will get 0/20.
-
-# %% [markdown]
 # # Installation and imports
 #
 # In Colab, save a copy of the notebook to your Drive first (File > Save a copy in Drive), so that your work is kept.
@@ -964,7 +957,7 @@ checks.score()
 #
 # However, a single sentence holds more than one kind of relation: number and gender agreement, the semantic relation between subject and object, the role of a verb's arguments, and so on. A single head cannot model them all.
 #
-# For this reason, we extend the single-head attention function to **multi-head attention**. In the previous implementation, we had one set of weights for the query, resulting in a single type of _relationship between the source and the target sequence_. With multi-head attention, we use _several single-head attentions in parallel_ to obtain diverse relationships between the queries and the values. Attention projects the sequences with projection matrices and then computes alignment scores; the heads don't depend on each other, so all of this runs in parallel. Each head can thus learn to model a different linguistic interaction useful for downstream tasks, be it syntactic, semantic or generation-based.
+# For this reason, we extend the single-head attention function to **multi-head attention**. In the previous implementation, we had one set of weights for the queries, the keys and the values, resulting in a single type of _relationship between the positions of the sequence_. With multi-head attention, we use _several single-head attentions in parallel_ to obtain diverse relationships between the queries and the keys. Attention projects the sequences with projection matrices and then computes alignment scores; the heads don't depend on each other, so all of this runs in parallel. Each head can thus learn to model a different linguistic interaction useful for downstream tasks, be it syntactic, semantic or generation-based.
 #
 # As we've seen in class, this can be done simply by reshaping queries, keys and values:
 # - project $S$ with $W_Q$, $W_K$ and $W_V$ (each of shape hidden × hidden);
@@ -1125,21 +1118,16 @@ checks.score()
 # %% [markdown]
 # ## Causal mask (10 points)
 #
-# GPT uses a version of self-attention called causal self-attention. When we train a model for language modeling or machine translation, we feed it the entire training sequence at once, but at every timestep we must prevent it from aligning with future tokens. For this reason we use a mask that we lift one token at a time. For instance, take the sentence "Lisbon is a great city to live in". Using strikethrough for masking, this is what the model sees at step 0:
+# GPT uses a version of self-attention called causal self-attention. When we train a model for language modeling or machine translation, we feed it the entire training sequence at once, and every position is computed at the same time, in one pass: the model predicts the next token at every position in parallel. What keeps a position from seeing the future is a mask: position $i$ may only attend to positions $j \le i$, and the mask hides everything after it. For instance, take the sentence "Lisbon is a great city to live in". Using strikethrough for what the mask hides, this is what each position sees (all of these rows are computed together, not one after the other):
 #
-# - Time 0: Lisbon ~is a great city to live in~
+# - Position 0: Lisbon ~is a great city to live in~
+# - Position 1: Lisbon is ~a great city to live in~
 #
-# It then predicts the next token, and at step 1 everything but the first two tokens is masked:
-#
-# - Time 1: Lisbon is ~a great city to live in~
-#
-# and so on...
-#
-# - Time 2: Lisbon is a ~great city to live in~
-# - Time 3: Lisbon is a great ~city to live in~
-# - Time 4: Lisbon is a great city ~to live in~
-# - Time 5: Lisbon is a great city to ~live in~
-# - Time 6: Lisbon is a great city to live ~in~
+# - Position 2: Lisbon is a ~great city to live in~
+# - Position 3: Lisbon is a great ~city to live in~
+# - Position 4: Lisbon is a great city ~to live in~
+# - Position 5: Lisbon is a great city to ~live in~
+# - Position 6: Lisbon is a great city to live ~in~
 #
 # ![transformer](https://paullerner.github.io/aivancity_nlp/_static/attention_mask.png)
 #
@@ -2268,7 +2256,7 @@ checks.score()
 # ![lm](https://paullerner.github.io/aivancity_nlp/_static/lm.png)
 #
 # A language model estimates the probability of a sequence of words $w$:
-# $$P(w)=\prod_t^{|w|} P(w_t | w_{<t}) = P(w_1)  P(w_2|w_1)  P(w_3 | w_1 w_2)...$$
+# $$P(w)=\prod_{t=1}^{|w|} P(w_t | w_{<t}) = P(w_1)  P(w_2|w_1)  P(w_3 | w_1 w_2)...$$
 #
 # See how this turns into a sequence of classification problems:
 # - first $P(w_1)$
