@@ -29,10 +29,12 @@ def tree_digest(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def course(tmp_path_factory) -> layout.Course:
-    """A copy of the course directory in which release/ and solutions/ were generated again from source/."""
+    """A copy of the course directory in which release/ and solutions/ were generated again from source/, for every
+    assignment."""
     course = layout.copy_course(tmp_path_factory.mktemp("course"))
-    grading.release(course, PW2)
-    grading.nbgrader(course, "generate_solution", PW2.name, "--force")
+    for assignment in layout.assignments():
+        grading.release(course, assignment)
+        grading.nbgrader(course, "generate_solution", assignment.name, "--force")
     return course
 
 

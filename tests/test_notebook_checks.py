@@ -127,12 +127,13 @@ def test_a_probe_that_runs_too_long_is_stopped_and_the_exercises_other_checks_sk
     assert "ran for more than 1 seconds" in printed and notebook_checks.NOT_RUN_AFTER_TIMEOUT in printed
 
 
-def test_the_helpers_cell_holds_the_current_checks_engine():
-    nb = nbformat.read(layout.COURSE.source_notebook(PW2), as_version=4)
+@pytest.mark.parametrize("assignment", layout.assignments(), ids=str)
+def test_the_helpers_cell_holds_the_current_checks_engine(assignment):
+    nb = nbformat.read(layout.COURSE.source_notebook(assignment), as_version=4)
     helpers = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "grading_helpers")
     assert notebook_text.embedded_engine(helpers.source) == notebook_text.engine_text(), \
         "the helpers cell's copy of coursekit/notebook_checks.py is stale: run `make notebook release`"
-    release = nbformat.read(layout.COURSE.release_notebook(PW2), as_version=4)
+    release = nbformat.read(layout.COURSE.release_notebook(assignment), as_version=4)
     assert helpers.source in {c.source for c in release.cells}
 
 

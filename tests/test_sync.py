@@ -1,27 +1,40 @@
 """source/, source_text/, release/ and solutions/ agree: regenerating the derived ones changes nothing."""
 
 import nbformat
+import pytest
 
+from assignments import PW2
 from conftest import tree_digest
 from coursekit import layout, notebook_text
-from assignments import PW2
+
+EVERY = pytest.mark.parametrize("assignment", layout.assignments(), ids=str)
 
 
-def test_source_notebook_matches_its_text_twin():
-    committed = nbformat.read(layout.COURSE.source_notebook(PW2), as_version=4)
-    assert notebook_text.same_cells(committed, notebook_text.notebook_from_text(PW2.text_twin)), (
+def test_every_assignment_has_its_notebook_release_and_solution():
+    assert [a.name for a in layout.assignments()] == ["pw2_transformers", "pw3_decoding"]
+    assert layout.COURSE.assignments() == layout.assignments()
+    for assignment in layout.assignments():
+        assert layout.COURSE.release_notebook(assignment).is_file() and layout.COURSE.solution_notebook(assignment).is_file()
+
+
+@EVERY
+def test_source_notebook_matches_its_text_twin(assignment):
+    committed = nbformat.read(layout.COURSE.source_notebook(assignment), as_version=4)
+    assert notebook_text.same_cells(committed, notebook_text.notebook_from_text(assignment.text_twin)), (
         "source/ and source_text/ differ: run `make notebook` (or `make notebook-text` after editing in Jupyter)")
 
 
-def test_source_notebook_is_committed_clean():
-    committed = nbformat.read(layout.COURSE.source_notebook(PW2), as_version=4)
+@EVERY
+def test_source_notebook_is_committed_clean(assignment):
+    committed = nbformat.read(layout.COURSE.source_notebook(assignment), as_version=4)
     assert committed == notebook_text.clean(committed), "outputs or extra metadata in source/: run `make notebook`"
     assert committed.metadata["kernelspec"]["name"] == "python3", "nbgrader 0.9's autograde needs a kernelspec"
 
 
-def test_text_twin_round_trips():
-    nb = notebook_text.notebook_from_text(PW2.text_twin)
-    assert PW2.text_twin.read_text() == notebook_text.text_from_notebook(nb)
+@EVERY
+def test_text_twin_round_trips(assignment):
+    nb = notebook_text.notebook_from_text(assignment.text_twin)
+    assert assignment.text_twin.read_text() == notebook_text.text_from_notebook(nb)
 
 
 def test_release_is_regenerated_identically(course):
