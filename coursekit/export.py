@@ -41,15 +41,14 @@ def rows(course: layout.Course, assignments: list[layout.Assignment]) -> list[Ro
     """Every student in the gradebook, with their current result (manual grades and late penalty included) in each
     of `assignments`: the results that grading recorded, scored by the gradebook (results.current)."""
     current = {a.name: {r.student: r for r in results.current(course, a)} for a in assignments}
+    max_score = {a.name: sum(results.test_points(course, a).values()) for a in assignments}
     found = []
     with Gradebook(results.db_url(course)) as gb:
-        students = sorted(gb.students, key=lambda s: s.id)
-        for student in students:
+        for student in sorted(gb.students, key=lambda s: s.id):
             row = Row(student.id, student.first_name or "", student.last_name or "", student.lms_user_id or "")
             for a in assignments:
-                tests = results.test_points(course, a)
                 row.by_assignment[a.name] = current[a.name].get(student.id) or results.Result(
-                    student.id, "not handed in", max_score=sum(tests.values()))
+                    student.id, "not handed in", max_score=max_score[a.name])
             found.append(row)
     return found
 
