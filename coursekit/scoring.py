@@ -215,6 +215,10 @@ class GradedExecute(Execute):
                 self._messages.append(message)
                 self._probe_bytes += size
             return None  # probe data is never an output, wherever it comes from: beyond the budget, it is dropped
+        if cell_index in self._dropped and msg.get("msg_type") != "error":
+            # Once a cell's output is cut, the rest of its flood is dropped unread: building and validating each output
+            # (half the time of a message) would keep the grader behind the kernel, past nbclient's iopub_timeout.
+            return None
         out = super().output(outs, msg, display_id, cell_index)
         if out is None:
             return None
