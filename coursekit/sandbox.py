@@ -17,7 +17,7 @@ Everything in the grading kernel is hostile. Inside the sandbox it has:
 - limits: one memory budget split between the address space and the sizes of /tmp and /dev/shm (tmpfs pages
   don't count in the address space), CPU time, processes and threads, and the size of one file.
 
-nbgrader starts it through a kernelspec, `pw2-sandbox`, whose command is this file: run as a script with the
+nbgrader starts it through a kernelspec, `coursekit-sandbox`, whose command is this file: run as a script with the
 connection file as its argument, it execs ipykernel in the sandbox. The kernel talks to nbgrader over IPC
 sockets in a folder of its own, since it has no network.
 """
@@ -32,7 +32,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-KERNEL_NAME = "pw2-sandbox"
+KERNEL_NAME = "coursekit-sandbox"
 FIRST_UID = 60001          # grading worker N's kernels run as uid FIRST_UID + N (no account has these uids)
 UID_VARIABLE = "PW2_SANDBOX_UID"
 
@@ -203,7 +203,7 @@ def unavailable() -> str:
 
 
 def install_kernel(build: Path, course_root: Path) -> dict[str, str]:
-    """Writes the `pw2-sandbox` kernelspec under build/, and returns the environment that makes Jupyter find it."""
+    """Writes the `coursekit-sandbox` kernelspec under build/, and returns the environment that makes Jupyter find it."""
     ipc = build / "ipc"
     ipc.mkdir(parents=True, exist_ok=True)
     spec = build / "jupyter" / "kernels" / KERNEL_NAME
@@ -219,7 +219,7 @@ def install_kernel(build: Path, course_root: Path) -> dict[str, str]:
 
 
 def nbgrader_settings(build: Path, worker: int) -> dict[str, dict]:
-    """nbgrader configuration that runs grading worker `worker`'s kernels with the `pw2-sandbox` kernelspec,
+    """nbgrader configuration that runs grading worker `worker`'s kernels with the `coursekit-sandbox` kernelspec,
     over IPC sockets in the worker's own folder (each kernel empties it and makes it its uid's)."""
     return {"Execute": {"kernel_name": KERNEL_NAME},
             "AsyncKernelManager": {"transport": "ipc", "ip": str((build / "ipc").resolve() / f"worker-{worker}" / "kernel")}}

@@ -150,10 +150,10 @@ def grade_small_course(root: Path, url: str | None = None, handins: dict | None 
     gradebook.db)."""
     with gradebook_url(url):
         course = layout.copy_course(root)
-        grading.nbgrader(course, "generate_assignment", PW2.name, "--force")
+        grading.release(course, PW2)
         write_handins(course, handins)
         results = grading.grade(course, PW2)
-        grading.nbgrader(course, "generate_feedback", PW2.name, "--force")
+        grading.feedback(course, PW2)
         with export.write_grades(course, [PW2], export.rows(course, [PW2])).open(newline="") as f:
             exported = sorted(csv.DictReader(f), key=lambda row: row["student_id"])
         db = scores.db_url(course)

@@ -27,7 +27,7 @@ def test_copies_of_the_notebook_get_the_released_name():
 
 def test_a_moodle_zip_is_collected_into_submitted(tmp_path):
     course = layout.copy_course(tmp_path / "course")
-    grading.nbgrader(course, "generate_assignment", PW2.name, "--force")
+    grading.release(course, PW2)
     archive = course.root / "downloaded" / PW2.name / "archive"
     archive.mkdir(parents=True)
     with zipfile.ZipFile(archive / "moodle.zip", "w") as z:

@@ -28,7 +28,7 @@ class Sequential:
 @pytest.fixture(scope="module")
 def sequential(graded, tmp_path_factory) -> Sequential:
     course = layout.copy_course(tmp_path_factory.mktemp("sequential"))
-    grading.nbgrader(course, "generate_assignment", PW2.name, "--force")
+    grading.release(course, PW2)
     for student in SAMPLE:
         shutil.copytree(graded.course.submitted / student, course.submitted / student)
     return Sequential(course, {r.student: r for r in grading.grade(course, PW2, jobs=1)})
