@@ -279,7 +279,7 @@ def collect(course: layout.Course, assignment: layout.Assignment) -> SimilarityR
 
 SIDE_BY_SIDE = """
 .notice { border: 2px solid #c44e52; background: #fdf0f0; padding: 0.6em 1em; }
-.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; margin-bottom: 2em; }
+.pair { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 1em; margin-bottom: 2em; }
 .pair pre { background: #f8f8f8; border: 1px solid #ccc; padding: 0.5em; overflow-x: auto; font-size: 0.8em;
             white-space: pre; margin: 0; }
 mark { background: #ffd966; }
