@@ -154,8 +154,8 @@ def compare(code_a: str, code_b: str, boilerplate: list[int], exercise: str = ""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         overlap, shares, slices = compare_files(cache[a], cache[b])
-        if overlap:  # copydetect counts the first answer's matched code: the smaller of the two is the one kept
-            overlap = min(overlap, compare_files(cache[b], cache[a])[0])
+    if overlap:  # copydetect counts the first answer's matched code; the second's is its share of its code
+        overlap = min(overlap, round(shares[1] * cache[b].token_coverage))
     regions = tuple(_regions(s, len(code)) for s, code in zip(slices, (code_a, code_b), strict=True))
     shares = (float(shares[0]), float(shares[1]))
     return Pair(exercise, a, b, max(shares), shares, int(overlap), regions)

@@ -237,3 +237,8 @@ def test_make_similarity_command(synthetic, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "skipped broken" in out and "similarity.html" in out and "never changes a grade" in out
     assert cli.main(["similarity", "--assignment", PW3.name]) == 1  # no hand-ins
+
+
+def test_without_a_release_the_error_says_what_to_run(tmp_path):
+    with pytest.raises(similarity.NoRelease, match="run `make release` first"):
+        similarity.read_answers(layout.Course(tmp_path), PW2)
