@@ -15,7 +15,7 @@ ONE := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup notebook notebook-text release solutions samples grade feedback export report demo test lint catalogue bench-notebook bench-grading bench-training collect lab clean
+.PHONY: help setup notebook notebook-text release solutions samples grade feedback export report similarity demo test lint catalogue bench-notebook bench-grading bench-training collect lab clean
 
 help:
 	@echo "Every command acts on every assignment that has work for it, or on one: make grade ASSIGNMENT=pw3_decoding"
@@ -31,6 +31,7 @@ help:
 	@echo "make export      grades for the LMS in reports/grades.csv (every assignment, per exercise); WORKSHEET=file ASSIGNMENT=name fills Moodle's worksheet"
 	@echo "make lab         JupyterLab on this course, with nbgrader's formgrader at /formgrader"
 	@echo "make report      class report for TAs: reports/<assignment>/class_report.html (plots, failures, hand-ins to look at) and CSVs"
+	@echo "make similarity  pairs of students whose answers are far more alike than the class's: reports/<assignment>/similarity.html and .csv (never changes a grade)"
 	@echo "make demo        the whole cycle on the demo submissions of every assignment, ending with a table of scores for each"
 	@echo "make test        the test suite"
 	@echo "make catalogue   grade the catalogue of known mistakes and correct variants (ONLY=wrong-decode to pick), print what the public and hidden checks catch"
@@ -102,6 +103,10 @@ export: setup gradebook.db
 # After `make grade`: one self-contained HTML page and CSV files in reports/.
 report: setup
 	$(PY) -m coursekit report $(ONE)
+
+# Reads the hand-ins in submitted/ as grading does (never writes them); needs no grading. Informs only: no grade changes.
+similarity: setup
+	$(PY) -m coursekit similarity $(ONE)
 
 demo: release solutions samples grade feedback export report
 	@$(PY) -m coursekit scores $(ONE)

@@ -205,6 +205,30 @@ def cmd_report(args) -> int:
     return 0 if chosen else 1
 
 
+def cmd_similarity(args) -> int:
+    from . import similarity  # imports copydetect (and matplotlib): only when asked
+
+    chosen = _chosen(args, COURSE.handed_in(), "has hand-ins in submitted/")
+    status = 0 if chosen else 1
+    for assignment in chosen:
+        try:
+            report, paths = similarity.write(COURSE, assignment)
+        except similarity.NoRelease as error:
+            print(f"ERROR: {error}", file=sys.stderr)
+            return 2
+        for student, why in report.answers.skipped:
+            print(f"{assignment}: skipped {student}: {why}")
+        if not report.answers.by_student:
+            print(f"{assignment}: no hand-in to compare in submitted/<student>/{assignment}/")
+            status = 1
+            continue
+        pairs = report.notebook_rows()
+        print(f"{assignment}: {len(report.answers.by_student)} hand-ins compared; {len(report.flagged)} flagged pairs of "
+              f"answers, {len(pairs)} pairs of students to look at. {similarity.NOTICE}")
+        print(f"{assignment}: {paths[0].relative_to(COURSE.root)}, similarity report: {paths[-1]}")
+    return status
+
+
 def cmd_bench_notebook(args) -> int:
     from . import benchmark  # imports nbclient: only when asked
 
@@ -308,6 +332,8 @@ def main(argv=None) -> int:
         ("feedback", cmd_feedback, "one HTML feedback page per graded hand-in, in feedback/"),
         ("scores", cmd_scores, "print the table of scores (the gradebook's, manual grades and late penalty included)"),
         ("report", cmd_report, "the class report for TAs: reports/<assignment>/class_report.html and CSV files"),
+        ("similarity", cmd_similarity, "pairs of students whose answers are far more alike than the class's: "
+         "reports/<assignment>/similarity.html and similarity.csv (informs only, never changes a grade)"),
         ("bench-notebook", cmd_bench_notebook, "time the autograding of one submission, and its slowest cells"),
     ]:
         commands.add_parser(name, parents=[every], help=help).set_defaults(run=function)
