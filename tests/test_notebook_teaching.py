@@ -218,6 +218,8 @@ def test_the_configurations_table_says_what_the_function_returns(source_nb, conf
     assert demo_seconds(configs, "cpu") / 60 == pytest.approx(minutes, rel=0.25)
     gpu_minutes = float(re.search(r'\| `"gpu"` \|.*\| about ([\d.]+) min on a Colab T4', table).group(1))
     assert demo_seconds(configs, "cuda") / 60 == pytest.approx(gpu_minutes, rel=0.25)
+    offline_seconds = float(re.search(r'\| `"offline"` \|.*\| about (\d+) s on 2 CPU cores', table).group(1))
+    assert demo_seconds(configs, "offline") == pytest.approx(offline_seconds, rel=0.25)
 
 
 def test_the_offline_and_gpu_configurations_are_the_benchmarks(configs):

@@ -2982,7 +2982,7 @@ def training_config(device, offline=False):
                     "local sample, which trains in seconds on a CPU",
                     model=dict(hidden_size=64, num_layers=2, num_heads=4, dropout=0.1, seq_len=64),
                     batch_size=8, learning_rate=3e-3, overfit_steps=30, n_examples=10_000, validate_every=10,
-                    validation_batches=2, estimated_seconds_per_step=0.2)
+                    validation_batches=2, estimated_seconds_per_step=0.3)
     if str(device).startswith("cuda"):
         return dict(name="gpu", why="there is a GPU: the full model",
                     model=dict(hidden_size=256, num_layers=3, num_heads=4, dropout=0.1, seq_len=128),
