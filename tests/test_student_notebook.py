@@ -244,6 +244,10 @@ def test_the_students_run_trains_saves_and_generates(solution_run, tmp_path):
     losses = [float(x) for x in re.findall(r"step \d+: train loss ([\d.]+)", text)]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
     assert "overfit_one_batch: 8 training blocks of up to 64 tokens, 30 steps" in text
+    assert 'Training configuration "offline", because the notebook runs offline' in text
+    assert re.search(r"One training step takes [\d.]+ s here \(cpu\): the 30 steps and their validations should take "
+                     r"about \d+ s", text), "the expected time is printed before training"
+    assert re.search(r"TensorBoard: this run writes to runs/\d{8}-\d{6}-offline-overfit_one_batch\n", text)
     assert "The model loaded from transformer.pt generates the same text: True" in text
     assert "generated    :" in text
 

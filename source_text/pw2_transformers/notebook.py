@@ -38,6 +38,25 @@
 # delete or copy the locked cells, and hand in the notebook under its original name
 # (`pw2_transformers.ipynb`). The **Check my work** cell at the end of the notebook runs the public
 # checks of every exercise again, sums them up, and explains how to hand in.
+#
+# **Time.** Plan about four hours. A rough guide to the reading and coding time of each section (yours may differ
+# a lot, and that is fine):
+#
+# | section | reading and coding |
+# |---|---|
+# | Installation and imports | 5 min |
+# | Attention: `self_attention`, then why the scores are divided by √d_k | 30 min |
+# | `multi_head_attention` | 30 min |
+# | Causal mask | 20 min |
+# | PyTorch module `CausalSelfAttention` | 25 min |
+# | Transformer: `FeedForward`, `Block`, `Transformer` | 45 min |
+# | Training: data, tokenization, `lm_loss`, `train_step`, the pipeline | 50 min |
+# | Training run (the quick demo, `"overfit_one_batch"`) | about 1.5 min on a CPU (a smaller model), about 3 min on a Colab T4 GPU (an estimate) |
+# | Generation: `decode`, greedy decoding | 25 min |
+# | Bonus: BERT's attentions | 15 min |
+#
+# The training section picks a model and a run that fit your machine (a smaller one on a CPU), and tells you how
+# long it should take before it starts.
 
 # %% [markdown]
 # # Installation and imports
@@ -87,8 +106,10 @@ if torch.cuda.is_available():
 else:
     device = "cpu"
     if not GRADING:
-        print("No GPU found: running on the CPU instead. Everything works, only the training is slower. "
-              "In Colab, choose Runtime > Change runtime type > GPU (T4, for example), then run the notebook again.")
+        print("No GPU found: running on the CPU instead. Everything works; the training section then trains a smaller "
+              "model for fewer steps, so that it takes minutes rather than hours (it says which, and how long). "
+              "For the larger model, in Colab choose Runtime > Change runtime type > GPU (T4, for example), "
+              "then run the notebook again.")
 
 # %% nbgrader={"grade": true, "grade_id": "grading_helpers", "locked": true, "points": 0, "schema_version": 3, "solution": false, "task": false}
 # Helpers for the checks below each exercise. Please run this cell, and don't edit it.
@@ -809,6 +830,26 @@ def _ref_lm_loss(logits, input_ids, attention_mask, mistake=None):
 # In this exercise, we dive into the attention mechanism. We first build a simple self-attention function, then extend it to multi-head attention, add causal masking, and finally wrap it in a PyTorch module.
 
 # %% [markdown]
+# ### Why divide by $\sqrt{d_k}$?
+#
+# The score of a query $q$ and a key $k$ is their dot product, $q \cdot k = \sum_{i=1}^{d_k} q_i k_i$: a sum of $d_k$ terms. When the entries of $q$ and $k$ are independent, with mean 0 and variance 1, each term $q_i k_i$ has variance 1, so the sum has variance $d_k$, and a standard deviation of $\sqrt{d_k}$ (8 for $d_k = 64$). The scores of a query then differ by tens, and the softmax of such scores is close to one-hot: one key takes nearly all the weight. A saturated softmax has tiny gradients (the derivative of a weight $p$ with respect to its own score is $p(1 - p)$, close to 0 when $p$ is close to 0 or 1), so the model learns slowly. Dividing the scores by $\sqrt{d_k}$ brings their variance back to 1, whatever the size of the keys.
+#
+# The cell below shows it on random vectors. It is not an exercise: just run it. You should see a standard deviation of about 7.8 and an average largest weight of about 0.87 without the scaling, against about 0.98 and 0.32 with it (equal weights over 10 keys would be 0.10 each).
+
+# %%
+# Not an exercise: random queries and keys, with entries of mean 0 and variance 1 (seeded: everyone gets the same numbers).
+torch.manual_seed(0)
+d_k, n_queries, n_keys = 64, 1000, 10
+q, k = torch.randn(n_queries, d_k), torch.randn(n_keys, d_k)
+scores = q @ k.T  # (n_queries, n_keys): every dot product q·k
+for name, s in [("q·k", scores), ("q·k / √d_k", scores / math.sqrt(d_k))]:
+    largest = s.softmax(dim=-1).max(dim=-1).values  # the largest attention weight of each query
+    print(f"{name:>10}: standard deviation {s.std():.2f}, largest weight of a query {largest.mean():.2f} on average, "
+          f"above 0.9 for {largest.gt(0.9).float().mean():.0%} of the queries")
+print(f"(equal weights over {n_keys} keys would be {1 / n_keys:.2f} each)")
+
+
+# %% [markdown]
 # ## Building a simple self-attention function (10 points)
 #
 # In self-attention, a single sequence provides the query $Q$, the key $K$ and the value $V$, so attention is computed within the sequence itself. This is useful for syntax, for example: an attention head can model the relationship between parts of speech such as subjects and verbs.
@@ -839,7 +880,12 @@ def self_attention(S, W_Q, W_K, W_V):
     ### END SOLUTION
 
 
+# %% [markdown]
+# Try your function on random inputs. They are seeded (`torch.manual_seed(0)`), so everyone gets the same ones, and you can compare with the expected values in the cell's last comment (to about 3 decimals: the last digits may differ from machine to machine).
+
 # %%
+torch.manual_seed(0)  # the same random inputs for everyone
+
 # Sequence
 S = torch.rand((1, 13, 3))
 
@@ -851,9 +897,9 @@ W_V = torch.rand((3, 2))  # Value weights
 # Perform self-attention
 attended_values = self_attention(S, W_Q, W_K, W_V)
 
-# Expected output: 1, 13, 2 (B, Sequence, Projection)
 print(f"Output Shape: {attended_values.shape}")
-
+print("First position:", attended_values[0, 0])
+# Expected: Output Shape: torch.Size([1, 13, 2]) (B, Sequence, Projection); first position about [0.8365, 1.0821]
 
 # %% tags=["grader-only"]
 # Grader-only: the verdicts of the hidden checks of self_attention.
@@ -983,6 +1029,8 @@ def multi_head_attention(S, W_Q, W_K, W_V, W_O, num_heads=4):
 
 
 # %%
+torch.manual_seed(0)  # the same random inputs for everyone
+
 # Sequence
 S = torch.rand((1, 13, 8))
 
@@ -995,9 +1043,9 @@ W_O = torch.rand((8, 8))  # Output projection
 # Perform multi-head self-attention
 attended_values = multi_head_attention(S, W_Q, W_K, W_V, W_O)
 
-# Expected output: 1, 13, 8 (B, Sequence, Projection)
 print(f"Output Shape: {attended_values.shape}")
-
+print("First position, first 4 values:", attended_values[0, 0, :4])
+# Expected: Output Shape: torch.Size([1, 13, 8]) (B, Sequence, Projection); first position, first 4 values about [10.2157, 8.0320, 8.5710, 9.4151]
 
 # %% tags=["grader-only"]
 # Grader-only: the verdicts of the hidden checks of multi_head_attention.
@@ -1158,7 +1206,12 @@ def causal_multi_head_attention(S, W_Q, W_K, W_V, W_O, num_heads=4):
     ### END SOLUTION
 
 
+# %% [markdown]
+# Two checks you can make yourself: position 0 may only attend to itself, so it gets all of its own value, and its output is `S[0, 0] @ W_V @ W_O`; the last position may attend to every position, so its output is the same as without the mask.
+
 # %%
+torch.manual_seed(0)  # the same random inputs for everyone
+
 # Sequence
 S = torch.rand((1, 3, 8))
 
@@ -1171,9 +1224,12 @@ W_O = torch.rand((8, 8))  # Output projection
 # Perform causal multi-head self-attention
 attended_values = causal_multi_head_attention(S, W_Q, W_K, W_V, W_O)
 
-# Expected output: 1, 3, 8 (B, Sequence, Projection)
 print(f"Output Shape: {attended_values.shape}")
-
+print("First position, first 4 values:", attended_values[0, 0, :4])
+print("Position 0 attends only to itself:", torch.allclose(attended_values[0, 0], S[0, 0] @ W_V @ W_O))
+print("The last position is the same as without the mask:",
+      torch.allclose(attended_values[0, -1], multi_head_attention(S, W_Q, W_K, W_V, W_O)[0, -1]))
+# Expected: Output Shape: torch.Size([1, 3, 8]) (B, Sequence, Projection); first position, first 4 values about [3.5760, 8.1114, 5.2311, 3.9887]; True; True
 
 # %% tags=["grader-only"]
 # Grader-only: the verdicts of the hidden checks of causal_multi_head_attention.
@@ -1329,7 +1385,8 @@ S = torch.rand((1, 3, 8))
 # Perform self-attention
 attended_values = attention_module(S)
 
-# Expected output: 1, 3, 8 (B, Sequence, Projection)
+# Expected: Output Shape: torch.Size([1, 3, 8]) (B, Sequence, Projection). No values to compare with here: they depend
+# on the random initial weights of your layers, and so on the order in which you create them.
 print(f"Output Shape: {attended_values.shape}")
 
 
@@ -1706,7 +1763,8 @@ block = Block()
 # Apply the block
 output = block(S)
 
-# Expected output: 1, 3, 8 (B, Sequence, Projection)
+# Expected: Output Shape: torch.Size([1, 3, 8]) (B, Sequence, Projection). No values to compare with here: they depend
+# on the random initial weights of your layers, and so on the order in which you create them.
 print(f"Output Shape: {output.shape}")
 
 
@@ -1998,7 +2056,7 @@ logits = transformer(input_ids)
 # %%
 # scores (not probabilities, because they are not normalized) over the complete vocabulary, for each token in the sentence
 # shape: batch size, seq_len, V
-logits.shape
+logits.shape  # expected: torch.Size([1, 3, 100])
 
 
 # %% tags=["grader-only"]
@@ -2390,11 +2448,14 @@ def lm_loss(logits, input_ids, attention_mask):
 # %%
 # loss of the randomly initialized model
 loss = lm_loss(logits, input_ids, attention_mask)
+print(f"loss {loss.item():.2f}, ln V = ln {len(tokenizer)} = {math.log(len(tokenizer)):.2f}")
 loss
 
 
 # %% [markdown]
-# Notice anything about this value? What about its exponential? Ever heard of perplexity? More about this in the next class. (Hint: compare it with $\ln V$, where $V$ is the vocabulary size.)
+# Notice anything about this value? What about its exponential? Ever heard of perplexity? More about this in the next class.
+#
+# **What to expect.** The loss of a randomly initialized model is about $\ln V$, where $V$ is the vocabulary size: $\ln 50257 \approx 10.82$ with GPT-2's tokenizer, $\ln 512 \approx 6.24$ with the small offline one. A model that has learned nothing spreads its probability almost evenly over the $V$ tokens, so it gives the right token a probability of about $1/V$, and the cross-entropy is $-\ln(1/V) = \ln V$. Expect a little more than that (about 0.2 more): the random logits are not all equal, and that costs a little. Its exponential, the *perplexity*, is then about $V$: the model is as unsure as if it picked among all $V$ tokens at random. If your loss is far from $\ln V$ (0, or 50), look at `lm_loss` again before training.
 
 # %% tags=["grader-only"]
 # Grader-only: the verdicts of the hidden checks of lm_loss.
@@ -2866,41 +2927,98 @@ def load_checkpoint(path):
 # ### TensorBoard
 #
 # TensorBoard shows the training curves live: the loss and the perplexity, on the training batches and on the validation batches. In Colab it opens below; refresh it during training.
+#
+# Each training run writes to a folder of its own, `runs/<date>-<time>-<configuration>-<what it trains on>` (for example `runs/20260315-141502-gpu-overfit_one_batch`), so that two runs never merge into one curve. **To compare runs**, TensorBoard lists them in its left panel, one colour each: tick the runs you want to see side by side, or type part of their names in the filter box above the list (`n_examples`, say). Hovering over a curve shows the value of every run at that step. To forget a run, delete its folder (in Colab, in the Files panel on the left) and refresh TensorBoard.
 
 # %%
+import time
+
 from torch.utils.tensorboard import SummaryWriter
 
-writer = SummaryWriter("logs")
+
+def run_writer(name, root="runs"):
+    """A TensorBoard writer for one training run, in a folder of its own: <root>/<date>-<time>-<name>."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder, n = os.path.join(root, f"{stamp}-{name}"), 1
+    while os.path.exists(folder):  # another run started in the same second
+        n += 1
+        folder = os.path.join(root, f"{stamp}-{name}-{n}")
+    os.makedirs(folder)
+    return SummaryWriter(folder)
+
+
 if IN_COLAB:
     # %load_ext tensorboard
-    # %tensorboard --logdir logs
+    # %tensorboard --logdir runs
 elif not GRADING:
-    print("To watch the curves, run `tensorboard --logdir logs` in a terminal next to the notebook, "
+    print("To watch the curves, run `tensorboard --logdir runs` in a terminal next to the notebook, "
           "and open http://localhost:6006.")
+
+
+# %% [markdown]
+# ### Which model, on which machine
+#
+# Training costs about $6 \cdot N$ floating-point operations (FLOPs) per token, where $N$ is the number of parameters the token goes through (the forward pass is $2N$, the backward pass twice that). With GPT-2's vocabulary of 50,257 tokens, most of $N$ is the output layer: $256 \times 50257 \approx 12.9$ million parameters for a hidden size of 256. So the notebook picks a run that fits the machine it runs on: `training_config(device, offline)` below returns it, and the cell after it prints which one it chose and why.
+#
+# | configuration | chosen when | model | quick demo (`"overfit_one_batch"`) | its time |
+# |---|---|---|---|---|
+# | `"gpu"` | there is a GPU | hidden 256, 3 layers, 4 heads, `seq_len` 128 | batches of 32, 1,000 steps, lr 1e-4 | about 3 min on a Colab T4 (an estimate) |
+# | `"cpu"` | no GPU | hidden 128, 2 layers, 4 heads, `seq_len` 64 | batches of 8, 50 steps, lr 3e-3 | about 1.5 min on 2 CPU cores (measured) |
+# | `"offline"` | offline, or while the notebook is graded | hidden 64, 2 layers, 4 heads, `seq_len` 64, a 512-token tokenizer | batches of 8, 30 steps, lr 3e-3 | about 10 s on 2 CPU cores (measured) |
+#
+# Where the times come from:
+# - **CPU (measured).** On 2 CPU cores shared with other work, a step of the `"cpu"` configuration took about 1.5 s. The `"gpu"` configuration took 5 to 25 s a step there: its 1,000 steps would take 1.5 to 7 hours, which is why a CPU gets the smaller model. A recent laptop is often faster than that.
+# - **Colab T4 GPU (an estimate, not measured).** A step of the `"gpu"` configuration goes through about $N \approx 15$ million parameters (12.9 million in the output layer, 2.4 million in the 3 blocks; the embeddings are only looked up) with $32 \times 128 = 4096$ tokens: $6 \times 15 \cdot 10^6 \times 4096 \approx 0.37$ TFLOP. This notebook trains in float32, where a T4 peaks at 8.1 TFLOP/s (its 65 TFLOP/s are for float16, with mixed precision, which we don't use here). At a realistic 30% of the peak, about 2.4 TFLOP/s, a step takes about 0.15 s, and the 1,000 steps of the demo about 2.5 minutes, plus the validations: about 3 minutes.
+#
+# Your machine may be faster or slower: just before training, the notebook times a few steps of your own `train_step` and prints how long the whole run should take.
+
+# %%
+def training_config(device, offline=False):
+    """The training run that fits the machine: a dict with its `name`, `why` it was chosen, the `model`'s arguments
+    (all but the vocabulary size), the run's settings, and the `estimated_seconds_per_step` of the table above.
+    `device`: "cuda" or "cpu"; `offline`: the small local sample and its 512-token tokenizer (and while graded)."""
+    if offline:
+        return dict(name="offline", why="the notebook runs offline (or is being graded): a tiny model on the small "
+                    "local sample, which trains in seconds on a CPU",
+                    model=dict(hidden_size=64, num_layers=2, num_heads=4, dropout=0.1, seq_len=64),
+                    batch_size=8, learning_rate=3e-3, overfit_steps=30, n_examples=10_000, validate_every=10,
+                    validation_batches=2, estimated_seconds_per_step=0.3)
+    if str(device).startswith("cuda"):
+        return dict(name="gpu", why="there is a GPU: the full model",
+                    model=dict(hidden_size=256, num_layers=3, num_heads=4, dropout=0.1, seq_len=128),
+                    batch_size=32, learning_rate=1e-4, overfit_steps=1000, n_examples=10_000, validate_every=100,
+                    validation_batches=20, estimated_seconds_per_step=0.15)
+    return dict(name="cpu", why="there is no GPU: a smaller model (hidden 128, 2 layers, seq_len 64), smaller batches "
+                "and fewer steps, so that training takes minutes (the GPU configuration would take hours on a CPU)",
+                model=dict(hidden_size=128, num_layers=2, num_heads=4, dropout=0.1, seq_len=64),
+                batch_size=8, learning_rate=3e-3, overfit_steps=50, n_examples=1_000, validate_every=25,
+                validation_batches=5, estimated_seconds_per_step=1.5)
+
+
+run_config = training_config(device, offline=OFFLINE)
+print(f"Training configuration \"{run_config['name']}\", because {run_config['why']}.")
 
 # %% [markdown]
 # ### Training
 #
 # Choose what to train on:
-# - `"overfit_one_batch"`, the quick demo: the model sees the same batch again and again, and memorizes it. Its training loss goes down fast, but its validation loss doesn't: it learns that one batch, not the language. A few minutes on a Colab GPU.
-# - `"n_examples"`: the model learns from the first `N_EXAMPLES` lines of WikiText-103, for `EPOCHS` epochs. Its validation loss goes down too. Try it when you have more time: the more lines and epochs, the longer it takes, and the better the model.
+# - `"overfit_one_batch"`, the quick demo: the model sees the same batch again and again, and memorizes it. Its training loss goes down fast, but its validation loss doesn't: it learns that one batch, not the language. Minutes, on a CPU or a GPU (see the table above).
+# - `"n_examples"`: the model learns from the first `N_EXAMPLES` lines of WikiText-103 (10,000 on a GPU, 1,000 on a CPU, unless you change it), for `EPOCHS` epochs. Its validation loss goes down too. Try it when you have more time: the more lines and epochs, the longer it takes, and the better the model. The cell after the next one tells you how long it should take.
 #
-# While the notebook is graded, or offline, the model and the data are much smaller, so that training takes seconds on a CPU. While it is graded, it always runs the quick demo, whatever you chose.
+# While the notebook is graded, or offline, the model and the data are much smaller (the `"offline"` configuration), so that training takes seconds on a CPU. While it is graded, it always runs the quick demo, whatever you chose.
 
 # %%
 TRAINING = "overfit_one_batch"  # or "n_examples"
-N_EXAMPLES = 10_000
+N_EXAMPLES = run_config["n_examples"]  # lines of WikiText-103 for "n_examples"
 EPOCHS = 2
 
 # %%
 if GRADING:
     TRAINING = "overfit_one_batch"
-if OFFLINE:  # a tiny model and run: seconds on a CPU
-    seq_len, batch_size, overfit_steps, validate_every, validation_batches, learning_rate = 64, 8, 30, 10, 2, 3e-3
-    config = dict(vocab_size=len(tokenizer), hidden_size=64, num_layers=2, num_heads=4, dropout=0.1, seq_len=seq_len)
-else:
-    seq_len, batch_size, overfit_steps, validate_every, validation_batches, learning_rate = 128, 32, 1000, 100, 20, 1e-4
-    config = dict(vocab_size=len(tokenizer), hidden_size=256, num_layers=3, num_heads=4, dropout=0.1, seq_len=seq_len)
+seq_len, batch_size, learning_rate = run_config["model"]["seq_len"], run_config["batch_size"], run_config["learning_rate"]
+overfit_steps, validate_every, validation_batches = (run_config["overfit_steps"], run_config["validate_every"],
+                                                     run_config["validation_batches"])
+config = dict(vocab_size=len(tokenizer), **run_config["model"])  # the Transformer's arguments
 
 # Tokenize once: the first lines of the training set, and the validation set.
 train_size = min(len(dataset["train"]), 1000 if TRAINING == "overfit_one_batch" else N_EXAMPLES)
@@ -2916,11 +3034,56 @@ print(f"{TRAINING}: {len(train_blocks)} training blocks of up to {seq_len} token
       f"{min(validation_batches, len(validation_loader))} of the {len(validation_loader)} validation batches "
       f"every {validate_every} steps.")
 
+
+# %% [markdown]
+# How long will it take? The cell below times 3 training steps (your `train_step`, after a warm-up step) of a throwaway model of the chosen configuration, on one batch, and multiplies. The validations count too: each validation batch is a forward pass only, about a third of a training step.
+
+# %%
+def seconds_per_step(config, learning_rate, loader, steps=3):
+    """The mean time of `steps` training steps (train_step) of a new model built from `config`, on `device`,
+    on the first batch of `loader`, after one warm-up step (the first step is slower)."""
+    model = Transformer(**config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    input_ids, attention_mask = (tensor.to(device) for tensor in next(iter(loader)))
+    train_step(model, optimizer, input_ids, attention_mask)
+    if device == "cuda":
+        torch.cuda.synchronize()  # the GPU runs asynchronously: wait for it before reading the clock
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(model, optimizer, input_ids, attention_mask)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def expected_seconds(step_seconds, steps, validate_every, validation_batches):
+    """The time of `steps` training steps and of their validations (every `validate_every` steps and at the end,
+    `validation_batches` batches each, a forward pass that costs about a third of a training step)."""
+    validations = math.ceil(steps / validate_every)
+    return step_seconds * (steps + validations * validation_batches / 3)
+
+
+def in_words(seconds):
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+if not GRADING:  # while graded, the run takes seconds, and nobody reads the estimate
+    batches = min(validation_batches, len(validation_loader))
+    estimate = expected_seconds(run_config["estimated_seconds_per_step"], steps, validate_every, batches)
+    measured = seconds_per_step(config, learning_rate, train_loader)
+    print(f"One training step takes {measured:.2f} s here ({device}): the {steps} steps and their validations should "
+          f"take about {in_words(expected_seconds(measured, steps, validate_every, batches))} (the table above says "
+          f"about {in_words(estimate)} for the \"{run_config['name']}\" configuration).")
+
 # %%
 torch.manual_seed(0)
 transformer = Transformer(**config).to(device)
 optimizer = torch.optim.AdamW(transformer.parameters(), lr=learning_rate)
+writer = run_writer(f"{run_config['name']}-{TRAINING}")  # a TensorBoard folder of its own for this run
+if not GRADING:
+    print(f"TensorBoard: this run writes to {writer.log_dir}")
 history = train(transformer, optimizer, train_loader, validation_loader, steps, validate_every, validation_batches, writer)
+writer.close()
 
 # %% [markdown]
 # Save the model: its weights and its configuration.
@@ -3264,6 +3427,16 @@ prompt = " As with previous"
 input_ids = tokenizer([prompt], return_tensors="pt")["input_ids"].to(device)
 tokenizer.batch_decode(decode(transformer, input_ids))
 
+
+# %% [markdown]
+# ### Why greedy text repeats itself
+#
+# You will often see greedy decoding repeat itself, a word or a phrase again and again ("Valkyria Valkyria Valkyria …", or ", and the , and the …"). It is not a bug in your `decode`:
+# - **The argmax is a deterministic function of the context.** Greedy decoding always picks the same token after the same context, and the model's prediction mostly depends on the last few tokens. Once the last few tokens are a repetition, the context after the next repetition looks the same, so the same token comes again.
+# - **A loop, once entered, reinforces itself.** Every repetition adds more evidence, in the context, that the next token is the repeated one: attention finds it again and again, and the model grows more confident in it. Nothing ever pushes the decoding out of the loop.
+# - **Small models put most of their probability on frequent tokens** ("the", ",", ".", "of", or a word their training batch was full of). With a model as small and as briefly trained as ours, the most likely token is often one of these, whatever the context.
+#
+# **Sampling** changes this: instead of the argmax, draw the next token at random from the model's distribution, so that the same context can be followed by different tokens, and a loop can be left. The *temperature* $\tau$ divides the logits before the softmax: $\tau < 1$ sharpens the distribution (closer to greedy), $\tau > 1$ flattens it (more varied, and more mistakes). *Top-k* sampling draws only among the $k$ most likely tokens, and *top-p* (nucleus) sampling among the smallest set of most likely tokens whose probabilities add up to $p$: both cut off the long tail of unlikely tokens, which keeps the text coherent. You implement these in the next practical work, on decoding (`pw3_decoding`).
 
 # %% [markdown]
 # # Bonus: visualize attentions
