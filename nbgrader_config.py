@@ -78,12 +78,13 @@ c.Autograde.autograde_preprocessors = [GradedExecute, SanitizeNotebook, IgnorePa
 # Late penalty (coursekit/deadlines.py), written to the gradebook by AssignLatePenalties: 10% of the earned points
 # for each started day past the due date (`make due`) or the student's extension (extensions/<assignment>.csv); one
 # minute late is one started day; later than 5 days, every point. The LMS's times that carry no time zone (Moodle's
-# zip times, its grading worksheet's dates) are in this zone, the Moodle server's: "" if unknown (then they are never
-# compared with a due date, and grading an assignment that has one stops and says so).
+# zip times, its grading worksheet's dates) are in the Moodle server's zone: name it here, e.g. "Europe/Paris". Left
+# empty, it is unknown: such times are never compared with a due date (grading an assignment that has one stops and
+# says so); an assignment without a due date is graded as before.
 c.AssignLatePenalties.plugin_class = LatePenalty
 c.LatePenalty.percent_per_day = 10
 c.LatePenalty.max_days = 5
-c.Deadlines.lms_timezone = "Europe/Paris"
+c.Deadlines.lms_timezone = ""
 # A student can tag a test cell `skip-execution` to keep it from running (and keep its points): only a tag
 # nobody can guess is honoured.
 c.Execute.skip_cells_with_tag = "skip-" + secrets.token_hex(16)

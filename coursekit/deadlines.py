@@ -174,13 +174,15 @@ def _minus(value: float) -> str:
 def feedback_late(grades: dict) -> str:
     """The late line of a student's feedback page, from the gradebook that GetGrades read (`grades`: its resources),
     or "" when on time. nbgrader runs the feedback in the course root."""
+    late = float(grades.get("late_penalty") or 0)
     try:
         with Gradebook(grades["db_url"]) as gb:
             seconds = gb.find_submission(grades["assignment"], grades["student"]).total_seconds_late
-        return late_text(seconds, float(grades.get("late_penalty") or 0), policy(layout.Course(Path.cwd())))
     except (KeyError, MissingEntry):
-        late = float(grades.get("late_penalty") or 0)
-        return f"after a late penalty of {late:g} points" if late else ""
+        seconds = 0
+    if seconds > 0:
+        return late_text(seconds, late, policy(layout.Course(Path.cwd())))
+    return f"after a late penalty of {late:g} points" if late else ""  # one given by hand in the gradebook
 
 
 # The due date.
@@ -190,6 +192,12 @@ def due_date(gb: Gradebook, assignment: layout.Assignment) -> datetime | None:
         return from_gradebook(gb.find_assignment(assignment.name).duedate)
     except MissingEntry:
         return None
+
+
+def due_of(course: layout.Course, assignment: layout.Assignment) -> datetime | None:
+    """The due date of `assignment` in the course's gradebook (aware, UTC), or None."""
+    with Gradebook(course.gradebook_url) as gb:
+        return due_date(gb, assignment)
 
 
 def set_due(db_url: str, assignment: layout.Assignment, due: datetime) -> None:

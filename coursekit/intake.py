@@ -32,7 +32,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
-from nbgrader.api import Gradebook
 from nbgrader.utils import parse_utc
 
 from . import collect, deadlines, layout, repair
@@ -147,9 +146,8 @@ def stage(course: layout.Course, assignment: layout.Assignment) -> list[Verdict]
     staging.mkdir(parents=True)
     release = nbformat.read(course.release_notebook(assignment), as_version=4)
     times = collect.submission_times(course.submitted)
-    with Gradebook(course.gradebook_url) as gb:
-        due = deadlines.due_date(gb, assignment)
-    tz, zoneless = deadlines.lms_timezone(course) if due is not None else "", []
+    due = deadlines.due_of(course, assignment)
+    tz, zoneless = deadlines.lms_timezone(course), []
     verdicts = [inspect(layout.submission_dir(course.submitted, s, assignment), s, assignment)
                 for s in students(course.submitted, assignment)]
     for verdict in verdicts:
@@ -164,6 +162,8 @@ def stage(course: layout.Course, assignment: layout.Assignment) -> list[Verdict]
             notebooks = sorted(p for p in verdict.notebook.parent.glob("*.ipynb") if p.is_file())
             stamp = collect.submission_time(times, verdict.student, notebooks) \
                 or exchange_time(course, assignment, verdict.student, verdict.notebook.parent)
+            if stamp is not None and stamp.time.tzinfo is None and tz:  # an LMS time, recorded before the zone was set
+                stamp = stamp._replace(time=stamp.time.replace(tzinfo=deadlines.zone(tz)))
             if stamp is not None and stamp.time.tzinfo is None and due is not None:
                 zoneless.append(verdict.student)
             elif stamp is not None:
@@ -179,7 +179,7 @@ def stage(course: layout.Course, assignment: layout.Assignment) -> list[Verdict]
         raise deadlines.DeadlineError(
             f"{assignment} has a due date, but the submission times of {', '.join(zoneless)} have no time zone (Moodle "
             "writes its server's time without one): set c.Deadlines.lms_timezone in nbgrader_config.py (e.g. "
-            "'Europe/Paris') and run make collect again; nothing was graded")
+            "'Europe/Paris')")
     return verdicts
 
 

@@ -145,7 +145,7 @@ def table(results: list[Result]) -> str:
     lines = [f"{'student':<{width}}  {'status':<10}  {'score':>9}  note"]
     for r in results:
         score = f"{r.score:g}/{r.max_score:g}" if r.status == "graded" else "-"
-        late = f" (late penalty: −{r.late_penalty:g})" if r.status == "graded" and r.late_penalty \
+        late = f" (late: -{r.late_penalty:g})" if r.status == "graded" and r.late_penalty \
             and " late" not in r.note else ""  # grading's note says it already: deadlines.late_text
         lines.append(f"{r.student:<{width}}  {r.status:<10}  {score:>9}  {r.note}{late}")
     return "\n".join(lines)
