@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.plugins import LateSubmissionPlugin
 from traitlets import Float, Int, Unicode
-from traitlets.config import Configurable
+from traitlets.config import Config, Configurable
 
 from . import layout
 
@@ -126,7 +126,7 @@ class LatePenalty(LateSubmissionPlugin):
 @lru_cache(maxsize=8)
 def _settings(root: str) -> tuple[LatePenalty, Deadlines, object]:
     from .autograde import load_config  # autograde imports sandbox and workers: only when asked
-    config = load_config(Path(root))
+    config = load_config(Path(root)) if (Path(root) / "nbgrader_config.py").is_file() else Config()  # nbgrader's defaults
     return LatePenalty(config=config), Deadlines(config=config), config
 
 
@@ -195,7 +195,10 @@ def due_date(gb: Gradebook, assignment: layout.Assignment) -> datetime | None:
 
 
 def due_of(course: layout.Course, assignment: layout.Assignment) -> datetime | None:
-    """The due date of `assignment` in the course's gradebook (aware, UTC), or None."""
+    """The due date of `assignment` in the course's gradebook (aware, UTC), or None (also when there is no gradebook
+    yet: a SQLite one is not created for this)."""
+    if course.gradebook_url == f"sqlite:///{course.gradebook}" and not course.gradebook.is_file():
+        return None
     with Gradebook(course.gradebook_url) as gb:
         return due_date(gb, assignment)
 
