@@ -22,6 +22,7 @@
 import csv
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -30,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.plugins import LateSubmissionPlugin
+from sqlalchemy.exc import SAWarning
 from traitlets import Float, Int, Unicode
 from traitlets.config import Config, Configurable
 
@@ -267,7 +269,9 @@ def read_extensions(course: layout.Course, assignment: layout.Assignment, known:
 
 def apply_extensions(db_url: str, assignment: layout.Assignment, found: dict[str, Extension]) -> None:
     """Writes the extensions to the gradebook (nbgrader's grant_extension), and removes those no longer in the file."""
-    with Gradebook(db_url) as gb:
+    with Gradebook(db_url) as gb, warnings.catch_warnings():
+        # nbgrader's add_submission makes SQLAlchemy warn about its own autoflush (nbgrader autograde does the same)
+        warnings.simplefilter("ignore", SAWarning)
         due = due_date(gb, assignment)
         students = {s.student.id for s in gb.assignment_submissions(assignment.name)} | set(found)
         for student in sorted(students):
