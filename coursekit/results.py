@@ -27,7 +27,8 @@ class Result:
     exercises: dict[str, float] = field(default_factory=dict)
     note: str = ""
     late_penalty: float = 0.0
-    seconds_late: float = 0.0   # past the due date and the student's extension, from the gradebook (not in the CSV)
+    # past the due date and the student's extension, from the gradebook (not in the CSV, so not compared)
+    seconds_late: float = field(default=0.0, compare=False)
 
 
 def db_url(course: layout.Course) -> str:
