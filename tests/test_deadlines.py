@@ -43,6 +43,18 @@ def test_the_rule_is_configurable_and_is_the_course_s_nbgrader_plugin():
     assert (config.LatePenalty.percent_per_day, config.LatePenalty.max_days) == (10, 5)
 
 
+def test_nbgrader_s_late_penalty_step_builds_the_plugin_with_the_course_s_settings():
+    from nbgrader.preprocessors import AssignLatePenalties
+    from traitlets.config import Config
+
+    config = Config(deadlines._settings(str(layout.COURSE.root))[2])
+    config.LatePenalty.percent_per_day = 20
+    step = AssignLatePenalties(config=config)
+    step.init_plugin()  # what nbgrader does for every notebook it autogrades
+    assert isinstance(step.plugin_inst, deadlines.LatePenalty)
+    assert step.plugin_inst.late_submission_penalty("ada", 50, 2 * DAY + 1) == pytest.approx(30)
+
+
 def test_the_late_text_says_how_late_and_what_it_cost():
     assert deadlines.late_text(2 * DAY + 3 * 3600, 4.5, RULE) == "submitted 2 days 3 hours late: −30% (−4.5 points)"
     assert deadlines.late_text(60, 1, RULE) == "submitted 1 minute late: −10% (−1 point)"
@@ -322,3 +334,12 @@ def test_the_staged_times_are_utc_and_nbgrader_counts_from_them(graded_late):
     assert staged.read_text() == "2026-12-04 01:59:00+00:00", "Friday 4 December 2026, 2:59 AM in Paris"
     with Gradebook(course.gradebook_url) as gb:
         assert gb.find_submission(PW3.name, "bob-moog").total_seconds_late == 2 * DAY + 3 * 3600
+
+
+def test_an_extension_removed_from_the_file_is_removed_from_the_gradebook(graded_late, tmp_path):
+    course, _, _ = graded_late
+    url = f"sqlite:///{shutil.copy(course.gradebook, tmp_path / 'gradebook.db')}"
+    deadlines.apply_extensions(url, PW3, {})
+    with Gradebook(url) as gb:
+        cy = gb.find_submission(PW3.name, "cy-twombly")
+        assert cy.extension is None and cy.total_seconds_late > 0
