@@ -15,7 +15,7 @@ ONE := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup notebook notebook-text release solutions samples grade feedback export report similarity demo test lint catalogue bench-notebook bench-grading bench-training collect lab clean
+.PHONY: help setup notebook notebook-text release solutions samples due grade feedback export report similarity demo test lint catalogue bench-notebook bench-grading bench-training collect lab clean
 
 help:
 	@echo "Every command acts on every assignment that has work for it, or on one: make grade ASSIGNMENT=pw3_decoding"
@@ -26,6 +26,8 @@ help:
 	@echo "make solutions   the solution notebook in solutions/"
 	@echo "make samples     demo submissions in submitted/demo-*/"
 	@echo "make collect ZIP=download.zip ASSIGNMENT=name  put an LMS (Moodle) download into submitted/<student>/<assignment>/"
+	@echo "                 WORKSHEET=worksheet.csv: Moodle's grading worksheet, whose \"Last modified (submission)\" gives the submission times"
+	@echo "make due ASSIGNMENT=name DUE=\"2026-12-15 23:59 Europe/Paris\"  set the due date (without DUE: print it, the penalty and extensions/<assignment>.csv)"
 	@echo "make grade       autograde every hand-in in submitted/ (JOBS=N workers, default one per core); reports/<assignment>/grading.csv"
 	@echo "make feedback    one HTML feedback file per student in feedback/"
 	@echo "make export      grades for the LMS in reports/grades.csv (every assignment, per exercise); WORKSHEET=file ASSIGNMENT=name fills Moodle's worksheet"
@@ -83,7 +85,12 @@ solutions: setup gradebook.db
 # Students already in submitted/ are never overwritten: nbgrader refuses, and says so.
 collect: setup gradebook.db
 	@test -n "$(ZIP)" || (echo "usage: make collect ZIP=path/to/download.zip ASSIGNMENT=<assignment>" && exit 2)
-	$(PY) -m coursekit collect "$(ZIP)" $(ONE)
+	$(PY) -m coursekit collect "$(ZIP)" $(ONE) $(if $(WORKSHEET),--worksheet "$(WORKSHEET)")
+
+# The due date, in nbgrader's gradebook (Assignment.duedate); the late penalty is configured in nbgrader_config.py,
+# extensions are in extensions/<assignment>.csv (student,due,reason), applied by make grade.
+due: setup gradebook.db
+	$(PY) -m coursekit due $(ONE) $(if $(DUE),"$(DUE)")
 
 samples: setup
 	$(PY) -m coursekit samples $(ONE)

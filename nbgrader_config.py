@@ -14,6 +14,7 @@ from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearMa
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # coursekit, next to this file
+from coursekit.deadlines import LatePenalty  # noqa: E402
 from coursekit.feedback import ExerciseSummary  # noqa: E402
 from coursekit.layout import gradebook_url  # noqa: E402
 from coursekit.limit_output import LimitOutputSize  # noqa: E402
@@ -74,6 +75,16 @@ c.GradedExecute.course_root = c.CourseDirectory.root
 c.Autograde.autograde_preprocessors = [GradedExecute, SanitizeNotebook, IgnorePattern, ClearMetadataPreprocessor,
                                        LimitOutput, LimitOutputSize, SaveAutoGrades, AssignLatePenalties,
                                        CheckCellMetadata]
+# Late penalty (coursekit/deadlines.py), written to the gradebook by AssignLatePenalties: 10% of the earned points
+# for each started day past the due date (`make due`) or the student's extension (extensions/<assignment>.csv); one
+# minute late is one started day; later than 5 days, every point. The LMS's times that carry no time zone (Moodle's
+# zip times, its grading worksheet's dates) are in the Moodle server's zone: name it here, e.g. "Europe/Paris". Left
+# empty, it is unknown: such times are never compared with a due date (grading an assignment that has one stops and
+# says so); an assignment without a due date is graded as before.
+c.AssignLatePenalties.plugin_class = LatePenalty
+c.LatePenalty.percent_per_day = 10
+c.LatePenalty.max_days = 5
+c.Deadlines.lms_timezone = ""
 # A student can tag a test cell `skip-execution` to keep it from running (and keep its points): only a tag
 # nobody can guess is honoured.
 c.Execute.skip_cells_with_tag = "skip-" + secrets.token_hex(16)
@@ -85,7 +96,8 @@ c.Execute.skip_cells_with_tag = "skip-" + secrets.token_hex(16)
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, SanitizeNotebook, ExerciseSummary, CSSHTMLHeaderPreprocessor]
 
 # An LMS download (`make collect ZIP=...`): Moodle's "Download all submissions" zip, one folder per student. Only
-# notebooks are extracted and collected; the submission time is each notebook's time in the zip (coursekit/collect.py).
+# notebooks are extracted and collected; the submission time is the grading worksheet's "Last modified (submission)"
+# (make collect ... WORKSHEET=...), else each notebook's time in the zip (coursekit/collect.py).
 c.ZipCollectApp.extractor_plugin = "coursekit.collect.MoodleExtractorPlugin"
 c.ZipCollectApp.collector_plugin = "coursekit.collect.MoodleCollectorPlugin"
 c.FileNameCollectorPlugin.valid_ext = [".ipynb"]

@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import nbformat
+from nbgrader.api import Gradebook
 from sqlalchemy.engine import make_url
 
-from . import colab, grading, layout, notebook_text, results, samples
+from . import colab, deadlines, grading, intake, layout, notebook_text, results, samples
 from .layout import COURSE
 
 
@@ -100,6 +101,9 @@ def cmd_grade(args) -> int:
         except grading.SandboxUnavailable as error:
             print(f"\nERROR: {error}", file=sys.stderr)
             return 2
+        except deadlines.DeadlineError as error:
+            print(f"\nERROR: {assignment}: {error}. Nothing was graded.", file=sys.stderr)
+            return 2
         if not found:
             print(f"{assignment}: nothing to grade: put each hand-in in "
                   f"submitted/<student>/{assignment}/{assignment.notebook}")
@@ -112,6 +116,7 @@ def cmd_grade(args) -> int:
         where = COURSE.gradebook.name if url == f"sqlite:///{COURSE.gradebook}" else make_url(url).render_as_string(True)
         report = results.report_path(COURSE, assignment)
         print(f"Reports: {report.relative_to(COURSE.root)}, {summary.relative_to(COURSE.root)}. Grades are in {where}.")
+        print(_deadline_lines(assignment))
         failed = [r for r in found if r.status == "failed"]
         if failed:  # the student's code is not to blame for these: the batch did not go through
             print(f"\nERROR: {assignment}: {len(failed)} hand-in{'s' * (len(failed) > 1)} could not be graded for reasons "
@@ -120,6 +125,51 @@ def cmd_grade(args) -> int:
                   file=sys.stderr)
             status = 3
     return status
+
+
+def _deadline_lines(assignment: layout.Assignment) -> str:
+    """The due date, the late penalty's rule and the extensions of an assignment, for people."""
+    with Gradebook(results.db_url(COURSE)) as gb:
+        due = deadlines.due_date(gb, assignment)
+        granted = {s.student.id: s.duedate for s in gb.assignment_submissions(assignment.name) if s.extension}
+    tz, rule = deadlines.lms_timezone(COURSE), deadlines.policy(COURSE)
+    if due is None:
+        return (f"{assignment}: no due date, so no late penalty (make due ASSIGNMENT={assignment} "
+                "DUE=\"2026-12-15 23:59 Europe/Paris\" sets one)")
+    lines = [f"{assignment}: due {deadlines.shown(due, tz)}; late penalty: {rule.percent_per_day:g}% of the earned points "
+             f"per started day late, for at most {rule.max_days} days, then all of them"]
+    path = deadlines.extensions_path(COURSE, assignment)
+    with Gradebook(results.db_url(COURSE)) as gb:
+        known = {s.id for s in gb.students} | set(intake.students(COURSE.submitted, assignment))
+    extensions = deadlines.read_extensions(COURSE, assignment, known, due)
+    for student, extension in sorted(extensions.items()):
+        lines.append(f"  extension: {student}, {deadlines.extension_note(extension, tz)}"
+                     + ("" if student in granted else " (not yet in the gradebook: make grade applies it)"))
+    if not extensions:
+        lines.append(f"  no extensions ({path.relative_to(COURSE.root)}: student,due,reason)")
+    return "\n".join(lines)
+
+
+def cmd_due(args) -> int:
+    """Sets an assignment's due date in the gradebook, or prints it with its extensions."""
+    if args.due and not args.assignment:
+        print("ERROR: which assignment is due then? make due ASSIGNMENT=... DUE=\"...\"", file=sys.stderr)
+        return 2
+    chosen = [layout.assignment(args.assignment)] if args.assignment else COURSE.assignments()
+    try:
+        for assignment in chosen:
+            if args.due:
+                due = deadlines.parse_time(args.due)
+                with Gradebook(results.db_url(COURSE)) as gb:
+                    released = assignment.name in {a.name for a in gb.assignments}
+                if not released:  # nbgrader grades only an assignment it released (with its notebooks)
+                    grading.release(COURSE, assignment)
+                deadlines.set_due(results.db_url(COURSE), assignment, due)
+            print(_deadline_lines(assignment))
+    except deadlines.DeadlineError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def cmd_feedback(args) -> int:
@@ -179,6 +229,13 @@ def cmd_collect(args) -> int:
         shutil.rmtree(archive.parent)
     archive.mkdir(parents=True)
     shutil.copy(zip_path, archive)
+    if args.worksheet:  # its "Last modified (submission)" column gives the submission times (coursekit/collect.py)
+        worksheet = Path(args.worksheet)
+        if not worksheet.is_file():
+            print(f"ERROR: {worksheet} does not exist: give the grading worksheet downloaded from the Moodle assignment",
+                  file=sys.stderr)
+            return 2
+        shutil.copy(worksheet, archive.parent / collect.WORKSHEET)
     grading.nbgrader(COURSE, "zip_collect", assignment.name)
     found = collect.record_participants(COURSE, assignment, results.db_url(COURSE))
     print(f"recorded the name and Moodle participant id of {len(found)} students in the gradebook")
@@ -302,6 +359,12 @@ def main(argv=None) -> int:
     collect = commands.add_parser("collect", parents=[every], help="put an LMS (Moodle) download into submitted/ "
                                   "and record the students' names and participant ids")
     collect.add_argument("zip", metavar="ZIP", help="the zip downloaded from the LMS")
+    collect.add_argument("--worksheet", metavar="FILE", help="Moodle's grading worksheet of the assignment: its "
+                         "\"Last modified (submission)\" column gives the submission times")
+    due = commands.add_parser("due", parents=[every], help="set an assignment's due date in the gradebook (with its time "
+                              "zone), or print it with the late penalty's rule and the extensions")
+    due.add_argument("due", nargs="?", metavar="DATE", help='e.g. "2026-12-15 23:59 Europe/Paris"')
+    due.set_defaults(run=cmd_due)
     collect.set_defaults(run=cmd_collect)
     bench = commands.add_parser("bench-grading", parents=[every], help="grading throughput, one worker against one per core")
     bench.add_argument("--submissions", type=_positive, default=20, metavar="N", help="hand-ins in the batch (default 20)")

@@ -10,13 +10,18 @@ nbgrader_config.py, do the work:
   "pw2_transformers (1).ipynb", ...; any other notebook keeps its name, and intake reports it), and gives
   zip_collect the submission time, which zip_collect writes to submitted/<student>/<assignment>/timestamp.txt.
 
-The submission time comes from the LMS, never from a file a student uploaded: it is the notebook's entry time in
-Moodle's zip (`ZipInfo.date_time`, the upload's time as Moodle writes it), read from the zip itself, not from the
-extracted file. It is a last resort: the zip's times have no time zone (they are the Moodle server's), and Moodle's
-grading worksheet ("Last modified (submission)") is the better source. Because a timestamp.txt in a hand-in folder
-proves nothing (one put there by hand may be the student's own), collect also records each notebook it collected,
-by student and SHA-256 of its bytes, with its time, in submitted/.lms-submission-times.jsonl; intake gives a
-hand-in the time of this record only (see `submission_time`), never a timestamp.txt.
+The submission time comes from the LMS, never from a file a student uploaded. Its sources, best first:
+- the "Last modified (submission)" column of Moodle's grading worksheet, when `make collect ... WORKSHEET=<file>`
+  gives it (copied to downloaded/<assignment>/grading_worksheet.csv), matched by its Identifier "Participant <id>"
+  to the participant id of the student's folder in the zip;
+- otherwise the notebook's entry time in Moodle's zip (`ZipInfo.date_time`, the upload's time as Moodle writes
+  it), read from the zip itself, not from the extracted file: a last resort, and the note says so.
+Both are written in the Moodle server's (or teacher's) zone without saying which: they get the course's LMS zone
+(`c.Deadlines.lms_timezone` in nbgrader_config.py, see coursekit/deadlines.py), or stay without one when it is not set.
+Because a timestamp.txt in a hand-in folder proves nothing (one put there by hand may be the student's own), collect
+records each notebook it collected, by student and SHA-256 of its bytes, with its time and that time's source, in
+submitted/.lms-submission-times.jsonl; intake gives a hand-in the time of this record (see `submission_time`), or
+of nbgrader's own exchange (see intake), never a timestamp.txt that came with an upload.
 
 `record_participants` then writes each student's name and Moodle participant id into the gradebook, so that
 `make export` can fill in Moodle's grading worksheet.
@@ -26,15 +31,17 @@ import hashlib
 import json
 import os
 import re
+import csv
 import unicodedata
 import zipfile
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path, PurePath, PurePosixPath
+from typing import NamedTuple
 
 from nbgrader.api import Gradebook
 from nbgrader.plugins.zipcollect import ExtractorPlugin, FileNameCollectorPlugin
 
-from . import layout
+from . import deadlines, layout
 
 MOODLE_FOLDER = re.compile(r"^(?P<name>.+?)_(?P<participant>\d+)_assign(?:submission|feedback)_\w+?_?$")
 
@@ -141,10 +148,26 @@ class MoodleCollectorPlugin(FileNameCollectorPlugin):
             self.log.warning("Skipped %s: not in a Moodle submission folder (<Name>_<id>_assignsubmission_file_)", path)
             return None
         time = entry_time(info)
-        _record_time(self._submitted(), student["student_id"], hashlib.sha256(path.read_bytes()).hexdigest(), time)
+        stamp = self._stamp(student["lms_user_id"], time)
+        _record_time(self._submitted(), student["student_id"], hashlib.sha256(path.read_bytes()).hexdigest(), stamp)
         assignment = layout.Assignment(self.parent.coursedir.assignment_id)
         return {"student_id": student["student_id"], "file_id": notebook_name(path.name, assignment),
                 "first_name": student["first_name"], "last_name": student["last_name"], "timestamp": time}
+
+    def _stamp(self, participant: str, zip_time: datetime) -> "Stamp":
+        """The submission time of a notebook: the worksheet's for its participant, else its time in the zip."""
+        if not hasattr(self, "_worksheet"):
+            tz = deadlines.Deadlines(config=self.parent.config).lms_timezone
+            self._zone = deadlines.zone(tz) if tz else None
+            path = Path(self.parent.coursedir.root, "downloaded", self.parent.coursedir.assignment_id, WORKSHEET)
+            self._worksheet = worksheet_times(path, self.log) if path.is_file() else {}
+            if not self._zone:
+                self.log.warning("The LMS's times have no time zone: set c.Deadlines.lms_timezone in "
+                                 "nbgrader_config.py (the Moodle server's zone, e.g. Europe/Paris); until then they "
+                                 "are never compared with a due date")
+        time, source = (self._worksheet[participant], SOURCE_WORKSHEET) if participant in self._worksheet \
+            else (zip_time, SOURCE_ZIP)
+        return Stamp(time.replace(tzinfo=self._zone) if self._zone else time, source)
 
     def _submitted(self) -> Path:
         return Path(self.parent.coursedir.root, self.parent.coursedir.submitted_directory)
@@ -165,32 +188,88 @@ class MoodleCollectorPlugin(FileNameCollectorPlugin):
         return self._entries[zip_name].get(tuple(parts))
 
 
-def _record_time(submitted: Path, student: str, sha256: str, time: datetime) -> None:
+SOURCE_WORKSHEET = "Moodle's grading worksheet"
+SOURCE_ZIP = "the file's time in Moodle's zip, the last resort"
+SOURCE_EXCHANGE = "nbgrader's exchange"
+WORKSHEET = "grading_worksheet.csv"  # in downloaded/<assignment>/, when make collect is given one
+
+
+class Stamp(NamedTuple):
+    """A submission time (aware, or naive when the LMS's zone is unknown) and where it comes from."""
+    time: datetime
+    source: str
+
+
+def _order(stamp: Stamp) -> datetime:
+    return stamp.time if stamp.time.tzinfo else stamp.time.replace(tzinfo=timezone.utc)
+
+
+MOODLE_DATE_FORMATS = ["%A, %d %B %Y, %I:%M %p", "%A, %d %B %Y, %H:%M", "%d %B %Y, %I:%M %p", "%d %B %Y, %H:%M"]
+
+
+def moodle_date(text: str) -> datetime | None:
+    """A date as Moodle's worksheet writes it ("Tuesday, 1 December 2026, 11:58 PM"), naive; None for "-" or ""."""
+    text = " ".join(text.split())
+    for form in MOODLE_DATE_FORMATS:
+        try:
+            return datetime.strptime(text, form)
+        except ValueError:
+            continue
+    return None
+
+
+def worksheet_times(path: Path, log=None) -> dict[str, datetime]:
+    """Participant id -> "Last modified (submission)" of a Moodle grading worksheet (rows without a date are left out;
+    a date that can't be read is logged and left out)."""
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header, rows = reader.fieldnames or [], list(reader)
+    column = "Last modified (submission)"
+    if "Identifier" not in header or column not in header:
+        if log:
+            log.warning("%s has no Identifier and %r columns: not a Moodle grading worksheet, its times are not used",
+                        path, column)
+        return {}
+    found = {}
+    for row in rows:
+        participant = re.search(r"(\d+)\s*$", row.get("Identifier") or "")
+        text = (row.get(column) or "").strip()
+        time = moodle_date(text) if text not in ("", "-") else None
+        if participant and time:
+            found[participant.group(1)] = time
+        elif participant and text not in ("", "-") and log:
+            log.warning("%s: %s: cannot read the date %r; the zip's time is used instead", path, row["Identifier"], text)
+    return found
+
+
+def _record_time(submitted: Path, student: str, sha256: str, stamp: Stamp) -> None:
     submitted.mkdir(parents=True, exist_ok=True)
     with (submitted / TIMES_RECORD).open("a", encoding="utf-8") as f:
-        f.write(json.dumps({"student": student, "sha256": sha256, "time": time.isoformat(" ")}) + "\n")
+        f.write(json.dumps({"student": student, "sha256": sha256, "time": stamp.time.isoformat(" "),
+                            "source": stamp.source}) + "\n")
 
 
-def submission_times(submitted: Path) -> dict[tuple[str, str], datetime]:
-    """What collect recorded in submitted/: (student, SHA-256 of a collected notebook) -> its time in the LMS zip."""
-    times: dict[tuple[str, str], datetime] = {}
+def submission_times(submitted: Path) -> dict[tuple[str, str], Stamp]:
+    """What collect recorded in submitted/: (student, SHA-256 of a collected notebook) -> its time and source."""
+    times: dict[tuple[str, str], Stamp] = {}
     record = submitted / TIMES_RECORD
     lines = record.read_text(encoding="utf-8").splitlines() if record.is_file() else []
     for line in lines:
         try:
             entry = json.loads(line)
-            key, time = (entry["student"], entry["sha256"]), datetime.fromisoformat(entry["time"])
-        except (ValueError, KeyError, TypeError):
+            key = (entry["student"], entry["sha256"])
+            stamp = Stamp(datetime.fromisoformat(entry["time"]), entry.get("source", SOURCE_ZIP))
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue
-        times[key] = max(time, times.get(key, time))
+        times[key] = stamp  # the latest collect's record wins
     return times
 
 
-def submission_time(times: dict[tuple[str, str], datetime], student: str, notebooks: list[Path]) -> datetime | None:
+def submission_time(times: dict[tuple[str, str], Stamp], student: str, notebooks: list[Path]) -> Stamp | None:
     """A hand-in's time in the LMS: the latest recorded time of the notebooks in its folder that collect collected
     for this student (nbgrader's rule too: a student's latest file), None when collect collected none of them."""
     keys = [(student, hashlib.sha256(p.read_bytes()).hexdigest()) for p in notebooks]
-    return max((times[key] for key in keys if key in times), default=None)
+    return max((times[key] for key in keys if key in times), default=None, key=_order)
 
 
 def participants(archive: zipfile.ZipFile) -> dict[str, dict[str, str]]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook
 
-from . import answers, layout, results, spreadsheet
+from . import answers, deadlines, layout, results, spreadsheet
 
 
 @dataclass
@@ -121,7 +121,9 @@ def fill_moodle_worksheet(course: layout.Course, assignment: layout.Assignment, 
             continue
         line["Grade"] = _number(total(result))
         if "Feedback comments" in header:
-            late = [f"late penalty: -{result.late_penalty:g}"] if result.late_penalty else []
+            late = [deadlines.late_text(result.seconds_late, result.late_penalty, deadlines.policy(course))
+                    if result.seconds_late > 0 else f"late penalty: -{result.late_penalty:g}"] if result.late_penalty \
+                or result.seconds_late > 0 else []
             line["Feedback comments"] = "; ".join([f"{e}: {p:g}" for e, p in result.exercises.items()] + late)
     problems += [f"{r.student}: graded here but not in the worksheet (participant id {r.lms_id or 'unknown'})"
                  for r in found if result_of[r.student].status == "graded" and r.student not in matched]

@@ -14,7 +14,7 @@ import nbformat
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
-from . import answers, checks
+from . import answers, checks, deadlines
 
 
 def _escape(text: str) -> str:
@@ -27,10 +27,9 @@ def summary(nb: nbformat.NotebookNode, grades: dict | None = None) -> str:
     total that the gradebook holds (`grades`: GetGrades' score, max_score and late_penalty), as in grades.csv."""
     lines = []
     if grades and grades.get("max_score") is not None:
-        late = float(grades.get("late_penalty") or 0)
+        late = deadlines.feedback_late(grades)  # "submitted 2 days 3 hours late: −30% (−4.5 points)", from the gradebook
         score = max(0.0, float(grades.get("score") or 0))  # GetGrades' score is after the late penalty
-        lines += [f"**Your score: {score:g} / {float(grades['max_score']):g}**"
-                  + (f" (after a late penalty of {late:g} points)" if late else ""), ""]
+        lines += [f"**Your score: {score:g} / {float(grades['max_score']):g}**" + (f" ({late})" if late else ""), ""]
     lines += ["## Your score per exercise", "",
               "| exercise | points | what to look at |", "|---|---|---|"]
     printed = checks.by_test_cell(nb)

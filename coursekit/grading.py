@@ -16,7 +16,7 @@ import sys
 import nbformat
 from nbgrader.api import Gradebook
 
-from . import autograde, intake, layout, notebook_checks, results
+from . import autograde, deadlines, intake, layout, notebook_checks, results
 from .autograde import ConfigError, SandboxUnavailable  # noqa: F401 (part of this module's interface)
 
 
@@ -65,7 +65,11 @@ def grade(course: layout.Course, assignment: layout.Assignment, sandboxed: bool 
         known = {a.name for a in gb.assignments}
     if assignment.name not in known:  # nbgrader grades only an assignment its gradebook knows
         release(course, assignment)
+    # Deadlines (coursekit/deadlines.py): the extensions file is checked whole, and the hand-ins' times, before
+    # anything is graded (DeadlineError: nothing changed); then the extensions go to the gradebook.
+    extensions = deadlines.check_before_grading(course, assignment)
     verdicts = intake.stage(course, assignment)
+    deadlines.apply_extensions(results.db_url(course), assignment, extensions)
     outcomes = autograde.autograde(course, assignment, sandboxed, jobs) if any(v.gradable for v in verdicts) else {}
     tests = results.test_points(course, assignment)
     found = []
@@ -80,6 +84,7 @@ def grade(course: layout.Course, assignment: layout.Assignment, sandboxed: bool 
                 result.note = "; ".join(filter(None, [result.note, why]))
             elif result.status == "graded":
                 result.note = "; ".join(filter(None, [result.note, *_run_problems(course, assignment, verdict.student)]))
+            result.note = "; ".join(filter(None, [result.note, *deadlines.notes(course, result, extensions)]))
             found.append(result)
     results.write_report(course, assignment, found)
     return found

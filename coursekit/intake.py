@@ -9,23 +9,32 @@ Every hand-in is treated as hostile. One beyond the limits below (MAX_MB, MAX_CE
 repair's matching has a bounded cost, so no hand-in keeps intake busy for more than seconds.
 
 The submission time (nbgrader's timestamp.txt, from which it computes late penalties) is never a file
-from the hand-in folder: a student can upload a timestamp.txt, and one copied into submitted/ by hand
-may be theirs. The staged timestamp.txt is the time that `make collect` recorded for the notebooks it
-collected from the LMS zip (see `collect.submission_time`). A hand-in that collect did not collect
-(put in submitted/ by hand, or edited since) has no submission time, so no late penalty; a
-timestamp.txt in its folder is ignored, and the note says so.
+that came with an upload: a student can upload a timestamp.txt, and one copied into submitted/ by hand
+may be theirs. The staged timestamp.txt is, in this order:
+- the time that `make collect` recorded for the notebooks it collected from the LMS (Moodle's grading worksheet,
+  or the zip's file times as a last resort: see `collect.submission_time`), bound to the notebook's bytes;
+- the timestamp.txt that nbgrader's own exchange wrote (`nbgrader collect`), trusted only when the course's
+  exchange (c.Exchange.root) still has that very hand-in, `<student>+<assignment>+<timestamp>...` in its inbound
+  folder, with the same timestamp.txt and notebook (`exchange_time`).
+A hand-in with neither (put in submitted/ by hand, or edited since) has no submission time, so no late penalty; a
+timestamp.txt in its folder is ignored, and the note says so. A time without a time zone (an LMS time, when the
+course's LMS zone is not set) is written as before while the assignment has no due date; with one, intake stops
+(deadlines.DeadlineError): it would have to guess.
 """
 
+import hashlib
 import json
 import re
 import shutil
 import warnings
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
+from nbgrader.utils import parse_utc
 
-from . import collect, layout, repair
+from . import collect, deadlines, layout, repair
 
 
 @dataclass
@@ -137,6 +146,8 @@ def stage(course: layout.Course, assignment: layout.Assignment) -> list[Verdict]
     staging.mkdir(parents=True)
     release = nbformat.read(course.release_notebook(assignment), as_version=4)
     times = collect.submission_times(course.submitted)
+    due = deadlines.due_of(course, assignment)
+    tz, zoneless = deadlines.lms_timezone(course), []
     verdicts = [inspect(layout.submission_dir(course.submitted, s, assignment), s, assignment)
                 for s in students(course.submitted, assignment)]
     for verdict in verdicts:
@@ -149,12 +160,64 @@ def stage(course: layout.Course, assignment: layout.Assignment) -> list[Verdict]
             if flags:
                 notes.append("suspicious code: " + ", ".join(flags))
             notebooks = sorted(p for p in verdict.notebook.parent.glob("*.ipynb") if p.is_file())
-            time = collect.submission_time(times, verdict.student, notebooks)
-            if time is not None:
-                (target / "timestamp.txt").write_text(time.isoformat(" "), encoding="utf-8")
+            stamp = collect.submission_time(times, verdict.student, notebooks) \
+                or exchange_time(course, assignment, verdict.student, verdict.notebook.parent)
+            if stamp is not None and stamp.time.tzinfo is None and tz:  # an LMS time, recorded before the zone was set
+                stamp = stamp._replace(time=stamp.time.replace(tzinfo=deadlines.zone(tz)))
+            if stamp is not None and stamp.time.tzinfo is None and due is not None:
+                zoneless.append(verdict.student)
+            elif stamp is not None:
+                (target / "timestamp.txt").write_text(_timestamp(stamp.time), encoding="utf-8")
+                if due is not None and (stamp.source == collect.SOURCE_ZIP or stamp.time > due):
+                    notes.append(f"submitted {deadlines.shown(stamp.time, tz)} (from {stamp.source})")
             elif (verdict.notebook.parent / "timestamp.txt").exists():
-                notes.append("its timestamp.txt was ignored (submission times come only from the LMS zip, through "
-                             "make collect): graded without a submission time, so without a late penalty")
+                notes.append("its timestamp.txt was ignored (submission times come from the LMS through make collect, "
+                             "or from nbgrader's exchange): graded without a submission time, so without a late penalty")
             verdict.note = "; ".join(filter(None, [verdict.note, *notes]))
             nbformat.write(repaired, target / assignment.notebook)
+    if zoneless:
+        raise deadlines.DeadlineError(
+            f"{assignment} has a due date, but the submission times of {', '.join(zoneless)} have no time zone (Moodle "
+            "writes its server's time without one): set c.Deadlines.lms_timezone in nbgrader_config.py (e.g. "
+            "'Europe/Paris')")
     return verdicts
+
+
+def _timestamp(time: datetime) -> str:
+    """A time as nbgrader reads it from timestamp.txt (parse_utc): UTC with its offset, or naive as it was."""
+    return time.astimezone(timezone.utc).isoformat(" ") if time.tzinfo else time.isoformat(" ")
+
+
+def exchange_time(course: layout.Course, assignment: layout.Assignment, student: str, folder: Path
+                  ) -> collect.Stamp | None:
+    """The time of a hand-in that nbgrader's exchange collected: its timestamp.txt, when the course's exchange has
+    this hand-in in its inbound folder (`<student>+<assignment>+<timestamp>[+<random>]`, named with that time),
+    with the same timestamp.txt and the same notebooks; None otherwise (a timestamp.txt proves nothing by itself)."""
+    stamp_file, inbound = folder / "timestamp.txt", deadlines.exchange_inbound(course)
+    if not stamp_file.is_file() or inbound is None or not inbound.is_dir():
+        return None
+    text = stamp_file.read_text(encoding="utf-8", errors="replace").strip()
+    try:
+        time = parse_utc(text)
+    except (ValueError, OverflowError):
+        return None
+
+    def digests(where: Path) -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in where.glob("*.ipynb") if p.is_file()}
+
+    for entry in inbound.glob(f"{glob_escape(student)}+{glob_escape(assignment.name)}+*"):
+        parts = entry.name.rsplit("+", 3) if entry.name.count("+") >= 2 else []
+        if len(parts) < 3 or parts[0] != student or parts[1] != assignment.name:
+            continue
+        try:
+            named = parse_utc(parts[2])
+            recorded = (entry / "timestamp.txt").read_text(encoding="utf-8").strip()
+        except (ValueError, OverflowError, OSError):
+            continue
+        if named == time and recorded == text and digests(entry) == digests(folder):
+            return collect.Stamp(time.replace(tzinfo=timezone.utc), collect.SOURCE_EXCHANGE)
+    return None
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)

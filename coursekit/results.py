@@ -27,6 +27,8 @@ class Result:
     exercises: dict[str, float] = field(default_factory=dict)
     note: str = ""
     late_penalty: float = 0.0
+    # past the due date and the student's extension, from the gradebook (not in the CSV, so not compared)
+    seconds_late: float = field(default=0.0, compare=False)
 
 
 def db_url(course: layout.Course) -> str:
@@ -60,6 +62,7 @@ def from_gradebook(gb: Gradebook, course: layout.Course, assignment: layout.Assi
     result.status = "graded"
     result.exercises = {answers.exercise_of(t): points.get(t, 0.0) for t in tests}
     result.late_penalty = submission.late_submission_penalty or 0.0
+    result.seconds_late = submission.total_seconds_late or 0.0
     result.score = max(0.0, sum(result.exercises.values()) - result.late_penalty)
     return result
 
@@ -143,6 +146,7 @@ def table(results: list[Result]) -> str:
     lines = [f"{'student':<{width}}  {'status':<10}  {'score':>9}  note"]
     for r in results:
         score = f"{r.score:g}/{r.max_score:g}" if r.status == "graded" else "-"
-        late = f" (late: -{r.late_penalty:g})" if r.status == "graded" and r.late_penalty else ""
+        late = f" (late: -{r.late_penalty:g})" if r.status == "graded" and r.late_penalty \
+            and " late" not in r.note else ""  # grading's note says it already: deadlines.late_text
         lines.append(f"{r.student:<{width}}  {r.status:<10}  {score:>9}  {r.note}{late}")
     return "\n".join(lines)
