@@ -33,8 +33,9 @@ def release(course: layout.Course, assignment: layout.Assignment) -> None:
 
 
 def feedback(course: layout.Course, assignment: layout.Assignment) -> None:
-    """nbgrader generate_feedback: feedback/<student>/<assignment>/<assignment>.html for every graded hand-in."""
-    nbgrader(course, "generate_feedback", assignment.name, "--force")
+    """nbgrader generate_feedback: feedback/<student>/<assignment>/<assignment>.html for every graded hand-in, and
+    nothing else there (nbgrader would copy every other file of the autograded folder: the data, the trained model)."""
+    nbgrader(course, "generate_feedback", assignment.name, "--force", "--CourseDirectory.ignore=*")
 
 
 def _run_problems(course: layout.Course, assignment: layout.Assignment, student: str) -> list[str]:
