@@ -64,8 +64,12 @@ def cmd_notebook_text(args) -> int:
 
 
 def cmd_release(args) -> int:
-    for assignment in _chosen(args, COURSE.assignments(), "in source/"):
-        grading.release(COURSE, assignment)
+    chosen = _chosen(args, COURSE.assignments(), "in source/")
+    badge = colab.target(COURSE.root)
+    for assignment in chosen:
+        grading.release(COURSE, assignment, badge)
+    if chosen:
+        print(badge.note)
     return 0
 
 

@@ -16,7 +16,7 @@ import sys
 import nbformat
 from nbgrader.api import Gradebook
 
-from . import autograde, intake, layout, notebook_checks, results
+from . import autograde, colab, intake, layout, notebook_checks, results
 from .autograde import ConfigError, SandboxUnavailable  # noqa: F401 (part of this module's interface)
 
 
@@ -27,9 +27,11 @@ def nbgrader(course: layout.Course, *args: str, check: bool = True, env: dict | 
                           env={**autograde.environment(), **(env or {})}, check=check)
 
 
-def release(course: layout.Course, assignment: layout.Assignment) -> None:
-    """nbgrader generate_assignment: the release notebook, and the assignment with its cells in the gradebook."""
+def release(course: layout.Course, assignment: layout.Assignment, badge: colab.Target | None = None) -> None:
+    """nbgrader generate_assignment: the release notebook, and the assignment with its cells in the gradebook; then the
+    release's Colab badge points at `badge` (by default, what colab.target finds for the course)."""
     nbgrader(course, "generate_assignment", assignment.name, "--force")
+    colab.set_release_badge(course.release_notebook(assignment), assignment, badge or colab.target(course.root))
 
 
 def feedback(course: layout.Course, assignment: layout.Assignment) -> None:
