@@ -306,7 +306,7 @@ def main(argv=None) -> int:
     for name, function, help in [
         ("notebook", cmd_notebook, "rebuild the instructor notebooks from their text twins in source_text/"),
         ("notebook-text", cmd_notebook_text, "rewrite the text twins in source_text/ from the instructor notebooks"),
-        ("release", cmd_release, "nbgrader generate_assignment: the student version in release/"),
+        ("release", cmd_release, "nbgrader generate_assignment: release/, its Colab badge from the git remote origin"),
         ("solutions", cmd_solutions, "nbgrader generate_solution: the solution notebook in solutions/"),
         ("samples", cmd_samples, "write demo submissions into submitted/demo-*/"),
         ("feedback", cmd_feedback, "one HTML feedback page per graded hand-in, in feedback/"),
