@@ -22,7 +22,7 @@ help:
 	@echo "make setup       create .venv with requirements.txt (CPU torch)"
 	@echo "make notebook    rebuild source/ notebook from source_text/ (after editing the text twin)"
 	@echo "make notebook-text  rewrite source_text/ from the source/ notebook (after editing it in Jupyter)"
-	@echo "make release     nbgrader generate_assignment: the student version in release/"
+	@echo "make release     nbgrader generate_assignment: the student version in release/, its Colab badge from the GitHub remote"
 	@echo "make solutions   the solution notebook in solutions/"
 	@echo "make samples     demo submissions in submitted/demo-*/"
 	@echo "make collect ZIP=download.zip ASSIGNMENT=name  put an LMS (Moodle) download into submitted/<student>/<assignment>/"

@@ -15,7 +15,7 @@ from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # coursekit, next to this file
 from coursekit.deadlines import LatePenalty  # noqa: E402
-from coursekit.feedback import ExerciseSummary  # noqa: E402
+from coursekit.feedback import ExerciseSummary, FeedbackExporter  # noqa: E402
 from coursekit.layout import gradebook_url  # noqa: E402
 from coursekit.limit_output import LimitOutputSize  # noqa: E402
 from coursekit.scoring import GradedExecute, RemoveGraderOnlyCells  # noqa: E402
@@ -94,6 +94,10 @@ c.Execute.skip_cells_with_tag = "skip-" + secrets.token_hex(16)
 # ExerciseSummary puts a table first: every exercise, its points, and the reasons of its failed checks.
 # SanitizeNotebook (again: autograding ran it already) makes sure nothing a student wrote or displayed runs as code.
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, SanitizeNotebook, ExerciseSummary, CSSHTMLHeaderPreprocessor]
+# The page: nbgrader's feedback template without its unnamed "Test cell" links, and the maths written as MathML, which
+# browsers render offline (nbconvert's template loads MathJax from a CDN). One HTML file per student: `make feedback`
+# copies nothing else into feedback/ (coursekit/feedback.py).
+c.GenerateFeedback.exporter_class = FeedbackExporter
 
 # An LMS download (`make collect ZIP=...`): Moodle's "Download all submissions" zip, one folder per student. Only
 # notebooks are extracted and collected; the submission time is the grading worksheet's "Last modified (submission)"

@@ -65,8 +65,12 @@ def cmd_notebook_text(args) -> int:
 
 
 def cmd_release(args) -> int:
-    for assignment in _chosen(args, COURSE.assignments(), "in source/"):
-        grading.release(COURSE, assignment)
+    chosen = _chosen(args, COURSE.assignments(), "in source/")
+    badge = colab.target(COURSE.root)
+    for assignment in chosen:
+        grading.release(COURSE, assignment, badge)
+    if chosen:
+        print(badge.note)
     return 0
 
 
@@ -389,7 +393,7 @@ def main(argv=None) -> int:
     for name, function, help in [
         ("notebook", cmd_notebook, "rebuild the instructor notebooks from their text twins in source_text/"),
         ("notebook-text", cmd_notebook_text, "rewrite the text twins in source_text/ from the instructor notebooks"),
-        ("release", cmd_release, "nbgrader generate_assignment: the student version in release/"),
+        ("release", cmd_release, "nbgrader generate_assignment: release/, its Colab badge from the git remote origin"),
         ("solutions", cmd_solutions, "nbgrader generate_solution: the solution notebook in solutions/"),
         ("samples", cmd_samples, "write demo submissions into submitted/demo-*/"),
         ("feedback", cmd_feedback, "one HTML feedback page per graded hand-in, in feedback/"),

@@ -16,7 +16,7 @@ import sys
 import nbformat
 from nbgrader.api import Gradebook
 
-from . import autograde, deadlines, intake, layout, notebook_checks, results
+from . import autograde, colab, deadlines, intake, layout, notebook_checks, results
 from .autograde import ConfigError, SandboxUnavailable  # noqa: F401 (part of this module's interface)
 
 
@@ -27,14 +27,17 @@ def nbgrader(course: layout.Course, *args: str, check: bool = True, env: dict | 
                           env={**autograde.environment(), **(env or {})}, check=check)
 
 
-def release(course: layout.Course, assignment: layout.Assignment) -> None:
-    """nbgrader generate_assignment: the release notebook, and the assignment with its cells in the gradebook."""
+def release(course: layout.Course, assignment: layout.Assignment, badge: colab.Target | None = None) -> None:
+    """nbgrader generate_assignment: the release notebook, and the assignment with its cells in the gradebook; then the
+    release's Colab badge points at `badge` (by default, what colab.target finds for the course)."""
     nbgrader(course, "generate_assignment", assignment.name, "--force")
+    colab.set_release_badge(course.release_notebook(assignment), assignment, badge or colab.target(course.root))
 
 
 def feedback(course: layout.Course, assignment: layout.Assignment) -> None:
-    """nbgrader generate_feedback: feedback/<student>/<assignment>/<assignment>.html for every graded hand-in."""
-    nbgrader(course, "generate_feedback", assignment.name, "--force")
+    """nbgrader generate_feedback: feedback/<student>/<assignment>/<assignment>.html for every graded hand-in, and
+    nothing else there (nbgrader would copy every other file of the autograded folder: the data, the trained model)."""
+    nbgrader(course, "generate_feedback", assignment.name, "--force", "--CourseDirectory.ignore=*")
 
 
 def _run_problems(course: layout.Course, assignment: layout.Assignment, student: str) -> list[str]:

@@ -10,6 +10,7 @@ import pytest
 
 from coursekit import checks, feedback, layout, scoring
 from assignments import PW2
+from browser import chromium_page
 
 
 class _Text(HTMLParser):
@@ -108,4 +109,70 @@ def test_what_student_code_prints_cannot_inject_html_or_break_the_table(printed)
     table = feedback.summary(nb)
     assert "<script>" not in table
     assert html.escape(printed).replace("|", "&#124;") in table
-    assert table.splitlines()[-1].count("|") == 4
+    assert [line for line in table.splitlines() if line.startswith("|")][-1].count("|") == 4
+
+
+def test_the_feedback_folder_holds_the_page_and_nothing_else(graded):
+    """nbgrader copies every other file of the autograded folder (the data, the trained model): not to students."""
+    pages = {s: p for s, p in feedback_pages(graded).items() if p.is_file()}
+    assert pages
+    for student, page in pages.items():
+        shipped = {str(p.relative_to(page.parent)) for p in page.parent.rglob("*")}
+        assert shipped == {PW2.notebook.replace(".ipynb", ".html")}, student
+    autograded = layout.submission_dir(graded.course.autograded, "demo-solution", PW2)
+    assert (autograded / "transformer.pt").is_file() and (autograded / "data").is_dir(), \
+        "the autograded folder has the files that must not reach the feedback"
+
+
+def test_the_maths_of_the_feedback_renders_offline(graded):
+    """The maths is MathML written into the page, laid out by the browser: nothing to fetch, no script to run."""
+    page_file = feedback_pages(graded)["demo-mistakes"]
+    markup = page_file.read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]*mathjax", markup, re.I) and "MathJax.Hub" not in markup
+    with chromium_page() as page:
+        fetched = []
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                   else (fetched.append(route.request.url), route.abort("internetdisconnected")))
+        page.goto(page_file.as_uri())
+        assert page.locator("math").count() > 20
+        # softmax(QK^T / sqrt(d_k)): the fraction is laid out, its numerator above its denominator
+        fraction = page.locator("math[display=block] mfrac").first
+        numerator, denominator = (fraction.locator(":scope > *").nth(i).bounding_box() for i in (0, 1))
+        assert numerator["height"] > 0 and numerator["y"] + numerator["height"] <= denominator["y"] + 1
+        text = page.inner_text("body")
+        assert "\\frac{QK^T}" not in text and "$Q$" not in text and "\\sqrt{d_k}" not in text
+        assert not page.js_errors and not [url for url in fetched if "mathjax" in url.lower()]
+
+
+def test_the_top_of_the_feedback_names_every_exercise_on_one_line(graded):
+    """No list of unnamed "Test cell" links, no 0/0 row for the helpers cell; the points never wrap, even narrow."""
+    page_file = feedback_pages(graded)["demo-mistakes"]
+    text = page_text(page_file)
+    assert "Test cell" not in text and "0.0 / 0.0" not in text[:text.index("Practical work 2")]
+    with chromium_page() as page:
+        page.set_viewport_size({"width": 480, "height": 800})
+        page.goto(page_file.as_uri())
+        cells = page.eval_on_selector_all(".coursekit-summary tbody td:nth-child(2)", """tds => tds.map(td => {
+            const range = document.createRange(); range.selectNodeContents(td);
+            return [td.innerText, getComputedStyle(td).whiteSpace, new Set([...range.getClientRects()].map(r => r.top)).size];
+        })""")
+    assert [c[0] for c in cells] == [f"{p:g} / {m:g}" for p, m in zip(graded.results["demo-mistakes"].exercises.values(),
+                                                                       _maxima(graded), strict=True)]
+    assert all(white == "nowrap" and lines == 1 for _, white, lines in cells), cells
+
+
+def _maxima(graded) -> list[float]:
+    source = nbformat.read(graded.course.source_notebook(PW2), as_version=4)
+    return [cell.metadata["nbgrader"]["points"] for cell in source.cells
+            if cell.metadata.get("nbgrader", {}).get("grade") and cell.metadata["nbgrader"].get("points")
+            and not cell.metadata["nbgrader"].get("solution")]
+
+
+def test_latex_becomes_mathml_without_links_and_unknown_latex_stays_readable():
+    assert feedback.mathml(r"\frac{a}{b}", display=True).startswith('<math xmlns="http://www.w3.org/1998/Math/MathML" '
+                                                                    'display="block">')
+    assert "<mfrac>" in feedback.mathml(r"\frac{a}{b}", display=False)
+    assert "href" not in feedback.mathml(r"\href{javascript:alert(1)}{x}", display=False)
+    assert "<script" not in feedback.mathml("<script>alert(1)</script>", display=False)
+    assert feedback.mathml("<b>x^", display=False) == '<code class="coursekit-tex">$&lt;b&gt;x^$</code>', \
+        "LaTeX that cannot be converted is shown as typed, escaped"
