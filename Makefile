@@ -26,7 +26,7 @@ help:
 	@echo "make solutions   the solution notebook in solutions/"
 	@echo "make samples     demo submissions in submitted/demo-*/"
 	@echo "make collect ZIP=download.zip ASSIGNMENT=name  put an LMS (Moodle) download into submitted/<student>/<assignment>/"
-	@echo "make grade       autograde every hand-in in submitted/ (JOBS=N workers, default one per core); reports/<assignment>/grading.csv"
+	@echo "make grade       autograde the hand-ins in submitted/ new or changed since their last grading (FORCE=1: all; JOBS=N workers, default one per core; CLUSTER=tcp://host:8786 on Dask); reports/<assignment>/grading.csv"
 	@echo "make feedback    one HTML feedback file per student in feedback/"
 	@echo "make export      grades for the LMS in reports/grades.csv (every assignment, per exercise); WORKSHEET=file ASSIGNMENT=name fills Moodle's worksheet"
 	@echo "make lab         JupyterLab on this course, with nbgrader's formgrader at /formgrader"
@@ -88,9 +88,12 @@ samples: setup
 	$(PY) -m coursekit samples $(ONE)
 
 # SANDBOX=off grades without the sandbox (student code then runs with your permissions): say it on purpose.
-# JOBS=N grades N hand-ins at a time (default: one per core).
+# JOBS=N grades N hand-ins at a time (default: one per core). Only hand-ins new or changed since their last grading
+# are graded (all of them after the tests change); FORCE=1 grades every one again. CLUSTER=tcp://scheduler:8786 (or
+# $$DASK_SCHEDULER_ADDRESS) grades on a Dask cluster, with a PostgreSQL gradebook (GRADEBOOK_URL).
 grade: setup gradebook.db
-	$(PY) -m coursekit grade $(ONE) $(if $(filter off,$(SANDBOX)),--no-sandbox) $(if $(JOBS),--jobs $(JOBS))
+	$(PY) -m coursekit grade $(ONE) $(if $(filter off,$(SANDBOX)),--no-sandbox) $(if $(JOBS),--jobs $(JOBS)) \
+	  $(if $(filter-out 0,$(FORCE)),--force) $(if $(CLUSTER),--cluster "$(CLUSTER)")
 
 feedback: setup gradebook.db
 	$(PY) -m coursekit feedback $(ONE)
