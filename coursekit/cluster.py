@@ -1,6 +1,6 @@
 """Grading on a Dask cluster (dask.distributed): `make grade CLUSTER=tcp://scheduler:8786`, or $DASK_SCHEDULER_ADDRESS.
 
-A task is the grading of one hand-in, by the same function as on this machine (autograde.grade_one): the staged
+A task is the grading of one hand-in, by the same function as on this machine (ag.grade_one): the staged
 notebook's bytes go to a worker, which grades them in its own copy of the course, in the same sandbox, and sends
 back the autograded folder's bytes, the scores and the note; this machine (the coordinator) writes autograded/ and
 the reports, so workers need no shared filesystem. The workers write the grades into the gradebook they share
@@ -27,13 +27,14 @@ import socket
 import tempfile
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 
-from . import autograde, incremental, layout, workers
+from . import autograde as ag, incremental, layout, workers
 from .autograde import ClusterRefused
 
 COURSE_ROOT = "COURSEKIT_COURSE_ROOT"
@@ -141,10 +142,10 @@ def _grader(root: Path, assignment: str, sandboxed: bool) -> workers.Resident:
             raise RuntimeError("this Dask worker is a daemon process, which may not start the grading process: start "
                                "workers with DASK_DISTRIBUTED__WORKER__DAEMON=False (see the README)")
         course = layout.Course(root)
-        env = autograde._sandbox_environment(course, sandboxed)
-        autograde.load_config(root)
-        _graders[key] = workers.Resident(_slot(), autograde.grade_one, autograde._start_worker,
-                                         (str(root), assignment, {**autograde.environment(), **env}, sandboxed))
+        env = ag._sandbox_environment(course, sandboxed)
+        ag.load_config(root)
+        _graders[key] = workers.Resident(_slot(), ag.grade_one, ag._start_worker,
+                                         (str(root), assignment, {**ag.environment(), **env}, sandboxed))
     return _graders[key]
 
 
@@ -219,7 +220,7 @@ def _result(student: str, future, error: BaseException | None):
 
 def autograde(course: layout.Course, assignment: layout.Assignment, address: str, sandboxed: bool = True,
               students: list[str] | None = None, on_outcome: Callable | None = None,
-              say: Callable[[str], None] = print) -> dict[str, autograde.AutogradeOutcome]:
+              say: Callable[[str], None] = print) -> dict[str, ag.AutogradeOutcome]:
     """autograde.autograde, with each hand-in graded on a worker of the Dask cluster whose scheduler is at `address`."""
     from distributed import Client, as_completed
 
@@ -260,40 +261,54 @@ def autograde(course: layout.Course, assignment: layout.Assignment, address: str
         if not good():
             raise ClusterRefused(f"no worker of the Dask cluster at {address} has this version of the course: update "
                                  "them and restart them (see the warnings above). Nothing was graded.")
-        restrict = {"workers": good(), "allow_other_workers": True} if bad else {}
         batch = uuid.uuid4().hex[:12]
-        hand_ins = {s: autograde.staged_hand_in(course, assignment, s) for s in students}
         args = dict(assignment=assignment.name, version=version, gradebook=gradebook, sandboxed=sandboxed)
-        futures = client.map(remote["grade_hand_in"], [hand_ins[s] for s in students],
-                             key=[("grade", batch, s) for s in students], pure=False, **restrict, **args)
+
+        def send(student: str, attempt: int = 0):
+            restrict = {"workers": good(), "allow_other_workers": True} if bad else {}
+            return client.submit(remote["grade_hand_in"], ag.staged_hand_in(course, assignment, student),
+                                 key=("grade", batch, student, attempt), pure=False, **restrict, **args)
+
+        def threads() -> int:
+            found = client.scheduler_info(n_workers=-1)["workers"]
+            return max(1, sum(w["nthreads"] for address, w in found.items() if address not in bad))
+
+        # No more tasks on the cluster than its workers have threads: each worker holds only the hand-in it grades,
+        # so that its death charges no other (Dask charges every task a dead worker held).
+        waiting, in_flight = deque(students), 0
         refusals = dict.fromkeys(students, 0)
         outcomes = {}
+        pending = as_completed()
+
+        def fill() -> None:
+            nonlocal in_flight
+            while waiting and in_flight < threads():
+                pending.add(send(waiting.popleft()))
+                in_flight += 1
+
+        fill()
         workers_now = len(client.scheduler_info(n_workers=-1)["workers"])
-        with autograde.progress_bar(len(students), f"Dask, {workers_now} worker{'s' * (workers_now > 1)}") as bar:
-            pending = as_completed(futures)
+        with ag.progress_bar(len(students), f"Dask, {workers_now} worker{'s' * (workers_now > 1)}") as bar:
             for future in pending:
                 student = future.key[2]
-                if student in outcomes:  # a task run twice: the first result counts
-                    continue
                 error = future.exception()
                 if isinstance(error, CourseMismatch) and refusals[student] < 3:
                     refusals[student] += 1
                     if error.args[1] not in bad:
                         bad.add(error.args[1])
-                        say(f"WARNING: {error}")
+                        say(f"WARNING: {error}; it is not sent hand-ins")
+                    future.release()
                     if good():
-                        pending.add(client.submit(remote["grade_hand_in"], hand_ins[student],
-                                                  key=("grade", batch, student, refusals[student]), pure=False,
-                                                  workers=good(), allow_other_workers=True, **args))
-                        future.release()
+                        pending.add(send(student, refusals[student]))
                         continue
                 result = _result(student, future, error)
                 future.release()
-                outcome = autograde.outcome(student, result)
-                autograde.store(course, assignment, student, result.get("files", {}) if isinstance(result, dict) else {})
+                in_flight -= 1
+                outcome = ag.outcome(student, result)
+                ag.store(course, assignment, student, result.get("files", {}) if isinstance(result, dict) else {})
                 outcomes[student] = outcome
                 if on_outcome:
                     on_outcome(outcome)
                 bar.update(1)
-                bar.set_postfix_str(", ".join(s for s in students if s not in outcomes)[:80])
+                fill()
     return outcomes
