@@ -35,7 +35,7 @@ help:
 	@echo "make test        the test suite"
 	@echo "make catalogue   grade the catalogue of known mistakes and correct variants (ONLY=wrong-decode to pick), print what the public and hidden checks catch"
 	@echo "make bench-notebook  time the autograding of one submission"
-	@echo "make bench-grading   grading throughput of 20 hand-ins, sequential against parallel, against plain nbconvert"
+	@echo "make bench-grading   grading throughput of 20 hand-ins, sequential against parallel, against plain nbconvert, and a Dask cluster against the local pool (SUBMISSIONS=N, ONLY_CLUSTER=1)"
 	@echo "make bench-training  training throughput and time to overfit one batch (DEVICE=cuda on a GPU)"
 	@echo "Gradebook: SQLite gradebook.db, or the database GRADEBOOK_URL names (make grade GRADEBOOK_URL=postgresql://...)"
 
@@ -126,7 +126,7 @@ bench-notebook: setup
 	$(PY) -m coursekit bench-notebook $(ONE)
 
 bench-grading: setup
-	$(PY) -m coursekit bench-grading $(ONE)
+	$(PY) -m coursekit bench-grading $(ONE) $(if $(SUBMISSIONS),--submissions $(SUBMISSIONS)) $(if $(ONLY_CLUSTER),--only-cluster)
 
 # Not a test: minutes on a CPU. Figures go in the README. DEVICE=cuda times fp16 autocast on a GPU.
 DEVICE ?= cpu

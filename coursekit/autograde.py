@@ -5,6 +5,11 @@ hand-in at a time (nbgrader's own API, `NbGraderAPI.autograde`), so a batch pays
 per worker, not once per student. Workers take the next hand-in as soon as they are free, so one slow
 notebook doesn't hold up the others.
 
+Every hand-in is graded by one function, `grade_one`, on this machine's pool as on a Dask worker (coursekit/cluster.py):
+the staged hand-in's bytes go in, the worker writes them into its own folder (build/grading/<assignment>/worker-<n>/),
+nbgrader autogrades them there (writing the grades into the gradebook), and the autograded folder's bytes, the scores
+and the note (time-outs) come back; the coordinator stores them in autograded/ (`store`).
+
 What makes parallel grading give the same results as sequential grading:
 - every hand-in is graded by the same code, with the same configuration, in its own kernel;
 - each worker's kernels talk over their own IPC sockets (a folder per worker, emptied for each kernel), so

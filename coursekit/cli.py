@@ -237,8 +237,11 @@ def cmd_bench_grading(args) -> int:
     from . import benchmark
 
     for assignment in _chosen(args, COURSE.assignments(), "in source/"):
-        result = benchmark.grading_throughput(assignment, args.submissions, args.jobs)
-        print(benchmark.grading_report(result))
+        result = {} if args.only_cluster else benchmark.grading_throughput(assignment, args.submissions, args.jobs)
+        if result:
+            print(benchmark.grading_report(result))
+        result["cluster"] = benchmark.cluster_against_pool(assignment, args.submissions, args.jobs)
+        print(benchmark.cluster_report(result["cluster"]))
         path = benchmark.write_grading_json(result, COURSE.reports_of(assignment) / "bench_grading.json")
         print(f"wrote {path.relative_to(COURSE.root)}")
     return 0
@@ -307,6 +310,7 @@ def main(argv=None) -> int:
     bench = commands.add_parser("bench-grading", parents=[every], help="grading throughput, one worker against one per core")
     bench.add_argument("--submissions", type=_positive, default=20, metavar="N", help="hand-ins in the batch (default 20)")
     bench.add_argument("--jobs", type=_positive, default=None, metavar="N", help="parallel workers (default: one per core)")
+    bench.add_argument("--only-cluster", action="store_true", help="only the row of the Dask cluster against the local pool")
     bench.set_defaults(run=cmd_bench_grading)
     training = commands.add_parser("bench-training", parents=[every], help="an assignment's training benchmark "
                                    "(pw2: tokens/s of the reference solution, with SDPA and with the seed's per-step "

@@ -21,11 +21,16 @@ the reports, so workers need no shared filesystem. The workers write the grades 
   is kept once, when its result first arrives.
 """
 
+import contextlib
 import fcntl
+import json
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -312,3 +317,42 @@ def autograde(course: layout.Course, assignment: layout.Assignment, address: str
                 bar.update(1)
                 fill()
     return outcomes
+
+
+@contextlib.contextmanager
+def local_cluster(folder: Path, course_root: Path, workers: int, env: dict[str, str]):
+    """A Dask scheduler and `workers` one-thread workers (with nannies) on 127.0.0.1, grading the course at
+    `course_root`, for the benchmark: yields the scheduler's address; every process is stopped afterwards, by pid."""
+    dask = str(Path(sys.executable).parent / "dask")
+    folder.mkdir(parents=True, exist_ok=True)
+    base = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+    log = (folder / "cluster.log").open("w")
+    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                   "--scheduler-file", str(folder / "scheduler.json")], cwd=folder, env=base,
+                                  stdout=log, stderr=subprocess.STDOUT)]
+    try:
+        deadline, address = time.monotonic() + 60, None
+        while address is None:
+            if processes[0].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Dask scheduler did not start: see {folder / 'cluster.log'}")
+            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+                address = json.loads((folder / "scheduler.json").read_text())["address"]
+            time.sleep(0.2)
+        processes.append(subprocess.Popen(
+            [dask, "worker", address, "--host", "127.0.0.1", "--nworkers", str(workers), "--nthreads", "1",
+             "--no-dashboard", "--local-directory", str(folder / "workers")], cwd=folder, stdout=log,
+            stderr=subprocess.STDOUT, env={**base, "PYTHONPATH": str(layout.ROOT), COURSE_ROOT: str(course_root),
+                                           "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}))
+        from distributed import Client
+
+        with Client(address, timeout="20s") as client:
+            client.wait_for_workers(workers, timeout=120)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
