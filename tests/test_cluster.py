@@ -247,3 +247,34 @@ def test_make_grade_refuses_a_cluster_it_cannot_use_and_grades_nothing(tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(message), err
     assert not (course.root / "reports").exists() and not course.gradebook.exists() and not course.autograded.exists()
+
+
+_calls: Path | None = None
+
+
+def _start_calls(worker: int, calls: str) -> None:
+    global _calls
+    _calls = Path(calls)
+
+
+def _grade_or_die(student: str) -> str:
+    with _calls.open("a") as f:
+        f.write(student + "\n")
+    if student == "ada":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return f"graded {student}"
+
+
+def test_a_dask_workers_grading_process_that_dies_twice_on_a_hand_in_gives_it_up_and_goes_on(tmp_path):
+    """What a Dask worker runs a hand-in in (workers.Resident): a death is tried once more on a fresh process,
+    then the hand-in is Lost (reported failed); the next hand-in is graded as usual."""
+    from coursekit import workers
+
+    resident = workers.Resident(0, _grade_or_die, _start_calls, (str(tmp_path / "calls"),))
+    try:
+        assert resident.do("bob") == "graded bob"
+        assert resident.do("ada") == workers.Lost(2, "killed by SIGKILL (out of memory?)")
+        assert resident.do("cy") == "graded cy"
+    finally:
+        resident.close()
+    assert (tmp_path / "calls").read_text().split() == ["bob", "ada", "ada", "cy"]
