@@ -135,9 +135,9 @@ def write_grading_json(result: dict, path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _postgres(folder: Path):
-    """A throwaway PostgreSQL server (Debian's, which `make setup` installs) on a unix socket in `folder`: yields a
-    function that makes a database and returns its URL. As root, the server runs as `postgres`."""
+def _postgres():
+    """A throwaway PostgreSQL server (Debian's, which `make setup` installs) on a unix socket in a folder of its own:
+    yields a function that makes a database and returns its URL. As root, the server runs as `postgres`."""
     import glob
     import shutil
 
@@ -145,7 +145,7 @@ def _postgres(folder: Path):
     if not found:
         raise RuntimeError("the cluster row needs PostgreSQL (Debian's postgresql, which `make setup` installs)")
     bindir, as_postgres = Path(found[-1]).parent, ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    folder.mkdir(parents=True)
+    folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))  # its own: `postgres` can't go into root's temporary folders
     if as_postgres:
         shutil.chown(folder, "postgres")
     data = folder / "data"
@@ -163,6 +163,7 @@ def _postgres(folder: Path):
     finally:
         subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                        capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def cluster_against_pool(assignment: layout.Assignment, submissions: int = 20, jobs: int | None = None) -> dict:
@@ -173,7 +174,7 @@ def cluster_against_pool(assignment: layout.Assignment, submissions: int = 20, j
     jobs = jobs or autograde.default_jobs()
     found = {"submissions": submissions, "workers": jobs}
     before = os.environ.get(layout.GRADEBOOK_URL)
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, _postgres(Path(tmp) / "pg") as database:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, _postgres() as database:
         try:
             for path in ("pool", "cluster"):
                 os.environ[layout.GRADEBOOK_URL] = database(path)
