@@ -25,7 +25,7 @@ from coursekit import checks, cli, cluster as dask_cluster, grading, incremental
 from assignments import PW3
 
 DASK = str(Path(sys.executable).parent / "dask")
-BATCH = {"ada": "solution", "bob": "mistakes", "cy": "untouched", "dee": "solution"}
+BATCH = {"ada": "solution", "bob": "mistakes", "cy": "untouched"}
 STRICTER = "def verdict_temperature_batch(output):\n"
 
 
