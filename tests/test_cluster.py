@@ -20,6 +20,7 @@ import psutil
 import pytest
 from nbgrader.api import Gradebook
 
+import dying
 import gradebooks
 from coursekit import checks, cli, cluster as dask_cluster, grading, incremental, layout, results as scores, samples
 from assignments import PW3
@@ -67,19 +68,15 @@ class Cluster:
 
 
 def _stop(processes) -> None:
-    """Every process, and every process it started, ended by pid; none left."""
+    """Every process, and every process it started, killed by pid (SIGKILL: nothing of theirs is kept); none left."""
     family = []
     for process in processes:
         with contextlib.suppress(psutil.NoSuchProcess):
             family += [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
     for p in family:
         with contextlib.suppress(psutil.NoSuchProcess):
-            p.terminate()
-    _, alive = psutil.wait_procs(family, timeout=15)
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-    _, alive = psutil.wait_procs(alive, timeout=10)
+    _, alive = psutil.wait_procs(family, timeout=15)
     for process in processes:
         process.wait(timeout=10)
     assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], alive
@@ -147,6 +144,7 @@ def batch(dask, tmp_path_factory):
                     time.sleep(3)  # well into grading it
                     if client.processing().get(addresses["good-1"]):
                         killed["task"] = list(client.processing()[addresses["good-1"]])
+                        killed["children"] = psutil.Process(victim.pid).children(recursive=True)
                         os.kill(victim.pid, signal.SIGKILL)
                         return
                 time.sleep(0.2)
@@ -196,6 +194,10 @@ def test_the_cluster_grades_like_the_local_pool(dask, batch):
 def test_a_worker_killed_mid_batch_loses_nothing_and_each_hand_in_is_graded_once(dask, batch):
     assert batch["killed"], "the worker was never seen grading"
     assert batch["victim"].poll() == -signal.SIGKILL
+    # its grading process and the kernel it ran died with it
+    assert len(batch["killed"]["children"]) >= 2, batch["killed"]["children"]
+    _, alive = psutil.wait_procs(batch["killed"]["children"], timeout=15)
+    assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], alive
     assert sorted(batch["stored"]) == sorted(BATCH)  # each hand-in's outcome kept once
     assert batch["cluster"].graded == sorted(BATCH)
     with gradebooks.gradebook_url(dask.url), Gradebook(scores.db_url(dask.course)) as gb:
@@ -249,28 +251,12 @@ def test_make_grade_refuses_a_cluster_it_cannot_use_and_grades_nothing(tmp_path,
     assert not (course.root / "reports").exists() and not course.gradebook.exists() and not course.autograded.exists()
 
 
-_calls: Path | None = None
-
-
-def _start_calls(worker: int, calls: str) -> None:
-    global _calls
-    _calls = Path(calls)
-
-
-def _grade_or_die(student: str) -> str:
-    with _calls.open("a") as f:
-        f.write(student + "\n")
-    if student == "ada":
-        os.kill(os.getpid(), signal.SIGKILL)
-    return f"graded {student}"
-
-
 def test_a_dask_workers_grading_process_that_dies_twice_on_a_hand_in_gives_it_up_and_goes_on(tmp_path):
     """What a Dask worker runs a hand-in in (workers.Resident): a death is tried once more on a fresh process,
     then the hand-in is Lost (reported failed); the next hand-in is graded as usual."""
     from coursekit import workers
 
-    resident = workers.Resident(0, _grade_or_die, _start_calls, (str(tmp_path / "calls"),))
+    resident = workers.Resident(0, dying.grade_or_die, dying.start, (str(tmp_path / "calls"),))
     try:
         assert resident.do("bob") == "graded bob"
         assert resident.do("ada") == workers.Lost(2, "killed by SIGKILL (out of memory?)")
