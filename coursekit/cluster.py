@@ -280,7 +280,7 @@ def autograde(course: layout.Course, assignment: layout.Assignment, address: str
 
         # No more tasks on the cluster than its workers have threads: each worker holds only the hand-in it grades,
         # so that its death charges no other (Dask charges every task a dead worker held).
-        waiting, in_flight = deque(students), 0
+        waiting, in_flight, running = deque(students), 0, []
         refusals = dict.fromkeys(students, 0)
         outcomes = {}
         pending = as_completed()
@@ -288,7 +288,8 @@ def autograde(course: layout.Course, assignment: layout.Assignment, address: str
         def fill() -> None:
             nonlocal in_flight
             while waiting and in_flight < threads():
-                pending.add(send(waiting.popleft()))
+                running.append(waiting.popleft())
+                pending.add(send(running[-1]))
                 in_flight += 1
 
         fill()
@@ -309,6 +310,7 @@ def autograde(course: layout.Course, assignment: layout.Assignment, address: str
                 result = _result(student, future, error)
                 future.release()
                 in_flight -= 1
+                running.remove(student)
                 outcome = ag.outcome(student, result)
                 ag.store(course, assignment, student, result.get("files", {}) if isinstance(result, dict) else {})
                 outcomes[student] = outcome
@@ -316,6 +318,7 @@ def autograde(course: layout.Course, assignment: layout.Assignment, address: str
                     on_outcome(outcome)
                 bar.update(1)
                 fill()
+                bar.set_postfix_str(", ".join(running))  # sent to the cluster, not yet back
     return outcomes
 
 

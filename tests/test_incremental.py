@@ -11,7 +11,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from conftest import tree_digest
-from coursekit import autograde, grading, incremental, layout, results as scores, samples
+from coursekit import autograde, cli, grading, incremental, layout, results as scores, samples
 from assignments import PW3
 
 BATCH = {"ada": "solution", "bob": "mistakes"}
@@ -74,6 +74,14 @@ def test_a_late_hand_in_is_the_only_one_graded(semester):
         ["ada", "bob", "dee"]
     assert log.count("not graded again") == 2
     assert set(incremental.load(semester.course, PW3)) == {"ada", "bob", "dee"}
+
+
+def test_make_grade_says_how_many_were_graded_and_how_many_unchanged(semester, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "COURSE", semester.course)
+    assert cli.main(["grade", "--assignment", PW3.name, "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "pw3_decoding: 0 graded, 3 unchanged since their last grading (make grade FORCE=1 grades them again)." in out
+    assert "Re-grading of" not in out
 
 
 def test_force_grades_every_hand_in_again(semester, monkeypatch):
