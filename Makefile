@@ -28,7 +28,7 @@ help:
 	@echo "make collect ZIP=download.zip ASSIGNMENT=name  put an LMS (Moodle) download into submitted/<student>/<assignment>/"
 	@echo "                 WORKSHEET=worksheet.csv: Moodle's grading worksheet, whose \"Last modified (submission)\" gives the submission times"
 	@echo "make due ASSIGNMENT=name DUE=\"2026-12-15 23:59 Europe/Paris\"  set the due date (without DUE: print it, the penalty and extensions/<assignment>.csv)"
-	@echo "make grade       autograde every hand-in in submitted/ (JOBS=N workers, default one per core); reports/<assignment>/grading.csv"
+	@echo "make grade       autograde the hand-ins in submitted/ new or changed since their last grading (FORCE=1: all; JOBS=N workers, default one per core; CLUSTER=tcp://host:8786 on Dask); reports/<assignment>/grading.csv"
 	@echo "make feedback    one HTML feedback file per student in feedback/"
 	@echo "make export      grades for the LMS in reports/grades.csv (every assignment, per exercise); WORKSHEET=file ASSIGNMENT=name fills Moodle's worksheet"
 	@echo "make lab         JupyterLab on this course, with nbgrader's formgrader at /formgrader"
@@ -38,7 +38,7 @@ help:
 	@echo "make test        the test suite"
 	@echo "make catalogue   grade the catalogue of known mistakes and correct variants (ONLY=wrong-decode to pick), print what the public and hidden checks catch"
 	@echo "make bench-notebook  time the autograding of one submission"
-	@echo "make bench-grading   grading throughput of 20 hand-ins, sequential against parallel, against plain nbconvert"
+	@echo "make bench-grading   grading throughput of 20 hand-ins, sequential against parallel, against plain nbconvert, and a Dask cluster against the local pool (SUBMISSIONS=N, ONLY_CLUSTER=1)"
 	@echo "make bench-training  training throughput and time to overfit one batch (DEVICE=cuda on a GPU)"
 	@echo "Gradebook: SQLite gradebook.db, or the database GRADEBOOK_URL names (make grade GRADEBOOK_URL=postgresql://...)"
 
@@ -96,9 +96,12 @@ samples: setup
 	$(PY) -m coursekit samples $(ONE)
 
 # SANDBOX=off grades without the sandbox (student code then runs with your permissions): say it on purpose.
-# JOBS=N grades N hand-ins at a time (default: one per core).
+# JOBS=N grades N hand-ins at a time (default: one per core). Only hand-ins new or changed since their last grading
+# are graded (all of them after the tests change); FORCE=1 grades every one again. CLUSTER=tcp://scheduler:8786 (or
+# $$DASK_SCHEDULER_ADDRESS) grades on a Dask cluster, with a PostgreSQL gradebook (GRADEBOOK_URL).
 grade: setup gradebook.db
-	$(PY) -m coursekit grade $(ONE) $(if $(filter off,$(SANDBOX)),--no-sandbox) $(if $(JOBS),--jobs $(JOBS))
+	$(PY) -m coursekit grade $(ONE) $(if $(filter off,$(SANDBOX)),--no-sandbox) $(if $(JOBS),--jobs $(JOBS)) \
+	  $(if $(filter-out 0,$(FORCE)),--force) $(if $(CLUSTER),--cluster "$(CLUSTER)")
 
 feedback: setup gradebook.db
 	$(PY) -m coursekit feedback $(ONE)
@@ -135,7 +138,7 @@ bench-notebook: setup
 	$(PY) -m coursekit bench-notebook $(ONE)
 
 bench-grading: setup
-	$(PY) -m coursekit bench-grading $(ONE)
+	$(PY) -m coursekit bench-grading $(ONE) $(if $(SUBMISSIONS),--submissions $(SUBMISSIONS)) $(if $(ONLY_CLUSTER),--only-cluster)
 
 # Not a test: minutes on a CPU. Figures go in the README. DEVICE=cuda times fp16 autocast on a GPU.
 DEVICE ?= cpu

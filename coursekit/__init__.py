@@ -22,6 +22,9 @@ One module per concern:
 - `workers`: a process pool that replaces a dead worker and retries its hand-in once.
 - `spreadsheet`: neutralises CSV cells that a spreadsheet would read as formulas.
 - `autograde`: nbgrader's autograde over the staged hand-ins, N workers at a time, in the sandbox.
+- `incremental`: what was graded with which tests, so that grading grades only what changed, and resumes.
+- `regrade`: the audit of a re-grading after the tests changed: whose points moved, losses first.
+- `cluster`: grading on a Dask cluster, one hand-in per task, with a version check of each worker's course.
 - `grading`: the stages of grading an assignment, in one place: release, intake -> autograde -> results, feedback.
 - `results`: every student's result per assignment, scored by the gradebook (manual grades, late penalty); grading.csv.
 - `export`: grades.csv for the LMS, every assignment; Moodle's grading worksheet.

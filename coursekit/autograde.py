@@ -5,6 +5,11 @@ hand-in at a time (nbgrader's own API, `NbGraderAPI.autograde`), so a batch pays
 per worker, not once per student. Workers take the next hand-in as soon as they are free, so one slow
 notebook doesn't hold up the others.
 
+Every hand-in is graded by one function, `grade_one`, on this machine's pool as on a Dask worker (coursekit/cluster.py):
+the staged hand-in's bytes go in, the worker writes them into its own folder (build/grading/<assignment>/worker-<n>/),
+nbgrader autogrades them there (writing the grades into the gradebook), and the autograded folder's bytes, the scores
+and the note (time-outs) come back; the coordinator stores them in autograded/ (`store`).
+
 What makes parallel grading give the same results as sequential grading:
 - every hand-in is graded by the same code, with the same configuration, in its own kernel;
 - each worker's kernels talk over their own IPC sockets (a folder per worker, emptied for each kernel), so
@@ -21,15 +26,17 @@ failed with the reason (Outcome.reason), and the others are graded as usual.
 """
 
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
 from tqdm import tqdm
 
-from . import layout, sandbox, workers
+from . import layout, notebook_checks, sandbox, workers
 
 
 class SandboxUnavailable(RuntimeError):
@@ -38,6 +45,10 @@ class SandboxUnavailable(RuntimeError):
 
 class ConfigError(RuntimeError):
     pass
+
+
+class ClusterRefused(RuntimeError):
+    """Grading on a cluster cannot go ahead (the gradebook, the scheduler's address): nothing was graded."""
 
 
 def load_config(root: Path):
@@ -55,12 +66,15 @@ def load_config(root: Path):
 
 @dataclass(frozen=True)
 class AutogradeOutcome:
-    """What nbgrader said about one hand-in; if it could not grade it, why (`reason`, one line)."""
+    """What nbgrader said about one hand-in; if it could not grade it, why (`reason`, one line); what went wrong
+    while it ran (`note`: time-outs); the points of its graded cells as nbgrader wrote them (`scores`)."""
     student: str
     success: bool
     log: str
     seconds: float
     reason: str = ""
+    note: str = ""
+    scores: dict = field(default_factory=dict, compare=False)
 
 
 def default_jobs() -> int:
@@ -99,15 +113,18 @@ def _sandbox_environment(course: layout.Course, sandboxed: bool) -> dict[str, st
     return sandbox.install_kernel(course.root / "build", course.root)
 
 
-# The worker processes' state: one nbgrader API each, and the assignment it grades, made by _start_worker.
+# A worker process's state, made by _start_worker: one nbgrader API, the assignment it grades, and its own folder
+# build/grading/<assignment>/worker-<n>/ where each hand-in is written (in/) and autograded (out/).
 _api = None
 _assignment = None
+_work: Path | None = None
+_root: Path | None = None
 
 
 def _start_worker(worker: int, root: str, assignment: str, env: dict[str, str], sandboxed: bool) -> None:
-    """Loads the course's nbgrader configuration, with the assignment's staging folder as the submissions to
-    grade, and (sandboxed) this worker's own kernel uid and IPC folder."""
-    global _api, _assignment
+    """Loads the course's nbgrader configuration, with this worker's own folders as the submissions to grade and
+    the autograded notebooks, and (sandboxed) this worker's own kernel uid and IPC folder."""
+    global _api, _assignment, _work, _root
     os.environ.update(env)
     os.chdir(root)
     sys.path.insert(0, str(layout.ROOT))
@@ -118,63 +135,173 @@ def _start_worker(worker: int, root: str, assignment: str, env: dict[str, str], 
     if sandboxed:
         os.environ.update(sandbox.worker_environment(worker))
         config.merge(Config(sandbox.nbgrader_settings(Path(root) / "build", worker)))
-    _assignment = layout.Assignment(assignment)
-    config.CourseDirectory.submitted_directory = str(layout.Course(Path(root)).staging(_assignment).relative_to(root))
+    _root, _assignment = Path(root), layout.Assignment(assignment)
+    _work = _root / "build" / "grading" / assignment / f"worker-{worker}"
+    shutil.rmtree(_work, ignore_errors=True)
+    config.CourseDirectory.submitted_directory = str((_work / "in").relative_to(_root))
+    config.CourseDirectory.autograded_directory = str((_work / "out").relative_to(_root))
     _api = NbGraderAPI(config=config)
 
 
-def _grade_one(student: str) -> AutogradeOutcome:
+def staged_hand_in(course: layout.Course, assignment: layout.Assignment, student: str) -> dict:
+    """What a worker grades: the student's staged folder (build/intake/<assignment>/<student>/<assignment>/), as
+    {"student": id, "files": {path in the folder: bytes}} (plain data: it may travel to another machine)."""
+    return {"student": student, "files": _files(layout.submission_dir(course.staging(assignment), student, assignment))}
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    if not folder.is_dir():
+        return {}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _write_files(folder: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        path = folder / name
+        if not path.resolve().is_relative_to(folder.resolve()):
+            raise ValueError(f"{name!r} is not a path inside {folder}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def grade_one(hand_in: dict) -> dict:
+    """Grades one staged hand-in in this worker (started by _start_worker), the one way every hand-in is graded,
+    by the local pool as on a Dask worker: its files go in, nbgrader autogrades them (writing the scores into the
+    gradebook), and what comes back is plain data: {"student", "success", "log", "seconds", "reason", "note" (what
+    went wrong while it ran: time-outs), "scores" (grade cell: points, as nbgrader wrote them), "files" (the
+    autograded folder: path: bytes; none when nbgrader could not grade it)}."""
     start = time.perf_counter()
-    result = _api.autograde(_assignment.name, student, force=True, create=True)
-    log = result.get("log", "") + (result.get("error") or "")
-    error = (result.get("error") or "").strip().splitlines()
-    reason = "" if result["success"] else "nbgrader could not grade it" + (f" ({error[-1]})" if error else "")
-    return AutogradeOutcome(student, bool(result["success"]), log, time.perf_counter() - start, reason)
+    student = hand_in["student"]
+    for folder in (_work / "in", _work / "out"):
+        shutil.rmtree(folder, ignore_errors=True)
+    _write_files(layout.submission_dir(_work / "in", student, _assignment), hand_in["files"])
+    try:
+        result = _api.autograde(_assignment.name, student, force=True, create=True)
+        log = result.get("log", "") + (result.get("error") or "")
+        error = (result.get("error") or "").strip().splitlines()
+        success = bool(result["success"])
+        reason = "" if success else "nbgrader could not grade it" + (f" ({error[-1]})" if error else "")
+        files = _files(layout.submission_dir(_work / "out", student, _assignment)) if success else {}
+        note, scores = "", {}
+        if _assignment.notebook in files:
+            nb = nbformat.reads(files[_assignment.notebook].decode("utf-8"), as_version=4)
+            note = "; ".join(run_problems(nb))
+            scores = _gradebook_scores(student)
+    finally:
+        for folder in (_work / "in", _work / "out"):
+            shutil.rmtree(folder, ignore_errors=True)
+    return {"student": student, "success": success, "log": log, "seconds": time.perf_counter() - start,
+            "reason": reason, "note": note, "scores": scores, "files": files}
 
 
-def _outcome(student: str, result) -> AutogradeOutcome:
-    """A worker's result for one hand-in, as an AutogradeOutcome."""
+def _gradebook_scores(student: str) -> dict[str, float]:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(layout.gradebook_url(_root)) as gb:
+        try:
+            notebook = gb.find_submission_notebook(_assignment.notebook_id, _assignment.name, student)
+        except MissingEntry:
+            return {}
+        return {g.name: g.score or 0.0 for g in notebook.grades}
+
+
+def run_problems(nb: nbformat.NotebookNode) -> list[str]:
+    """What went wrong while a student's notebook ran: the cells that ran out of time (nbclient's own time-out,
+    or the grader's record that a check cell ran out of time)."""
+    timeouts, last = [], "the start"
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        last = grade_id or last
+        if cell.cell_type != "code":
+            continue
+        printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        if any(o.output_type == "error" and "Timeout" in o.get("ename", "") for o in cell.outputs) \
+                or notebook_checks.CELL_TIMED_OUT in printed:
+            timeouts.append(grade_id or f"a cell of the student's after {last}")
+    return ["ran out of time in " + ", ".join(timeouts)] if timeouts else []
+
+
+def store(course: layout.Course, assignment: layout.Assignment, student: str, files: dict[str, bytes]) -> None:
+    """The coordinator's side of a graded hand-in: autograded/<student>/<assignment>/ made of the files the worker
+    sent back (none: nbgrader could not grade it, and the folder goes, as nbgrader removes what it failed to grade).
+    Writing the same files twice gives the same folder (a hand-in graded twice is stored twice, harmlessly)."""
+    target = layout.submission_dir(course.autograded, student, assignment)
+    if target.exists():
+        shutil.rmtree(target)
+    if files:
+        target.mkdir(parents=True)
+        _write_files(target, files)
+
+
+def outcome(student: str, result) -> AutogradeOutcome:
+    """A worker's result for one hand-in (grade_one's, or Raised or Lost), as an AutogradeOutcome."""
     if isinstance(result, workers.Lost):
         times = "twice" if result.deaths == 2 else "once" if result.deaths == 1 else f"{result.deaths} times"
         reason = f"grading worker died {times}: {result.how}"
     elif isinstance(result, workers.Raised):
         reason = f"grading worker failed: {result.error}"
+    elif isinstance(result, dict):
+        return AutogradeOutcome(student, result["success"], result["log"], result["seconds"], result["reason"],
+                                result["note"], result["scores"])
     else:
         return result
     return AutogradeOutcome(student, False, f"[ERROR] {reason}", 0.0, reason)
 
 
+def progress_bar(total: int, workers_: str):
+    """The progress bar of a batch: hand-ins done / total, elapsed time, ETA, and (postfix) the ones being graded."""
+    return tqdm(total=total, unit="hand-in", desc=f"autograde ({workers_})", file=sys.stderr)
+
+
 def grade_hand_ins(students: list[str], jobs: int, start: Callable, start_args: tuple,
-                   grade_one: Callable[[str], AutogradeOutcome]) -> dict[str, AutogradeOutcome]:
-    """`grade_one(student)` for every student, `jobs` at a time in worker processes started with
-    `start(worker, *start_args)`, with a progress bar: a hand-in whose worker dies is graded once more on a
-    fresh worker, then reported failed."""
+                   grade: Callable, on_result: Callable | None = None) -> dict[str, AutogradeOutcome]:
+    """`grade(student)` for every student, `jobs` at a time in worker processes started with
+    `start(worker, *start_args)`, with a progress bar: a hand-in whose worker dies is graded once more on a fresh
+    worker, then reported failed. `on_result(student, result)` gets each worker's result as soon as it comes."""
     jobs = max(1, min(jobs, len(students)))
-    with tqdm(total=len(students), unit="hand-in", desc=f"autograde ({jobs} worker{'s' * (jobs > 1)})",
-              file=sys.stderr) as bar:
+    with progress_bar(len(students), f"{jobs} worker{'s' * (jobs > 1)}") as bar:
         def show(finished, running):
             bar.set_postfix_str(", ".join(running))
             if finished is not None:
                 bar.update(1)
 
-        results = workers.run(students, grade_one, jobs, start, start_args, tries=2, on_change=show)
-    return {student: _outcome(student, results[student]) for student in students}
+        results = workers.run(students, grade, jobs, start, start_args, tries=2, on_change=show, on_result=on_result)
+    return {student: outcome(student, results[student]) for student in students}
+
+
+@dataclass(frozen=True)
+class _GradeStaged:
+    """The local pool's task: grade_one of a student's staged hand-in, read by the worker (picklable)."""
+    root: str
+    assignment: str
+
+    def __call__(self, student: str) -> dict:
+        return grade_one(staged_hand_in(layout.Course(Path(self.root)), layout.Assignment(self.assignment), student))
 
 
 def autograde(course: layout.Course, assignment: layout.Assignment, sandboxed: bool = True,
-              jobs: int | None = None) -> dict[str, AutogradeOutcome]:
-    """nbgrader autograde on every hand-in of `assignment` staged in build/intake/<assignment>/, `jobs` at a time
-    (default: one per core)."""
+              jobs: int | None = None, students: list[str] | None = None,
+              on_outcome: Callable | None = None) -> dict[str, AutogradeOutcome]:
+    """nbgrader autograde on the hand-ins of `assignment` staged in build/intake/<assignment>/ (`students`, default
+    every one), `jobs` at a time (default: one per core), each hand-in graded by grade_one in a worker and stored in
+    autograded/ here. `on_outcome(outcome)` is called as soon as each hand-in is stored (before the batch ends)."""
     env = _sandbox_environment(course, sandboxed)
     load_config(course.root)
     staging = course.staging(assignment)
-    students = sorted(p.name for p in staging.iterdir() if p.is_dir()) if staging.is_dir() else []
+    if students is None:
+        students = sorted(p.name for p in staging.iterdir() if p.is_dir()) if staging.is_dir() else []
     if not students:
         return {}
-    outcomes = grade_hand_ins(students, jobs or default_jobs(), _start_worker,
-                              (str(course.root), assignment.name, {**environment(), **env}, sandboxed), _grade_one)
-    write_log(course, assignment, outcomes)
-    return outcomes
+
+    def stored(student, result):
+        done = outcome(student, result)
+        store(course, assignment, student, result.get("files", {}) if isinstance(result, dict) else {})
+        if on_outcome:
+            on_outcome(done)
+
+    return grade_hand_ins(students, jobs or default_jobs(), _start_worker,
+                          (str(course.root), assignment.name, {**environment(), **env}, sandboxed),
+                          _GradeStaged(str(course.root), assignment.name), on_result=stored)
 
 
 def _header(outcome: AutogradeOutcome) -> str:

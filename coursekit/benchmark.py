@@ -5,9 +5,11 @@
   notebook in grading mode with nbclient to time each cell.
 - `make bench-grading`: throughput of a batch (at least 20 hand-ins: solutions, typical mistakes and
   untouched releases), graded by one worker and then by one worker per core, and what grading adds on
-  top of executing the same notebook with plain `jupyter nbconvert --execute`.
+  top of executing the same notebook with plain `jupyter nbconvert --execute`; then the same batch on a Dask
+  cluster of one worker per core on this machine against the local pool, as a ratio (PostgreSQL gradebook).
 """
 
+import contextlib
 import json
 import os
 import statistics
@@ -130,3 +132,72 @@ def write_grading_json(result: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     return path
+
+
+@contextlib.contextmanager
+def _postgres():
+    """A throwaway PostgreSQL server (Debian's, which `make setup` installs) on a unix socket in a folder of its own:
+    yields a function that makes a database and returns its URL. As root, the server runs as `postgres`."""
+    import glob
+    import shutil
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name))
+    if not found:
+        raise RuntimeError("the cluster row needs PostgreSQL (Debian's postgresql, which `make setup` installs)")
+    bindir, as_postgres = Path(found[-1]).parent, ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))  # its own: `postgres` can't go into root's temporary folders
+    if as_postgres:
+        shutil.chown(folder, "postgres")
+    data = folder / "data"
+    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-o",
+                    f"-k {folder} -c listen_addresses='' -c fsync=off", "start"], check=True, capture_output=True)
+
+    def database(name: str) -> str:
+        subprocess.run([*as_postgres, str(bindir / "createdb"), "-h", str(folder), "-U", "postgres", name],
+                       check=True, capture_output=True)
+        return f"postgresql://postgres@/{name}?host={folder}"
+    try:
+        yield database
+    finally:
+        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def cluster_against_pool(assignment: layout.Assignment, submissions: int = 20, jobs: int | None = None) -> dict:
+    """The same batch graded by the local pool of `jobs` workers and by a Dask cluster of `jobs` one-thread workers
+    on this machine (scheduler and workers started first, not timed), both into a PostgreSQL gradebook."""
+    from . import cluster
+
+    jobs = jobs or autograde.default_jobs()
+    found = {"submissions": submissions, "workers": jobs}
+    before = os.environ.get(layout.GRADEBOOK_URL)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, _postgres() as database:
+        try:
+            for path in ("pool", "cluster"):
+                os.environ[layout.GRADEBOOK_URL] = database(path)
+                course = _batch_course(Path(tmp) / path / "course", assignment, submissions)
+                with contextlib.ExitStack() as stack:
+                    address = None
+                    if path == "cluster":
+                        workers_course = layout.copy_course(Path(tmp) / path / "worker-course", course)
+                        address = stack.enter_context(cluster.local_cluster(Path(tmp) / path / "dask",
+                                                                            workers_course.root, jobs, dict(os.environ)))
+                    start = time.perf_counter()
+                    results = grading.grade(course, assignment, jobs=jobs, cluster=address)
+                    found[path] = round(time.perf_counter() - start, 1)
+                assert all(r.status == "graded" for r in results), table(results)
+        finally:
+            os.environ.pop(layout.GRADEBOOK_URL, None)
+            if before is not None:
+                os.environ[layout.GRADEBOOK_URL] = before
+    found["ratio"] = round(found["cluster"] / found["pool"], 3)
+    return found
+
+
+def cluster_report(found: dict) -> str:
+    return (f"Dask cluster of {found['workers']} one-thread workers on this machine against the local pool of "
+            f"{found['workers']}, {found['submissions']} hand-ins into PostgreSQL: {found['cluster']:.1f} s against "
+            f"{found['pool']:.1f} s, ratio {found['ratio']:.3f} (the goal: at most 1.15)")

@@ -1,6 +1,7 @@
 """The `python -m coursekit` commands that the Makefile runs."""
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -98,15 +99,29 @@ def cmd_grade(args) -> int:
         names = "|".join(a.name for a in COURSE.assignments()) or "<assignment>"
         print(f"Put each hand-in in submitted/<student>/<assignment>/<assignment>.ipynb (assignments: {names})")
         return 1
+    cluster = getattr(args, "cluster", None) or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    if cluster is not None:
+        from . import cluster as dask_cluster
+
+        try:  # before anything is graded: a cluster needs a gradebook its workers share, at an address that works
+            dask_cluster.check_gradebook(results.db_url(COURSE))
+            cluster = dask_cluster.check_address(cluster)
+        except grading.ClusterRefused as error:
+            print(f"ERROR: {error}", file=sys.stderr)
+            return 2
     status = 0
     for assignment in chosen:
         try:
-            found = grading.grade(COURSE, assignment, sandboxed=not args.no_sandbox, jobs=args.jobs)
+            found = grading.grade(COURSE, assignment, sandboxed=not args.no_sandbox, jobs=args.jobs,
+                                  force=getattr(args, "force", False), cluster=cluster)
         except grading.SandboxUnavailable as error:
             print(f"\nERROR: {error}", file=sys.stderr)
             return 2
         except deadlines.DeadlineError as error:
             print(f"\nERROR: {assignment}: {error}. Nothing was graded.", file=sys.stderr)
+            return 2
+        except grading.ClusterRefused as error:
+            print(f"ERROR: {error}", file=sys.stderr)
             return 2
         if not found:
             print(f"{assignment}: nothing to grade: put each hand-in in "
@@ -121,6 +136,11 @@ def cmd_grade(args) -> int:
         report = results.report_path(COURSE, assignment)
         print(f"Reports: {report.relative_to(COURSE.root)}, {summary.relative_to(COURSE.root)}. Grades are in {where}.")
         print(_deadline_lines(assignment))
+        if hasattr(found, "graded"):
+            print(f"{assignment}: {len(found.graded)} graded, {len(found.unchanged)} unchanged since their last grading"
+                  + ("" if not found.unchanged else " (make grade FORCE=1 grades them again)") + ".")
+        if getattr(found, "audit", None) is not None:
+            print("\n" + found.audit.summary(COURSE.root))
         failed = [r for r in found if r.status == "failed"]
         if failed:  # the student's code is not to blame for these: the batch did not go through
             print(f"\nERROR: {assignment}: {len(failed)} hand-in{'s' * (len(failed) > 1)} could not be graded for reasons "
@@ -302,8 +322,11 @@ def cmd_bench_grading(args) -> int:
     from . import benchmark
 
     for assignment in _chosen(args, COURSE.assignments(), "in source/"):
-        result = benchmark.grading_throughput(assignment, args.submissions, args.jobs)
-        print(benchmark.grading_report(result))
+        result = {} if args.only_cluster else benchmark.grading_throughput(assignment, args.submissions, args.jobs)
+        if result:
+            print(benchmark.grading_report(result))
+        result["cluster"] = benchmark.cluster_against_pool(assignment, args.submissions, args.jobs)
+        print(benchmark.cluster_report(result["cluster"]))
         path = benchmark.write_grading_json(result, COURSE.reports_of(assignment) / "bench_grading.json")
         print(f"wrote {path.relative_to(COURSE.root)}")
     return 0
@@ -355,6 +378,11 @@ def main(argv=None) -> int:
     grade.add_argument("--no-sandbox", action="store_true", help="run student code without the sandbox (not recommended)")
     grade.add_argument("--jobs", type=_positive, default=None, metavar="N",
                        help="hand-ins graded at a time (default: one per core)")
+    grade.add_argument("--force", action="store_true",
+                       help="grade every hand-in again (default: only those new or changed since their last grading)")
+    grade.add_argument("--cluster", metavar="ADDRESS", default=None,
+                       help="grade on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786; default: "
+                       "$DASK_SCHEDULER_ADDRESS, else this machine); needs a PostgreSQL gradebook (GRADEBOOK_URL)")
     grade.set_defaults(run=cmd_grade)
     export = commands.add_parser("export", parents=[every], help="grades for the LMS: reports/grades.csv, every "
                                  "assignment (and a Moodle grading worksheet)")
@@ -373,6 +401,7 @@ def main(argv=None) -> int:
     bench = commands.add_parser("bench-grading", parents=[every], help="grading throughput, one worker against one per core")
     bench.add_argument("--submissions", type=_positive, default=20, metavar="N", help="hand-ins in the batch (default 20)")
     bench.add_argument("--jobs", type=_positive, default=None, metavar="N", help="parallel workers (default: one per core)")
+    bench.add_argument("--only-cluster", action="store_true", help="only the row of the Dask cluster against the local pool")
     bench.set_defaults(run=cmd_bench_grading)
     training = commands.add_parser("bench-training", parents=[every], help="an assignment's training benchmark "
                                    "(pw2: tokens/s of the reference solution, with SDPA and with the seed's per-step "

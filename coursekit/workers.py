@@ -34,8 +34,20 @@ class WorkerStartError(RuntimeError):
     """A worker could not start (its `start` raised): no item could be done."""
 
 
+def _die_with_parent() -> None:
+    """Linux: this process is killed when the one that started it dies (a killed Dask worker leaves no grading
+    process behind; the kernel, in bubblewrap's --die-with-parent, goes with it)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _serve(connection, worker: int, start: Callable | None, start_args: tuple, task: Callable) -> None:
     """A worker's life: start, then one item after another until told to stop (or the pool is gone)."""
+    _die_with_parent()
     try:
         if start is not None:
             start(worker, *start_args)
@@ -84,11 +96,12 @@ class _Worker:
 
 
 def run(items: Iterable, task: Callable, jobs: int, start: Callable | None = None, start_args: tuple = (),
-        tries: int = 2, on_change: Callable | None = None) -> dict:
+        tries: int = 2, on_change: Callable | None = None, on_result: Callable | None = None) -> dict:
     """`task(item)` for every item, in `jobs` workers: {item: its result, Raised or Lost}.
 
-    `on_change(finished, running)` is called whenever an item is finished (`finished`: that item) or started
-    (`finished`: None); `running` is the list of the items being done.
+    `on_result(item, result)` is called as soon as an item's result is known (so that it can be kept before the
+    batch ends); `on_change(finished, running)` whenever an item is finished (`finished`: that item) or started
+    (`finished`: None), `running` being the list of the items being done.
     """
     queue = deque((item, 0) for item in items)  # (item, how many workers died running it)
     jobs = max(1, min(jobs, len(queue)))
@@ -122,6 +135,8 @@ def run(items: Iterable, task: Callable, jobs: int, start: Callable | None = Non
                 if kind == "start failed":
                     raise WorkerStartError(f"a worker could not start:\n{value}")
                 results[item] = Raised(value) if kind == "raised" else value
+                if on_result:
+                    on_result(item, results[item])
                 if on_change:
                     on_change(item, [running for running, _ in busy.values()])
     except BaseException:
@@ -131,3 +146,39 @@ def run(items: Iterable, task: Callable, jobs: int, start: Callable | None = Non
         for worker in workers.values():
             worker.stop(now=failed)
     return results
+
+
+class Resident:
+    """One worker process kept from one call to the next (a Dask worker's grading process): `do(item)` is
+    `task(item)` in it. A worker that dies running an item is replaced and the item tried again, up to `tries`
+    times in all; then the result is `Lost`."""
+
+    def __init__(self, worker: int, task: Callable, start: Callable | None = None, start_args: tuple = (),
+                 tries: int = 2):
+        self.worker, self.task, self.start, self.start_args, self.tries = worker, task, start, start_args, tries
+        self._context = get_context("spawn")
+        self._worker: _Worker | None = None
+
+    def do(self, item):
+        how = "exited"
+        for _ in range(self.tries):
+            if self._worker is None:
+                self._worker = _Worker(self._context, self.worker, self.start, self.start_args, self.task)
+            try:
+                self._worker.connection.send(("item", item))
+                kind, value = self._worker.connection.recv()
+            except (EOFError, OSError):  # it died
+                dead, self._worker = self._worker, None
+                dead.stop(now=True)
+                how = _how_it_died(dead.process.exitcode)
+                continue
+            if kind == "start failed":
+                self.close()
+                raise WorkerStartError(f"a worker could not start:\n{value}")
+            return Raised(value) if kind == "raised" else value
+        return Lost(self.tries, how)
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop(now=False)
+            self._worker = None

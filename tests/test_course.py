@@ -79,7 +79,7 @@ def test_make_grade_without_an_assignment_grades_every_assignment_with_hand_ins(
     run("samples", "--assignment", PW3.name)
     assert course.handed_in() == [PW3]
     graded = []
-    monkeypatch.setattr(grading, "grade", lambda course_, assignment, sandboxed, jobs: graded.append(assignment) or [])
+    monkeypatch.setattr(grading, "grade", lambda course_, assignment, sandboxed, jobs, **options: graded.append(assignment) or [])
     assert cli.main(["grade"]) == 1  # nothing graded by the stand-in: "nothing to grade"
     assert graded == [PW3]
     (course.submitted / "ada" / PW2.name).mkdir(parents=True)

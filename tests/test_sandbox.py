@@ -461,7 +461,7 @@ def test_make_grade_fails_with_a_one_line_summary_when_hand_ins_could_not_be_gra
 
     course = layout.copy_course(tmp_path / "course")
 
-    def grade(course_, assignment, sandboxed, jobs):
+    def grade(course_, assignment, sandboxed, jobs, **options):
         outcomes = _grade_batch(tmp_path / "calls")
         autograde.write_log(course_, assignment, outcomes)
         return [scores.Result(s, "graded" if o.success else "failed", note=o.reason) for s, o in outcomes.items()]
