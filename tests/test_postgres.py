@@ -84,7 +84,7 @@ def test_feedback_is_generated_from_the_postgresql_gradebook(on_postgres):
         html = layout.submission_dir(on_postgres.course.feedback, student, PW2) / f"{PW2.notebook_id}.html"
         assert html.is_file(), student
         score = on_postgres.results[student].score
-        assert f"Score: {score:.1f} / 100.0" in html.read_text(encoding="utf-8"), student
+        assert f"Your score: {score:g} / 100" in html.read_text(encoding="utf-8"), student
 
 
 def test_the_formgrader_reads_the_postgresql_gradebook(on_postgres, tmp_path):

@@ -21,6 +21,12 @@ REGRADED = ["correct-1", "correct-2", "correct-3", "CausalSelfAttention: no drop
             "FeedForward: no dropout", "decode: not in eval mode", "decode: sampling instead of greedy",
             "train_step: no clipping", "causal: masked with 0 instead of -inf"]
 
+# The hidden checks of one exercise never call another exercise's answer (Block's use stand-in attention and
+# feed-forward modules, Transformer's stand-in blocks, train_step's and decode's a stand-in model), and the public
+# checks are run for each entry alone (coursekit.catalogue.public_failures): wrong entries of different exercises can
+# be graded in one submission (see coursekit.catalogue.submissions), 17 hand-ins instead of 90.
+INDEPENDENT_EXERCISES = True
+
 
 
 # Pieces the entries below share: a correct multi-head attention with one knob per step.
