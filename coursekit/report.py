@@ -91,7 +91,7 @@ def message_template(messages: list[str]) -> str:
     texts = NUMBER.split(messages[0])
     numbers = [NUMBER.findall(m) for m in messages]
     shown = [values[0] if len(set(values)) == 1 else "…" for values in zip(*numbers, strict=True)]
-    return texts[0] + "".join(number + text for number, text in zip(shown, texts[1:], strict=True))
+    return texts[0] + "".join(figure + text for figure, text in zip(shown, texts[1:], strict=True))
 
 
 def collect(course: layout.Course, assignment: layout.Assignment, found: list[results.Result] | None = None
@@ -189,7 +189,7 @@ img { max-width: 100%; }
 """
 
 
-def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
+def html_table(header: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
     """An HTML table; every cell is escaped (student ids, messages and notes are the students' text)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f'<td class="num">{html.escape(str(v))}</td>' if i in numeric
@@ -220,13 +220,13 @@ def render(report: ClassReport) -> str:
                   "<h2>Score distribution</h2>", _img(score_histogram(report), "Histogram of the scores of the graded hand-ins"),
                   "<h2>Pass rates per exercise</h2>",
                   _img(exercise_plot(report), "Bar chart: share of graded hand-ins with full marks, per exercise"),
-                  _table(["exercise", "points", "full marks", "full-marks rate", "mean points"],
+                  html_table(["exercise", "points", "full marks", "full-marks rate", "mean points"],
                          [[r["exercise"], f"{r['max_points']:g}", f"{r['full_marks']}/{r['graded']}",
                            _percent(r["full_marks_rate"]), f"{r['mean_points']:.1f}"] for r in report.exercise_rates()],
                          numeric={1, 2, 3, 4}),
                   "<h2>Pass rates per check</h2>",
                   _img(check_plot(report), "Bar chart: share of graded hand-ins that passed each check"),
-                  _table(["exercise", "check", "points", "passed", "failed", "not run", "pass rate"],
+                  html_table(["exercise", "check", "points", "passed", "failed", "not run", "pass rate"],
                          [[r["exercise"], r["check"], f"{r['points']:g}", r["passed"], r["failed"], r["not_run"],
                            _percent(r["pass_rate"])] for r in report.check_rates()], numeric={2, 3, 4, 5, 6})]
     else:
@@ -235,7 +235,7 @@ def render(report: ClassReport) -> str:
     if report.failures:
         parts.append("<p>One row per message and exercise, with the students who got it (in any of the checks named); "
                      "numbers that differ from student to student are shown as …</p>")
-        parts.append(_table(["students", "exercise", "message", "who", "in the checks"],
+        parts.append(html_table(["students", "exercise", "message", "who", "in the checks"],
                             [[len(f.students), f.exercise, f.message, ", ".join(f.students), "; ".join(f.checks)]
                              for f in report.failures], numeric={0}))
     else:
@@ -243,7 +243,7 @@ def render(report: ClassReport) -> str:
     parts.append("<h2>Hand-ins that need a look</h2>")
     if report.needs_a_look:
         parts.append("<p>Not graded, failed, repaired, tampering, time-outs: the note says why.</p>")
-        parts.append(_table(["student", "status", "score", "note"],
+        parts.append(html_table(["student", "status", "score", "note"],
                             [[r.student, r.status, f"{r.score:g}/{r.max_score:g}" if r.status == "graded" else "-", r.note]
                              for r in report.needs_a_look]))
     else:
@@ -261,7 +261,8 @@ def render(report: ClassReport) -> str:
 CSV_FILES = ["exercise_pass_rates.csv", "check_pass_rates.csv", "failure_messages.csv", "needs_a_look.csv"]
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    """A CSV file that spreadsheets open without running anything (coursekit/spreadsheet.py)."""
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = spreadsheet.writer(f)
         writer.writerow(header)
@@ -269,7 +270,8 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     return path
 
 
-def _number(value: float) -> str:
+def number(value: float) -> str:
+    """A number for a table or CSV: four significant digits."""
     return f"{value:.4g}"
 
 
@@ -279,19 +281,19 @@ def write(course: layout.Course, assignment: layout.Assignment, found: list[resu
     report = collect(course, assignment, found)
     results.write_report(course, assignment, report.results)
     folder = course.reports_of(assignment)
-    exercise_rows = [[r["exercise"], _number(r["max_points"]), r["graded"], r["full_marks"], _number(r["full_marks_rate"]),
-                      _number(r["mean_points"])] for r in report.exercise_rates()]
-    check_rows = [[r["exercise"], r["check"], _number(r["points"]), r["passed"], r["failed"], r["not_run"],
-                   _number(r["pass_rate"])] for r in report.check_rates()]
+    exercise_rows = [[r["exercise"], number(r["max_points"]), r["graded"], r["full_marks"], number(r["full_marks_rate"]),
+                      number(r["mean_points"])] for r in report.exercise_rates()]
+    check_rows = [[r["exercise"], r["check"], number(r["points"]), r["passed"], r["failed"], r["not_run"],
+                   number(r["pass_rate"])] for r in report.check_rates()]
     paths = [
-        _write_csv(folder / CSV_FILES[0], ["exercise", "max_points", "graded", "full_marks", "full_marks_rate", "mean_points"],
+        write_csv(folder / CSV_FILES[0], ["exercise", "max_points", "graded", "full_marks", "full_marks_rate", "mean_points"],
                    exercise_rows),
-        _write_csv(folder / CSV_FILES[1], ["exercise", "check", "points", "passed", "failed", "not_run", "pass_rate"],
+        write_csv(folder / CSV_FILES[1], ["exercise", "check", "points", "passed", "failed", "not_run", "pass_rate"],
                    check_rows),
-        _write_csv(folder / CSV_FILES[2], ["exercise", "message", "count", "students", "checks"],
+        write_csv(folder / CSV_FILES[2], ["exercise", "message", "count", "students", "checks"],
                    [[f.exercise, f.message, len(f.students), "; ".join(f.students), "; ".join(f.checks)]
                     for f in report.failures]),
-        _write_csv(folder / CSV_FILES[3], ["student", "status", "score", "note"],
+        write_csv(folder / CSV_FILES[3], ["student", "status", "score", "note"],
                    [[r.student, r.status, f"{r.score:g}" if r.status == "graded" else "", r.note] for r in report.needs_a_look]),
     ]
     page = folder / "class_report.html"

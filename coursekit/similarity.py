@@ -36,7 +36,7 @@ from pathlib import Path
 import nbformat
 
 from . import answers, intake, layout, repair
-from .report import STYLE, _number, _table, _write_csv
+from .report import STYLE, html_table, number, write_csv
 
 K = 25           # copydetect's noise threshold: a match shorter than 25 characters of normalised code is ignored
 WINDOW = 1       # its guarantee threshold is 25 too: every k-gram is a fingerprint (answers are short)
@@ -333,7 +333,7 @@ def render(report: SimilarityReport) -> str:
              + (f", {len(found.skipped)} skipped (below)" if found.skipped else "") + ".</p>",
              "<h2>The rule</h2>", f"<p>{html.escape(rule_text())}</p>",
              "<h2>Exercises</h2>",
-             _table(["exercise", "answers", "pairs", "median", "MAD", "cut-off", "flagged pairs"],
+             html_table(["exercise", "answers", "pairs", "median", "MAD", "cut-off", "flagged pairs"],
                     [[d.exercise, d.answers, d.pairs, f"{100 * d.median:.0f}%", f"{100 * d.mad:.0f}%",
                       f"{100 * d.cutoff:.0f}%", sum(p.flagged for p in report.pairs if p.exercise == d.exercise)]
                      for d in report.distributions], numeric={1, 2, 3, 4, 5, 6})]
@@ -342,7 +342,7 @@ def render(report: SimilarityReport) -> str:
     if rows:
         parts.append("<p>Every pair with a flagged exercise or a flagged notebook: the exercises flagged, those at or "
                      f"above {100 * FLOOR:.0f}% similarity, and the whole notebooks' similarity.</p>")
-        parts.append(_table(["students", "flagged exercises", f"exercises ≥ {100 * FLOOR:.0f}%", "notebook similarity",
+        parts.append(html_table(["students", "flagged exercises", f"exercises ≥ {100 * FLOOR:.0f}%", "notebook similarity",
                              "notebook flagged"],
                             [[f"{r['a']} and {r['b']}", ", ".join(r["flagged"]) or "-", ", ".join(r["similar"]) or "-",
                               f"{100 * r['notebook'].similarity:.0f}%" if r["notebook"] else "-",
@@ -366,7 +366,7 @@ def render(report: SimilarityReport) -> str:
     parts += sections or ["<p>None.</p>"]
     if found.skipped or found.notes:
         parts.append("<h2>Hand-ins not compared, or not whole</h2>")
-        parts.append(_table(["student", "why"], [[s, why] for s, why in found.skipped + found.notes]))
+        parts.append(html_table(["student", "why"], [[s, why] for s, why in found.skipped + found.notes]))
     parts.append(f'<p class="students">The same pairs are in reports/{name}/{CSV_FILE}. {html.escape(NOTICE)}</p>')
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>Similarity report: {name}</title>\n<style>{STYLE}{SIDE_BY_SIDE}</style>\n</head>\n<body>\n"
@@ -387,9 +387,9 @@ def write(course: layout.Course, assignment: layout.Assignment) -> tuple[Similar
     folder.mkdir(parents=True, exist_ok=True)
     cutoffs = {d.exercise: d.cutoff for d in report.distributions}
     rows = sorted((p for p in report.pairs if p.similarity > 0), key=lambda p: (not p.flagged, -p.similarity))
-    csv_path = _write_csv(folder / CSV_FILE, CSV_HEADER,
-                          [[p.exercise, p.a, p.b, _number(p.similarity), _number(p.shares[0]), _number(p.shares[1]),
-                            p.matched, _number(cutoffs[p.exercise]), "yes" if p.flagged else "no"] for p in rows])
+    csv_path = write_csv(folder / CSV_FILE, CSV_HEADER,
+                          [[p.exercise, p.a, p.b, number(p.similarity), number(p.shares[0]), number(p.shares[1]),
+                            p.matched, number(cutoffs[p.exercise]), "yes" if p.flagged else "no"] for p in rows])
     page = folder / "similarity.html"
     page.write_text(render(report), encoding="utf-8")
     return report, [csv_path, page]
