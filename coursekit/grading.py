@@ -98,10 +98,16 @@ def grade(course: layout.Course, assignment: layout.Assignment, sandboxed: bool 
         todo = [s for s in gradable if force or not (
             incremental.unchanged(previous.get(s), hashes[s], tests_hash, kit_hash, gradebook)
             and incremental.still_graded(gb, course, assignment, s))]
+        target = [tests_hash, kit_hash, gradebook]
+        pending = incremental.pending_before(course, assignment, target)  # an interrupted re-grading's
         for student in todo:
             last = previous.get(student)
-            if last is not None and last.gradebook == gradebook and (last.tests, last.kit) != (tests_hash, kit_hash):
+            if student in pending:
+                before[student] = pending[student]
+            elif last is not None and last.gradebook == gradebook and (last.tests, last.kit) != (tests_hash, kit_hash):
                 before[student] = _points(gb, course, assignment, student, tests)
+    if before:
+        incremental.save_pending_before(course, assignment, target, {**pending, **before})
 
     def keep(outcome: autograde.AutogradeOutcome) -> None:  # on disk as soon as each hand-in is stored
         incremental.append(course, assignment, incremental.Record(
@@ -139,4 +145,5 @@ def grade(course: layout.Course, assignment: layout.Assignment, sandboxed: bool 
         earlier = {s: r.before for s, r in records.items()
                    if (r.tests, r.kit, r.gradebook) == (tests_hash, kit_hash, gradebook) and r.before is not None}
         audit = regrade.audit(course, assignment, earlier, found)
+    incremental.pending_path(course, assignment).unlink(missing_ok=True)  # the batch went through
     return Graded(found, [s for s in gradable if s in todo], [s for s in gradable if s not in todo], audit)

@@ -106,6 +106,32 @@ def append(course: layout.Course, assignment: layout.Assignment, record: Record)
         os.fsync(f.fileno())
 
 
+def pending_path(course: layout.Course, assignment: layout.Assignment) -> Path:
+    return course.reports_of(assignment) / "regrade-before.json"
+
+
+def pending_before(course: layout.Course, assignment: layout.Assignment, target: list[str]) -> dict[str, dict | None]:
+    """The points students had before a re-grading towards `target` (tests, kit and gradebook hashes) that started
+    and was interrupted: read from the gradebook when it started, before any hand-in was graded again (a resumed
+    batch must not take the points that the interrupted one already wrote for "before")."""
+    path = pending_path(course, assignment)
+    try:
+        found = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except ValueError:
+        return {}
+    return found.get("points", {}) if found.get("target") == target else {}
+
+
+def save_pending_before(course: layout.Course, assignment: layout.Assignment, target: list[str],
+                        points: dict[str, dict | None]) -> None:
+    """On disk before any hand-in of the re-grading is graded (see pending_before); removed once its audit is made."""
+    path = pending_path(course, assignment)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"target": target, "points": points}, ensure_ascii=False), encoding="utf-8")
+    os.replace(temporary, path)
+
+
 def compact(course: layout.Course, assignment: layout.Assignment) -> None:
     """The state file with only each student's last record (after a batch: each grading added lines)."""
     path = state_path(course, assignment)
