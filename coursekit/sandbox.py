@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KERNEL_NAME = "coursekit-sandbox"
-FIRST_UID = 60001          # grading worker N's kernels run as uid FIRST_UID + N (no account has these uids)
+# Grading worker N's kernels run as uid FIRST_UID + N (no account has these uids). Two courses (or two checkouts) graded
+# at once on one machine should each set COURSEKIT_SANDBOX_FIRST_UID, since the process limit counts per uid.
+FIRST_UID = int(os.environ.get("COURSEKIT_SANDBOX_FIRST_UID", "60001"))
 UID_VARIABLE = "PW2_SANDBOX_UID"
 
 # The only parts of the host's file system the kernel sees (read-only), besides the Python it runs.
