@@ -17,6 +17,11 @@ def grade_id(cell) -> str | None:
     return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
 
 
+def is_solution(cell) -> bool:
+    """Whether the cell is an exercise (an nbgrader solution cell)."""
+    return cell.get("cell_type") == "code" and bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
+
+
 def exercise_ids(nb: nbformat.NotebookNode) -> list[str]:
     """The grade_ids of the exercise (solution) cells, in notebook order."""
     return [c.metadata["nbgrader"]["grade_id"] for c in nb.cells

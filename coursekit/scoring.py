@@ -17,6 +17,7 @@ removed from the outputs. While it executes, every cell has an output budget, an
 
 import copy
 import re
+import secrets
 
 import nbformat
 from nbformat import NotebookNode
@@ -59,41 +60,98 @@ class Grader:
     cell defined (a later cell may reuse a name)."""
 
     def __init__(self, source: NotebookNode):
+        self.source = source
         self.namespace = notebook_namespace(source, "coursekit_grader", grading=True)
         self.checks_class = self.namespace["Checks"]
         self.checks_class.mode = "record"
         self._pending = [c for c in source.cells if is_grader_only(c) or is_test_cell(c)]
+        self._recorded = {}  # grade_id -> the recorded checks of that test cell
         self.test_cells = {answers.grade_id(c): c for c in source.cells if is_test_cell(c)}
+        # The reference: the instructor's solution, in a namespace of its own, where the test cells' probes run on the
+        # inputs drawn for the hand-in being graded.
+        self.reference = notebook_namespace(source, "coursekit_reference", grading=True)
+        self.reference["Checks"].mode = "reference"
+        self._reference_pending = [c for c in source.cells if answers.is_solution(c) or is_test_cell(c)]
 
     def _run(self, code: str, name: str) -> None:
         exec(compile(code, f"<grader: {name}>", "exec"), self.namespace)
 
     def checks_of(self, grade_id: str):
         """The checks of test cell `grade_id`, recorded: the grader-only cells before it run first."""
-        while self._pending:
+        while grade_id not in self._recorded and self._pending:
             cell = self._pending.pop(0)
             self._run(cell.source, answers.grade_id(cell) or "grader-only cell")
-            if answers.grade_id(cell) == grade_id:
-                return self.checks_class.recorded[-1]
+            if is_test_cell(cell):
+                self._recorded[answers.grade_id(cell)] = self.checks_class.recorded[-1]
+        if grade_id in self._recorded:
+            return self._recorded[grade_id]
         raise KeyError(f"no test cell {grade_id} after the cells already graded")
 
-    def judge(self, grade_id: str, messages: list[dict], timed_out: bool) -> tuple[list[str], float]:
-        """The check lines and the points of test cell `grade_id`, from the probe messages its kernel sent."""
+    def references_of(self, grade_id: str, salt: int) -> list[tuple]:
+        """(status, data) of each check of test cell `grade_id` when its probe calls the solution, on the inputs
+        drawn with `salt`: the solution's cells before it run first."""
+        checks_class = self.reference["Checks"]
+        while self._reference_pending:
+            cell = self._reference_pending.pop(0)
+            if not is_test_cell(cell):
+                exec(compile(cell.source, f"<reference: {answers.grade_id(cell)}>", "exec"), self.reference)
+                continue
+            checks_class.grading_salt, checks_class.references = salt, []
+            try:
+                exec(compile(cell.source, f"<reference: {answers.grade_id(cell)}>", "exec"), self.reference)
+            finally:
+                checks_class.grading_salt = checks_class.salt = 0
+            if answers.grade_id(cell) == grade_id:
+                return checks_class.references
+        raise KeyError(f"no test cell {grade_id} after the cells already graded")
+
+    def judge(self, grade_id: str, messages: list[dict], timed_out: bool, salt: int) -> tuple[list[str], float]:
+        """The check lines and the points of test cell `grade_id`, from the probe messages its kernel sent: each
+        check's verdict on the notebook's own inputs, and its data on the inputs drawn with `salt` against the
+        solution's on the same inputs."""
         checks = self.checks_of(grade_id)
+        references = self.references_of(grade_id, salt)
         received = {}
         for message in messages:
-            index = message.get("index")
-            if type(index) is int and index not in received:
-                received[index] = message
-        reasons = [self._reason(received.get(index), description, verdict, timed_out)
-                   for index, (description, points, verdict) in enumerate(checks.entries)]
+            key = (message.get("index"), message.get("drawn"))
+            if type(key[0]) is int and type(key[1]) is bool and key not in received:
+                received[key] = message
+        reasons = []
+        for index, (description, points, verdict, compare, vouched_by) in enumerate(checks.entries):
+            reason = self._reason(received.get((index, False)), description, verdict, timed_out)
+            if reason is None and vouched_by is None:
+                reason = self._drawn_reason(received.get((index, True)), description, compare, references[index], timed_out)
+            reasons.append(reason)
+        passed = {entry[0]: reason is None for entry, reason in zip(checks.entries, reasons)}
+        for index, (description, _, _, _, vouched_by) in enumerate(checks.entries):
+            if reasons[index] is None and vouched_by is not None and not passed.get(vouched_by, False):
+                reasons[index] = f"counts only with the check \u201c{vouched_by}\u201d, which did not pass"
         lines, earned = [notebook_checks.header_line(checks.exercise)], 0
-        for (description, points, _), reason in zip(checks.entries, notebook_checks.without_repeats(reasons), strict=True):
+        for (description, points, *_), reason in zip(checks.entries, notebook_checks.without_repeats(reasons), strict=True):
             earned += points if reason is None else 0
             lines.append(notebook_checks.check_line(reason is None, description, points, reason))
         lines.append(notebook_checks.summary_line(checks.exercise, earned, sum(e[1] for e in checks.entries),
                                                   checks.points))
         return lines, min(earned, checks.points)
+
+    def _drawn_reason(self, message, description, compare, reference, timed_out) -> str | None:
+        """Why a check whose verdict passed still fails (None: it doesn't): its data on the inputs drawn while grading
+        must match the solution's."""
+        status, expected = reference
+        if status != "ok":
+            detail = expected if isinstance(expected, str) else " ".join(map(str, expected or ()))
+            return f"the grader could not compute its reference for this check ({bounded(detail)}): tell your instructor"
+        reason = self._reason(message, description, lambda data: self._compare(compare, data, expected), timed_out)
+        if reason is None or reason in (notebook_checks.CELL_TIMED_OUT, notebook_checks.NO_ANSWER):
+            return reason
+        return ("right on the notebook's inputs, but not on other inputs of the same sizes drawn while grading "
+                f"({reason})")
+
+    def _compare(self, compare, data, expected) -> None:
+        if compare is None:
+            notebook_checks.same_data(data, expected)
+        else:
+            (compare if callable(compare) else self.namespace[compare])(data, expected)
 
     def _reason(self, message, description, verdict, timed_out) -> str | None:
         """Why a check failed (None: it passed), judged here from the kernel's message for it."""
@@ -109,14 +167,14 @@ class Grader:
             try:
                 judge(data)
             except AssertionError as error:
-                return str(error) or "a check failed"
+                return bounded(str(error), MAX_REASON_CHARS) or "a check failed"
             except Exception as error:  # data the verdict could not use: the student's code returned something odd
-                return f"the check could not use what your code returned ({type(error).__name__}: {error})"
+                return f"the check could not use what your code returned ({type(error).__name__}: {bounded(str(error))})"
             return None
         error = message.get("error")
         if status in ("error", "failed") and isinstance(error, list) and len(error) == 2 \
                 and all(isinstance(e, str) for e in error):
-            result = (error[0][:100], error[1][:1000]) if status == "error" else error[1][:1000]
+            result = (bounded(error[0], 60), bounded(error[1])) if status == "error" else bounded(error[1])
             return notebook_checks.reason_for(status, result, self.checks_class.seconds)
         if status in ("timeout", "skipped"):
             return notebook_checks.reason_for(status, None, self.checks_class.seconds)
@@ -129,6 +187,18 @@ class Grader:
             for region in HIDDEN.findall(cell.source):
                 lines.update(line.strip() for line in region.splitlines() if len(line.strip()) >= 12)
         return sorted(lines, key=len, reverse=True)
+
+
+# Kernel-made text (an exception's message, a probe's own reason) reaches a check line, a feedback page, a CSV:
+# one line, this long at most. The grader's own reasons may be longer, but are bounded too.
+MAX_KERNEL_TEXT = 300
+MAX_REASON_CHARS = 1500
+
+
+def bounded(text: str, limit: int = MAX_KERNEL_TEXT) -> str:
+    """`text` on one line (any run of white space, control characters included, made one space), cut at `limit`."""
+    line = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 def redact(text: str, lines: list[str]) -> str:
@@ -183,15 +253,20 @@ class GradedExecute(Execute):
         if not (is_test_cell(cell) and grade_id in self._grader.test_cells):
             return super().preprocess_cell(cell, resources, index)
         trusted = self._grader.test_cells[grade_id]
-        cell.source = trusted.source  # the instructor's test cell, whatever the hand-in holds
+        # The instructor's test cell, whatever the hand-in holds, told the salt of its drawn inputs as it starts.
+        salt = secrets.randbelow(2**62 - 1) + 1
+        cell.source = f"Checks.grading_salt = {salt}\n" + trusted.source
         self._check_assign_resources(resources)
         self._probing, self._messages, self._probe_bytes = index, [], 0
         try:
             cell = self.execute_cell(cell, index, store_history=False)
         finally:
             self._probing = None
+            cell.source = trusted.source
         timed_out = any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.outputs)
-        lines, points = self._grader.judge(grade_id, self._messages, timed_out)
+        lines, points = self._grader.judge(grade_id, self._messages, timed_out, salt)
+        hidden = self._grader.hidden_lines()
+        lines = [redact(line, hidden) for line in lines]
         self._judged[index] = [
             nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n"),
             nbformat.v4.new_output("execute_result", data={"text/plain": f"{points:g}"},

@@ -8,8 +8,8 @@ import nbformat
 import pytest
 import torch
 
-from coursekit import layout, notebook_checks, notebook_text, scoring
-from coursekit.notebook_checks import Checks, ProbeDataError, pack, unpack
+from coursekit import answers, layout, notebook_checks, notebook_text, scoring
+from coursekit.notebook_checks import Checks, ProbeDataError, pack, seeded_randn, unpack
 from assignments import PW2
 
 
@@ -100,17 +100,58 @@ def test_in_the_notebook_a_check_runs_its_probe_then_its_verdict(mode, capsys):
     assert "  ✓ right [2/2]" in printed and "  ✗ wrong [0/1]: the output should have shape (2,), not (3,)" in printed
 
 
-def test_while_graded_a_check_only_sends_its_probes_data(mode, monkeypatch, capsys):
+def test_while_graded_a_check_only_sends_its_probes_data_on_its_own_inputs_and_on_drawn_ones(mode, monkeypatch, capsys):
     sent = []
-    monkeypatch.setattr(notebook_checks, "send_probe", lambda *args: sent.append(args))
+    monkeypatch.setattr(notebook_checks, "send_probe", lambda *args, drawn=False: sent.append((*args, drawn)))
     mode("probe")
+    monkeypatch.setattr(Checks, "grading_salt", 12345)
     checks = Checks("demo", points=3)
     verdicts = []
-    checks.check("one", 2, lambda: torch.ones(2), lambda out: verdicts.append(out))
+    checks.check("one", 2, lambda: seeded_randn(2, seed=7), lambda out: verdicts.append(out))
     checks.check("two", 1, lambda: 1 / 0, lambda out: verdicts.append(out))
     assert checks.score() is None and verdicts == [] and capsys.readouterr().out == ""
-    assert [(s[1], s[2], s[3]) for s in sent] == [(0, "one", "ok"), (1, "two", "error")]
-    assert sent[1][4] == ("ZeroDivisionError", "division by zero")
+    assert [(s[1], s[2], s[3], s[-1]) for s in sent] == [(0, "one", "ok", False), (0, "one", "ok", True),
+                                                         (1, "two", "error", False), (1, "two", "error", True)]
+    assert sent[2][4] == ("ZeroDivisionError", "division by zero")
+    own, drawn = sent[0][4], sent[1][4]
+    assert torch.equal(own, seeded_randn(2, seed=7)) and not torch.allclose(own, drawn)
+    assert Checks.salt == 0  # the notebook's own inputs again after the probe
+
+
+def test_a_check_vouched_for_by_another_sends_no_drawn_data(mode, monkeypatch):
+    sent = []
+    monkeypatch.setattr(notebook_checks, "send_probe", lambda *args, drawn=False: sent.append(drawn))
+    mode("probe")
+    Checks("demo", points=1).check("random", 1, lambda: torch.rand(2), lambda out: None, vouched_by="values")
+    assert sent == [False]
+
+
+def test_drawn_seeds_differ_from_the_notebooks_and_from_one_grading_to_the_next(monkeypatch):
+    assert notebook_checks.drawn(5) == 5
+    monkeypatch.setattr(Checks, "salt", 1)
+    first = notebook_checks.drawn(5)
+    monkeypatch.setattr(Checks, "salt", 2)
+    assert len({5, first, notebook_checks.drawn(5)}) == 3
+
+
+@pytest.mark.parametrize("data, reference, same", [
+    (torch.ones(2, 3), torch.ones(2, 3) + 1e-6, True),
+    (torch.ones(2, 3), torch.ones(3, 2), False),
+    (torch.zeros(2, 3), torch.ones(2, 3), False),
+    (torch.full((2,), float("nan")), torch.full((2,), float("nan")), False),  # NaN never matches, not even NaN
+    ({"a": [torch.ones(1), 2]}, {"a": [torch.ones(1), 2]}, True),
+    ({"a": [torch.ones(1), 2]}, {"a": [torch.ones(1), 3]}, False),
+    ({"a": 1}, {"b": 1}, False),
+    (1.0, 1.00001, True),
+    (True, 1.0, False),
+    ("x", "x", True),
+])
+def test_probe_data_matches_a_reference_only_with_the_same_structure_and_values(data, reference, same):
+    if same:
+        notebook_checks.same_data(data, reference)
+    else:
+        with pytest.raises(AssertionError):
+            notebook_checks.same_data(data, reference)
 
 
 def test_a_probe_that_runs_too_long_is_stopped_and_the_exercises_other_checks_skipped(mode, capsys):
@@ -146,8 +187,13 @@ def test_every_check_of_a_check_cell_has_a_description_of_its_own(grader_copy):
 
 # ------------------------------------------------------------------------------------ the grader's side
 
-def _message(index, description, value, status="ok"):
-    return {"index": index, "description": description, "status": status, **pack(value)}
+def _message(index, description, value, status="ok", drawn=False):
+    return {"index": index, "description": description, "status": status, "drawn": drawn, **pack(value)}
+
+
+def _both(index, description, value):
+    """The same data sent for the notebook's own inputs and for the drawn ones (a kernel that ignores the salt)."""
+    return [_message(index, description, value), _message(index, description, value, drawn=True)]
 
 
 @pytest.fixture
@@ -160,17 +206,61 @@ def grader():
     return scoring.Grader(nbformat.read(layout.COURSE.source_notebook(PW2), as_version=4))
 
 
-def test_the_grader_judges_probe_data_with_its_own_verdicts(grader):
-    """Data for every check of self_attention: right shapes, wrong values (zeros), a batch that doesn't mix."""
+SALT = 987654321
+
+
+def _solution_outputs(grader, salt):
+    """What the instructor's self_attention gives for each probe of its check cell, on the inputs drawn with `salt`,
+    computed here, apart from the grader's reference: the test cell's own input functions, the solution's function."""
+    source = nbformat.read(layout.COURSE.source_notebook(PW2), as_version=4)
+    solution = {}
+    exec("import math, torch\n" + answers.solution_answers(source)["self_attention"], solution)
+    namespace, checks = grader.namespace, grader.namespace["Checks"]
+    namespace["self_attention"] = solution["self_attention"]
+    checks.salt = salt
+    try:
+        S, W_Q, W_K, W_V = namespace["_self_attention_inputs"](1)
+        randn = namespace["seeded_randn"]  # the grader's copy of the engine, which the salt is set in
+        batch = randn(3, 5, 8, seed=5), randn(8, 4, seed=6), randn(8, 4, seed=7), randn(8, 4, seed=8)
+        outputs = [namespace["_public_self_attention_output"](),
+                   solution["self_attention"](*namespace["_public_self_attention_inputs"]()),
+                   solution["self_attention"](*namespace["_public_self_attention_inputs"](scale=30.0)),
+                   solution["self_attention"](S, W_Q, W_K, W_V),
+                   {"batch": solution["self_attention"](*batch),
+                    "alone": [solution["self_attention"](batch[0][b:b + 1], *batch[1:]) for b in range(3)]}]
+    finally:
+        checks.salt = 0
+        del namespace["self_attention"]
+    return outputs
+
+
+def test_the_grader_judges_probe_data_with_its_own_verdicts_and_references(grader_copy):
+    """The solution's data on the notebook's inputs and on the drawn ones: full marks. The same data for the notebook's
+    inputs replayed as the drawn answer (a kernel that knows the notebook's example): no point at all."""
+    descriptions = [entry[0] for entry in grader_copy.checks_of("test_self_attention").entries]
+    own, drawn = _solution_outputs(grader_copy, 0), _solution_outputs(grader_copy, SALT)
+    honest = [m for i, d in enumerate(descriptions) for m in (_message(i, d, own[i]), _message(i, d, drawn[i], drawn=True))]
+    lines, points = grader_copy.judge("test_self_attention", honest, timed_out=False, salt=SALT)
+    assert points == 10 and lines[-1] == "self_attention: 10/10 points.", lines
+    replayed = [m for i, d in enumerate(descriptions) for m in _both(i, d, own[i])]
+    lines, points = scoring.Grader(grader_copy.source).judge("test_self_attention", replayed, timed_out=False, salt=SALT)
+    assert points == 0, lines
+    assert all("not on other inputs of the same sizes drawn while grading" in line for line in lines[1:-1]), lines
+
+
+def test_right_shapes_and_consistent_pairs_of_zeros_earn_nothing(grader):
+    """Zeros of the right shapes, and a batch of zeros consistent with the zeros of each sequence alone: a property
+    of two outputs of the kernel's, and shapes, earn nothing without values the grader can vouch for."""
     lines, points = grader.judge("test_self_attention", [
-        _message(0, "output shape (B, T, d_v)", torch.zeros(2, 5, 3)),
-        _message(1, "values on a small example (d_k = 2, d_v = 3)", torch.zeros(1, 3, 3)),
-        _message(2, "no inf or NaN for large scores", torch.zeros(1, 3, 3)),
-        _message(3, "values match softmax(Q Kᵀ / √d_k) V", torch.zeros(2, 6, 3)),
-        _message(4, "sequences in a batch don't mix", {"batch": torch.zeros(3, 5, 4), "alone": [torch.zeros(1, 5, 4)] * 3}),
-    ], timed_out=False)
-    assert points == 4
-    assert lines[0] == "Checking self_attention:" and lines[-1] == "self_attention: 4/10 points."
+        *_both(0, "output shape (B, T, d_v)", torch.zeros(2, 5, 3)),
+        *_both(1, "values on a small example (d_k = 2, d_v = 3)", torch.zeros(1, 3, 3)),
+        *_both(2, "no inf or NaN for large scores", torch.zeros(1, 3, 3)),
+        *_both(3, "values match softmax(Q Kᵀ / √d_k) V", torch.zeros(2, 6, 3)),
+        *_both(4, "sequences in a batch don't mix", {"batch": torch.zeros(3, 5, 4), "alone": [torch.zeros(1, 5, 4)] * 3}),
+    ], timed_out=False, salt=SALT)
+    assert points == 0
+    assert lines[0] == "Checking self_attention:" and lines[-1] == "self_attention: 0/10 points."
+    assert lines[1].startswith("  ✗ output shape (B, T, d_v) [0/1]: right on the notebook's inputs, but not on other")
     assert lines[2].startswith("  ✗ values on a small example (d_k = 2, d_v = 3) [0/3]: wrong values")
     assert lines[4].startswith("  ✗ values match softmax(Q Kᵀ / √d_k) V [0/3]: wrong output")
 
@@ -180,13 +270,26 @@ def test_the_grader_ignores_data_for_other_checks_repeats_and_strangers(grader):
         _message(0, "a check that does not exist", torch.zeros(2, 6, 8)),
         _message(0, "output shape (B, T, hidden)", torch.zeros(2, 6, 8)),  # a second message for index 0: ignored
         {"index": "1", "status": "ok"}, {"index": 2, "description": "values with num_heads=2", "status": "ok",
-                                          "tensors": "", "data": {"o": "evil"}},
-    ], timed_out=False)
+                                          "drawn": False, "tensors": "", "data": {"o": "evil"}},
+        {"index": 2, "description": "values with num_heads=2", "status": "ok", "drawn": "yes", "tensors": "", "data": {}},
+    ], timed_out=False, salt=SALT)
     assert points == 0
     assert notebook_checks.NO_ANSWER in lines[1] and notebook_checks.NO_ANSWER in lines[2]
     assert "should be a torch.Tensor, not Other" in lines[3]
 
 
+def test_kernel_text_in_a_reason_is_one_bounded_line(grader):
+    flood = "line one\nline two\r\x1b[31m" + "x" * 5000
+    description = grader.checks_of("test_causal_multi_head_attention").entries[0][0]
+    lines, points = grader.judge("test_causal_multi_head_attention", [
+        {"index": 0, "description": description, "status": "error", "drawn": False, "error": ["RuntimeError", flood]},
+    ], timed_out=False, salt=SALT)
+    line = lines[1]
+    assert points == 0 and "\n" not in line and "\x1b" not in line and len(line) < scoring.MAX_KERNEL_TEXT + 300
+    assert "line one line two" in line
+
+
 def test_a_check_cell_that_ran_out_of_time_says_so_for_the_checks_without_data(grader):
-    lines, points = grader.judge("test_FeedForward", [_message(0, "output shape", torch.zeros(2, 3, 8))], timed_out=True)
-    assert points == 1 and all(notebook_checks.CELL_TIMED_OUT in line for line in lines[2:-1])
+    lines, points = grader.judge("test_FeedForward", [_message(0, "output shape", torch.zeros(2, 3, 8))], timed_out=True,
+                                 salt=SALT)
+    assert points == 0 and all(notebook_checks.CELL_TIMED_OUT in line for line in lines[1:-1])

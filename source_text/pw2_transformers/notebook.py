@@ -131,6 +131,15 @@ The same definition runs in three modes (`Checks.mode`):
 Points are only ever computed from the probe's data by the grader's verdicts: nothing the kernel prints or
 returns as a score counts. `pack` and `unpack` carry the data across as JSON plus safetensors: plain tensors
 and numbers, never objects with behaviour.
+
+While graded, every probe runs twice in the kernel: once on the notebook's own inputs (salt 0: the data its
+verdict judges, as in Colab, so that the message is the one the student saw), and once on inputs drawn while
+grading (`Checks.salt`, a number the grader draws for each check cell and tells the kernel only when the cell
+runs: every seed of the checks goes through `drawn`). A fourth mode, "reference", runs in the grader: the same
+probe, on the same drawn inputs, calls the instructor's solution, and a check earns its points only when the
+kernel's answer on the drawn inputs matches that reference (`same_data`, or a grader-side `compare` function
+named by the check). A check whose answer no reference can fix (random, or laid out as the student chose) names
+the check that vouches for it (`vouched_by`): it earns its points only when that one does.
 """
 
 import base64
@@ -202,6 +211,14 @@ class CheckTimeout(BaseException):
     """Raised in a check that runs for too long (a BaseException, so that `except Exception` doesn't swallow it)."""
 
 
+def drawn(seed):
+    """The seed a check uses: `seed` itself in Colab and on the notebook's own inputs, mixed with the number the
+    grader draws while grading (Checks.salt), so that no input of a graded check is known before it runs."""
+    if not Checks.salt:
+        return seed
+    return (seed * 1_000_003 + Checks.salt) % 2**62
+
+
 class Checks:
     """Runs the checks of one exercise, prints one line per check and adds up the points earned.
 
@@ -213,6 +230,9 @@ class Checks:
     seconds = 15   # every check takes well under a second when the code is right
     registry = {}  # exercise -> the checks its check cell ran last, which the "Check my work" cell runs again
     recorded = []  # record mode: every Checks made, in order
+    salt = 0           # the seeds' salt now (see `drawn`): 0 but while a graded probe runs on drawn inputs
+    grading_salt = 0   # probe and reference modes: the salt the grader drew for this check cell
+    references = []    # reference mode: (status, data) of each check of the cell, in order
 
     def __init__(self, exercise, points):
         self.exercise, self.points = exercise, points
@@ -263,16 +283,35 @@ class Checks:
                     for warning in caught:
                         print(f"    (warning: {warning.message})")
 
-    def check(self, description, points, probe, verdict):
-        """Runs one check: `probe()` gives the data, `verdict(data)` judges it (see the module's docstring)."""
+    def _probe_drawn(self, probe):
+        """The probe's (status, data) on the inputs drawn while grading (Checks.grading_salt)."""
+        Checks.salt = Checks.grading_salt
+        try:
+            return self._probe(probe)
+        finally:
+            Checks.salt = 0
+
+    def check(self, description, points, probe, verdict, compare=None, vouched_by=None):
+        """Runs one check: `probe()` gives the data, `verdict(data)` judges it (see the module's docstring).
+
+        While graded, its points also need the probe's data on drawn inputs to match the grader's reference: the
+        solution's data for the same inputs, compared by `same_data`, or by the grader-side function `compare`
+        names (`compare(data, reference)` raises AssertionError). `vouched_by` names another check of the cell
+        instead, for data no reference can fix: this check then earns its points only when that one does."""
         if self.mode == "record":
-            self.entries.append((description, points, verdict))
+            self.entries.append((description, points, verdict, compare, vouched_by))
+            return None
+        if self.mode == "reference":
+            Checks.references.append((None, None) if vouched_by is not None else self._probe_drawn(probe))
             return None
         Checks.registry.setdefault(self.exercise, []).append((description, points, probe, verdict))
         self.checked += points
         status, result = self._probe(probe)
         if self.mode == "probe":
-            send_probe(self.exercise, len(Checks.registry[self.exercise]) - 1, description, status, result)
+            index = len(Checks.registry[self.exercise]) - 1
+            send_probe(self.exercise, index, description, status, result)
+            if vouched_by is None:
+                send_probe(self.exercise, index, description, *self._probe_drawn(probe), drawn=True)
             return None
         if status == "ok":
             judge = verdict if callable(verdict) else globals()[verdict]
@@ -315,11 +354,12 @@ def reason_for(status, result, seconds):
     return NO_ANSWER
 
 
-def send_probe(exercise, index, description, status, result):
-    """Probe mode: sends one probe's data out of the kernel, as a display message for the grader."""
+def send_probe(exercise, index, description, status, result, drawn=False):
+    """Probe mode: sends one probe's data out of the kernel, as a display message for the grader (`drawn`: the
+    data on the inputs drawn while grading)."""
     from IPython.display import display
 
-    message = {"exercise": exercise, "index": index, "description": description, "status": status}
+    message = {"exercise": exercise, "index": index, "description": description, "status": status, "drawn": drawn}
     if status == "ok":
         try:
             message.update(pack(result))
@@ -462,15 +502,37 @@ def expect_numbers(value, expected, mistakes=(), what="the output", atol=1e-4):
 
 
 def seeded_randn(*shape, seed, scale=1.0):
-    """A seeded normal tensor on DEVICE: the same numbers on every machine, and in the grader."""
-    generator = torch.Generator().manual_seed(seed)
+    """A seeded normal tensor on DEVICE: the same numbers on every machine, and in the grader (drawn while graded)."""
+    generator = torch.Generator().manual_seed(drawn(seed))
     return (torch.randn(*shape, generator=generator) * scale).to(DEVICE)
 
 
 def seeded_randint(high, shape, seed):
-    """Seeded integers in [0, high) on DEVICE."""
-    generator = torch.Generator().manual_seed(seed)
+    """Seeded integers in [0, high) on DEVICE (drawn while graded)."""
+    generator = torch.Generator().manual_seed(drawn(seed))
     return torch.randint(0, high, shape, generator=generator).to(DEVICE)
+
+
+def same_data(data, reference, atol=1e-4, what="the output"):
+    """Fails unless probe data matches the reference's: the same structure, equal numbers and strings, tensors of
+    the same shape and values (within `atol`, relative and absolute)."""
+    if isinstance(reference, torch.Tensor):
+        assert isinstance(data, torch.Tensor), f"{what} is not a tensor"
+        assert tuple(data.shape) == tuple(reference.shape), f"{what} has shape {tuple(data.shape)}, not {tuple(reference.shape)}"
+        data, reference = data.detach().double().cpu(), reference.detach().double().cpu()
+        assert torch.allclose(data, reference, atol=atol, rtol=atol, equal_nan=False), f"{what} has other values"
+    elif isinstance(reference, (list, tuple)):
+        assert isinstance(data, (list, tuple)) and len(data) == len(reference), f"{what} has another structure"
+        for i, (d, r) in enumerate(zip(data, reference)):
+            same_data(d, r, atol, f"{what}[{i}]")
+    elif isinstance(reference, dict):
+        assert isinstance(data, dict) and sorted(data) == sorted(reference), f"{what} has other keys"
+        for key in reference:
+            same_data(data[key], reference[key], atol, f"{what}[{key!r}]")
+    elif isinstance(reference, float) and not isinstance(data, bool) and isinstance(data, (int, float)):
+        assert abs(data - reference) <= atol * (1 + abs(reference)), f"{what} is another number"
+    else:
+        assert type(data) is type(reference) and data == reference, f"{what} differs"
 
 
 def check_my_work(exercises, grading=False):
