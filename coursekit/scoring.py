@@ -117,13 +117,13 @@ class Grader:
             if type(key[0]) is int and type(key[1]) is bool and key not in received:
                 received[key] = message
         reasons = []
-        for index, (description, points, verdict, compare, vouched_by) in enumerate(checks.entries):
+        for index, (description, _, verdict, compare, vouched_by) in enumerate(checks.entries):
             reason = self._reason(received.get((index, False)), description, verdict, timed_out)
             if reason is None and vouched_by is None:
                 reason = self._drawn_reason(received.get((index, True)), description, compare, references[index], timed_out)
             reasons.append(reason)
-        passed = {entry[0]: reason is None for entry, reason in zip(checks.entries, reasons)}
-        for index, (description, _, _, _, vouched_by) in enumerate(checks.entries):
+        passed = {entry[0]: reason is None for entry, reason in zip(checks.entries, reasons, strict=True)}
+        for index, (*_, vouched_by) in enumerate(checks.entries):
             if reasons[index] is None and vouched_by is not None and not passed.get(vouched_by, False):
                 reasons[index] = f"counts only with the check \u201c{vouched_by}\u201d, which did not pass"
         lines, earned = [notebook_checks.header_line(checks.exercise)], 0

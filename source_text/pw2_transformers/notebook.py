@@ -523,7 +523,7 @@ def same_data(data, reference, atol=1e-4, what="the output"):
         assert torch.allclose(data, reference, atol=atol, rtol=atol, equal_nan=False), f"{what} has other values"
     elif isinstance(reference, (list, tuple)):
         assert isinstance(data, (list, tuple)) and len(data) == len(reference), f"{what} has another structure"
-        for i, (d, r) in enumerate(zip(data, reference)):
+        for i, (d, r) in enumerate(zip(data, reference, strict=True)):
             same_data(d, r, atol, f"{what}[{i}]")
     elif isinstance(reference, dict):
         assert isinstance(data, dict) and sorted(data) == sorted(reference), f"{what} has other keys"
