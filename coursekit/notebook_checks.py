@@ -21,8 +21,8 @@ verdict judges, as in Colab, so that the message is the one the student saw), an
 grading (`Checks.salt`, a number the grader draws for each check cell and tells the kernel only when the cell
 runs: every seed of the checks goes through `drawn`). A fourth mode, "reference", runs in the grader: the same
 probe, on the same drawn inputs, calls the instructor's solution, and a check earns its points only when the
-kernel's answer on the drawn inputs matches that reference (`same_data`, or a grader-side `compare` function
-named by the check). A check whose answer no reference can fix (random, or laid out as the student chose) names
+kernel's answer on the drawn inputs matches that reference (`same_data`, or a `compare` function named by the
+check: `same_shape` for a check of shapes, or one of the grader's own). A check whose answer no reference can fix (random, or laid out as the student chose) names
 the check that vouches for it (`vouched_by`): it earns its points only when that one does.
 """
 
@@ -395,6 +395,14 @@ def seeded_randint(high, shape, seed):
     """Seeded integers in [0, high) on DEVICE (drawn while graded)."""
     generator = torch.Generator().manual_seed(drawn(seed))
     return torch.randint(0, high, shape, generator=generator).to(DEVICE)
+
+
+def same_shape(data, reference, what="the output"):
+    """A check of a shape alone (`compare="same_shape"`): the output on drawn inputs has the reference's shape. A
+    shape is all it vouches for: the points of values need `same_data`."""
+    assert isinstance(data, torch.Tensor), f"{what} on other inputs is not a tensor"
+    assert tuple(data.shape) == tuple(reference.shape), (
+        f"{what} on other inputs has shape {tuple(data.shape)}, not {tuple(reference.shape)}")
 
 
 def same_data(data, reference, atol=1e-4, what="the output"):
