@@ -138,8 +138,9 @@ grading (`Checks.salt`, a number the grader draws for each check cell and tells 
 runs: every seed of the checks goes through `drawn`). A fourth mode, "reference", runs in the grader: the same
 probe, on the same drawn inputs, calls the instructor's solution, and a check earns its points only when the
 kernel's answer on the drawn inputs matches that reference (`same_data`, or a `compare` function named by the
-check: `same_shape` for a check of shapes, or one of the grader's own). A check whose answer no reference can fix (random, or laid out as the student chose) names
-the check that vouches for it (`vouched_by`): it earns its points only when that one does.
+check: `same_shape` for a check of shapes, or one of the grader's own). A check whose answer no reference can
+fix (random, or laid out as the student chose) names the check that vouches for it (`vouched_by`): it earns its
+points only when that one does.
 """
 
 import base64
