@@ -66,6 +66,7 @@ class Grader:
         self.checks_class.mode = "record"
         self._pending = [c for c in source.cells if is_grader_only(c) or is_test_cell(c)]
         self._recorded = {}  # grade_id -> the recorded checks of that test cell
+        self._hidden = None
         self.test_cells = {answers.grade_id(c): c for c in source.cells if is_test_cell(c)}
         # The reference: the instructor's solution, in a namespace of its own, where the test cells' probes run on the
         # inputs drawn for the hand-in being graded.
@@ -167,14 +168,14 @@ class Grader:
             try:
                 judge(data)
             except AssertionError as error:
-                return bounded(str(error), MAX_REASON_CHARS) or "a check failed"
+                return self._text(str(error), MAX_REASON_CHARS) or "a check failed"
             except Exception as error:  # data the verdict could not use: the student's code returned something odd
-                return f"the check could not use what your code returned ({type(error).__name__}: {bounded(str(error))})"
+                return f"the check could not use what your code returned ({type(error).__name__}: {self._text(str(error))})"
             return None
         error = message.get("error")
         if status in ("error", "failed") and isinstance(error, list) and len(error) == 2 \
                 and all(isinstance(e, str) for e in error):
-            result = (bounded(error[0], 60), bounded(error[1])) if status == "error" else bounded(error[1])
+            result = (self._text(error[0], 60), self._text(error[1])) if status == "error" else self._text(error[1])
             return notebook_checks.reason_for(status, result, self.checks_class.seconds)
         if status in ("timeout", "skipped"):
             return notebook_checks.reason_for(status, None, self.checks_class.seconds)
@@ -182,11 +183,23 @@ class Grader:
 
     def hidden_lines(self) -> list[str]:
         """The lines of the hidden tests worth hiding (not blank, not trivially short), longest first."""
-        lines = set()
-        for cell in self.test_cells.values():
-            for region in HIDDEN.findall(cell.source):
-                lines.update(line.strip() for line in region.splitlines() if len(line.strip()) >= 12)
-        return sorted(lines, key=len, reverse=True)
+        if self._hidden is None:
+            lines = set()
+            for cell in self.test_cells.values():
+                for region in HIDDEN.findall(cell.source):
+                    lines.update(line.strip() for line in region.splitlines() if len(line.strip()) >= 12)
+            self._hidden = sorted(lines, key=len, reverse=True)
+        return self._hidden
+
+    def _text(self, text: str, limit: int = 0) -> str:
+        """Text from the kernel (or computed from its data) as it may reach a page: the hidden tests' lines removed
+        first, then on one line, bounded."""
+        hidden = self.hidden_lines()
+        text = redact(text[:MAX_KERNEL_TEXT * 20], hidden)
+        # A piece of a hidden line, cut where the kernel chose to cut its text, is removed too.
+        text = "\n".join(REDACTED if len(line.strip()) >= 20 and any(line.strip() in h for h in hidden) else line
+                         for line in text.splitlines())
+        return bounded(text, limit or MAX_KERNEL_TEXT)
 
 
 # Kernel-made text (an exception's message, a probe's own reason) reaches a check line, a feedback page, a CSV:

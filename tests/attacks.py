@@ -101,6 +101,23 @@ def self_attention(S, W_Q, W_K, W_V):
     return (Q @ K.transpose(-2, -1)).softmax(dim=-1) @ V.as_subclass(Liar)
 '''
 
+# An answer whose every call raises an exception carrying the next piece of the check cells' source, read from the
+# kernel's line cache (where IPython keeps every cell it ran, the instructor's test cells included): the reasons of
+# its checks would put the hidden tests on the feedback page.
+LEAK_IN_REASON_ANSWER = '''import linecache
+
+_leaked = [0]
+
+
+def self_attention(S, W_Q, W_K, W_V):
+    cells = ["".join(entry[2]) for entry in list(linecache.cache.values())
+             if len(entry) == 4 and isinstance(entry[2], list)]
+    text = "\\n".join(cell[cell.index("### BEGIN HIDDEN TESTS"):] for cell in cells if "### BEGIN HIDDEN TESTS" in cell)
+    start = _leaked[0]
+    _leaked[0] += 250
+    raise RuntimeError(text[start:start + 2000] or "nothing cached")
+'''
+
 # Looks for the grader's references and verdicts, knowing their names (GRADER_NAMES, prepended by the test), in
 # memory (gc), in the globals of every frame and in the notebook's namespace, and uses the reference loss if it finds
 # it; a later cell prints what it found.

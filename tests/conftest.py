@@ -102,6 +102,7 @@ def attack_handins(source: nbformat.NotebookNode, honest: nbformat.NotebookNode)
     }
     made = {student: handins.inserted_after(honest, "grading_helpers", code) for student, code in after_helpers.items()}
     made["forge-lying-tensor"] = handins.edited(honest, "self_attention", attacks.LYING_TENSOR_ANSWER)
+    made["leak-in-reason"] = handins.edited(honest, "self_attention", attacks.LEAK_IN_REASON_ANSWER)
     made["forge-gc-search"] = handins.inserted_after(handins.edited(honest, "lm_loss", search), "test_decode",
                                                      attacks.GC_SEARCH_REPORT)
     made["leak-history"] = handins.inserted_after(honest, "test_decode", attacks.PRINT_HISTORY)

@@ -5,12 +5,14 @@ Every attack of attacks.py is graded in the session's batch (conftest.py), added
 mistakes (demo-mistakes: self_attention, lm_loss and decode lose points). Each attack is judged by what it got.
 """
 
+import html
+
 import nbformat
 import pytest
 
 import attacks
 from conftest import autograded_notebook, grader_only_names
-from coursekit import layout, notebook_checks, scoring
+from coursekit import answers, layout, notebook_checks, scoring
 from assignments import PW2
 
 HONEST = "demo-mistakes"
@@ -105,6 +107,25 @@ def test_printing_the_input_history_or_the_cells_seen_shows_no_hidden_test(grade
     printed = _printed(autograded_notebook(graded, student))
     assert not [line for line in hidden if line in printed]
     assert graded.results[student].exercises == graded.results[HONEST].exercises
+
+
+def test_a_probe_raising_the_hidden_tests_source_leaks_no_line_of_it(graded, source_nb):
+    """The answer raises the check cells' source, read from the kernel's line cache, a piece per call: the reasons
+    are cut to one bounded line each, after every line of the hidden tests is removed from them."""
+    hidden = scoring.Grader(source_nb).hidden_lines()
+    nb = autograded_notebook(graded, "leak-in-reason")
+    page = (layout.submission_dir(graded.course.feedback, "leak-in-reason", PW2) / f"{PW2.notebook_id}.html").read_text()
+    printed = _printed(nb)
+    assert "your code raised RuntimeError" in printed and scoring.REDACTED in printed  # the attack ran, and was redacted
+    for text in (printed, page):
+        assert not [line for line in hidden if line in text or html.escape(line) in text]
+    # nor a piece of one, cut where the kernel chose: no 40 characters of a hidden line in the check lines
+    check_lines = next(c for c in nb.cells if answers.grade_id(c) == "test_self_attention").outputs[0].text
+    assert not [line for line in hidden for i in range(len(line) - 40) if line[i:i + 40] in check_lines]
+    result, honest = graded.results["leak-in-reason"], graded.results[HONEST]
+    assert result.exercises["self_attention"] == 0
+    assert {e: p for e, p in result.exercises.items() if e != "self_attention"} == \
+        {e: p for e, p in honest.exercises.items() if e != "self_attention"}
 
 
 def test_captured_hidden_tests_are_removed_from_what_student_code_prints(graded):
