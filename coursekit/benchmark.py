@@ -1,8 +1,9 @@
 """Benchmarks of grading. Numbers go in the README, not in tests (machines here are noisy).
 
 - `make bench-notebook`: how long one submission takes to autograde, and where the time goes. It grades
-  the demo solution in a throwaway course directory, as `make grade` would, then executes the same
-  notebook in grading mode with nbclient to time each cell.
+  the demo solution in a throwaway course directory, as `make grade` would (forced, every run), and executes it with
+  plain `jupyter nbconvert --execute` in grading mode, in the same run: CPU and wall seconds, their ratio, and the time
+  of each cell (written to reports/<assignment>/bench_grading.json, under "notebook").
 - `make bench-grading`: throughput of a batch (at least 20 hand-ins: solutions, typical mistakes and
   untouched releases), graded by one worker and then by one worker per core, and what grading adds on
   top of executing the same notebook with plain `jupyter nbconvert --execute`; then the same batch on a Dask
@@ -36,8 +37,46 @@ def _seconds(cell) -> float:
     return (end - start).total_seconds()
 
 
-def run(assignment: layout.Assignment, repeats: int = 3) -> str:
-    lines = [f"{assignment}:"]
+@contextlib.contextmanager
+def _cpu_seconds(every: float = 0.05):
+    """Yields a dict that gets, on leaving, the CPU seconds (user + system) that this process and all its descendants
+    spent inside the block, and its wall seconds. CPU time does not grow when the machine is busy, so ratios of it are
+    fair on a noisy machine.
+
+    The descendants are sampled every `every` seconds (psutil), each counted at its last sample: a grading kernel runs
+    in bubblewrap's PID namespace, whose processes the host's accounting of waited-for children never sees
+    (RUSAGE_CHILDREN stays 0 for them). A process's last `every` seconds, and processes shorter than that, are missed."""
+    import threading
+
+    import psutil
+
+    me, seen, done = psutil.Process(), {}, threading.Event()
+
+    def sample():
+        for process in [me, *me.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                seen[(process.pid, process.create_time())] = times.user + times.system
+
+    sample()
+    before = dict(seen)
+    sampler = threading.Thread(target=lambda: [sample() for _ in iter(lambda: done.wait(every), True)], daemon=True)
+    found, start = {}, time.perf_counter()
+    sampler.start()
+    try:
+        yield found
+    finally:
+        done.set()
+        sampler.join()
+        sample()
+        found["cpu"] = round(sum(cpu - before.get(key, 0.0) for key, cpu in seen.items()), 2)
+        found["wall"] = round(time.perf_counter() - start, 2)
+
+
+def run(assignment: layout.Assignment, repeats: int = 3) -> dict:
+    """One hand-in (the solution) graded `repeats` times as `make grade` grades it (forced: the incremental record never
+    skips it), and executed `repeats` times with plain `jupyter nbconvert --execute` in grading mode, in the same run:
+    CPU and wall seconds of each, their medians' ratio, and the time of each cell of a graded hand-in."""
     with tempfile.TemporaryDirectory() as tmp:
         course = layout.copy_course(Path(tmp) / "course")
         grading.release(course, assignment)
@@ -45,24 +84,37 @@ def run(assignment: layout.Assignment, repeats: int = 3) -> str:
         folder = layout.submission_dir(course.submitted, "bench", assignment)
         folder.mkdir(parents=True)
         nbformat.write(solution, folder / assignment.notebook)
-        times = []
+        graded = []
         for _ in range(repeats):
-            start = time.perf_counter()
-            grading.grade(course, assignment)
-            times.append(time.perf_counter() - start)
-        lines.append(f"autograde of one submission (`make grade`, nbgrader included), {repeats} runs: "
-                     + ", ".join(f"{t:.1f} s" for t in times))
+            with _cpu_seconds() as spent:
+                results = grading.grade(course, assignment, jobs=1, force=True)
+            assert [r.status for r in results] == ["graded"], table(results)
+            graded.append(spent)
+        plain = _plain_nbconvert(course, assignment, repeats)
 
         os.environ.update(NBGRADER_EXECUTION="autograde", HF_HUB_OFFLINE="1")
         nb = solution  # executed in place: `nb` gets the outputs and their timings
-        start = time.perf_counter()
         NotebookClient(nb, timeout=600, kernel_name="python3", record_timing=True,
                        resources={"metadata": {"path": str(course.release_notebook(assignment).parent)}}).execute()
-        lines.append(f"executing the notebook in grading mode (kernel start included): {time.perf_counter() - start:.1f} s")
-        slowest = sorted(((c, _seconds(c)) for c in nb.cells if c.cell_type == "code"), key=lambda x: -x[1])[:6]
-        lines.append("slowest cells: " + ", ".join(
-            f"{c.metadata.get('nbgrader', {}).get('grade_id') or c.id} {s:.1f} s" for c, s in slowest))
-    return "\n".join(lines)
+        cells = [{"cell": c.metadata.get("nbgrader", {}).get("grade_id") or c.id, "seconds": round(_seconds(c), 2)}
+                 for c in nb.cells if c.cell_type == "code"]
+    median = {kind: {key: statistics.median(r[key] for r in runs) for key in ("cpu", "wall")}
+              for kind, runs in (("graded", graded), ("plain", plain))}
+    return {"assignment": assignment.name, "repeats": repeats, "graded": graded, "plain_nbconvert": plain,
+            "median": median, "cpu_ratio": round(median["graded"]["cpu"] / median["plain"]["cpu"], 3),
+            "wall_ratio": round(median["graded"]["wall"] / median["plain"]["wall"], 3), "cells": cells}
+
+
+def notebook_report(found: dict) -> str:
+    graded, plain = found["median"]["graded"], found["median"]["plain"]
+    slowest = sorted(found["cells"], key=lambda c: -c["seconds"])[:6]
+    return "\n".join([
+        f"{found['assignment']}: one hand-in (the solution), {found['repeats']} runs of each, medians",
+        f"  `make grade` (forced, one worker; nbgrader, sandbox, checks and references): {graded['cpu']:.1f} s CPU, "
+        f"{graded['wall']:.1f} s wall",
+        f"  plain `jupyter nbconvert --execute` in grading mode: {plain['cpu']:.1f} s CPU, {plain['wall']:.1f} s wall",
+        f"  ratio: {found['cpu_ratio']:.2f}x CPU, {found['wall_ratio']:.2f}x wall",
+        "  slowest cells: " + ", ".join(f"{c['cell']} {c['seconds']:.1f} s" for c in slowest)])
 
 
 def _batch_course(folder: Path, assignment: layout.Assignment, submissions: int) -> layout.Course:
@@ -77,22 +129,22 @@ def _batch_course(folder: Path, assignment: layout.Assignment, submissions: int)
     return course
 
 
-def _plain_nbconvert_seconds(course: layout.Course, assignment: layout.Assignment, repeats: int) -> list[float]:
-    """`jupyter nbconvert --execute` of the solution in grading mode: no nbgrader, no sandbox."""
+def _plain_nbconvert(course: layout.Course, assignment: layout.Assignment, repeats: int) -> list[dict]:
+    """`jupyter nbconvert --execute` of the solution in grading mode, no nbgrader, no sandbox: CPU and wall seconds."""
     work = course.root / "build" / "plain"
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)
     for item in course.release_notebook(assignment).parent.iterdir():  # the notebook's data/ next to it, as when graded
-        if item.is_dir():
+        if item.is_dir() and not (work / item.name).exists():
             os.symlink(item, work / item.name)
     nbformat.write(samples.notebooks(course, assignment)["solution"], work / assignment.notebook)
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-                        "--ExecutePreprocessor.timeout=600", "--output", "executed", assignment.notebook],
-                       cwd=work, env={**autograde.environment(), "NBGRADER_EXECUTION": "autograde"},
-                       check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
+        with _cpu_seconds() as spent:
+            subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                            "--ExecutePreprocessor.timeout=600", "--output", "executed", assignment.notebook],
+                           cwd=work, env={**autograde.environment(), "NBGRADER_EXECUTION": "autograde"},
+                           check=True, capture_output=True)
+        times.append(spent)
     return times
 
 
@@ -111,8 +163,8 @@ def grading_throughput(assignment: layout.Assignment, submissions: int = 20, job
             assert all(r.status == "graded" for r in results), table(results)
             result["runs"][workers] = {"seconds": round(seconds, 1), "per_submission": round(seconds / submissions, 2),
                                        "per_minute": round(60 * submissions / seconds, 1)}
-        plain = _plain_nbconvert_seconds(course, assignment, repeats)
-    result["plain_nbconvert_seconds"] = round(statistics.median(plain), 2)
+        plain = _plain_nbconvert(course, assignment, repeats)
+    result["plain_nbconvert_seconds"] = round(statistics.median(p["wall"] for p in plain), 2)
     return result
 
 
@@ -129,8 +181,10 @@ def grading_report(result: dict) -> str:
 
 
 def write_grading_json(result: dict, path: Path) -> Path:
+    """`result`'s figures into the assignment's bench_grading.json, beside those of the other benchmark kept there."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps({**kept, **result}, indent=1) + "\n")
     return path
 
 

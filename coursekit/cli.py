@@ -314,7 +314,10 @@ def cmd_bench_notebook(args) -> int:
     from . import benchmark  # imports nbclient: only when asked
 
     for assignment in _chosen(args, COURSE.assignments(), "in source/"):
-        print(benchmark.run(assignment))
+        found = benchmark.run(assignment)
+        print(benchmark.notebook_report(found))
+        path = benchmark.write_grading_json({"notebook": found}, COURSE.reports_of(assignment) / "bench_grading.json")
+        print(f"wrote {path.relative_to(COURSE.root)}")
     return 0
 
 
