@@ -37,7 +37,7 @@ help:
 	@echo "make demo        the whole cycle on the demo submissions of every assignment, ending with a table of scores for each"
 	@echo "make test        the test suite"
 	@echo "make catalogue   grade the catalogue of known mistakes and correct variants (ONLY=wrong-decode to pick), print what the public and hidden checks catch"
-	@echo "make bench-notebook  time the autograding of one submission"
+	@echo "make bench-notebook  CPU and wall seconds of grading one hand-in (every run graded) against plain nbconvert, per-cell times: reports/<assignment>/bench_grading.json"
 	@echo "make bench-grading   grading throughput of 20 hand-ins, sequential against parallel, against plain nbconvert, and a Dask cluster against the local pool (SUBMISSIONS=N, ONLY_CLUSTER=1)"
 	@echo "make bench-training  training throughput and time to overfit one batch (DEVICE=cuda on a GPU)"
 	@echo "Gradebook: SQLite gradebook.db, or the database GRADEBOOK_URL names (make grade GRADEBOOK_URL=postgresql://...)"

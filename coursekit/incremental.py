@@ -42,9 +42,11 @@ def tests_hash(course: layout.Course, assignment: layout.Assignment) -> str:
 
 
 def kit_hash(course: layout.Course) -> str:
-    """The kit that grades: coursekit's code and the course's nbgrader_config.py."""
-    files = sorted(KIT.glob("*.py"))
-    return _digest([(p.name, p.read_bytes()) for p in files] + [("config", (course.root / "nbgrader_config.py").read_bytes())])
+    """The kit that grades: every file of the coursekit package, at any depth (its subpackages and templates too: a
+    subpackage left out would let stale grades stand), and the course's nbgrader_config.py."""
+    files = sorted(p for p in KIT.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return _digest([(str(p.relative_to(KIT)), p.read_bytes()) for p in files]
+                   + [("config", (course.root / "nbgrader_config.py").read_bytes())])
 
 
 def handin_hash(course: layout.Course, assignment: layout.Assignment, student: str, deadline: str = "") -> str:

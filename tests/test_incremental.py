@@ -5,6 +5,7 @@ a late hand-in arrives and only it is graded; a hidden check is made stricter an
 is interrupted after its first hand-in, then resumed; the audit lists the students who lost points."""
 
 import csv
+import shutil
 
 import nbformat
 import pytest
@@ -158,3 +159,24 @@ def test_the_regrade_audit_lists_the_losses_first(semester, stricter):
     assert "Gains" not in summary and f"reports/{PW3}/{audit.path.name}" in summary
     # the gradebook had the old points before the re-grading, and has the new ones now
     assert sum(gradebook_before["ada"].values()) == 100 and sum(_gradebook(semester.course)["ada"].values()) == 99
+
+
+@pytest.mark.parametrize("changed", ["grading/pipeline.py", "templates/coursekit_feedback/extra.html.j2", "scoring.py"])
+def test_the_kits_hash_covers_every_file_of_the_package_at_any_depth(tmp_path, monkeypatch, changed):
+    """A file added or changed anywhere in coursekit (a subpackage included) means a new kit: everything is graded
+    again. Caches don't count."""
+    kit = tmp_path / "coursekit"
+    shutil.copytree(incremental.KIT, kit, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(incremental, "KIT", kit)
+    course = layout.Course(tmp_path / "course")
+    course.root.mkdir()
+    (course.root / "nbgrader_config.py").write_text("c = get_config()\n")
+    before = incremental.kit_hash(course)
+    (kit / "__pycache__").mkdir(exist_ok=True)
+    (kit / "__pycache__" / "x.pyc").write_bytes(b"cache")
+    assert incremental.kit_hash(course) == before
+    path = kit / changed
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as file:
+        file.write("# changed\n")
+    assert incremental.kit_hash(course) != before
