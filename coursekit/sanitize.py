@@ -159,6 +159,16 @@ def is_sanitised(source: str) -> bool:
     return source.startswith(STUDENT_HTML_START)
 
 
+# nbgrader's hidden-test markers in a cell of the student's: the feedback's ClearHiddenTests would take them for an
+# instructor's region (and fail on one without its end, losing the student's feedback page). A no-break space
+# between the two words keeps the line as the student sees it, and no longer a marker.
+MARKER = re.compile(r"(BEGIN|END) HIDDEN TESTS")
+
+
+def inert_markers(source: str) -> str:
+    return MARKER.sub("\\1 HIDDEN\u00a0TESTS", source)
+
+
 # ------------------------------------------------------------------------------------------- preprocessor
 
 class SanitizeNotebook(Preprocessor):
@@ -166,29 +176,34 @@ class SanitizeNotebook(Preprocessor):
     release_notebook = Unicode("", help="the release notebook whose Markdown is the instructor's; by default the "
                                         "course's release/<assignment>/<notebook>.ipynb").tag(config=True)
 
-    def _release_text(self, resources: dict) -> tuple[set[str], set[str]]:
-        """The sources of the release notebook's Markdown cells and raw cells: nothing else is the instructor's."""
+    def _release_text(self, resources: dict) -> tuple[set[str], set[str], set[str]]:
+        """The sources of the release notebook's Markdown cells and raw cells, and the grade_ids of its test cells:
+        nothing else is the instructor's."""
         path = self.release_notebook
         if not path:
             nbgrader = resources.get("nbgrader", {})
             if not (nbgrader.get("assignment") and nbgrader.get("notebook")):
-                return set(), set()
+                return set(), set(), set()
             coursedir = CourseDirectory(config=self.config)
             folder = coursedir.format_path(coursedir.release_directory, ".", nbgrader["assignment"])
             path = os.path.join(folder, nbgrader["notebook"] + ".ipynb")
         if not os.path.isfile(path):
             self.log.warning("SanitizeNotebook: no release notebook at %s: every Markdown cell is sanitised", path)
-            return set(), set()
+            return set(), set(), set()
         release = nbformat.read(path, as_version=4)
+        tests = {c.metadata["nbgrader"].get("grade_id") for c in release.cells if c.cell_type == "code"
+                 and c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")}
         return ({c.source for c in release.cells if c.cell_type == "markdown"},
-                {c.source for c in release.cells if c.cell_type == "raw"})
+                {c.source for c in release.cells if c.cell_type == "raw"}, tests - {None})
 
     def preprocess(self, nb, resources):
-        instructor_markdown, instructor_raw = self._release_text(resources)
+        instructor_markdown, instructor_raw, instructor_tests = self._release_text(resources)
         nb.metadata.pop("widgets", None)  # widget state: the templates load widget scripts for it
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs = [safe for output in cell.get("outputs", []) for safe in sanitize_output(output)]
+                if cell.metadata.get("nbgrader", {}).get("grade_id") not in instructor_tests:
+                    cell.source = inert_markers(cell.source)
             elif cell.cell_type == "markdown" and cell.source not in instructor_markdown:
                 # sanitised already (the feedback runs this again): cleaned once more, which changes nothing
                 cell.source = clean_one_line(cell.source) if is_sanitised(cell.source) else student_markdown(cell.source)

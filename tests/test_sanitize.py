@@ -315,3 +315,24 @@ def test_without_the_sanitiser_the_formgrader_view_would_write_into_the_course(h
         path.write_text(sanitised, encoding="utf-8")
         for name in pwned_files(hostile.course):
             (hostile.course.root / name).unlink()
+
+
+def test_hidden_test_markers_in_a_students_cell_are_made_inert_and_the_feedback_still_clears_the_real_ones():
+    """A student's cell with nbgrader's hidden-test markers (a comment, a string, a lone BEGIN) would make the feedback's
+    ClearHiddenTests fail on that student's page, or cut the student's own code: the markers no longer read as
+    markers; the instructor's test cells keep theirs, which ClearHiddenTests then removes with their region."""
+    from nbgrader.preprocessors import ClearHiddenTests
+
+    source = nbformat.read(layout.COURSE.source_notebook(PW2), as_version=4)
+    release = layout.COURSE.release_notebook(PW2)
+    nb = nbformat.read(release, as_version=4)
+    test = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_self_attention")
+    test.source = next(c.source for c in source.cells if c.get("id") == "test_self_attention")  # as graded: hidden part back
+    assert "### BEGIN HIDDEN TESTS" in test.source
+    answer = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "self_attention")
+    answer.source = 'MARK = "### BEGIN HIDDEN TESTS"  # a lone marker, no end\ndef self_attention(S, W_Q, W_K, W_V):\n    pass\n'
+    nb, _ = sanitize.SanitizeNotebook(release_notebook=str(release)).preprocess(nb, {})
+    assert "def self_attention" in answer.source and "BEGIN HIDDEN TESTS" not in answer.source
+    nb, _ = ClearHiddenTests().preprocess(nb, {})
+    assert "def self_attention" in answer.source and "### END HIDDEN TESTS" not in test.source
+    assert "checks.score()" in test.source and "def _self_attention_inputs(seed)" not in test.source
