@@ -8,6 +8,7 @@ on that descriptor: only a regular file with one link and within the size budget
 link, a hard link, a FIFO, a device, a socket, a file over the budget) is refused, with a one-line reason.
 """
 
+import errno
 import os
 import stat
 from collections.abc import Collection
@@ -39,12 +40,13 @@ def _check_name(name: str) -> None:
         raise Refused(f"{name!r} is not a name in a folder")
 
 
-def _not_followed(dir_fd: int, name: str, wanted: str) -> Refused:
-    """Why `name` (in `dir_fd`) could not be opened as `wanted`, saying what it is instead."""
+def _not_followed(dir_fd: int, name: str, wanted: str) -> Exception:
+    """Why `name` (in `dir_fd`) could not be opened as `wanted`: Refused, saying what it is instead, or
+    FileNotFoundError."""
     try:
         what = _kind(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
     except FileNotFoundError:
-        return Refused(f"{name} is missing")
+        return FileNotFoundError(errno.ENOENT, f"{name} is missing")
     return Refused(f"{name} is {what}, not {wanted}: not followed")
 
 
@@ -155,7 +157,9 @@ def read_tree(trusted: Path, *parts: str, max_bytes: int, max_files: int = 1000,
                 try:
                     inner = os.open(name, _FOLDER, dir_fd=dir_fd)
                 except OSError:
-                    tree.refused[path] = str(_not_followed(dir_fd, name, "a folder")).replace(name, path, 1)
+                    why = _not_followed(dir_fd, name, "a folder")
+                    if isinstance(why, Refused):
+                        tree.refused[path] = str(why).replace(name, path, 1)
                     continue
                 try:
                     walk(inner, path + "/")
@@ -166,6 +170,8 @@ def read_tree(trusted: Path, *parts: str, max_bytes: int, max_files: int = 1000,
                     tree.files[path] = read_file(dir_fd, name, max_bytes - tree.size)
                 except Refused as why:
                     tree.refused[path] = str(why).replace(name, path, 1)
+                except FileNotFoundError:
+                    pass  # gone meanwhile
 
     with folder(trusted, *parts) as fd:
         walk(fd, "")

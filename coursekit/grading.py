@@ -128,7 +128,8 @@ def grade(course: layout.Course, assignment: layout.Assignment, sandboxed: bool 
     found = []
     with Gradebook(url) as gb:
         for verdict in verdicts:
-            gb.update_or_create_student(verdict.student)  # so that the export lists every student
+            if not verdict.id_refused:  # a folder whose name is no valid id is reported, never made a student
+                gb.update_or_create_student(verdict.student)  # so that the export lists every student
             result = results.Result(verdict.student, "graded" if verdict.gradable else "not graded", note=verdict.note)
             result = results.from_gradebook(gb, course, assignment, result, tests, just_graded=True)
             outcome = outcomes.get(verdict.student)

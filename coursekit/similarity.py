@@ -101,7 +101,7 @@ def read_answers(course: layout.Course, assignment: layout.Assignment) -> ClassA
             found.skipped.append((student, verdict.note))
             continue
         try:
-            handed_in = intake._read_notebook(verdict.notebook.read_text(encoding="utf-8"))
+            handed_in = intake._read_notebook(verdict.content.decode("utf-8"))
             repaired, _ = repair.repair(handed_in, release)
         except Exception as error:  # a notebook that nbformat reads but repair cannot use: skipped, never fatal
             found.skipped.append((student, f"{verdict.notebook.name} could not be matched to the release: {error}"))

@@ -91,11 +91,11 @@ def test_of_two_copies_of_the_notebook_the_later_upload_is_collected_and_its_tim
     notebook = layout.submission_dir(course.submitted, "ada-lovelace", PW2) / PW2.notebook
     assert notebook.read_bytes() == b'{"second": 2}'
     times = collect.submission_times(course.submitted)
-    assert collect.submission_time(times, "ada-lovelace", [notebook]) == collect.Stamp(datetime(2026, 11, 21, 23, 59, 58),
-                                                                                      collect.SOURCE_ZIP)
-    assert collect.submission_time(times, "bob", [notebook]) is None, "a notebook's time counts for its own student only"
-    notebook.write_text("{ }")
-    assert collect.submission_time(times, "ada-lovelace", [notebook]) is None, "and only while it is the one collected"
+    collected = notebook.read_bytes()
+    assert collect.submission_time(times, "ada-lovelace", [collected]) == collect.Stamp(datetime(2026, 11, 21, 23, 59, 58),
+                                                                          collect.SOURCE_ZIP)
+    assert collect.submission_time(times, "bob", [collected]) is None, "a notebook's time counts for its own student only"
+    assert collect.submission_time(times, "ada-lovelace", [b"{ }"]) is None, "and only while it is the one collected"
 
 
 def test_make_collect_files_a_zip_under_the_assignment_it_names_and_asks_which_when_there_are_several(
