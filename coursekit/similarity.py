@@ -98,7 +98,7 @@ def read_answers(course: layout.Course, assignment: layout.Assignment) -> ClassA
     for student in intake.students(course.submitted, assignment):
         verdict = intake.inspect(layout.submission_dir(course.submitted, student, assignment), student, assignment)
         if not verdict.gradable:
-            found.skipped.append((student, verdict.note))
+            found.skipped.append((verdict.student, verdict.note))  # escaped, if not a valid student id
             continue
         try:
             handed_in = intake._read_notebook(verdict.content.decode("utf-8"))
