@@ -223,7 +223,10 @@ def make_scratch(work: Path, scratch: Path, uid: int | None) -> None:
     remove_scratch(scratch)
     scratch.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     scratch.mkdir(mode=0o700)
-    boundary.write_tree(scratch, boundary.read_tree(work, max_bytes=SCRATCH_COPY_BYTES).files)
+    copied = boundary.read_tree(work, max_bytes=SCRATCH_COPY_BYTES)
+    boundary.write_tree(scratch, copied.files)
+    for why in copied.refused.values():  # into nbgrader's log
+        print(f"[coursekit-sandbox] not copied into the kernel's folder: {why}", file=sys.stderr)
     if uid is not None:
         for folder, folders, names in os.walk(scratch):  # made just now by root: nothing in it is the kernel's yet
             for name in [*folders, *names]:
