@@ -6,7 +6,7 @@ from datetime import datetime
 
 import nbformat
 
-from coursekit import collect, grading, intake, layout
+from coursekit import collect, grading, intake, layout, student_ids
 from assignments import PW2
 
 ADA = "Ada Lovelace_1001_assignsubmission_file_/"
@@ -34,12 +34,17 @@ def test_a_moodle_zip_is_collected_into_submitted(tmp_path):
         z.writestr("Ada Lovelace_1001_assignsubmission_file_/Copy of pw2_transformers.ipynb", "{}")
         z.writestr("Élodie N'Diaye_1002_assignsubmission_file_/pw2_transformers (1).ipynb", "{}")
         z.writestr("Alan Turing_1003_assignsubmission_file_/homework.ipynb", "{}")
+        z.writestr("<img src=x onerror=alert(1)>_1004_assignsubmission_file_/pw2_transformers.ipynb", "{}")
+        z.writestr("王芳_1005_assignsubmission_file_/pw2_transformers.ipynb", "{}")
         z.writestr("stray.ipynb", "{}")
     grading.nbgrader(course, "zip_collect", PW2.name)
     found = sorted(str(p.relative_to(course.submitted)) for p in course.submitted.rglob("*.ipynb"))
     assert found == ["ada-lovelace/pw2_transformers/pw2_transformers.ipynb",
                      "alan-turing/pw2_transformers/homework.ipynb",
-                     "elodie-n-diaye/pw2_transformers/pw2_transformers.ipynb"]
+                     "elodie-n-diaye/pw2_transformers/pw2_transformers.ipynb",
+                     "img-src-x-onerror-alert-1/pw2_transformers/pw2_transformers.ipynb",
+                     "participant-1005/pw2_transformers/pw2_transformers.ipynb"]
+    assert all(not student_ids.problem(p.split("/")[0]) for p in found), "every folder is named by a valid student id"
 
 
 def _moodle_zip(course: layout.Course, entries: dict[str, tuple[tuple[int, ...], bytes]]) -> None:
