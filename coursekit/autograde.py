@@ -7,8 +7,10 @@ notebook doesn't hold up the others.
 
 Every hand-in is graded by one function, `grade_one`, on this machine's pool as on a Dask worker (coursekit/cluster.py):
 the staged hand-in's bytes go in, the worker writes them into its own folder (build/grading/<assignment>/worker-<n>/),
-nbgrader autogrades them there (writing the grades into the gradebook), and the autograded folder's bytes, the scores
-and the note (time-outs) come back; the coordinator stores them in autograded/ (`store`).
+nbgrader autogrades them there (writing the grades into the gradebook), and the autograded notebook (and nbgrader's
+timestamp.txt), the scores and the note (time-outs) come back; the coordinator stores them in autograded/ (`store`).
+The sandboxed kernel never sees that folder: it works in a scratch copy of it (coursekit/sandbox.py), so what comes
+back is what nbgrader wrote, read without following links and within a budget (coursekit/boundary.py).
 
 What makes parallel grading give the same results as sequential grading:
 - every hand-in is graded by the same code, with the same configuration, in its own kernel;
@@ -36,7 +38,7 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from . import layout, notebook_checks, sandbox, workers
+from . import boundary, layout, notebook_checks, sandbox, workers
 
 
 class SandboxUnavailable(RuntimeError):
@@ -119,12 +121,13 @@ _api = None
 _assignment = None
 _work: Path | None = None
 _root: Path | None = None
+_scratch: Path | None = None  # the folder this worker's sandboxed kernels work in
 
 
 def _start_worker(worker: int, root: str, assignment: str, env: dict[str, str], sandboxed: bool) -> None:
     """Loads the course's nbgrader configuration, with this worker's own folders as the submissions to grade and
     the autograded notebooks, and (sandboxed) this worker's own kernel uid and IPC folder."""
-    global _api, _assignment, _work, _root
+    global _api, _assignment, _work, _root, _scratch
     os.environ.update(env)
     os.chdir(root)
     sys.path.insert(0, str(layout.ROOT))
@@ -138,30 +141,40 @@ def _start_worker(worker: int, root: str, assignment: str, env: dict[str, str], 
     _root, _assignment = Path(root), layout.Assignment(assignment)
     _work = _root / "build" / "grading" / assignment / f"worker-{worker}"
     shutil.rmtree(_work, ignore_errors=True)
+    _scratch = sandbox.scratch_folder(_root / "build", worker) if sandboxed else None
     config.CourseDirectory.submitted_directory = str((_work / "in").relative_to(_root))
     config.CourseDirectory.autograded_directory = str((_work / "out").relative_to(_root))
     _api = NbGraderAPI(config=config)
 
 
+# What a staged hand-in may weigh (intake stages a notebook of at most intake.MAX_MB and a timestamp.txt), and what
+# comes back of an autograded one: its notebook, whose outputs nbgrader and LimitOutputSize cap, and timestamp.txt.
+STAGED_BYTES = 64 * boundary.MiB
+AUTOGRADED_BYTES = 64 * boundary.MiB
+TIMESTAMP = "timestamp.txt"
+
+
 def staged_hand_in(course: layout.Course, assignment: layout.Assignment, student: str) -> dict:
     """What a worker grades: the student's staged folder (build/intake/<assignment>/<student>/<assignment>/), as
     {"student": id, "files": {path in the folder: bytes}} (plain data: it may travel to another machine)."""
-    return {"student": student, "files": _files(layout.submission_dir(course.staging(assignment), student, assignment))}
+    try:
+        files = boundary.read_tree(course.staging(assignment), student, assignment.name, max_bytes=STAGED_BYTES).files
+    except (boundary.Refused, FileNotFoundError):
+        files = {}
+    return {"student": student, "files": files}
 
 
-def _files(folder: Path) -> dict[str, bytes]:
-    if not folder.is_dir():
-        return {}
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _write_files(folder: Path, files: dict[str, bytes]) -> None:
-    for name, data in files.items():
-        path = folder / name
-        if not path.resolve().is_relative_to(folder.resolve()):
-            raise ValueError(f"{name!r} is not a path inside {folder}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+def autograded_files(folder: Path, student: str) -> tuple[dict[str, bytes], str]:
+    """What comes back of an autograded hand-in in `folder` (the worker's out/): its notebook and nbgrader's
+    timestamp.txt, read without following links, within AUTOGRADED_BYTES; and why not, when its notebook can't be."""
+    names = [_assignment.notebook, TIMESTAMP]
+    try:
+        tree = boundary.read_tree(folder, student, _assignment.name, names=names, max_bytes=AUTOGRADED_BYTES)
+    except (boundary.Refused, FileNotFoundError) as error:
+        return {}, f"its autograded folder cannot be read ({error})"
+    if _assignment.notebook not in tree.files:
+        return {}, "its autograded notebook cannot be read (" + tree.refused.get(_assignment.notebook, "missing") + ")"
+    return tree.files, ""
 
 
 def grade_one(hand_in: dict) -> dict:
@@ -172,26 +185,34 @@ def grade_one(hand_in: dict) -> dict:
     autograded folder: path: bytes; none when nbgrader could not grade it)}."""
     start = time.perf_counter()
     student = hand_in["student"]
-    for folder in (_work / "in", _work / "out"):
-        shutil.rmtree(folder, ignore_errors=True)
-    _write_files(layout.submission_dir(_work / "in", student, _assignment), hand_in["files"])
+    _clean()
+    boundary.write_tree(layout.submission_dir(_work / "in", student, _assignment), hand_in["files"])
     try:
         result = _api.autograde(_assignment.name, student, force=True, create=True)
         log = result.get("log", "") + (result.get("error") or "")
         error = (result.get("error") or "").strip().splitlines()
         success = bool(result["success"])
         reason = "" if success else "nbgrader could not grade it" + (f" ({error[-1]})" if error else "")
-        files = _files(layout.submission_dir(_work / "out", student, _assignment)) if success else {}
+        files, unread = autograded_files(_work / "out", student) if success else ({}, "")
+        if unread:
+            success, reason = False, unread
         note, scores = "", {}
         if _assignment.notebook in files:
             nb = nbformat.reads(files[_assignment.notebook].decode("utf-8"), as_version=4)
             note = "; ".join(run_problems(nb))
             scores = _gradebook_scores(student)
     finally:
-        for folder in (_work / "in", _work / "out"):
-            shutil.rmtree(folder, ignore_errors=True)
+        _clean()
     return {"student": student, "success": success, "log": log, "seconds": time.perf_counter() - start,
             "reason": reason, "note": note, "scores": scores, "files": files}
+
+
+def _clean() -> None:
+    """Empties this worker's folders: nbgrader's input and output, and its kernels' scratch folder."""
+    for folder in (_work / "in", _work / "out"):
+        shutil.rmtree(folder, ignore_errors=True)
+    if _scratch is not None:
+        sandbox.remove_scratch(_scratch)
 
 
 def _gradebook_scores(student: str) -> dict[str, float]:
@@ -230,7 +251,7 @@ def store(course: layout.Course, assignment: layout.Assignment, student: str, fi
         shutil.rmtree(target)
     if files:
         target.mkdir(parents=True)
-        _write_files(target, files)
+        boundary.write_tree(target, files)
 
 
 def outcome(student: str, result) -> AutogradeOutcome:

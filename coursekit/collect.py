@@ -5,7 +5,8 @@ each holding what the student uploaded, under whatever name their browser or Col
 nbgrader_config.py, do the work:
 - `MoodleExtractorPlugin` extracts only the notebooks (`.ipynb`) in students' folders. Everything else a student
   uploaded (a timestamp.txt, other text, Python files, zips, which are never opened) is skipped, and the log names it.
-- `MoodleCollectorPlugin` takes the student id from the folder (the name, as a slug: `ada-lovelace`), files the
+- `MoodleCollectorPlugin` takes the student id from the folder (the name, as a slug: `ada-lovelace`; for a name with
+  no Latin letter or digit, `participant-<participant id>`; checked by coursekit/student_ids.py), files the
   notebook under the released name when it is recognisably the same notebook ("Copy of pw2_transformers.ipynb",
   "pw2_transformers (1).ipynb", ...; any other notebook keeps its name, and intake reports it), and gives
   zip_collect the submission time, which zip_collect writes to submitted/<student>/<assignment>/timestamp.txt.
@@ -41,7 +42,7 @@ from typing import NamedTuple
 from nbgrader.api import Gradebook
 from nbgrader.plugins.zipcollect import ExtractorPlugin, FileNameCollectorPlugin
 
-from . import deadlines, layout
+from . import deadlines, layout, student_ids
 
 MOODLE_FOLDER = re.compile(r"^(?P<name>.+?)_(?P<participant>\d+)_assign(?:submission|feedback)_\w+?_?$")
 
@@ -67,8 +68,9 @@ def moodle_student(path: PurePath) -> dict[str, str] | None:
     if folder is None:
         return None
     first, _, last = folder["name"].partition(" ")
-    return {"student_id": student_id(folder["name"]), "first_name": first, "last_name": last,
-            "lms_user_id": folder["participant"]}
+    # a name with no Latin letter or digit ("王芳") has no slug: the participant id names the student instead
+    return {"student_id": student_id(folder["name"]) or f"participant-{folder['participant']}", "first_name": first,
+            "last_name": last, "lms_user_id": folder["participant"]}
 
 
 NOTEBOOK_SUFFIX = ".ipynb"
@@ -146,6 +148,10 @@ class MoodleCollectorPlugin(FileNameCollectorPlugin):
         student = moodle_student(PurePosixPath(info.filename))
         if student is None:
             self.log.warning("Skipped %s: not in a Moodle submission folder (<Name>_<id>_assignsubmission_file_)", path)
+            return None
+        wrong_id = student_ids.problem(student["student_id"])
+        if wrong_id:  # never with student_id's slugs; checked where a name becomes a folder all the same
+            self.log.warning("Skipped a notebook of participant %s: %s", student["lms_user_id"], wrong_id)
             return None
         time = entry_time(info)
         stamp = self._stamp(student["lms_user_id"], time)
@@ -265,10 +271,11 @@ def submission_times(submitted: Path) -> dict[tuple[str, str], Stamp]:
     return times
 
 
-def submission_time(times: dict[tuple[str, str], Stamp], student: str, notebooks: list[Path]) -> Stamp | None:
-    """A hand-in's time in the LMS: the latest recorded time of the notebooks in its folder that collect collected
-    for this student (nbgrader's rule too: a student's latest file), None when collect collected none of them."""
-    keys = [(student, hashlib.sha256(p.read_bytes()).hexdigest()) for p in notebooks]
+def submission_time(times: dict[tuple[str, str], Stamp], student: str, notebooks: list[bytes]) -> Stamp | None:
+    """A hand-in's time in the LMS: the latest recorded time of the notebooks in its folder (their bytes, as intake
+    read them) that collect collected for this student (nbgrader's rule too: a student's latest file), None when
+    collect collected none of them."""
+    keys = [(student, hashlib.sha256(data).hexdigest()) for data in notebooks]
     return max((times[key] for key in keys if key in times), default=None, key=_order)
 
 
@@ -277,7 +284,7 @@ def participants(archive: zipfile.ZipFile) -> dict[str, dict[str, str]]:
     found = {}
     for name in archive.namelist():
         student = moodle_student(PurePath(name))
-        if student is not None:
+        if student is not None and not student_ids.problem(student["student_id"]):
             found[student.pop("student_id")] = student
     return found
 

@@ -15,7 +15,7 @@ import sys
 
 from nbgrader.api import Gradebook
 
-from . import autograde, colab, deadlines, incremental, intake, layout, regrade, results
+from . import autograde, colab, deadlines, gradebook_backup, incremental, intake, layout, regrade, results
 from .autograde import ClusterRefused, ConfigError, SandboxUnavailable  # noqa: F401 (part of this module's interface)
 
 
@@ -71,12 +71,14 @@ def grade(course: layout.Course, assignment: layout.Assignment, sandboxed: bool 
     of them if the assignment's tests or the kit changed, or with `force`; the others keep their grades. A re-grading
     after the tests changed writes an audit of whose points moved (coursekit/regrade.py). Hand-ins are graded
     `jobs` at a time on this machine (default one per core), or on the Dask cluster at the address `cluster`
-    (coursekit/cluster.py), which needs a gradebook the cluster's workers share (PostgreSQL)."""
+    (coursekit/cluster.py), which needs a gradebook the cluster's workers share (PostgreSQL). A SQLite gradebook is
+    first copied to reports/<assignment>/gradebook-before-<UTC time>.db (coursekit/gradebook_backup.py)."""
     url = results.db_url(course)
     if cluster is not None:
         from . import cluster as dask_cluster
 
         dask_cluster.check_gradebook(url)
+    gradebook_backup.snapshot(course, assignment, url)  # before anything writes it (coursekit/gradebook_backup.py)
     with Gradebook(url) as gb:
         known = {a.name for a in gb.assignments}
     if assignment.name not in known:  # nbgrader grades only an assignment its gradebook knows
@@ -128,7 +130,8 @@ def grade(course: layout.Course, assignment: layout.Assignment, sandboxed: bool 
     found = []
     with Gradebook(url) as gb:
         for verdict in verdicts:
-            gb.update_or_create_student(verdict.student)  # so that the export lists every student
+            if not verdict.id_refused:  # a folder whose name is no valid id is reported, never made a student
+                gb.update_or_create_student(verdict.student)  # so that the export lists every student
             result = results.Result(verdict.student, "graded" if verdict.gradable else "not graded", note=verdict.note)
             result = results.from_gradebook(gb, course, assignment, result, tests, just_graded=True)
             outcome = outcomes.get(verdict.student)

@@ -10,8 +10,13 @@ Everything in the grading kernel is hostile. Inside the sandbox it has:
   included) ends when it ends, and none can reach the next hand-in's kernel;
 - no network (not even the host's loopback), its own IPC and UTS namespaces;
 - a file system of its own: the system's /usr and /etc read-only, the virtualenv and the interpreter it links
-  to, the hand-in's own folder (read-write) and its IPC folder; not $HOME, /root, /home, /run, /var, the
-  course (gradebook.db with the hidden tests, source/, other students' hand-ins), nor any other folder;
+  to, a scratch folder (read-write) and its IPC folder; not $HOME, /root, /home, /run, /var, the course
+  (gradebook.db with the hidden tests, source/, other students' hand-ins, nbgrader's own input and output folders),
+  nor any other folder. The scratch folder (build/scratch/worker-<n>/) is a fresh copy of the plain files of the
+  folder nbgrader runs the notebook in (the data/ sample), bound at that folder's path, so the notebook's relative
+  paths work; nothing in it ever comes back: nbgrader writes the autograded notebook to its own folder, which the
+  kernel can neither see nor write, and the scratch folder is removed (without following anything in it) before
+  the worker's next kernel and after each hand-in (see coursekit/boundary.py for what crosses back);
 - a cleared environment: PATH, HOME=/tmp, LANG and the few variables the notebook reads, nothing of the
   grader's (no GRADEBOOK_URL, no PGPASSWORD, no JPY_PARENT_PID);
 - limits: one memory budget split between the address space and the sizes of /tmp and /dev/shm (tmpfs pages
@@ -32,6 +37,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+if __package__:
+    from . import boundary
+else:  # run as the kernelspec's command, a script: its own folder is the first on sys.path
+    import boundary
+
 KERNEL_NAME = "coursekit-sandbox"
 # Grading worker N's kernels run as uid FIRST_UID + N (no account has these uids). Two courses (or two checkouts) graded
 # at once on one machine should each set COURSEKIT_SANDBOX_FIRST_UID, since the process limit counts per uid.
@@ -49,6 +59,8 @@ PASSED_VARIABLES = ["NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "OMP_NUM_THREAD
 TMPFS_ROOTS = {Path("/"), Path("/tmp"), Path("/dev"), Path("/dev/shm")}
 
 MiB = 2**20
+# What the scratch folder gets of the folder nbgrader runs the notebook in: the notebook and the data/ sample (1 MiB).
+SCRATCH_COPY_BYTES = 256 * MiB
 
 
 @dataclass(frozen=True)
@@ -110,10 +122,11 @@ def _running_tasks(uid: int) -> int:
 
 def command(program: list[str], work: Path, course_root: Path | None = None, uid: int | None = None,
             writable: list[Path] = (), files: dict[Path, int] | None = None, limits: Limits = LIMITS,
-            environ: dict[str, str] = os.environ) -> list[str]:
+            environ: dict[str, str] = os.environ, work_source: Path | None = None) -> list[str]:
     """The command that runs `program` in the sandbox, with `work` (its working folder) and `writable` as
     the only folders of the host it can write to, as `uid` (root only; None: as the grading user). The course
-    root, if given, is an empty read-only folder but for them (as any folder on their way).
+    root, if given, is an empty read-only folder but for them (as any folder on their way). With `work_source`,
+    the folder seen at `work`'s path is `work_source` (a scratch folder), and `work` itself is out of reach.
 
     `files` maps paths inside to file descriptors open for reading: the sandbox gets a read-only copy of each
     (the connection file). Start the command with LAUNCH_ENVIRONMENT as its environment, and pass it the fds.
@@ -146,9 +159,9 @@ def command(program: list[str], work: Path, course_root: Path | None = None, uid
         if not _inside(folder, host + mounted):
             args += ["--ro-bind", str(folder), str(folder)]
             mounted.append(folder)
-    for folder in [work, *writable]:
-        args += ["--bind", str(folder), str(folder)]
-        mounted.append(folder)
+    for source, folder in [(work_source or work, work), *((f, f) for f in writable)]:
+        args += ["--bind", str(source), str(folder)]
+        mounted.append(Path(folder))
     for path, fd in (files or {}).items():
         args += ["--perms", "0444", "--ro-bind-data", str(fd), str(path)]
     # bubblewrap makes the missing parents of its mount points mode 0700, which `uid` could not go through
@@ -191,6 +204,36 @@ def run(program: list[str], work: Path, course_root: Path | None = None, uid: in
                           env=LAUNCH_ENVIRONMENT, cwd=work, **kwargs)
 
 
+def scratch_folder(build: Path, worker: int) -> Path:
+    """The folder that grading worker `worker`'s kernels work in: build/scratch/worker-<n>/ (named as its IPC folder)."""
+    return Path(build).resolve() / "scratch" / f"worker-{worker}"
+
+
+def remove_scratch(folder: Path) -> None:
+    """Removes a scratch folder the kernel wrote, without following anything in it: shutil.rmtree opens each folder
+    relative to its parent's descriptor, without following links (it says so: `avoids_symlink_attacks`)."""
+    if not shutil.rmtree.avoids_symlink_attacks:
+        raise RuntimeError("shutil.rmtree follows links on this platform: a scratch folder cannot be removed safely")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def make_scratch(work: Path, scratch: Path, uid: int | None) -> None:
+    """A fresh scratch folder for a kernel, made by root before the kernel starts: a copy of the plain files under
+    `work` (the folder nbgrader runs the notebook in; links and special files are left out), owned by `uid`."""
+    remove_scratch(scratch)
+    scratch.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    scratch.mkdir(mode=0o700)
+    copied = boundary.read_tree(work, max_bytes=SCRATCH_COPY_BYTES)
+    boundary.write_tree(scratch, copied.files)
+    for why in copied.refused.values():  # into nbgrader's log
+        print(f"[coursekit-sandbox] not copied into the kernel's folder: {why}", file=sys.stderr)
+    if uid is not None:
+        for folder, folders, names in os.walk(scratch):  # made just now by root: nothing in it is the kernel's yet
+            for name in [*folders, *names]:
+                os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
+    give_folder(scratch, uid)
+
+
 def unavailable() -> str:
     """Why the sandbox can't run here, or "" when it can."""
     for tool in ("bwrap", "prlimit", "setpriv"):
@@ -215,7 +258,8 @@ def install_kernel(build: Path, course_root: Path) -> dict[str, str]:
         "display_name": "Python 3 (grading sandbox)",
         "language": "python",
         "interrupt_mode": "message",  # the kernel is in a session of its own: a SIGINT to the group can't reach it
-        "env": {"PW2_IPC": str(ipc.resolve()), "PW2_COURSE_ROOT": str(Path(course_root).resolve())},
+        "env": {"PW2_IPC": str(ipc.resolve()), "PW2_SCRATCH": str((build / "scratch").resolve()),
+                "PW2_COURSE_ROOT": str(Path(course_root).resolve())},
     }, indent=1))
     return {"JUPYTER_PATH": str(build / "jupyter")}
 
@@ -235,18 +279,21 @@ def _kernel_uid() -> int | None:
 
 
 def _run_kernel(connection_file: str) -> None:
-    """The kernelspec's command: exec ipykernel in the sandbox. Its working folder is the hand-in's."""
+    """The kernelspec's command: exec ipykernel in the sandbox. Its working folder (nbgrader's, which holds the
+    notebook nbgrader writes) is seen inside as a scratch copy of it, of its worker's own."""
     uid = _kernel_uid()
     ipc = Path(json.loads(Path(connection_file).read_text())["ip"]).parent
     if ipc.parent != Path(os.environ["PW2_IPC"]):
         raise SystemExit(f"the kernel's IPC folder {ipc} is not in {os.environ['PW2_IPC']}")
     give_folder(ipc, uid, private=True)
     work = Path.cwd().resolve()
-    give_folder(work, uid)
+    scratch = Path(os.environ["PW2_SCRATCH"]) / ipc.name
+    make_scratch(work, scratch, uid)
     connection = os.open(connection_file, os.O_RDONLY)
     os.set_inheritable(connection, True)
     cmd = command([sys.executable, "-m", "ipykernel_launcher", "-f", connection_file], work,
-                  Path(os.environ["PW2_COURSE_ROOT"]), uid, writable=[ipc], files={Path(connection_file): connection})
+                  Path(os.environ["PW2_COURSE_ROOT"]), uid, writable=[ipc], files={Path(connection_file): connection},
+                  work_source=scratch)
     # Jupyter interrupts a kernel with SIGINT to its whole process group, bubblewrap included: bubblewrap must
     # ignore it (or it dies and takes the kernel with it). The kernel itself is interrupted by a message.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

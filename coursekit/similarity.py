@@ -98,10 +98,10 @@ def read_answers(course: layout.Course, assignment: layout.Assignment) -> ClassA
     for student in intake.students(course.submitted, assignment):
         verdict = intake.inspect(layout.submission_dir(course.submitted, student, assignment), student, assignment)
         if not verdict.gradable:
-            found.skipped.append((student, verdict.note))
+            found.skipped.append((verdict.student, verdict.note))  # escaped, if not a valid student id
             continue
         try:
-            handed_in = intake._read_notebook(verdict.notebook.read_text(encoding="utf-8"))
+            handed_in = intake._read_notebook(verdict.content.decode("utf-8"))
             repaired, _ = repair.repair(handed_in, release)
         except Exception as error:  # a notebook that nbformat reads but repair cannot use: skipped, never fatal
             found.skipped.append((student, f"{verdict.notebook.name} could not be matched to the release: {error}"))

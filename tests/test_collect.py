@@ -6,7 +6,7 @@ from datetime import datetime
 
 import nbformat
 
-from coursekit import collect, grading, intake, layout
+from coursekit import collect, grading, intake, layout, student_ids
 from assignments import PW2
 
 ADA = "Ada Lovelace_1001_assignsubmission_file_/"
@@ -34,12 +34,17 @@ def test_a_moodle_zip_is_collected_into_submitted(tmp_path):
         z.writestr("Ada Lovelace_1001_assignsubmission_file_/Copy of pw2_transformers.ipynb", "{}")
         z.writestr("Élodie N'Diaye_1002_assignsubmission_file_/pw2_transformers (1).ipynb", "{}")
         z.writestr("Alan Turing_1003_assignsubmission_file_/homework.ipynb", "{}")
+        z.writestr("<img src=x onerror=alert(1)>_1004_assignsubmission_file_/pw2_transformers.ipynb", "{}")
+        z.writestr("王芳_1005_assignsubmission_file_/pw2_transformers.ipynb", "{}")
         z.writestr("stray.ipynb", "{}")
     grading.nbgrader(course, "zip_collect", PW2.name)
     found = sorted(str(p.relative_to(course.submitted)) for p in course.submitted.rglob("*.ipynb"))
     assert found == ["ada-lovelace/pw2_transformers/pw2_transformers.ipynb",
                      "alan-turing/pw2_transformers/homework.ipynb",
-                     "elodie-n-diaye/pw2_transformers/pw2_transformers.ipynb"]
+                     "elodie-n-diaye/pw2_transformers/pw2_transformers.ipynb",
+                     "img-src-x-onerror-alert-1/pw2_transformers/pw2_transformers.ipynb",
+                     "participant-1005/pw2_transformers/pw2_transformers.ipynb"]
+    assert all(not student_ids.problem(p.split("/")[0]) for p in found), "every folder is named by a valid student id"
 
 
 def _moodle_zip(course: layout.Course, entries: dict[str, tuple[tuple[int, ...], bytes]]) -> None:
@@ -91,11 +96,11 @@ def test_of_two_copies_of_the_notebook_the_later_upload_is_collected_and_its_tim
     notebook = layout.submission_dir(course.submitted, "ada-lovelace", PW2) / PW2.notebook
     assert notebook.read_bytes() == b'{"second": 2}'
     times = collect.submission_times(course.submitted)
-    assert collect.submission_time(times, "ada-lovelace", [notebook]) == collect.Stamp(datetime(2026, 11, 21, 23, 59, 58),
-                                                                                      collect.SOURCE_ZIP)
-    assert collect.submission_time(times, "bob", [notebook]) is None, "a notebook's time counts for its own student only"
-    notebook.write_text("{ }")
-    assert collect.submission_time(times, "ada-lovelace", [notebook]) is None, "and only while it is the one collected"
+    collected = notebook.read_bytes()
+    assert collect.submission_time(times, "ada-lovelace", [collected]) == collect.Stamp(datetime(2026, 11, 21, 23, 59, 58),
+                                                                          collect.SOURCE_ZIP)
+    assert collect.submission_time(times, "bob", [collected]) is None, "a notebook's time counts for its own student only"
+    assert collect.submission_time(times, "ada-lovelace", [b"{ }"]) is None, "and only while it is the one collected"
 
 
 def test_make_collect_files_a_zip_under_the_assignment_it_names_and_asks_which_when_there_are_several(

@@ -59,6 +59,7 @@ class Kernel:
         from jupyter_client.kernelspec import KernelSpecManager
 
         self.uid = sandbox.worker_uid(worker)
+        self.scratch = sandbox.scratch_folder(course.build, worker)  # what the kernel sees at course.work's path
         env = sandbox.install_kernel(course.build, course.root)
         settings = sandbox.nbgrader_settings(course.build, worker)["AsyncKernelManager"]
         specs = KernelSpecManager(kernel_dirs=[str(Path(env["JUPYTER_PATH"]) / "kernels")])
@@ -214,7 +215,8 @@ def test_the_kernel_can_write_its_own_folder_and_tmp_only(shared_kernel, course)
     assert got.pop("answer.txt") == got.pop("/tmp/scratch") == "written"
     assert got.pop("../../../evil") == "EROFS", "the course root is an empty read-only folder"
     assert set(got.values()) <= {"EROFS", "EACCES", "ENOENT"}, got
-    assert (course.work / "answer.txt").read_text() == "42"
+    assert (shared_kernel.scratch / "answer.txt").read_text() == "42", "its own folder is a scratch copy"
+    assert not (course.work / "answer.txt").exists(), "the folder nbgrader writes the autograded notebook to is not"
     assert not (course.bob / "evil").exists() and not (course.root / "evil").exists()
 
 
@@ -328,8 +330,8 @@ os.wait()
 
 @needs_root
 def test_a_setsid_daemon_is_gone_once_the_kernel_is_shut_down(course):
-    heartbeat = course.work / "heartbeat"
     started = Kernel(course, next(_slots))
+    heartbeat = started.scratch / "heartbeat"
     try:
         started.run(DAEMON)
         time.sleep(0.5)

@@ -19,7 +19,7 @@ import pytest
 import handins
 from browser import chromium_page
 from conftest import tree_digest
-from coursekit import answers, catalogue, cli, layout, similarity
+from coursekit import answers, catalogue, cli, layout, similarity, student_ids
 from assignments import PW2, PW3
 
 # ------------------------------------------------------------------------------------------- disguises
@@ -85,7 +85,8 @@ def independent(assignment: layout.Assignment) -> dict[str, list[str]]:
 
 LONG = ["multi_head_attention", "causal_multi_head_attention", "CausalSelfAttention", "Transformer", "decode"]
 HALF = ["self_attention", "multi_head_attention", "FeedForward", "lm_loss", "train_step"]
-HOSTILE_ID = "=x<img src=y onerror=alert(1)>"
+HOSTILE_ID = "=x-hostile"  # a valid id that a spreadsheet would take for a formula
+HTML_ID = "=x<img src=y onerror=alert(1)>"  # not a valid id (intake refuses it): skipped, shown escaped
 PAYLOAD = ('    note = "</pre></div><script>document.title = \'pwned\'</script>'
            '<img src=x onerror=\\"document.title = \'pwned\'\\">"\n')
 
@@ -117,6 +118,9 @@ def synthetic(tmp_path_factory):
             (folder / "Copy of pw2_transformers.ipynb").write_text(nbformat.writes(handins.metadata_lost(nb)))
         else:
             nbformat.write(nb, folder / PW2.notebook)
+    html_named = layout.submission_dir(course.submitted, HTML_ID, PW2)
+    html_named.mkdir(parents=True)
+    nbformat.write(answers.fill(release, class_answers()["ada"]), html_named / PW2.notebook)
     broken = layout.submission_dir(course.submitted, "broken", PW2)
     broken.mkdir(parents=True)
     (broken / PW2.notebook).write_text("<html>not a notebook</html>")
@@ -148,8 +152,9 @@ def test_copies_are_flagged_and_independent_answers_are_not(synthetic):
 
 def test_unreadable_handins_are_skipped_with_the_reason_and_nothing_is_written(synthetic):
     course, report, paths, before = synthetic
-    assert [s for s, _ in report.answers.skipped] == ["broken"]
-    assert "not valid JSON" in report.answers.skipped[0][1]
+    skipped = dict(report.answers.skipped)
+    assert set(skipped) == {"broken", student_ids.shown(HTML_ID)}
+    assert "not valid JSON" in skipped["broken"] and "markup characters" in skipped[student_ids.shown(HTML_ID)]
     assert "broken" in paths[-1].read_text()
     assert tree_digest(course.submitted) == before
 
