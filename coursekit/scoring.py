@@ -13,17 +13,23 @@ test cell is discarded.
 The kernel never sees the grader-only cells. Test cells run without being stored in the kernel's input history,
 and any line of the hidden tests that student code prints anyway (it can watch the cells it is given) is
 removed from the outputs. While it executes, every cell has an output budget, and so has the notebook.
+
+What the kernel sends is bounded before it is parsed (coursekit/bounded.py), and every probe byte counts against the
+probe budgets of its cell and of the hand-in. A kernel that dies, hangs or sends what can't be read costs the exercise
+it was running; the rest of the notebook runs in a fresh kernel (coursekit/kernel_failures.py).
 """
 
 import copy
+import json
 import re
 
 import nbformat
 from nbformat import NotebookNode
+from nbclient.util import ensure_async, run_sync
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Integer, Unicode
 
-from . import answers, limit_output, notebook_checks
+from . import answers, bounded, kernel_failures, limit_output, notebook_checks
 
 GRADER_ONLY = "grader-only"  # the tag of the source notebook's cells that only the grader runs
 HELPERS = "grading_helpers"
@@ -107,7 +113,7 @@ class Grader:
                 return f"what your code returned could not be read ({error})"
             judge = verdict if callable(verdict) else self.namespace[verdict]
             try:
-                judge(data)
+                bounded.within_seconds(bounded.VERDICT_SECONDS, judge, data)
             except AssertionError as error:
                 return str(error) or "a check failed"
             except Exception as error:  # data the verdict could not use: the student's code returned something odd
@@ -160,8 +166,18 @@ class GradedExecute(Execute):
     cell_output_budget = Integer(200_000, help="characters of output one cell may keep").tag(config=True)
     notebook_output_budget = Integer(2_000_000, help="characters of output a whole notebook may keep").tag(config=True)
     max_output_chars = Integer(20_000, help="characters one output may keep").tag(config=True)
-    probe_budget = Integer(64 * 2**20, help="bytes of probe data one check cell may send (its checks need a few KB)"
-                           ).tag(config=True)
+    probe_budget = Integer(8 * 2**20, help="bytes of probe data (JSON and tensors, as sent) one check cell may send "
+                           "(its checks need a few KB)").tag(config=True)
+    hand_in_probe_budget = Integer(32 * 2**20, help="bytes of probe data a whole hand-in may send").tag(config=True)
+
+    def create_kernel_manager(self):
+        """nbclient's kernel manager, whose clients read the kernel's messages within bounds (coursekit/bounded.py)."""
+        km = super().create_kernel_manager()
+        bounded.bound_kernel_manager(km)
+        return km
+
+    def _is_graded(self, cell) -> bool:
+        return is_test_cell(cell) and answers.grade_id(cell) in self._grader.test_cells
 
     def preprocess(self, nb, resources, km=None):
         meta = resources["nbgrader"]
@@ -169,6 +185,8 @@ class GradedExecute(Execute):
         self._grader = Grader(source)
         self._probing, self._messages, self._judged = None, [], {}
         self._spent, self._cell_spent, self._dropped = 0, {}, {}
+        self._hand_in_probe_bytes, self._replaying = 0, False
+        self._failures = kernel_failures.KernelFailures.of(nb.cells, self._is_graded)
         nb, resources = super().preprocess(nb, resources, km)
         lines = self._grader.hidden_lines()
         for index, cell in enumerate(nb.cells):
@@ -180,24 +198,120 @@ class GradedExecute(Execute):
 
     def preprocess_cell(self, cell, resources, index):
         grade_id = answers.grade_id(cell)
-        if not (is_test_cell(cell) and grade_id in self._grader.test_cells):
-            return super().preprocess_cell(cell, resources, index)
+        self._check_assign_resources(resources)
+        graded = self._is_graded(cell)
+        why_not = self._failures.why_not_graded(grade_id) if graded else self._failures.stopped
+        if why_not:  # a lost exercise's test cell, or any cell once grading stopped
+            if graded:
+                self._not_graded(index, grade_id, why_not)
+            elif cell.get("cell_type") == "code":
+                cell.outputs = []
+            return cell, self.resources
+        if not graded:
+            self._run_cell(cell, index, store_history=True)
+            return cell, self.resources
         trusted = self._grader.test_cells[grade_id]
         cell.source = trusted.source  # the instructor's test cell, whatever the hand-in holds
-        self._check_assign_resources(resources)
         self._probing, self._messages, self._probe_bytes = index, [], 0
         try:
-            cell = self.execute_cell(cell, index, store_history=False)
+            executed = self._run_cell(cell, index, store_history=False)
         finally:
             self._probing = None
+        if executed is None:  # the kernel failed: the exercise is lost (_kernel_failed)
+            return cell, self.resources
+        cell = executed
         timed_out = any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.outputs)
         lines, points = self._grader.judge(grade_id, self._messages, timed_out)
-        self._judged[index] = [
-            nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n"),
-            nbformat.v4.new_output("execute_result", data={"text/plain": f"{points:g}"},
-                                   execution_count=cell.get("execution_count")),
-        ]
+        self._judged[index] = _judged_outputs(lines, points, cell.get("execution_count"))
         return cell, self.resources
+
+    def _not_graded(self, index, grade_id, reason) -> None:
+        """Test cell `index` is not graded, for `reason`: its exercise gets 0 points, and the reason in one line."""
+        points = float(self._grader.test_cells[grade_id].metadata["nbgrader"]["points"])
+        lines = kernel_failures.lost_lines(answers.exercise_of(grade_id), points, reason)
+        self._judged[index] = _judged_outputs(lines, 0, None)
+
+    def _run_cell(self, cell, index, store_history):
+        """execute_cell, where a kernel failure costs the cell's exercise and the notebook goes on in a fresh kernel
+        (_kernel_failed): the cell run, or None when the kernel failed."""
+        try:
+            cell = self.execute_cell(cell, index, store_history=store_history)
+        except Exception as error:
+            reason = kernel_failures.reason_for(error)
+            if reason is None:
+                raise
+            self.log.warning("Cell %d: %s (%s: %s)", index, reason, type(error).__name__, error)
+            self._kernel_failed(index, reason)
+            return None
+        if any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
+            self._failures.skipped.add(index)  # a fresh kernel doesn't run it again: it would only time out again
+        return cell
+
+    def _kernel_failed(self, index, reason) -> None:
+        """Cell `index` failed for `reason`: its exercise is lost, and the kernel is replaced by a fresh one in which
+        the cells before are run again, as long as restarts are left (coursekit/kernel_failures.py)."""
+        failing, restart = index, self._failures.failed(index, reason)
+        while restart:
+            try:
+                self._replace_kernel()
+                replay_failure = self._replay(index)
+            except Exception as error:  # no fresh kernel: the rest is not graded, and says why
+                self.log.error("The kernel could not be started again: %s: %s", type(error).__name__, error)
+                self._failures.stop(kernel_failures.NO_RESTART.format(detail=type(error).__name__))
+                break
+            if replay_failure is None:
+                break
+            failing, why = replay_failure
+            self.log.warning("Cell %d, run again in a fresh kernel: %s", failing, why)
+            restart = self._failures.failed(failing, why, lose=False)
+        cell = self.nb.cells[index]
+        if self._is_graded(cell):
+            self._not_graded(index, answers.grade_id(cell), self._failures.lost.get(answers.grade_id(cell), reason))
+        else:
+            note = kernel_failures.CELL_NOTE_STOPPED if self._failures.stopped else kernel_failures.CELL_NOTE
+            cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text=note.format(reason=reason)))
+
+    async def _async_replace_kernel(self) -> None:
+        """Kills the kernel (dead, hung or hostile) and starts a fresh one from the same kernelspec, the sandbox's."""
+        km, kc = self.km, self.kc
+        self.km = self.kc = None
+        try:
+            await km.shutdown_kernel(now=True)
+        except Exception as error:  # already gone
+            self.log.info("Shutting the failed kernel down: %s: %s", type(error).__name__, error)
+        if kc is not None:
+            await ensure_async(kc.stop_channels())
+        self.km = self.create_kernel_manager()
+        await self.async_start_new_kernel()
+        await self.async_start_new_kernel_client()
+        await self.async_wait_for_reply(self.kc.kernel_info())
+
+    _replace_kernel = run_sync(_async_replace_kernel)
+
+    def _replay(self, index):
+        """Runs the cells before `index` again in the fresh kernel, as they were (their outputs are dropped, the
+        notebook keeps those of the first run): None, or (cell, reason) of a cell that failed the kernel again."""
+        self._replaying = True
+        try:
+            for replayed in self._failures.replay(index, self.nb.cells, self._is_graded):
+                original = self.nb.cells[replayed]
+                try:
+                    self.execute_cell(copy.deepcopy(nbformat.from_dict({**original, "outputs": []})), replayed,
+                                      store_history=True)
+                except Exception as error:
+                    reason = kernel_failures.reason_for(error)
+                    if reason is None:
+                        raise
+                    return replayed, reason
+                finally:
+                    self.nb.cells[replayed] = original
+        finally:
+            self._replaying = False
+        return None
+
+    # Widgets' messages would keep their state in this process, whatever its size: grading needs none of them.
+    def handle_comm_msg(self, outs, msg, cell_index):
+        return None
 
     # Display updates could rewrite the outputs of earlier cells (a test cell's among them) past every budget:
     # grading needs none of them.
@@ -205,15 +319,18 @@ class GradedExecute(Execute):
         return None
 
     def output(self, outs, msg, display_id, cell_index):
+        if self._replaying:  # the cells run again in a fresh kernel keep the outputs of their first run
+            return None
         data = msg.get("content", {}).get("data")
         if isinstance(data, dict) and notebook_checks.PROBE_MIME in data:
             message = data[notebook_checks.PROBE_MIME]
-            tensors = message.get("tensors", "") if isinstance(message, dict) else ""
-            size = len(tensors) if isinstance(tensors, str) else 0
+            size = msg.get(bounded.WIRE_BYTES) or len(json.dumps(message, default=str))  # all of it, JSON included
             if cell_index == self._probing and isinstance(message, dict) and len(self._messages) < 1000 \
-                    and self._probe_bytes + size <= self.probe_budget:
+                    and self._probe_bytes + size <= self.probe_budget \
+                    and self._hand_in_probe_bytes + size <= self.hand_in_probe_budget:
                 self._messages.append(message)
                 self._probe_bytes += size
+                self._hand_in_probe_bytes += size
             return None  # probe data is never an output, wherever it comes from: beyond the budget, it is dropped
         if cell_index in self._dropped and msg.get("msg_type") != "error":
             # Once a cell's output is cut, the rest of its flood is dropped unread: building and validating each output
@@ -240,6 +357,13 @@ class GradedExecute(Execute):
         self._cell_spent[cell_index] = spent + size
         self._spent += size
         return out
+
+
+def _judged_outputs(lines: list[str], points: float, execution_count) -> list:
+    """A judged test cell's outputs: its check lines, and its points as the cell's result (nbgrader's partial credit)."""
+    return [nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n"),
+            nbformat.v4.new_output("execute_result", data={"text/plain": f"{points:g}"},
+                                   execution_count=execution_count)]
 
 
 def _size(output) -> int:

@@ -1,0 +1,173 @@
+"""Bounds on what the grading worker reads from a student's kernel, and on how long it judges what it read.
+
+Every byte the kernel sends is hostile (shared/notes/boundary.md). jupyter_client receives a whole message and parses
+it with json.loads before the kit sees it: a nested or huge payload grew the grading worker by 1.8 GB. So the worker's
+connection to the kernel is bounded before anything is parsed, and while it is parsed:
+
+- one frame: ZMQ's MAXMSGSIZE on every socket of the worker's kernel client (`BoundedKernelClient`): a larger frame is
+  never received (ZMQ drops the connection, and the message is lost);
+- one message, all its frames together: read frame by frame, and past MAX_MESSAGE_BYTES the rest is drained unread;
+- its JSON: the count of items and the depth of nesting are bounded before json.loads builds anything (`loads`).
+
+A message over a bound raises `UnreadableMessage` where jupyter_client would have parsed it; the kit then costs the
+exercise that was running (coursekit/kernel_failures.py), never the worker. Each message's size on the wire travels
+with it (WIRE_BYTES), so that probe data counts whole (its JSON too) against the probe budgets (coursekit/scoring.py).
+
+`within_seconds` bounds the time a verdict takes: a crafted answer could make one run for minutes.
+"""
+
+import ctypes
+import json
+import re
+import signal
+import threading
+
+import zmq
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
+from traitlets import Type
+
+MiB = 2**20
+# A 50 MB `print` is one message of 50 MB (ipykernel doesn't split its streams): it is read, then cut to 20,000
+# characters (limit_output.py). Probes need a few KB, status and display messages less.
+MAX_FRAME_BYTES = 64 * MiB
+MAX_MESSAGE_BYTES = 72 * MiB
+MAX_JSON_ITEMS = 100_000  # values, lists and dicts in one frame's JSON (a check's probe has a few hundred)
+MAX_JSON_DEPTH = 64       # a probe's data is at most 9 levels deep (notebook_checks.unpack), a message's frame 4 more
+WIRE_BYTES = "coursekit_wire_bytes"  # the key of a received message's size on the wire, all frames together
+
+VERDICT_SECONDS = 10  # a verdict takes milliseconds on honest data
+
+
+class UnreadableMessage(ValueError):
+    """A message from the kernel that is over a bound, or not a message at all: its exercise is lost."""
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def _depth(data: bytes) -> int:
+    """The deepest nesting of lists and dicts in JSON `data` (brackets inside strings don't count)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRING.sub(b"", data)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def check_json(data: bytes, max_items: int = MAX_JSON_ITEMS, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Raises UnreadableMessage unless JSON `data` holds at most `max_items` items, `max_depth` levels deep. Both are
+    counted on the bytes, before anything is built: every item but the first is after a comma or an opening bracket
+    (commas in strings only make the count larger)."""
+    opening = data.count(b"[") + data.count(b"{")
+    items = data.count(b",") + opening + 1
+    if items > max_items:
+        raise UnreadableMessage(f"over {max_items:,} items of data in one message")
+    if opening > max_depth and _depth(data) > max_depth:
+        raise UnreadableMessage(f"data nested over {max_depth} levels deep")
+
+
+def loads(data: bytes | str):
+    """jupyter_client Session's unpacker, bounded: json.loads of `data` once check_json accepts it."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    if len(data) > MAX_FRAME_BYTES:
+        raise UnreadableMessage(f"a message part of more than {MAX_FRAME_BYTES // MiB} MB")
+    check_json(data)
+    try:
+        return json.loads(data.decode("utf-8", "replace"))
+    except (ValueError, RecursionError) as error:
+        raise UnreadableMessage(f"not JSON ({type(error).__name__})") from None
+
+
+class BoundedChannel(AsyncZMQSocketChannel):
+    """A channel to the kernel that reads a message frame by frame, up to MAX_MESSAGE_BYTES, and parses it with the
+    session's (bounded) unpacker. Whatever fails to parse raises UnreadableMessage."""
+
+    async def _recv(self, **kwargs):
+        frames, size = [], 0
+        while True:
+            frame = await self.socket.recv(copy=False)
+            size += len(frame.buffer)
+            if size <= MAX_MESSAGE_BYTES:
+                frames.append(frame.bytes)
+            if not frame.more:
+                break
+        if size > MAX_MESSAGE_BYTES:
+            raise UnreadableMessage(f"a message of more than {MAX_MESSAGE_BYTES // MiB} MB")
+        try:
+            _, parts = self.session.feed_identities(frames)
+            message = self.session.deserialize(parts)
+        except UnreadableMessage:
+            raise
+        except Exception as error:  # not signed, not JSON, not a message
+            raise UnreadableMessage(f"not a message ({type(error).__name__})") from None
+        message[WIRE_BYTES] = size
+        return message
+
+
+class BoundedKernelClient(AsyncKernelClient):
+    """nbclient's kernel client, with every socket bounded (MAXMSGSIZE) and every message read by a BoundedChannel."""
+
+    shell_channel_class = Type(BoundedChannel)
+    iopub_channel_class = Type(BoundedChannel)
+    stdin_channel_class = Type(BoundedChannel)
+    control_channel_class = Type(BoundedChannel)
+
+    def _context_default(self):
+        context = super()._context_default()
+        context.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)  # every socket made from it, before it connects
+        return context
+
+
+def bound_kernel_manager(km) -> None:
+    """Makes `km`'s clients BoundedKernelClients, and its session's unpacker `loads`."""
+    km.client_factory = BoundedKernelClient
+    km.session.unpack = loads
+
+
+# ------------------------------------------------------------------------------------------- time of a verdict
+
+class _Overtime(BaseException):
+    """Raised into a verdict past its time (a BaseException: the verdict's own `except Exception` can't keep it)."""
+
+
+def _overtime_message(seconds: float) -> str:
+    return (f"judging what your code returned took more than {seconds:g} seconds, so this check was stopped "
+            "(is what your code returns unusually large?)")
+
+
+def within_seconds(seconds: float, function, *args):
+    """`function(*args)`, stopped after `seconds` with an AssertionError that says so (the reason the student reads).
+    In the main thread, by SIGALRM; in another (a Dask worker's), by an exception raised asynchronously in it. Either
+    stops Python code, not a single long call into C."""
+    if threading.current_thread() is threading.main_thread():
+        def stop(signum, frame):
+            raise _Overtime()
+
+        previous = signal.signal(signal.SIGALRM, stop)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            return function(*args)
+        except _Overtime:
+            raise AssertionError(_overtime_message(seconds)) from None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    thread_id = threading.get_ident()
+    done = threading.Event()
+
+    def stop_thread():
+        if not done.is_set():
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(_Overtime))
+
+    timer = threading.Timer(seconds, stop_thread)
+    timer.start()
+    try:
+        return function(*args)
+    except _Overtime:
+        raise AssertionError(_overtime_message(seconds)) from None
+    finally:
+        done.set()
+        timer.cancel()
