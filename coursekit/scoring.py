@@ -166,9 +166,10 @@ class GradedExecute(Execute):
     cell_output_budget = Integer(200_000, help="characters of output one cell may keep").tag(config=True)
     notebook_output_budget = Integer(2_000_000, help="characters of output a whole notebook may keep").tag(config=True)
     max_output_chars = Integer(20_000, help="characters one output may keep").tag(config=True)
-    probe_budget = Integer(8 * 2**20, help="bytes of probe data (JSON and tensors, as sent) one check cell may send "
+    # A probe's data is kept until its cell is judged, and parsed JSON takes up to 20 times its size on the wire.
+    probe_budget = Integer(2 * 2**20, help="bytes of probe data (JSON and tensors, as sent) one check cell may send "
                            "(its checks need a few KB)").tag(config=True)
-    hand_in_probe_budget = Integer(32 * 2**20, help="bytes of probe data a whole hand-in may send").tag(config=True)
+    hand_in_probe_budget = Integer(16 * 2**20, help="bytes of probe data a whole hand-in may send").tag(config=True)
 
     def create_kernel_manager(self):
         """nbclient's kernel manager, whose clients read the kernel's messages within bounds (coursekit/bounded.py)."""
@@ -221,6 +222,7 @@ class GradedExecute(Execute):
             return cell, self.resources
         cell = executed
         timed_out = any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.outputs)
+        self.log.info("%s: %d probe messages, %d bytes", grade_id, len(self._messages), self._probe_bytes)
         lines, points = self._grader.judge(grade_id, self._messages, timed_out)
         self._judged[index] = _judged_outputs(lines, points, cell.get("execution_count"))
         return cell, self.resources
