@@ -144,33 +144,46 @@ def _overtime_message(seconds: float) -> str:
 def within_seconds(seconds: float, function, *args):
     """`function(*args)`, stopped after `seconds` with an AssertionError that says so (the reason the student reads).
     In the main thread, by SIGALRM; in another (a Dask worker's), by an exception raised asynchronously in it. Either
-    stops Python code, not a single long call into C."""
-    if threading.current_thread() is threading.main_thread():
-        def stop(signum, frame):
-            raise _Overtime()
+    stops Python code, not a single long call into C. The stop can't outlive the call: it is cancelled (or caught)
+    before this returns."""
+    try:
+        if threading.current_thread() is threading.main_thread():
+            return _by_alarm(seconds, function, args)
+        return _by_async_exception(seconds, function, args)
+    except _Overtime:
+        raise AssertionError(_overtime_message(seconds)) from None
 
-        previous = signal.signal(signal.SIGALRM, stop)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            return function(*args)
-        except _Overtime:
-            raise AssertionError(_overtime_message(seconds)) from None
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-    thread_id = threading.get_ident()
-    done = threading.Event()
+
+def _by_alarm(seconds, function, args):
+    def stop(signum, frame):
+        raise _Overtime()
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return function(*args)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _by_async_exception(seconds, function, args):
+    thread_id, lock, state = ctypes.c_ulong(threading.get_ident()), threading.Lock(), {"done": False, "fired": False}
 
     def stop_thread():
-        if not done.is_set():
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(_Overtime))
+        with lock:
+            if not state["done"]:
+                state["fired"] = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(thread_id, ctypes.py_object(_Overtime))
 
     timer = threading.Timer(seconds, stop_thread)
     timer.start()
     try:
         return function(*args)
-    except _Overtime:
-        raise AssertionError(_overtime_message(seconds)) from None
     finally:
-        done.set()
         timer.cancel()
+        with lock:
+            state["done"] = True
+        if state["fired"]:  # raised, or still pending: a pending one is withdrawn
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(thread_id, None)
+

@@ -27,7 +27,7 @@ import nbformat
 from nbformat import NotebookNode
 from nbclient.util import ensure_async, run_sync
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
-from traitlets import Integer, Unicode
+from traitlets import Float, Integer, Unicode
 
 from . import answers, bounded, kernel_failures, limit_output, notebook_checks
 
@@ -63,6 +63,8 @@ class Grader:
     Cells are executed as the instructor's notebook orders them: the imports and the helpers first, then each
     grader-only cell and each test cell as grading reaches it, so that a verdict sees the names its own test
     cell defined (a later cell may reuse a name)."""
+
+    verdict_seconds = bounded.VERDICT_SECONDS  # the time one verdict may take (coursekit/bounded.py)
 
     def __init__(self, source: NotebookNode):
         self.namespace = notebook_namespace(source, "coursekit_grader", grading=True)
@@ -113,7 +115,7 @@ class Grader:
                 return f"what your code returned could not be read ({error})"
             judge = verdict if callable(verdict) else self.namespace[verdict]
             try:
-                bounded.within_seconds(bounded.VERDICT_SECONDS, judge, data)
+                bounded.within_seconds(self.verdict_seconds, judge, data)
             except AssertionError as error:
                 return str(error) or "a check failed"
             except Exception as error:  # data the verdict could not use: the student's code returned something odd
@@ -167,9 +169,11 @@ class GradedExecute(Execute):
     notebook_output_budget = Integer(2_000_000, help="characters of output a whole notebook may keep").tag(config=True)
     max_output_chars = Integer(20_000, help="characters one output may keep").tag(config=True)
     # A probe's data is kept until its cell is judged, and parsed JSON takes up to 20 times its size on the wire.
-    probe_budget = Integer(2 * 2**20, help="bytes of probe data (JSON and tensors, as sent) one check cell may send "
-                           "(its checks need a few KB)").tag(config=True)
-    hand_in_probe_budget = Integer(16 * 2**20, help="bytes of probe data a whole hand-in may send").tag(config=True)
+    probe_budget = Integer(2**20, help="bytes of probe data (JSON and tensors, as sent) one check cell may send "
+                           "(pw2's largest, test_Transformer's, sends 69 KB)").tag(config=True)
+    hand_in_probe_budget = Integer(8 * 2**20, help="bytes of probe data a whole hand-in may send").tag(config=True)
+    verdict_seconds = Float(bounded.VERDICT_SECONDS, help="seconds one verdict may take (milliseconds on honest data)"
+                            ).tag(config=True)
 
     def create_kernel_manager(self):
         """nbclient's kernel manager, whose clients read the kernel's messages within bounds (coursekit/bounded.py)."""
@@ -184,9 +188,10 @@ class GradedExecute(Execute):
         meta = resources["nbgrader"]
         source = nbformat.read(f"{self.course_root}/source/{meta['assignment']}/{meta['notebook']}.ipynb", as_version=4)
         self._grader = Grader(source)
+        self._grader.verdict_seconds = self.verdict_seconds
         self._probing, self._messages, self._judged = None, [], {}
         self._spent, self._cell_spent, self._dropped = 0, {}, {}
-        self._hand_in_probe_bytes, self._replaying = 0, False
+        self._hand_in_probe_bytes, self._replaying, self._output_failure = 0, False, None
         self._failures = kernel_failures.KernelFailures.of(nb.cells, self._is_graded)
         nb, resources = super().preprocess(nb, resources, km)
         lines = self._grader.hidden_lines()
@@ -236,9 +241,11 @@ class GradedExecute(Execute):
     def _run_cell(self, cell, index, store_history):
         """execute_cell, where a kernel failure costs the cell's exercise and the notebook goes on in a fresh kernel
         (_kernel_failed): the cell run, or None when the kernel failed."""
+        self._output_failure = None
         try:
             cell = self.execute_cell(cell, index, store_history=store_history)
         except Exception as error:
+            error = self._output_failure or error
             reason = kernel_failures.reason_for(error)
             if reason is None:
                 raise
@@ -296,12 +303,12 @@ class GradedExecute(Execute):
         self._replaying = True
         try:
             for replayed in self._failures.replay(index, self.nb.cells, self._is_graded):
-                original = self.nb.cells[replayed]
+                original, self._output_failure = self.nb.cells[replayed], None
                 try:
                     self.execute_cell(copy.deepcopy(nbformat.from_dict({**original, "outputs": []})), replayed,
                                       store_history=True)
                 except Exception as error:
-                    reason = kernel_failures.reason_for(error)
+                    reason = kernel_failures.reason_for(self._output_failure or error)
                     if reason is None:
                         raise
                     return replayed, reason
@@ -310,6 +317,17 @@ class GradedExecute(Execute):
         finally:
             self._replaying = False
         return None
+
+    async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
+        """nbclient's reading of the cell's outputs; when a message can't be read, the cell fails at once (nbclient
+        would wait for the cell to end, while the kernel's next messages pile up in this process, unread)."""
+        try:
+            return await super()._async_poll_output_msg(parent_msg_id, cell, cell_index)
+        except Exception as error:
+            self._output_failure = error
+            if self.task_poll_for_reply is not None:
+                self.task_poll_for_reply.cancel()
+            raise
 
     # Widgets' messages would keep their state in this process, whatever its size: grading needs none of them.
     def handle_comm_msg(self, outs, msg, cell_index):

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 import kernel_attacks
-from coursekit import answers, autograde, bounded, grading, kernel_failures, layout, samples
+from coursekit import answers, autograde, bounded, checks, grading, kernel_failures, layout, samples
 from assignments import PW3
 
 # student: (the exercise whose answer sends it when its check calls it, what it sends, why the exercise is lost or None)
@@ -129,3 +129,28 @@ def test_a_verdict_over_its_time_fails_its_check_with_the_reason(in_a_thread):
         judge()
     assert outcome["reason"].startswith("judging what your code returned took more than 0.3 seconds")
     assert outcome["seconds"] < 2
+
+
+@pytest.fixture(scope="module")
+def impatient(tmp_path_factory):
+    """The solution, graded by a course whose verdicts may take 0.1 ms each (honest ones take about a millisecond)."""
+    course = layout.copy_course(tmp_path_factory.mktemp("impatient") / "course")
+    with (course.root / "nbgrader_config.py").open("a") as config:
+        config.write("\nc.GradedExecute.verdict_seconds = 0.0001\n")
+    grading.release(course, PW3)
+    source = nbformat.read(course.source_notebook(PW3), as_version=4)
+    release = nbformat.read(course.release_notebook(PW3), as_version=4)
+    folder = layout.submission_dir(course.submitted, "ada", PW3)
+    folder.mkdir(parents=True)
+    nbformat.write(answers.fill(release, answers.solution_answers(source)), folder / PW3.notebook)
+    (result,) = grading.grade(course, PW3, jobs=1)
+    nb = nbformat.read(layout.submission_dir(course.autograded, "ada", PW3) / PW3.notebook, as_version=4)
+    return result, [check for cell_checks in checks.by_test_cell(nb).values() for check in cell_checks]
+
+
+def test_the_grading_verdicts_run_within_their_time(impatient):
+    result, found = impatient
+    failed = [c for c in found if not c.passed]
+    assert result.status == "graded" and result.score < 100 and failed
+    assert {c.reason for c in failed} == {"judging what your code returned took more than 0.0001 seconds, so this "
+                                          "check was stopped (is what your code returns unusually large?)"}
