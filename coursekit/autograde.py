@@ -67,7 +67,8 @@ def load_config(root: Path):
 @dataclass(frozen=True)
 class AutogradeOutcome:
     """What nbgrader said about one hand-in; if it could not grade it, why (`reason`, one line); what went wrong
-    while it ran (`note`: time-outs, exercises lost to kernel failures); the points of its graded cells as nbgrader wrote them (`scores`)."""
+    while it ran (`note`: time-outs, exercises lost to kernel failures); the points of its graded cells as nbgrader
+    wrote them (`scores`)."""
     student: str
     success: bool
     log: str
@@ -207,7 +208,8 @@ def worker_memory(reset_peak: bool = False) -> dict[str, int]:
         return {}
 
 
-MEMORY_LINE = "[coursekit] grading worker memory: {before:.0f} MB before this hand-in, {peak:.0f} MB at most, {after:.0f} MB after\n"
+MEMORY_LINE = ("[coursekit] grading worker memory: {before:.0f} MB before this hand-in, {peak:.0f} MB at most, "
+               "{after:.0f} MB after\n")
 
 
 def memory_line(before: dict[str, int], after: dict[str, int]) -> str:

@@ -5,7 +5,8 @@ it with json.loads before the kit sees it: a nested or huge payload grew the gra
 connection to the kernel is bounded before anything is parsed, and while it is parsed:
 
 - one frame: ZMQ's MAXMSGSIZE on every socket of the worker's kernel client (`BoundedKernelClient`): a larger frame is
-  never received (ZMQ drops the connection, and the message is lost);
+  never received. ZMQ then cuts the connection for good (measured: no message arrives after it), which the channel
+  sees on its socket's monitor and reports at once (`ConnectionCut`), rather than waiting for the cell's time-out;
 - one message, all its frames together: read frame by frame, and past MAX_MESSAGE_BYTES the rest is drained unread;
 - its JSON: the count of items and the depth of nesting are bounded before json.loads builds anything (`loads`).
 
@@ -22,7 +23,10 @@ import re
 import signal
 import threading
 
+from queue import Empty
+
 import zmq
+import zmq.asyncio
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.channels import AsyncZMQSocketChannel
 from traitlets import Type
@@ -43,6 +47,10 @@ class UnreadableMessage(ValueError):
     """A message from the kernel that is over a bound, or not a message at all: its exercise is lost."""
 
 
+class ConnectionCut(UnreadableMessage):
+    """The connection to the kernel was cut: a frame over MAX_FRAME_BYTES, or the kernel went away (died)."""
+
+
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 _INNERMOST = re.compile(rb"\[\]|\{\}")
@@ -61,12 +69,14 @@ def _deeper_than(data: bytes, depth: int) -> bool:
 
 def check_json(data: bytes, max_items: int = MAX_JSON_ITEMS, max_depth: int = MAX_JSON_DEPTH) -> None:
     """Raises UnreadableMessage unless JSON `data` holds at most `max_items` items, `max_depth` levels deep. Both are
-    counted on the bytes, before anything is built: every item but the first is after a comma or an opening bracket
-    (commas in strings only make the count larger)."""
+    counted on the bytes, before anything is built: every item but the first is after a comma or an opening bracket.
+    Commas and brackets in strings (a printed list) count only on a first, quick look."""
     opening = data.count(b"[") + data.count(b"{")
-    items = data.count(b",") + opening + 1
-    if items > max_items:
-        raise UnreadableMessage(f"over {max_items:,} items of data in one message")
+    if data.count(b",") + opening + 1 > max_items:
+        outside_strings = _STRING.sub(b'""', data)
+        opening = outside_strings.count(b"[") + outside_strings.count(b"{")
+        if outside_strings.count(b",") + opening + 1 > max_items:
+            raise UnreadableMessage(f"over {max_items:,} items of data in one message")
     if opening > max_depth and _deeper_than(data, max_depth):
         raise UnreadableMessage(f"data nested over {max_depth} levels deep")
 
@@ -86,7 +96,30 @@ def loads(data: bytes | str):
 
 class BoundedChannel(AsyncZMQSocketChannel):
     """A channel to the kernel that reads a message frame by frame, up to MAX_MESSAGE_BYTES, and parses it with the
-    session's (bounded) unpacker. Whatever fails to parse raises UnreadableMessage."""
+    session's (bounded) unpacker. Whatever fails to parse raises UnreadableMessage; a cut connection, ConnectionCut."""
+
+    def __init__(self, socket, session, loop=None):
+        super().__init__(socket, session, loop)
+        self._monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+
+    async def get_msg(self, timeout=None):
+        poller = zmq.asyncio.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
+        ready = dict(await poller.poll(None if timeout is None else int(timeout * 1000)))
+        if self.socket in ready:
+            return await self._recv()
+        if self._monitor in ready:
+            await self._monitor.recv_multipart()
+            raise ConnectionCut(f"the connection was cut (a message part of more than {MAX_FRAME_BYTES // MiB} MB, "
+                                "or the kernel went away)")
+        raise Empty
+
+    def close(self):
+        if self.socket is not None and not self.socket.closed:
+            self.socket.disable_monitor()
+        self._monitor.close(linger=0)
+        super().close()
 
     async def _recv(self, **kwargs):
         frames, size = [], 0

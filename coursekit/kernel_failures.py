@@ -2,8 +2,8 @@
 
 nbclient raises when the kernel dies (os._exit, killed when out of memory), when it can't be interrupted after a cell's
 time-out, or when a message can't be read (coursekit/bounded.py); nbgrader then fails the whole hand-in, although the
-exercises before were graded honestly. GradedExecute (coursekit/scoring.py) catches those, and `KernelFailures` decides
-what they cost:
+exercises before were graded honestly. GradedExecute (coursekit/scoring.py) runs every cell through
+`SurvivesKernelFailures._run_cell`, which catches those, and `KernelFailures` decides what they cost:
 
 - the exercise the failing cell belongs to is lost: its test cell reports "not graded" and the reason, 0 points. A
   cell belongs to the exercise whose test cell is the next one at or after it (the answer, the examples that call it,
@@ -15,15 +15,22 @@ what they cost:
 - at most MAX_RESTARTS restarts per hand-in: past them, or when a restart fails, the remaining exercises are "not
   graded", with the reason, never a silent 0.
 
+A message that can't be read fails its cell at once (nbclient would wait for the cell to end, while the kernel's next
+messages pile up unread in the worker), and a cut connection is told apart from a dead kernel by the kernel's process.
+
 `lost_exercises` reads, from an autograded notebook, which exercises were lost and why: the grading note says so.
 """
 
+import copy
+import time
 from dataclasses import dataclass, field
 
+import nbformat
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import ensure_async, run_sync
 
 from . import answers, notebook_checks
-from .bounded import UnreadableMessage
+from .bounded import ConnectionCut, UnreadableMessage
 
 MAX_RESTARTS = 3
 
@@ -103,6 +110,115 @@ class KernelFailures:
         those skipped."""
         return [i for i in range(index) if cells[i].get("cell_type") == "code" and not is_test_cell(cells[i])
                 and i not in self.skipped]
+
+
+class SurvivesKernelFailures:
+    """The part of an nbclient NotebookClient (GradedExecute's) that survives kernel failures: `_run_cell` runs a cell,
+    and when the kernel fails, costs the cell's exercise and goes on in a fresh kernel. The client provides
+    `_failures` (a KernelFailures), `_replaying` (outputs are dropped while true), `_is_graded(cell)` and
+    `_not_graded(index, grade_id, reason)` (writes a lost exercise's test cell)."""
+
+    def _run_cell(self, cell, index, store_history):
+        """execute_cell, where a kernel failure costs the cell's exercise and the notebook goes on in a fresh kernel
+        (_kernel_failed): the cell run, or None when the kernel failed."""
+        self._output_failure = None
+        try:
+            cell = self.execute_cell(cell, index, store_history=store_history)
+        except Exception as error:
+            error = self._output_failure or error
+            if isinstance(error, ConnectionCut) and self._kernel_died():
+                error = DeadKernelError("Kernel died")
+            reason = reason_for(error)
+            if reason is None:
+                raise
+            self.log.warning("Cell %d: %s (%s: %s)", index, reason, type(error).__name__, error)
+            self._kernel_failed(index, reason)
+            return None
+        if any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
+            self._failures.skipped.add(index)  # a fresh kernel doesn't run it again: it would only time out again
+        return cell
+
+    def _kernel_failed(self, index, reason) -> None:
+        """Cell `index` failed for `reason`: its exercise is lost, and the kernel is replaced by a fresh one in which
+        the cells before are run again, as long as restarts are left (KernelFailures)."""
+        restart = self._failures.failed(index, reason)
+        while restart:
+            try:
+                self._replace_kernel()
+                replay_failure = self._replay(index)
+            except Exception as error:  # no fresh kernel: the rest is not graded, and says why
+                self.log.error("The kernel could not be started again: %s: %s", type(error).__name__, error)
+                self._failures.stop(NO_RESTART.format(detail=type(error).__name__))
+                break
+            if replay_failure is None:
+                break
+            failing, why = replay_failure  # its exercise was graded already: a cell the next fresh kernel skips
+            self.log.warning("Cell %d, run again in a fresh kernel: %s", failing, why)
+            restart = self._failures.failed(failing, why, lose=False)
+        cell = self.nb.cells[index]
+        if self._is_graded(cell):
+            self._not_graded(index, answers.grade_id(cell), self._failures.lost.get(answers.grade_id(cell), reason))
+        else:
+            note = CELL_NOTE_STOPPED if self._failures.stopped else CELL_NOTE
+            cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text=note.format(reason=reason)))
+
+    def _kernel_died(self, seconds: float = 3) -> bool:
+        """Whether the kernel's process ended (within `seconds`: a cut connection comes first)."""
+        deadline = time.monotonic() + seconds
+        while run_sync(self.km.is_alive)():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    async def _async_replace_kernel(self) -> None:
+        """Kills the kernel (dead, hung or hostile) and starts a fresh one from the same kernelspec, the sandbox's."""
+        km, kc = self.km, self.kc
+        self.km = self.kc = None
+        try:
+            await ensure_async(km.shutdown_kernel(now=True))
+        except Exception as error:  # already gone
+            self.log.info("Shutting the failed kernel down: %s: %s", type(error).__name__, error)
+        if kc is not None:
+            await ensure_async(kc.stop_channels())
+        self.km = self.create_kernel_manager()
+        await self.async_start_new_kernel()
+        await self.async_start_new_kernel_client()
+        await self.async_wait_for_reply(self.kc.kernel_info())
+
+    _replace_kernel = run_sync(_async_replace_kernel)
+
+    def _replay(self, index):
+        """Runs the cells before `index` again in the fresh kernel, as they were (their outputs are dropped, the
+        notebook keeps those of the first run): None, or (cell, reason) of a cell that failed the kernel again."""
+        self._replaying = True
+        try:
+            for replayed in self._failures.replay(index, self.nb.cells, self._is_graded):
+                original, self._output_failure = self.nb.cells[replayed], None
+                try:
+                    self.execute_cell(copy.deepcopy(nbformat.from_dict({**original, "outputs": []})), replayed,
+                                      store_history=True)
+                except Exception as error:
+                    reason = reason_for(self._output_failure or error)
+                    if reason is None:
+                        raise
+                    return replayed, reason
+                finally:
+                    self.nb.cells[replayed] = original
+        finally:
+            self._replaying = False
+        return None
+
+    async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
+        """nbclient's reading of the cell's outputs; when a message can't be read, the cell fails at once (nbclient
+        would wait for the cell to end, while the kernel's next messages pile up in this process, unread)."""
+        try:
+            return await super()._async_poll_output_msg(parent_msg_id, cell, cell_index)
+        except Exception as error:
+            self._output_failure = error
+            if self.task_poll_for_reply is not None:
+                self.task_poll_for_reply.cancel()
+            raise
 
 
 def lost_exercises(nb) -> dict[str, str]:

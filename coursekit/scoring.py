@@ -25,7 +25,6 @@ import re
 
 import nbformat
 from nbformat import NotebookNode
-from nbclient.util import ensure_async, run_sync
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Float, Integer, Unicode
 
@@ -161,7 +160,7 @@ def redact_outputs(cell, lines: list[str]) -> None:
                 output["data"][mime] = redact(value, lines)
 
 
-class GradedExecute(Execute):
+class GradedExecute(kernel_failures.SurvivesKernelFailures, Execute):
     """nbgrader's Execute, with the points of every test cell computed here from the probes' data."""
 
     course_root = Unicode("", help="the course directory: the instructor notebooks are in its source/").tag(config=True)
@@ -237,97 +236,6 @@ class GradedExecute(Execute):
         points = float(self._grader.test_cells[grade_id].metadata["nbgrader"]["points"])
         lines = kernel_failures.lost_lines(answers.exercise_of(grade_id), points, reason)
         self._judged[index] = _judged_outputs(lines, 0, None)
-
-    def _run_cell(self, cell, index, store_history):
-        """execute_cell, where a kernel failure costs the cell's exercise and the notebook goes on in a fresh kernel
-        (_kernel_failed): the cell run, or None when the kernel failed."""
-        self._output_failure = None
-        try:
-            cell = self.execute_cell(cell, index, store_history=store_history)
-        except Exception as error:
-            error = self._output_failure or error
-            reason = kernel_failures.reason_for(error)
-            if reason is None:
-                raise
-            self.log.warning("Cell %d: %s (%s: %s)", index, reason, type(error).__name__, error)
-            self._kernel_failed(index, reason)
-            return None
-        if any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
-            self._failures.skipped.add(index)  # a fresh kernel doesn't run it again: it would only time out again
-        return cell
-
-    def _kernel_failed(self, index, reason) -> None:
-        """Cell `index` failed for `reason`: its exercise is lost, and the kernel is replaced by a fresh one in which
-        the cells before are run again, as long as restarts are left (coursekit/kernel_failures.py)."""
-        failing, restart = index, self._failures.failed(index, reason)
-        while restart:
-            try:
-                self._replace_kernel()
-                replay_failure = self._replay(index)
-            except Exception as error:  # no fresh kernel: the rest is not graded, and says why
-                self.log.error("The kernel could not be started again: %s: %s", type(error).__name__, error)
-                self._failures.stop(kernel_failures.NO_RESTART.format(detail=type(error).__name__))
-                break
-            if replay_failure is None:
-                break
-            failing, why = replay_failure
-            self.log.warning("Cell %d, run again in a fresh kernel: %s", failing, why)
-            restart = self._failures.failed(failing, why, lose=False)
-        cell = self.nb.cells[index]
-        if self._is_graded(cell):
-            self._not_graded(index, answers.grade_id(cell), self._failures.lost.get(answers.grade_id(cell), reason))
-        else:
-            note = kernel_failures.CELL_NOTE_STOPPED if self._failures.stopped else kernel_failures.CELL_NOTE
-            cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text=note.format(reason=reason)))
-
-    async def _async_replace_kernel(self) -> None:
-        """Kills the kernel (dead, hung or hostile) and starts a fresh one from the same kernelspec, the sandbox's."""
-        km, kc = self.km, self.kc
-        self.km = self.kc = None
-        try:
-            await km.shutdown_kernel(now=True)
-        except Exception as error:  # already gone
-            self.log.info("Shutting the failed kernel down: %s: %s", type(error).__name__, error)
-        if kc is not None:
-            await ensure_async(kc.stop_channels())
-        self.km = self.create_kernel_manager()
-        await self.async_start_new_kernel()
-        await self.async_start_new_kernel_client()
-        await self.async_wait_for_reply(self.kc.kernel_info())
-
-    _replace_kernel = run_sync(_async_replace_kernel)
-
-    def _replay(self, index):
-        """Runs the cells before `index` again in the fresh kernel, as they were (their outputs are dropped, the
-        notebook keeps those of the first run): None, or (cell, reason) of a cell that failed the kernel again."""
-        self._replaying = True
-        try:
-            for replayed in self._failures.replay(index, self.nb.cells, self._is_graded):
-                original, self._output_failure = self.nb.cells[replayed], None
-                try:
-                    self.execute_cell(copy.deepcopy(nbformat.from_dict({**original, "outputs": []})), replayed,
-                                      store_history=True)
-                except Exception as error:
-                    reason = kernel_failures.reason_for(self._output_failure or error)
-                    if reason is None:
-                        raise
-                    return replayed, reason
-                finally:
-                    self.nb.cells[replayed] = original
-        finally:
-            self._replaying = False
-        return None
-
-    async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
-        """nbclient's reading of the cell's outputs; when a message can't be read, the cell fails at once (nbclient
-        would wait for the cell to end, while the kernel's next messages pile up in this process, unread)."""
-        try:
-            return await super()._async_poll_output_msg(parent_msg_id, cell, cell_index)
-        except Exception as error:
-            self._output_failure = error
-            if self.task_poll_for_reply is not None:
-                self.task_poll_for_reply.cancel()
-            raise
 
     # Widgets' messages would keep their state in this process, whatever its size: grading needs none of them.
     def handle_comm_msg(self, outs, msg, cell_index):

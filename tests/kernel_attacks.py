@@ -70,8 +70,8 @@ NESTED = raw_iopub(f"b'{{\"data\": {{\"{MIME}\": ' + b'[' * 50_000 + b']' * 50_0
 MANY_ITEMS = raw_iopub(f"b'{{\"data\": {{\"{MIME}\": [' + b'{{}},' * 3_000_000 + b'{{}}]}}, \"metadata\": {{}}}}'")
 # One probe message of 200 MB (a string): more than a frame may hold.
 HUGE = raw_iopub(f"b'{{\"data\": {{\"{MIME}\": \"' + b'x' * 200_000_000 + b'\"}}, \"metadata\": {{}}}}'")
-# 500 probe messages of 40,000 empty dicts each (120 KB each, 60 MB in all): each within the bounds.
-FLOOD = raw_iopub(f"b'{{\"data\": {{\"{MIME}\": [' + b'{{}},' * 40_000 + b'{{}}]}}, \"metadata\": {{}}}}'", times=500)
+# 300 probe messages of 20,000 empty dicts each (60 KB each, 18 MB in all): each within the bounds.
+FLOOD = raw_iopub(f"b'{{\"data\": {{\"{MIME}\": [' + b'{{}},' * 20_000 + b'{{}}]}}, \"metadata\": {{}}}}'", times=300)
 
 
 def sandbox_processes(workers: int = 8) -> list[int]:
@@ -89,6 +89,6 @@ def worker_memory(log: str, student: str) -> dict[str, float]:
     """The grading worker's memory (MB) before `student`'s hand-in and at most while it was graded, as the
     autograde log's section of that hand-in states it."""
     section = log.split(f"===== {student}: ", 1)[1].split("\n===== ", 1)[0]
-    line = next(l for l in section.splitlines() if l.startswith("[coursekit] grading worker memory: "))
+    line = next(text for text in section.splitlines() if text.startswith("[coursekit] grading worker memory: "))
     numbers = [float(word) for word in line.replace(",", " ").split() if word.replace(".", "").isdigit()]
     return {"before": numbers[0], "peak": numbers[1], "after": numbers[2]}

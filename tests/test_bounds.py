@@ -2,10 +2,11 @@
 
 One pw3 batch, graded as `make grade` grades it: honest work with typical mistakes, and the same work with one answer
 that, when its check calls it, sends (signed with the kernel's key, on its IOPub socket, as a real message) probe data
-nested 50,000 levels deep, 3 million items, one message of 200 MB, or 500 messages of 40,000 items each. Each costs at
+nested 50,000 levels deep, 3 million items, one message of 200 MB, or 300 messages of 20,000 items each. Each costs at
 most its own exercise, the batch is graded as usual, and the grading worker's memory stays within WORKER_MEMORY_MB of
 what it was before the hand-in, at its peak (the log states it for every hand-in)."""
 
+import json
 import threading
 import time
 
@@ -22,7 +23,9 @@ ATTACKS = {
                      kernel_failures.UNREADABLE.format(detail="data nested over 64 levels deep")),
     "many-items-probe": ("top_k_filter", kernel_attacks.MANY_ITEMS,
                          kernel_failures.UNREADABLE.format(detail="over 100,000 items of data in one message")),
-    "huge-probe": ("top_p_filter", kernel_attacks.HUGE, None),
+    "huge-probe": ("top_p_filter", kernel_attacks.HUGE, kernel_failures.UNREADABLE.format(
+        detail=f"the connection was cut (a message part of more than {bounded.MAX_FRAME_BYTES // bounded.MiB} MB, "
+               "or the kernel went away)")),
     "flood-of-probes": ("sample", kernel_attacks.FLOOD, None),
 }
 WORKER_MEMORY_MB = 200
@@ -87,6 +90,7 @@ def test_no_kernel_survives_the_batch(batch):
 @pytest.mark.parametrize("data, why", [
     (b"[" * 65 + b"]" * 65, "nested over 64 levels"),
     (b"[" + b"0," * 100_000 + b"0]", "over 100,000 items"),
+    (b"[" + b'"a, b, [c]", ' * 100_000 + b"0]", "over 100,000 items"),
     (b'{"a": "cut', "not JSON"),
     (b"x" * (bounded.MAX_FRAME_BYTES + 1), "more than 64 MB"),
 ])
@@ -99,6 +103,8 @@ def test_the_unpacker_reads_what_a_message_holds():
     text = b'{"a": [1, 2.5, {"b": "[[[[ ,,,, {{{{"}], "c": null}'
     assert bounded.loads(text) == {"a": [1, 2.5, {"b": "[[[[ ,,,, {{{{"}], "c": None}
     assert bounded.loads(b"[" * 64 + b"]" * 64) is not None  # 64 levels: at the bound
+    printed = {"text": ", ".join(["[0]"] * 200_000)}  # a printed list: its commas and brackets are in a string
+    assert bounded.loads(json.dumps(printed).encode()) == printed
 
 
 def _loops_forever_and_swallows_exceptions():

@@ -79,8 +79,8 @@ def test_a_kernel_failure_costs_the_exercise_it_ran_and_nothing_else(batch, stud
     assert {e: p for e, p in result.exercises.items() if e != exercise} == \
         {e: p for e, p in honest.exercises.items() if e != exercise}, "the other exercises keep their honest points"
     assert result.score <= honest.score
-    assert f"✗ not graded [0/{answers.test_points(nbformat.read(batch.course.source_notebook(PW3), as_version=4))['test_' + exercise]:g}]: {reason}" \
-        in printed(batch, student, f"test_{exercise}")
+    points = answers.test_points(nbformat.read(batch.course.source_notebook(PW3), as_version=4))[f"test_{exercise}"]
+    assert f"✗ not graded [0/{points:g}]: {reason}" in printed(batch, student, f"test_{exercise}")
     assert result.note == f"not graded ({reason}): {exercise}"
 
 
