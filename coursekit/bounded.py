@@ -7,7 +7,7 @@ connection to the kernel is bounded before anything is parsed, and while it is p
 - one frame: ZMQ's MAXMSGSIZE on every socket of the worker's kernel client (`BoundedKernelClient`): a larger frame is
   never received. ZMQ then cuts the connection for good (measured: no message arrives after it), which the channel
   sees on its socket's monitor and reports at once (`ConnectionCut`), rather than waiting for the cell's time-out;
-- one message, all its frames together: read frame by frame, and past MAX_MESSAGE_BYTES the rest is drained unread;
+- one message, all its frames together: over MAX_MESSAGE_BYTES it is refused unread;
 - its JSON: the count of items and the depth of nesting are bounded before json.loads builds anything (`loads`).
 
 A message over a bound raises `UnreadableMessage` where jupyter_client would have parsed it; the kit then costs the
@@ -95,14 +95,17 @@ def loads(data: bytes | str):
 
 
 class BoundedChannel(AsyncZMQSocketChannel):
-    """A channel to the kernel that reads a message frame by frame, up to MAX_MESSAGE_BYTES, and parses it with the
-    session's (bounded) unpacker. Whatever fails to parse raises UnreadableMessage; a cut connection, ConnectionCut."""
+    """A channel to the kernel that refuses a message over MAX_MESSAGE_BYTES (all its frames: ZMQ holds them already,
+    they are only looked at, not copied) and parses the others with the session's (bounded) unpacker. Whatever fails to
+    parse raises UnreadableMessage; a cut connection, ConnectionCut."""
 
     def __init__(self, socket, session, loop=None):
         super().__init__(socket, session, loop)
         self._monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
 
     async def get_msg(self, timeout=None):
+        if self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # a message is waiting (most calls): no need to poll
+            return await self._recv()
         poller = zmq.asyncio.Poller()
         poller.register(self.socket, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
@@ -115,25 +118,13 @@ class BoundedChannel(AsyncZMQSocketChannel):
                                 "or the kernel went away)")
         raise Empty
 
-    def close(self):
-        if self.socket is not None and not self.socket.closed:
-            self.socket.disable_monitor()
-        self._monitor.close(linger=0)
-        super().close()
-
     async def _recv(self, **kwargs):
-        frames, size = [], 0
-        while True:
-            frame = await self.socket.recv(copy=False)
-            size += len(frame.buffer)
-            if size <= MAX_MESSAGE_BYTES:
-                frames.append(frame.bytes)
-            if not frame.more:
-                break
+        frames = await self.socket.recv_multipart(copy=False)
+        size = sum(len(frame) for frame in frames)
         if size > MAX_MESSAGE_BYTES:
             raise UnreadableMessage(f"a message of more than {MAX_MESSAGE_BYTES // MiB} MB")
         try:
-            _, parts = self.session.feed_identities(frames)
+            _, parts = self.session.feed_identities([frame.bytes for frame in frames])
             message = self.session.deserialize(parts)
         except UnreadableMessage:
             raise
@@ -141,6 +132,12 @@ class BoundedChannel(AsyncZMQSocketChannel):
             raise UnreadableMessage(f"not a message ({type(error).__name__})") from None
         message[WIRE_BYTES] = size
         return message
+
+    def close(self):
+        if self.socket is not None and not self.socket.closed:
+            self.socket.disable_monitor()
+        self._monitor.close(linger=0)
+        super().close()
 
 
 class BoundedKernelClient(AsyncKernelClient):
