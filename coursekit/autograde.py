@@ -38,7 +38,7 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from . import boundary, layout, notebook_checks, sandbox, workers
+from . import boundary, kernel_failures, layout, notebook_checks, sandbox, workers
 
 
 class SandboxUnavailable(RuntimeError):
@@ -69,7 +69,8 @@ def load_config(root: Path):
 @dataclass(frozen=True)
 class AutogradeOutcome:
     """What nbgrader said about one hand-in; if it could not grade it, why (`reason`, one line); what went wrong
-    while it ran (`note`: time-outs); the points of its graded cells as nbgrader wrote them (`scores`)."""
+    while it ran (`note`: time-outs, exercises lost to kernel failures); the points of its graded cells as nbgrader
+    wrote them (`scores`)."""
     student: str
     success: bool
     log: str
@@ -184,12 +185,13 @@ def grade_one(hand_in: dict) -> dict:
     went wrong while it ran: time-outs), "scores" (grade cell: points, as nbgrader wrote them), "files" (the
     autograded folder: path: bytes; none when nbgrader could not grade it)}."""
     start = time.perf_counter()
+    memory_before = worker_memory(reset_peak=True)
     student = hand_in["student"]
     _clean()
     boundary.write_tree(layout.submission_dir(_work / "in", student, _assignment), hand_in["files"])
     try:
         result = _api.autograde(_assignment.name, student, force=True, create=True)
-        log = result.get("log", "") + (result.get("error") or "")
+        log = result.get("log", "") + (result.get("error") or "") + memory_line(memory_before, worker_memory())
         error = (result.get("error") or "").strip().splitlines()
         success = bool(result["success"])
         reason = "" if success else "nbgrader could not grade it" + (f" ({error[-1]})" if error else "")
@@ -215,6 +217,29 @@ def _clean() -> None:
         sandbox.remove_scratch(_scratch)
 
 
+def worker_memory(reset_peak: bool = False) -> dict[str, int]:
+    """This process's resident memory now and at its peak (bytes; Linux's /proc/self/status, else {}). `reset_peak`
+    starts the peak again from now (Linux's clear_refs), so that it is one hand-in's."""
+    try:
+        if reset_peak:
+            Path("/proc/self/clear_refs").write_text("5")
+        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        return {name: int(fields[key].split()[0]) * 1024 for name, key in (("rss", "VmRSS"), ("peak", "VmHWM"))}
+    except (OSError, KeyError, ValueError):
+        return {}
+
+
+MEMORY_LINE = ("[coursekit] grading worker memory: {before:.0f} MB before this hand-in, {peak:.0f} MB at most, "
+               "{after:.0f} MB after\n")
+
+
+def memory_line(before: dict[str, int], after: dict[str, int]) -> str:
+    """The log's line on the grading worker's memory while it graded one hand-in (MB)."""
+    if not before or not after:
+        return ""
+    return MEMORY_LINE.format(before=before["rss"] / 2**20, peak=after["peak"] / 2**20, after=after["rss"] / 2**20)
+
+
 def _gradebook_scores(student: str) -> dict[str, float]:
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -228,7 +253,7 @@ def _gradebook_scores(student: str) -> dict[str, float]:
 
 def run_problems(nb: nbformat.NotebookNode) -> list[str]:
     """What went wrong while a student's notebook ran: the cells that ran out of time (nbclient's own time-out,
-    or the grader's record that a check cell ran out of time)."""
+    or the grader's record that a check cell ran out of time), and the exercises lost to kernel failures."""
     timeouts, last = [], "the start"
     for cell in nb.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
@@ -239,7 +264,9 @@ def run_problems(nb: nbformat.NotebookNode) -> list[str]:
         if any(o.output_type == "error" and "Timeout" in o.get("ename", "") for o in cell.outputs) \
                 or notebook_checks.CELL_TIMED_OUT in printed:
             timeouts.append(grade_id or f"a cell of the student's after {last}")
-    return ["ran out of time in " + ", ".join(timeouts)] if timeouts else []
+    lost = kernel_failures.lost_exercises(nb)
+    return (["ran out of time in " + ", ".join(timeouts)] if timeouts else []) + \
+        ([kernel_failures.note(lost)] if lost else [])
 
 
 def store(course: layout.Course, assignment: layout.Assignment, student: str, files: dict[str, bytes]) -> None:

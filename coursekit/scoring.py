@@ -13,18 +13,23 @@ test cell is discarded.
 The kernel never sees the grader-only cells. Test cells run without being stored in the kernel's input history,
 and any line of the hidden tests that student code prints anyway (it can watch the cells it is given) is
 removed from the outputs. While it executes, every cell has an output budget, and so has the notebook.
+
+What the kernel sends is bounded before it is parsed (coursekit/bounded.py), and every probe byte counts against the
+probe budgets of its cell and of the hand-in. A kernel that dies, hangs or sends what can't be read costs the exercise
+it was running; the rest of the notebook runs in a fresh kernel (coursekit/kernel_failures.py).
 """
 
 import copy
+import json
 import re
 import secrets
 
 import nbformat
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
-from traitlets import Integer, Unicode
+from traitlets import Float, Integer, Unicode
 
-from . import answers, limit_output, notebook_checks
+from . import answers, bounded, kernel_failures, limit_output, notebook_checks
 
 GRADER_ONLY = "grader-only"  # the tag of the source notebook's cells that only the grader runs
 HELPERS = "grading_helpers"
@@ -58,6 +63,8 @@ class Grader:
     Cells are executed as the instructor's notebook orders them: the imports and the helpers first, then each
     grader-only cell and each test cell as grading reaches it, so that a verdict sees the names its own test
     cell defined (a later cell may reuse a name)."""
+
+    verdict_seconds = bounded.VERDICT_SECONDS  # the time one verdict may take (coursekit/bounded.py)
 
     def __init__(self, source: NotebookNode):
         self.source = source
@@ -141,7 +148,7 @@ class Grader:
         status, expected = reference
         if status != "ok":
             detail = expected if isinstance(expected, str) else " ".join(map(str, expected or ()))
-            return f"the grader could not compute its reference for this check ({bounded(detail)}): tell your instructor"
+            return f"the grader could not compute its reference for this check ({self._text(detail)}): tell your instructor"
         reason = self._reason(message, description, lambda data: self._compare(compare, data, expected), timed_out)
         if reason is None or reason in (notebook_checks.CELL_TIMED_OUT, notebook_checks.NO_ANSWER):
             return reason
@@ -166,7 +173,7 @@ class Grader:
                 return f"what your code returned could not be read ({error})"
             judge = verdict if callable(verdict) else self.namespace[verdict]
             try:
-                judge(data)
+                bounded.within_seconds(self.verdict_seconds, judge, data)
             except AssertionError as error:
                 return self._text(str(error), MAX_REASON_CHARS) or "a check failed"
             except Exception as error:  # data the verdict could not use: the student's code returned something odd
@@ -199,7 +206,7 @@ class Grader:
         # A piece of a hidden line, cut where the kernel chose to cut its text, is removed too.
         text = "\n".join(REDACTED if len(line.strip()) >= 20 and any(line.strip() in h for h in hidden) else line
                          for line in text.splitlines())
-        return bounded(text, limit or MAX_KERNEL_TEXT)
+        return one_line(text, limit or MAX_KERNEL_TEXT)
 
 
 # Kernel-made text (an exception's message, a probe's own reason) reaches a check line, a feedback page, a CSV:
@@ -208,7 +215,7 @@ MAX_KERNEL_TEXT = 300
 MAX_REASON_CHARS = 1500
 
 
-def bounded(text: str, limit: int = MAX_KERNEL_TEXT) -> str:
+def one_line(text: str, limit: int = MAX_KERNEL_TEXT) -> str:
     """`text` on one line (any run of white space, control characters included, made one space), cut at `limit`."""
     line = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return line if len(line) <= limit else line[:limit - 1] + "…"
@@ -236,22 +243,38 @@ def redact_outputs(cell, lines: list[str]) -> None:
                 output["data"][mime] = redact(value, lines)
 
 
-class GradedExecute(Execute):
+class GradedExecute(kernel_failures.SurvivesKernelFailures, Execute):
     """nbgrader's Execute, with the points of every test cell computed here from the probes' data."""
 
     course_root = Unicode("", help="the course directory: the instructor notebooks are in its source/").tag(config=True)
     cell_output_budget = Integer(200_000, help="characters of output one cell may keep").tag(config=True)
     notebook_output_budget = Integer(2_000_000, help="characters of output a whole notebook may keep").tag(config=True)
     max_output_chars = Integer(20_000, help="characters one output may keep").tag(config=True)
-    probe_budget = Integer(64 * 2**20, help="bytes of probe data one check cell may send (its checks need a few KB)"
-                           ).tag(config=True)
+    # A probe's data is kept until its cell is judged, and parsed JSON takes up to 20 times its size on the wire.
+    probe_budget = Integer(2**20, help="bytes of probe data (JSON and tensors, as sent) one check cell may send "
+                           "(pw2's largest, test_Transformer's, sends 69 KB)").tag(config=True)
+    hand_in_probe_budget = Integer(8 * 2**20, help="bytes of probe data a whole hand-in may send").tag(config=True)
+    verdict_seconds = Float(bounded.VERDICT_SECONDS, help="seconds one verdict may take (milliseconds on honest data)"
+                            ).tag(config=True)
+
+    def create_kernel_manager(self):
+        """nbclient's kernel manager, whose clients read the kernel's messages within bounds (coursekit/bounded.py)."""
+        km = super().create_kernel_manager()
+        bounded.bound_kernel_manager(km)
+        return km
+
+    def _is_graded(self, cell) -> bool:
+        return is_test_cell(cell) and answers.grade_id(cell) in self._grader.test_cells
 
     def preprocess(self, nb, resources, km=None):
         meta = resources["nbgrader"]
         source = nbformat.read(f"{self.course_root}/source/{meta['assignment']}/{meta['notebook']}.ipynb", as_version=4)
         self._grader = Grader(source)
+        self._grader.verdict_seconds = self.verdict_seconds
         self._probing, self._messages, self._judged = None, [], {}
         self._spent, self._cell_spent, self._dropped = 0, {}, {}
+        self._hand_in_probe_bytes, self._replaying, self._output_failure = 0, False, None
+        self._failures = kernel_failures.KernelFailures.of(nb.cells, self._is_graded)
         nb, resources = super().preprocess(nb, resources, km)
         lines = self._grader.hidden_lines()
         for index, cell in enumerate(nb.cells):
@@ -263,29 +286,49 @@ class GradedExecute(Execute):
 
     def preprocess_cell(self, cell, resources, index):
         grade_id = answers.grade_id(cell)
-        if not (is_test_cell(cell) and grade_id in self._grader.test_cells):
-            return super().preprocess_cell(cell, resources, index)
+        self._check_assign_resources(resources)
+        graded = self._is_graded(cell)
+        why_not = self._failures.why_not_graded(grade_id) if graded else self._failures.stopped
+        if why_not:  # a lost exercise's test cell, or any cell once grading stopped
+            if graded:
+                self._not_graded(index, grade_id, why_not)
+            elif cell.get("cell_type") == "code":
+                cell.outputs = []
+            return cell, self.resources
+        if not graded:
+            self._run_cell(cell, index, store_history=True)
+            return cell, self.resources
         trusted = self._grader.test_cells[grade_id]
         # The instructor's test cell, whatever the hand-in holds, told the salt of its drawn inputs as it starts.
         salt = secrets.randbelow(2**62 - 1) + 1
         cell.source = f"Checks.grading_salt = {salt}\n" + trusted.source
-        self._check_assign_resources(resources)
         self._probing, self._messages, self._probe_bytes = index, [], 0
         try:
-            cell = self.execute_cell(cell, index, store_history=False)
+            executed = self._run_cell(cell, index, store_history=False)
         finally:
             self._probing = None
             cell.source = trusted.source
+        if executed is None:  # the kernel failed: the exercise is lost (_kernel_failed)
+            return cell, self.resources
+        cell = executed
+        cell.source = trusted.source
         timed_out = any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.outputs)
+        self.log.info("%s: %d probe messages, %d bytes", grade_id, len(self._messages), self._probe_bytes)
         lines, points = self._grader.judge(grade_id, self._messages, timed_out, salt)
         hidden = self._grader.hidden_lines()
         lines = [redact(line, hidden) for line in lines]
-        self._judged[index] = [
-            nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n"),
-            nbformat.v4.new_output("execute_result", data={"text/plain": f"{points:g}"},
-                                   execution_count=cell.get("execution_count")),
-        ]
+        self._judged[index] = _judged_outputs(lines, points, cell.get("execution_count"))
         return cell, self.resources
+
+    def _not_graded(self, index, grade_id, reason) -> None:
+        """Test cell `index` is not graded, for `reason`: its exercise gets 0 points, and the reason in one line."""
+        points = float(self._grader.test_cells[grade_id].metadata["nbgrader"]["points"])
+        lines = kernel_failures.lost_lines(answers.exercise_of(grade_id), points, reason)
+        self._judged[index] = _judged_outputs(lines, 0, None)
+
+    # Widgets' messages would keep their state in this process, whatever its size: grading needs none of them.
+    def handle_comm_msg(self, outs, msg, cell_index):
+        return None
 
     # Display updates could rewrite the outputs of earlier cells (a test cell's among them) past every budget:
     # grading needs none of them.
@@ -293,15 +336,18 @@ class GradedExecute(Execute):
         return None
 
     def output(self, outs, msg, display_id, cell_index):
+        if self._replaying:  # the cells run again in a fresh kernel keep the outputs of their first run
+            return None
         data = msg.get("content", {}).get("data")
         if isinstance(data, dict) and notebook_checks.PROBE_MIME in data:
             message = data[notebook_checks.PROBE_MIME]
-            tensors = message.get("tensors", "") if isinstance(message, dict) else ""
-            size = len(tensors) if isinstance(tensors, str) else 0
+            size = msg.get(bounded.WIRE_BYTES) or len(json.dumps(message, default=str))  # all of it, JSON included
             if cell_index == self._probing and isinstance(message, dict) and len(self._messages) < 1000 \
-                    and self._probe_bytes + size <= self.probe_budget:
+                    and self._probe_bytes + size <= self.probe_budget \
+                    and self._hand_in_probe_bytes + size <= self.hand_in_probe_budget:
                 self._messages.append(message)
                 self._probe_bytes += size
+                self._hand_in_probe_bytes += size
             return None  # probe data is never an output, wherever it comes from: beyond the budget, it is dropped
         if cell_index in self._dropped and msg.get("msg_type") != "error":
             # Once a cell's output is cut, the rest of its flood is dropped unread: building and validating each output
@@ -328,6 +374,13 @@ class GradedExecute(Execute):
         self._cell_spent[cell_index] = spent + size
         self._spent += size
         return out
+
+
+def _judged_outputs(lines: list[str], points: float, execution_count) -> list:
+    """A judged test cell's outputs: its check lines, and its points as the cell's result (nbgrader's partial credit)."""
+    return [nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n"),
+            nbformat.v4.new_output("execute_result", data={"text/plain": f"{points:g}"},
+                                   execution_count=execution_count)]
 
 
 def _size(output) -> int:
