@@ -166,9 +166,11 @@ class _Overtime(BaseException):
     """Raised into a verdict past its time (a BaseException: the verdict's own `except Exception` can't keep it)."""
 
 
+OVERTIME = "judging what your code returned took more than"  # how the reason of a verdict past its time starts
+
+
 def _overtime_message(seconds: float) -> str:
-    return (f"judging what your code returned took more than {seconds:g} seconds, so this check was stopped "
-            "(is what your code returns unusually large?)")
+    return (f"{OVERTIME} {seconds:g} seconds, so this check was stopped (is what your code returns unusually large?)")
 
 
 def within_seconds(seconds: float, function, *args):

@@ -150,7 +150,8 @@ class Grader:
             detail = expected if isinstance(expected, str) else " ".join(map(str, expected or ()))
             return f"the grader could not compute its reference for this check ({self._text(detail)}): tell your instructor"
         reason = self._reason(message, description, lambda data: self._compare(compare, data, expected), timed_out)
-        if reason is None or reason in (notebook_checks.CELL_TIMED_OUT, notebook_checks.NO_ANSWER):
+        if reason is None or reason in (notebook_checks.CELL_TIMED_OUT, notebook_checks.NO_ANSWER) \
+                or reason.startswith(bounded.OVERTIME):
             return reason
         return ("right on the notebook's inputs, but not on other inputs of the same sizes drawn while grading "
                 f"({reason})")
