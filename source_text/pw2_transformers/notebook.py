@@ -632,6 +632,13 @@ def expect_same_in_eval(outputs, shape):
     assert torch.allclose(outputs["first"], outputs["second"], atol=1e-6, rtol=1e-6), EVAL_MODE_DROPOUT
 
 
+def drawn_run():
+    """Whether a probe runs on inputs drawn while grading. A check that compares two outputs in the notebook (a batch
+    with each sequence alone, training mode with eval mode) then sends only the output it is about, which must be
+    the grader's: code in the kernel could make the other one, already right, stand in for it."""
+    return bool(Checks.salt)
+
+
 # The checks of a module set its weights themselves, to numbers drawn for the check (other numbers while graded),
 # whatever the order in which your module creates its layers: yours and the instructor's then compute the same
 # function, and its values can be compared.
@@ -1233,6 +1240,8 @@ def _self_attention_inputs(seed):
 def _probe_self_attention_batch():
     S = seeded_randn(3, 5, 8, seed=5)
     W_Q, W_K, W_V = seeded_randn(8, 4, seed=6), seeded_randn(8, 4, seed=7), seeded_randn(8, 4, seed=8)
+    if drawn_run():  # see drawn_run
+        return {"batch": self_attention(S, W_Q, W_K, W_V)}
     return {"batch": self_attention(S, W_Q, W_K, W_V), "alone": [self_attention(S[b:b + 1], W_Q, W_K, W_V) for b in range(3)]}
 
 
@@ -1792,6 +1801,7 @@ def _public_csa_weights_dropout(outputs):
     trained, evaluated = outputs["trained"], outputs["evaluated"]
     expect_tensor(trained, (2, 8, 16))
     expect_tensor(evaluated, (2, 8, 16))
+    assert torch.isfinite(trained).all(), "the output in training mode contains inf or NaN"
     assert not torch.allclose(trained, evaluated, atol=1e-4, rtol=1e-4), (
         "no dropout in training mode: with dropout=0.5 the output is the same as in eval mode; "
         "add dropout on the attention weights and on the output")
@@ -1803,6 +1813,7 @@ def _public_csa_weights_dropout(outputs):
 def _public_csa_output_dropout(outputs):
     trained = outputs["trained"]
     expect_tensor(trained, (2, 8, 16))
+    assert torch.isfinite(trained).all(), "the output in training mode contains inf or NaN"
     assert (trained == 0).float().mean() > 0.2, (
         "with dropout=0.5 in training mode, about half of the outputs should be zeroed: add dropout on the output")
 
@@ -2504,7 +2515,8 @@ def _public_transformer_expected_shapes(data):
 
 def _public_transformer_positions():
     (model, blocks, weights), ids = _public_transformer(), seeded_randint(20, (1, 6), seed=1)
-    data = _logits(model, blocks, weights, same_token=torch.full((1, 6), 7, device=DEVICE), full=ids)
+    full = {} if drawn_run() else {"full": ids}  # see drawn_run
+    data = _logits(model, blocks, weights, same_token=torch.full((1, 6), 7, device=DEVICE), **full)
     try:
         prefix = _logits(model, blocks, weights, prefix=ids[:, :3])
     except RuntimeError:
@@ -2617,7 +2629,8 @@ def _probe_transformer_positions():
 
 def _probe_transformer_prefix():
     ids = seeded_randint(50, (2, 12), seed=92)
-    return _logits(*_stand_in_transformer(), prefix=ids[:, :5], full=ids)
+    full = {} if drawn_run() else {"full": ids}  # see drawn_run
+    return _logits(*_stand_in_transformer(), prefix=ids[:, :5], **full)
 
 
 def _probe_transformer_stacking():
@@ -2932,6 +2945,8 @@ def _probe_loss_padded_logits():
     changed[attention_mask == 0] = 100 * seeded_randn(int((attention_mask == 0).sum()), 50, seed=112)
     last_real = attention_mask.sum(1) - 1
     changed[torch.arange(3, device=DEVICE), last_real] = seeded_randn(3, 50, seed=113) * 100  # nothing to predict after it
+    if drawn_run():  # see drawn_run
+        return {"changed": lm_loss(changed, input_ids, attention_mask)}
     return {"changed": lm_loss(changed, input_ids, attention_mask), "original": lm_loss(logits, input_ids, attention_mask)}
 
 
@@ -2939,6 +2954,8 @@ def _probe_loss_padded_tokens():
     logits, input_ids, attention_mask = _loss_inputs(120)
     changed = input_ids.clone()
     changed[attention_mask == 0] = 17
+    if drawn_run():  # see drawn_run
+        return {"changed": lm_loss(logits, changed, attention_mask)}
     return {"changed": lm_loss(logits, changed, attention_mask), "original": lm_loss(logits, input_ids, attention_mask)}
 
 
@@ -3604,7 +3621,7 @@ def _public_decode_deterministic(model, prompt, max_new_tokens):
 
 def _public_decode_batch():
     model, prompts = _public_decode_model(4), torch.tensor([[1, 2], [7, 3], [5, 5]], device=DEVICE)
-    alone = [_public_decode_deterministic(model, prompts[i:i + 1], 2) for i in range(3)]
+    alone = [] if drawn_run() else [_public_decode_deterministic(model, prompts[i:i + 1], 2) for i in range(3)]
     try:
         batch = decode(model, prompts.clone(), max_new_tokens=2)
     except RuntimeError as error:
@@ -3623,7 +3640,7 @@ def _public_decode_batch_like_alone(data):
 
 def _public_decode_train_and_eval():
     outputs = {}
-    for mode in ("train", "eval"):
+    for mode in ("train",) if drawn_run() else ("train", "eval"):  # see drawn_run
         model = _public_decode_model(5, dropout=0.5).train(mode == "train")
         torch.manual_seed(drawn(0))
         outputs[mode] = decode(model, torch.tensor([[2, 6]], device=DEVICE), max_new_tokens=2)
@@ -3663,6 +3680,8 @@ def _public_decode_long():
         raise AssertionError("decode fails once the sequence is longer than model.seq_len: the model has no "
                              "position embedding beyond it, so crop the context to its last model.seq_len tokens") from None
     expect_tensor(output, (1, 7))
+    if drawn_run():  # see drawn_run
+        return {"output": output}
     # the tokens generated from the last 4 tokens alone, one step at a time
     return {"output": output, "alone": [decode(model, output[:, k:k + 4].clone(), max_new_tokens=1) for k in range(3)]}
 
@@ -3720,6 +3739,8 @@ def _probe_decode_greedy():
 
 def _probe_decode_batch():
     model, prompts = _decode_model(190), seeded_randint(50, (3, 4), seed=191)
+    if drawn_run():  # see drawn_run
+        return {"batch": decode(model, prompts.clone(), max_new_tokens=3)}
     alone = [decode(model, prompts[i:i + 1].clone(), max_new_tokens=3) for i in range(3)]
     again = decode(model, prompts[:1].clone(), max_new_tokens=3)
     try:
@@ -3732,7 +3753,7 @@ def _probe_decode_batch():
 def _probe_decode_eval_mode():
     """decode of a model left in training mode, and of the same model in eval mode: they should agree."""
     data = {"grad_enabled": []}
-    for mode in ("train", "eval"):
+    for mode in ("train",) if drawn_run() else ("train", "eval"):  # see drawn_run
         model = _decode_model(200, dropout=0.5).train(mode == "train")
         hook = model.register_forward_hook(lambda module, inputs, output: data["grad_enabled"].append(torch.is_grad_enabled()))
         try:
@@ -3748,6 +3769,8 @@ def _probe_decode_crop():
     model = _decode_model(210)
     try:
         output = decode(model, seeded_randint(50, (1, 6), seed=211), max_new_tokens=7)
+        if drawn_run():  # see drawn_run
+            return {"output": output}
         alone = [decode(model, output[:, k:k + 8].clone(), max_new_tokens=1) for k in range(5)] if output.shape == (1, 13) else []
         again = decode(model, seeded_randint(50, (1, 6), seed=211), max_new_tokens=7)
         return {"output": output, "alone": alone, "again": again}
