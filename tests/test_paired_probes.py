@@ -15,7 +15,7 @@ work earns there.
 import nbformat
 import pytest
 
-from coursekit import answers, catalogue, grading, layout, samples
+from coursekit import answers, catalogue, grading, layout, samples, scoring
 from assignments import PW2
 from conftest import GRADING_JOBS
 import attacks
@@ -269,3 +269,22 @@ def test_a_module_that_reports_zero_weights_and_returns_zeros_earns_nothing(grad
     assert "✗ values match causal multi-head attention" in _lines(graded, "zero-weights-nan-dropout-liar",
                                                                   "CausalSelfAttention")
     assert "✗ dropout on the output in training mode" in _lines(graded, "zero-weights-nan-dropout-liar", "FeedForward")
+
+
+def test_weights_set_through_a_layout_the_checks_do_not_know_fail_with_a_clear_reason():
+    """The checks set a module's weights by role, in the layouts they know; any other learned parameter stops the
+    check with a reason that says so, rather than leaving the module's own random weights in place."""
+    source = nbformat.read(layout.COURSE.source_notebook(PW2), as_version=4)
+    helpers = scoring.notebook_namespace(source, "helpers", grading=False)
+    nn, torch = helpers["nn"], helpers["torch"]
+
+    class Convolved(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.query = nn.Linear(8, 8)
+            self.mixer = nn.Conv1d(8, 8, 3)
+
+    with pytest.raises(AssertionError, match="could not set the weights of your CausalSelfAttention for this check"):
+        helpers["set_attention_weights"](Convolved(), helpers["symmetric_weights"](8, seed=0), num_heads=2)
+    with pytest.raises(AssertionError, match="could not set the weights of your FeedForward"):
+        helpers["set_feed_forward_weights"](nn.Sequential(nn.Linear(8, 16), nn.Linear(16, 8)), torch.zeros(32, 8))
