@@ -3636,11 +3636,14 @@ def _public_decode_batch_like_alone(data):
 
 
 def _public_decode_train_and_eval():
+    """decode with a model left in training mode, and in eval mode. Its dropout is 1.0: in training mode the model
+    sees no token at all, so that training mode always shows in the tokens generated (with less, on some inputs it
+    would not, and the tokens of training mode would pass for eval mode's)."""
     outputs = {}
     for mode in ("train",) if drawn_run() else ("train", "eval"):  # see drawn_run
-        model = _public_decode_model(5, dropout=0.5).train(mode == "train")
+        model = _public_decode_model(5, dropout=1.0).train(mode == "train")
         torch.manual_seed(drawn(0))
-        outputs[mode] = decode(model, torch.tensor([[2, 6]], device=DEVICE), max_new_tokens=2)
+        outputs[mode] = decode(model, torch.tensor([[2, 6]], device=DEVICE), max_new_tokens=4)
     return outputs
 
 
@@ -3751,7 +3754,7 @@ def _probe_decode_eval_mode():
     """decode of a model left in training mode, and of the same model in eval mode: they should agree."""
     data = {"grad_enabled": []}
     for mode in ("train",) if drawn_run() else ("train", "eval"):  # see drawn_run
-        model = _decode_model(200, dropout=0.5).train(mode == "train")
+        model = _decode_model(200, dropout=1.0).train(mode == "train")
         hook = model.register_forward_hook(lambda module, inputs, output: data["grad_enabled"].append(torch.is_grad_enabled()))
         try:
             with torch.enable_grad():
