@@ -3584,7 +3584,10 @@ class _PublicDecodeLM(nn.Module):
         if T > self.seq_len:
             raise IndexError(f"the model got {T} tokens, more than its seq_len of {self.seq_len}")
         x = self.dropout(self.tokens(input_ids) + self.positions(torch.arange(T, device=input_ids.device)))
-        return self.head(torch.tanh(x.cumsum(dim=1)))
+        logits = self.head(torch.tanh(x.cumsum(dim=1)))
+        # In training mode with dropout, the logits are also negated: dropout that always changes the tokens chosen,
+        # so that a model left in training mode always shows (real dropout, on some inputs, would not).
+        return -logits if self.training and self.dropout.p > 0 else logits
 
 
 def _public_decode_model(seed, dropout=0.0):
@@ -3636,12 +3639,11 @@ def _public_decode_batch_like_alone(data):
 
 
 def _public_decode_train_and_eval():
-    """decode with a model left in training mode, and in eval mode. Its dropout is 1.0: in training mode the model
-    sees no token at all, so that training mode always shows in the tokens generated (with less, on some inputs it
-    would not, and the tokens of training mode would pass for eval mode's)."""
+    """decode with a model left in training mode, and in eval mode (with the drawn inputs, training mode only: see
+    drawn_run). The stand-in's training mode always changes the tokens (see its forward)."""
     outputs = {}
     for mode in ("train",) if drawn_run() else ("train", "eval"):  # see drawn_run
-        model = _public_decode_model(5, dropout=1.0).train(mode == "train")
+        model = _public_decode_model(5, dropout=0.5).train(mode == "train")
         torch.manual_seed(drawn(0))
         outputs[mode] = decode(model, torch.tensor([[2, 6]], device=DEVICE), max_new_tokens=4)
     return outputs
@@ -3721,7 +3723,10 @@ class _DecodeLM(nn.Module):
         if T > self.seq_len:  # fail clearly, before a CUDA device-side assert would
             raise IndexError(f"the model got {T} tokens, more than its seq_len of {self.seq_len}")
         x = self.dropout(self.tokens(input_ids) + self.positions(torch.arange(T, device=input_ids.device)))
-        return self.head(torch.tanh(x.cumsum(dim=1)))
+        logits = self.head(torch.tanh(x.cumsum(dim=1)))
+        # In training mode with dropout, the logits are also negated: dropout that always changes the tokens chosen,
+        # so that a model left in training mode always shows (real dropout, on some inputs, would not).
+        return -logits if self.training and self.dropout.p > 0 else logits
 
 
 def _decode_model(seed, dropout=0.0):
@@ -3754,7 +3759,7 @@ def _probe_decode_eval_mode():
     """decode of a model left in training mode, and of the same model in eval mode: they should agree."""
     data = {"grad_enabled": []}
     for mode in ("train",) if drawn_run() else ("train", "eval"):  # see drawn_run
-        model = _decode_model(200, dropout=1.0).train(mode == "train")
+        model = _decode_model(200, dropout=0.5).train(mode == "train")
         hook = model.register_forward_hook(lambda module, inputs, output: data["grad_enabled"].append(torch.is_grad_enabled()))
         try:
             with torch.enable_grad():
