@@ -633,15 +633,145 @@ def expect_same_in_eval(outputs, shape):
     assert torch.allclose(outputs["first"], outputs["second"], atol=1e-6, rtol=1e-6), EVAL_MODE_DROPOUT
 
 
-def learned_parameters(module):
-    """The module's parameters, each with its name and the kind of layer it belongs to, for the checks of its values."""
+def drawn_run():
+    """Whether a probe runs on inputs drawn while grading. A check that compares two outputs in the notebook (a batch
+    with each sequence alone, training mode with eval mode) then sends only the output it is about, which must be
+    the grader's: code in the kernel could make the other one, already right, stand in for it."""
+    return bool(Checks.salt)
+
+
+# The checks of a module set its weights themselves, to numbers drawn for the check (other numbers while graded),
+# whatever the order in which your module creates its layers: yours and the instructor's then compute the same
+# function, and its values can be compared.
+
+def _cannot_set(what, name, shape, expected):
+    return AssertionError(f"could not set the weights of {what} for this check: its learned parameter {name!r} of "
+                          f"shape {tuple(shape)} is none of {expected}")
+
+
+def symmetric_weights(size, seed, count=4, scale=0.3):
+    """`count` random symmetric size × size matrices (symmetric: x @ W and nn.Linear with weight W agree)."""
     found = []
-    for name, parameter in module.named_parameters():
-        owner = module.get_submodule(name.rpartition(".")[0])
-        kind = next((k for k, t in [("linear", nn.Linear), ("embedding", nn.Embedding), ("norm", nn.LayerNorm)]
-                     if isinstance(owner, t)), "other")
-        found.append({"name": name, "kind": kind, "value": parameter})
+    for i in range(count):
+        G = seeded_randn(size, size, seed=seed + i, scale=scale)
+        found.append((G + G.T) / 2)
     return found
+
+
+def _head_of(name):
+    """("heads.*.query.weight", 1) for "heads.1.query.weight": the role of a parameter with its head's number taken
+    out (the last number in its name), or None when its name holds no number."""
+    parts = name.split(".")
+    numbers = [i for i, part in enumerate(parts) if part.isdigit()]
+    if not numbers:
+        return None
+    i = numbers[-1]
+    return ".".join(parts[:i] + ["*"] + parts[i + 1:]), int(parts[i])
+
+
+def set_attention_weights(module, matrices, num_heads, what="your CausalSelfAttention"):
+    """Sets an attention module's learned projections to `matrices` (symmetric hidden × hidden), in the order the
+    module creates them, and every bias to 0; returns how many it used. Understood layouts: hidden × hidden
+    nn.Linear layers or matrices, fused (k·hidden, hidden) weights (nn.MultiheadAttention's too) or (hidden, k·hidden)
+    matrices, and one (d_h, hidden) nn.Linear or (hidden, d_h) matrix per head, numbered in their names."""
+    hidden = matrices[0].shape[0]
+    d_h = hidden // num_heads
+    expected = (f"a {hidden} × {hidden} projection, a fused (k·{hidden}, {hidden}) one, one head's ({d_h}, {hidden}) "
+                f"projection, or a bias")
+    roles, used = {}, 0
+
+    def take(k=1):
+        nonlocal used
+        if used + k > len(matrices):
+            raise AssertionError(f"could not set the weights of {what} for this check: it has more learned "
+                                 f"projections than the {len(matrices)} of attention (query, key, value, output)")
+        used += k
+        return matrices[used - k:used]
+
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if not p.requires_grad:  # not learned (a mask kept as a frozen parameter): left as it is
+                continue
+            if p.dim() == 1:
+                p.zero_()
+                continue
+            if p.dim() != 2:
+                raise _cannot_set(what, name, p.shape, expected)
+            rows, cols = p.shape
+            head = _head_of(name) if d_h != hidden else None
+            if rows == cols == hidden:
+                p.copy_(take()[0])
+            elif cols == hidden and rows % hidden == 0:
+                p.copy_(torch.cat(take(rows // hidden), dim=0))
+            elif rows == hidden and cols % hidden == 0:
+                p.copy_(torch.cat(take(cols // hidden), dim=1))
+            elif head and head[1] < num_heads and (rows, cols) in ((d_h, hidden), (hidden, d_h)):
+                if head[0] not in roles:
+                    roles[head[0]] = take()[0]
+                columns = roles[head[0]][:, head[1] * d_h:(head[1] + 1) * d_h]  # = those rows, transposed
+                p.copy_(columns if rows == hidden else columns.T)
+            else:
+                raise _cannot_set(what, name, p.shape, expected)
+    return used
+
+
+def set_feed_forward_weights(module, A, what="your FeedForward"):
+    """Sets a feed-forward module's way up to x ↦ x Aᵀ and its way back to h ↦ h A (A: (4·hidden, hidden)), every
+    bias to 0: nn.Linear layers and raw matrices used as x @ W compute the same function."""
+    up, down = tuple(A.shape), tuple(A.T.shape)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if tuple(p.shape) == up:
+                p.copy_(A)
+            elif tuple(p.shape) == down:
+                p.copy_(A.T)
+            elif p.dim() == 1:
+                p.zero_()
+            else:
+                raise AssertionError(
+                    f"could not set the weights of {what} for this check: expected a layer from hidden_size to "
+                    f"4 * hidden_size = {up[0]} and one back to hidden_size = {up[1]}, found a learned parameter "
+                    f"of shape {tuple(p.shape)}")
+
+
+def set_stand_in_weights(modules, seed, scale=0.5):
+    """Sets the weights of the stand-in modules of a check (the checks' own classes, created by your code in
+    whatever order): the i-th one gets the numbers drawn from seed + 10·i, parameter after parameter."""
+    with torch.no_grad():
+        for i, module in enumerate(modules):
+            for j, p in enumerate(module.parameters()):
+                p.copy_(seeded_randn(*p.shape, seed=seed + 10 * i + j, scale=scale))
+
+
+def set_language_model_weights(model, vocab_size, hidden_size, seq_len, seed, blocks=()):
+    """Sets a language model's word embeddings to E (vocab_size, hidden_size), its output layer to E too (tied or
+    not: logits = h Eᵀ, no bias), its position embeddings to P (seq_len, hidden_size), its layer norms to 1 and 0,
+    and the stand-in `blocks` by set_stand_in_weights. Returns {"E", "P"}."""
+    E = seeded_randn(vocab_size, hidden_size, seed=seed)
+    P = seeded_randn(seq_len, hidden_size, seed=seed + 1)
+    set_stand_in_weights(blocks, seed + 2, scale=0.3)
+    inside = {id(p) for block in blocks for p in block.parameters()}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            owner = model.get_submodule(name.rpartition(".")[0])
+            shape = tuple(p.shape)
+            if id(p) in inside:
+                continue
+            if isinstance(owner, nn.LayerNorm):
+                p.fill_(1.0 if name.endswith("weight") else 0.0)
+            elif shape == (vocab_size, hidden_size):
+                p.copy_(E)
+            elif shape == (hidden_size, vocab_size):
+                p.copy_(E.T)
+            elif shape in ((seq_len, hidden_size), (1, seq_len, hidden_size)):
+                p.copy_(P.view(shape))
+            elif shape == (vocab_size,):
+                p.zero_()
+            else:
+                raise _cannot_set("your Transformer", name, shape,
+                                  f"word embeddings ({vocab_size}, {hidden_size}), position embeddings ({seq_len}, "
+                                  f"{hidden_size}), an output layer back to the vocabulary, or a layer norm")
+    return {"E": E, "P": P}
 
 
 # %% tags=["grader-only"]
@@ -764,90 +894,142 @@ def _expect_same_in_eval(outputs):
     assert _close(outputs["first"], outputs["second"]), EVAL_MODE_DROPOUT
 
 
-def _expect_output_dropout(output):
-    assert isinstance(output, torch.Tensor) and (output == 0).float().mean() > 0.2, (
-        "with dropout 0.5 in training mode, about half of the outputs should be zeroed: add dropout on the output")
+ATTENTION_MISTAKES = ["scale:none", "scale:model", "scale:multiply", "softmax_dim", "split", "merge", "mask:none",
+                      "mask:triu", "mask:+1", "mask:-1", "mask:zero", "mask:after_softmax"]
 
 
-def _state(parameters):
-    """{name: tensor} of what learned_parameters returned."""
-    return {p["name"]: p["value"] for p in parameters}
-
-
-def _per_head_role(name):
-    """("heads.*.query.weight", 1) for "heads.1.query.weight": the parameter's role with its head's index taken out
-    (the last number in its name), or None when its name holds no number."""
-    parts = name.split(".")
-    numbers = [i for i, part in enumerate(parts) if part.isdigit()]
-    if not numbers:
-        return None
-    i = numbers[-1]
-    return ".".join(parts[:i] + ["*"] + parts[i + 1:]), int(parts[i])
-
-
-def _projections(parameters, hidden, num_heads=None):
-    """The module's learned maps from `hidden` features to `hidden` features, fused ones split and per-head ones joined.
-
-    Covers nn.Linear layers (and fused (k*hidden, hidden) weights used as F.linear, as nn.MultiheadAttention
-    does), raw (hidden, k*hidden) matrices used as `x @ W`, and one projection per head (num_heads (d_h, hidden)
-    nn.Linear weights or (hidden, d_h) matrices, numbered 0 to num_heads - 1 in their names, as in a ModuleList).
-    """
-    state, maps, per_head = _state(parameters), [], {}
-    d_h = hidden // num_heads if num_heads else None
-    for p in parameters:
-        W = p["value"]
-        if W.dim() != 2 or p["kind"] in ("embedding", "norm"):
-            continue
-        linear = p["kind"] == "linear" or (p["kind"] == "other" and W.shape[0] != W.shape[1])
-        head = _per_head_role(p["name"]) if d_h and d_h != hidden else None
-        if head and linear and tuple(W.shape) == (d_h, hidden) and p["name"].endswith("weight"):
-            bias = state.get(p["name"][:-len("weight")] + "bias")
-            per_head.setdefault(("linear", head[0]), {})[head[1]] = (W, bias)
-        elif head and not linear and tuple(W.shape) == (hidden, d_h):
-            per_head.setdefault(("matrix", head[0]), {})[head[1]] = (W, None)
-        elif linear and W.shape[1] == hidden and W.shape[0] % hidden == 0 and p["name"].endswith("weight"):
-            bias = state.get(p["name"][:-len("weight")] + "bias")
-            for i in range(W.shape[0] // hidden):
-                b = None if bias is None else bias[i * hidden:(i + 1) * hidden]
-                maps.append(lambda x, W=W[i * hidden:(i + 1) * hidden], b=b: F.linear(x, W, b))
-        elif not linear and W.shape[0] == hidden and W.shape[1] % hidden == 0:
-            for i in range(W.shape[1] // hidden):
-                maps.append(lambda x, W=W[:, i * hidden:(i + 1) * hidden]: x @ W)
-    for (kind, _), heads in per_head.items():
-        if sorted(heads) != list(range(num_heads)):
-            continue
-        weights = [heads[h][0] for h in range(num_heads)]
-        if kind == "matrix":
-            maps.append(lambda x, W=torch.cat(weights, dim=1): x @ W)
-            continue
-        biases = [heads[h][1] for h in range(num_heads)]
-        b = None if any(b is None for b in biases) else torch.cat(biases)
-        maps.append(lambda x, W=torch.cat(weights), b=b: F.linear(x, W, b))
-    return maps
-
-
-def _expect_attention_module_values(output, x, parameters, num_heads):
-    """Checks a causal self-attention module's output against the reference, computed with its own projections
-    in whatever order it declares them."""
+def _attention_match(output, x, weights, num_heads):
+    """Which causal self-attention `output` is, for the input x and the projections a check set to `weights` (in
+    any order: the module declares them in the order it likes): None when it is the right one, the key of MISTAKES
+    of a known wrong one; AssertionError when it is none of them."""
     expect_tensor(output, x.shape)
-    maps = _projections(parameters, x.shape[-1], num_heads)
-    mistakes = [None, "scale:none", "scale:model", "scale:multiply", "softmax_dim", "split", "merge",
-                "mask:none", "mask:triu", "mask:+1", "mask:-1", "mask:zero", "mask:after_softmax"]
-    if len(maps) == 3:  # no output projection
-        for q, k, v in itertools.permutations(maps):
-            if _close(output, _attend(q(x), k(x), v(x), num_heads, causal=True)):
-                raise AssertionError(f"the output has the wrong values: {MISTAKES['no_W_O']}")
-    if len(maps) != 4:
-        raise AssertionError(
-            f"expected four learned projections of size {x.shape[-1]} (query, key, value, output), found {len(maps)}")
-    for q, k, v, o in itertools.permutations(maps):
-        for mistake in mistakes:
-            if _close(output, o(_attend(q(x), k(x), v(x), num_heads, causal=True, mistake=mistake))):
-                if mistake is None:
-                    return
-                raise AssertionError(f"the output has the wrong values: {MISTAKES[mistake]}")
-    raise AssertionError("the output does not match causal multi-head attention computed with your module's "
-                         "projections (query, key, value, then output)")
+    for q, k, v in itertools.permutations(weights[:3]):  # a module with three projections: no output projection
+        if _close(output, _attend(x @ q, x @ k, x @ v, num_heads, causal=True)):
+            return "no_W_O"
+    for mistake in [None] + ATTENTION_MISTAKES:
+        for q, k, v, o in itertools.permutations(weights):
+            if _close(output, _attend(x @ q, x @ k, x @ v, num_heads, causal=True, mistake=mistake) @ o):
+                return mistake
+    if torch.isnan(output.detach()).any():
+        raise AssertionError("the output contains NaN")
+    raise AssertionError("the output does not match causal multi-head attention computed with the projections the "
+                         "check set (query, key, value, then output)")
+
+
+def _attention_inputs(data, reference):
+    """(output, input) pairs of an attention probe, its outputs taken from `data` and its inputs from `reference`
+    (the grader's own run: while graded, the kernel's copy of the inputs is never used)."""
+    pairs = []
+    for key, x in reference["inputs"].items():
+        output = data["outputs"].get(key)
+        if output is None and key == "shorter":  # failing for T < seq_len is another check's mistake
+            continue
+        pairs.append((output, x))
+    return pairs
+
+
+def _attention_computed(data, reference):
+    """compare: each output is causal attention computed with the weights the check set, right or with one of the
+    known mistakes (the value checks judge which): your module computed it."""
+    for output, x in _attention_inputs(data, reference):
+        _attention_match(output, x, reference["weights"], reference["num_heads"])
+
+
+def _attention_values(data, reference):
+    """compare: each output is the right causal attention for the weights the check set."""
+    for output, x in _attention_inputs(data, reference):
+        mistake = _attention_match(output, x, reference["weights"], reference["num_heads"])
+        if mistake is not None:
+            raise AssertionError(f"the output has the wrong values: {MISTAKES[mistake]}")
+
+
+def _attention_causal(data, reference):
+    """compare: both outputs are attention computed with the weights the check set, and the earlier positions'
+    outputs did not change when the last position did."""
+    _attention_computed(data, reference)
+    _expect_causal(data["outputs"])
+
+
+def _ff_variants(x, A):
+    """The outputs of a feed-forward whose weights a check set (see set_feed_forward_weights): right (None), and
+    with the known mistakes."""
+    up = x @ A.T
+    return {None: F.relu(up) @ A,
+            "there is no activation between the two layers: add a ReLU": up @ A,
+            "the activation should be a ReLU": F.gelu(up) @ A,
+            "the ReLU is applied after the second layer: it goes between the two layers": F.relu(up @ A),
+            "there is a ReLU after the second layer too: only between the two layers": F.relu(F.relu(up) @ A)}
+
+
+def _ff_match(output, x, A):
+    expect_tensor(output, x.shape)
+    for mistake, expected in _ff_variants(x, A).items():
+        if _close(output, expected):
+            return mistake
+    raise AssertionError("the output does not match two layers (hidden → 4 × hidden → hidden) computed with the "
+                         "weights the check set")
+
+
+def _ff_values(data, reference):
+    """compare: each output is the right feed-forward for the weights the check set."""
+    for key, x in reference["inputs"].items():
+        mistake = _ff_match(data["outputs"][key], x, reference["A"])
+        if mistake is not None:
+            raise AssertionError(f"wrong output: {mistake}")
+
+
+def _ff_computed(data, reference):
+    """compare: each output is the feed-forward computed with the weights the check set (right or with a known
+    mistake, which the value checks judge)."""
+    for key, x in reference["inputs"].items():
+        _ff_match(data["outputs"][key], x, reference["A"])
+
+
+def _ff_output_dropout(data, reference):
+    """compare: in training mode with dropout 0.5 on the output, the feed-forward computed by the grader with the
+    weights the check set (right, or with a known mistake, which the value checks judge), each value either zeroed
+    or doubled, about half of them zeroed (never NaN). The probe sends no eval-mode output to compare it with (see
+    drawn_run): the grader computes it."""
+    x, A = reference["inputs"]["trained"], reference["A"]
+    trained = data["outputs"]["trained"]
+    expect_tensor(trained, x.shape, "the output in training mode")
+    trained = trained.detach().double().cpu()
+    assert torch.isfinite(trained).all(), "the output in training mode contains inf or NaN"
+    zeroed = trained == 0
+    assert any(bool((zeroed | torch.isclose(trained, 2 * v.detach().double().cpu(), **TOLERANCE)).all())
+               for v in _ff_variants(x, A).values()), (
+        "in training mode, the output should be the eval-mode output with dropout 0.5 applied to it: each value "
+        "zeroed, or doubled (divided by 1 - p)")
+    share = zeroed.double().mean().item()
+    assert 0.3 <= share <= 0.7, ("with dropout 0.5 in training mode, about half of the outputs should be zeroed: "
+                                 "add dropout on the output")
+
+
+# The layer norms' epsilon a student may choose (nn.LayerNorm's 1e-5, or another): on inputs drawn while grading, a
+# position whose features vary little can tell them apart.
+NORM_EPSILONS = (1e-5, 1e-6, 1e-8, 1e-12)
+
+
+def _block_expected(x, attend, feed_forward, eps=1e-5):
+    """A Block's (pre-norm, post-norm) outputs on x, with these sub-layers, and the input each sub-layer gets:
+    {"output", "attention", "feed_forward"} for each."""
+    def norm(h):
+        return F.layer_norm(h, h.shape[-1:], eps=eps)
+
+    with torch.no_grad():
+        h = x + attend(norm(x))
+        pre = {"output": h + feed_forward(norm(h)), "attention": norm(x), "feed_forward": norm(h)}
+        h = norm(x + attend(x))
+        post = {"output": norm(h + feed_forward(h)), "attention": x, "feed_forward": h}
+    return pre, post
+
+
+def _block_match(data, x, attend, feed_forward, what):
+    """Passes when `data` ({"output", and optionally the sub-layers' inputs}) is a pre-norm or a post-norm Block."""
+    for expected in (e for eps in NORM_EPSILONS for e in _block_expected(x, attend, feed_forward, eps)):
+        if all(_close(data.get(key), value) for key, value in expected.items() if key in data):
+            return
+    raise AssertionError(f"{what} does not match a Block (pre-norm or post-norm) computed on the check's sub-layers")
 
 
 def _ref_lm_loss(logits, input_ids, attention_mask, mistake=None):
@@ -1059,6 +1241,8 @@ def _self_attention_inputs(seed):
 def _probe_self_attention_batch():
     S = seeded_randn(3, 5, 8, seed=5)
     W_Q, W_K, W_V = seeded_randn(8, 4, seed=6), seeded_randn(8, 4, seed=7), seeded_randn(8, 4, seed=8)
+    if drawn_run():  # see drawn_run
+        return {"batch": self_attention(S, W_Q, W_K, W_V)}
     return {"batch": self_attention(S, W_Q, W_K, W_V), "alone": [self_attention(S[b:b + 1], W_Q, W_K, W_V) for b in range(3)]}
 
 
@@ -1464,21 +1648,46 @@ print(f"Output Shape: {attended_values.shape}")
 # %% tags=["grader-only"]
 # Grader-only: the verdicts of the hidden checks of CausalSelfAttention.
 def verdict_attention_module_values(data):
-    for T, output in zip((8, 5), data["outputs"]):
-        if output is not None:  # None: the module failed for T < seq_len, which its own check reports
-            _expect_attention_module_values(output, seeded_randn(2, T, 16, seed=62), data["parameters"], num_heads=4)
+    weights = symmetric_weights(16, seed=60)
+    _attention_values(data, {"inputs": {"full": seeded_randn(2, 8, 16, seed=62), "shorter": seeded_randn(2, 5, 16, seed=62)},
+                             "weights": weights, "num_heads": 4})
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_CausalSelfAttention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
 """Checks CausalSelfAttention: shapes for every length up to seq_len, its projections, values when they are the identity,
-causality, dropout, and that it moves to another device; hidden: values with its own learned projections."""
+causality, dropout, and that it moves to another device; hidden: values with projections the check sets.
+
+The checks set your module's projections themselves (set_attention_weights, in the helpers), to numbers drawn for
+each check, whatever the order in which your module creates them: its outputs can then be compared with the
+attention computed from those numbers."""
 checks = Checks("CausalSelfAttention", points=10)
 
 
+def _csa_module(hidden_size=16, num_heads=4, seq_len=8, dropout=0.0, seed=65):
+    """Your module, its projections set to symmetric matrices drawn for the check (see set_attention_weights)."""
+    torch.manual_seed(drawn(seed))
+    module = CausalSelfAttention(hidden_size=hidden_size, num_heads=num_heads, dropout=dropout, seq_len=seq_len)
+    weights = symmetric_weights(hidden_size, seed=seed)
+    set_attention_weights(module.to(DEVICE), weights, num_heads)
+    return module, weights
+
+
+def _csa_outputs(module, weights, num_heads, **inputs):
+    """The module's output for each input, with the inputs and the weights the check set."""
+    with torch.no_grad():
+        return {"outputs": {key: module(x) for key, x in inputs.items()}, "inputs": inputs, "weights": weights,
+                "num_heads": num_heads}
+
+
+def _public_csa_default_sizes():
+    module, weights = _csa_module(hidden_size=8, num_heads=2, seq_len=3, dropout=0.1, seed=0)
+    return _csa_outputs(module.eval(), weights, 2, x=seeded_randn(1, 3, 8, seed=0))
+
+
 def _public_csa_shorter_sequence():
-    module = CausalSelfAttention(hidden_size=8, num_heads=2, seq_len=6)
+    module, weights = _csa_module(hidden_size=8, num_heads=2, seq_len=6, seed=1)
     try:
-        return module(seeded_randn(2, 4, 8, seed=1))
+        return _csa_outputs(module.eval(), weights, 2, x=seeded_randn(2, 4, 8, seed=1))
     except RuntimeError as error:
         raise AssertionError(f"the module fails on 4 tokens with seq_len=6 ({error}): "
                              "if you store a seq_len × seq_len mask, slice it to the input's length T") from None
@@ -1486,7 +1695,9 @@ def _public_csa_shorter_sequence():
 
 def _public_csa_projection_sizes():
     module = CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.0, seq_len=4)
-    return [list(p.shape) for p in module.parameters() if p.requires_grad]  # what is learned (not a frozen mask)
+    shapes = [list(p.shape) for p in module.parameters() if p.requires_grad]  # what is learned (not a frozen mask)
+    module, weights = _csa_module(hidden_size=8, num_heads=2, seq_len=4, seed=2)
+    return {"shapes": shapes, **_csa_outputs(module.eval(), weights, 2, x=seeded_randn(1, 4, 8, seed=3))}
 
 
 def _public_csa_four_projections(shapes):
@@ -1559,19 +1770,13 @@ def _public_csa_identity_values(output):
     ], what="the output when every projection is the identity (hidden_size=8, num_heads=2)")
 
 
-def _public_csa_module(dropout=0.0):
-    torch.manual_seed(65)
-    return CausalSelfAttention(hidden_size=16, num_heads=4, dropout=dropout, seq_len=8).to(DEVICE)
-
-
 def _public_csa_future():
-    module, x = _public_csa_module().eval(), seeded_randn(2, 8, 16, seed=66)
-    with torch.no_grad():
-        return {"before": module(x), "after": module(with_last_position_changed(x))}
+    (module, weights), x = _csa_module(seed=65), seeded_randn(2, 8, 16, seed=66)
+    return _csa_outputs(module.eval(), weights, 4, before=x, after=with_last_position_changed(x))
 
 
-def _public_csa_no_future(outputs):
-    before, after = outputs["before"], outputs["after"]
+def _public_csa_no_future(data):
+    before, after = data["outputs"]["before"], data["outputs"]["after"]
     expect_tensor(before, (2, 8, 16))
     expect_tensor(after, (2, 8, 16))
     assert torch.allclose(before[:, :-1], after[:, :-1], atol=1e-4, rtol=1e-4), (
@@ -1579,17 +1784,16 @@ def _public_csa_no_future(outputs):
 
 
 def _public_csa_twice_in_eval():
-    module, x = _public_csa_module(dropout=0.5).eval(), seeded_randn(2, 8, 16, seed=67)
-    with torch.no_grad():
-        return {"first": module(x), "second": module(x)}
+    (module, weights), x = _csa_module(dropout=0.5, seed=65), seeded_randn(2, 8, 16, seed=67)
+    return _csa_outputs(module.eval(), weights, 4, first=x, second=x)
 
 
-def _public_csa_same_in_eval(outputs):
-    expect_same_in_eval(outputs, (2, 8, 16))
+def _public_csa_same_in_eval(data):
+    expect_same_in_eval(data["outputs"], (2, 8, 16))
 
 
 def _public_csa_train_and_eval():
-    module, x = _public_csa_module(dropout=0.5), seeded_randn(2, 8, 16, seed=68)
+    (module, _), x = _csa_module(dropout=0.5, seed=65), seeded_randn(2, 8, 16, seed=68)
     with torch.no_grad():
         return {"trained": module.train()(x), "evaluated": module.eval()(x)}
 
@@ -1598,6 +1802,7 @@ def _public_csa_weights_dropout(outputs):
     trained, evaluated = outputs["trained"], outputs["evaluated"]
     expect_tensor(trained, (2, 8, 16))
     expect_tensor(evaluated, (2, 8, 16))
+    assert torch.isfinite(trained).all(), "the output in training mode contains inf or NaN"
     assert not torch.allclose(trained, evaluated, atol=1e-4, rtol=1e-4), (
         "no dropout in training mode: with dropout=0.5 the output is the same as in eval mode; "
         "add dropout on the attention weights and on the output")
@@ -1609,12 +1814,14 @@ def _public_csa_weights_dropout(outputs):
 def _public_csa_output_dropout(outputs):
     trained = outputs["trained"]
     expect_tensor(trained, (2, 8, 16))
+    assert torch.isfinite(trained).all(), "the output in training mode contains inf or NaN"
     assert (trained == 0).float().mean() > 0.2, (
         "with dropout=0.5 in training mode, about half of the outputs should be zeroed: add dropout on the output")
 
 
 def _public_csa_on_another_device():
-    """Moves the module to the "meta" device (shapes without data): what it keeps must move with it, as to a GPU."""
+    """Moves the module to the "meta" device (shapes without data): what it keeps must move with it, as to a GPU.
+    Then the output of the module on this device, with projections set by the check."""
     module = CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.0, seq_len=3).to("meta").eval()
     try:
         output = module(torch.empty(1, 3, 8, device="meta"))
@@ -1623,45 +1830,52 @@ def _public_csa_on_another_device():
             f"after module.to(another device), the forward pass fails ({str(error)[:200]}): a tensor the module keeps "
             "(the mask?) stayed on the CPU; make it a buffer of the module so that it moves with it, "
             "or create it on the input's device") from None
-    return {"shape": list(output.shape), "device": str(output.device)}
+    module, weights = _csa_module(hidden_size=8, num_heads=2, seq_len=3, seed=4)
+    return {"shape": list(output.shape), "device": str(output.device),
+            **_csa_outputs(module.eval(), weights, 2, x=seeded_randn(1, 3, 8, seed=5))}
 
 
 def _public_csa_moved(data):
     assert data["shape"] == [1, 3, 8], f"on another device, the output should have shape (1, 3, 8), not {tuple(data['shape'])}"
 
 
-checks.check("output shape with the default sizes", 1, lambda: CausalSelfAttention()(seeded_randn(1, 3, 8, seed=0)),
-             lambda output: expect_tensor(output, (1, 3, 8)))
+# While graded, a check's points need your module's outputs on inputs drawn then to be attention computed with the
+# projections the check set: the right one, or one with a known mistake (compare="_attention_computed": the value
+# checks judge which), or the right one for the values (compare="_attention_values"). The two dropout checks in
+# training mode judge random outputs, which no reference can fix: they count only when the check of eval mode passes.
+checks.check("output shape with the default sizes", 1, _public_csa_default_sizes,
+             lambda data: expect_tensor(data["outputs"]["x"], (1, 3, 8)), compare="_attention_computed")
 checks.check("works for a sequence shorter than seq_len", 1, _public_csa_shorter_sequence,
-             lambda output: expect_tensor(output, (2, 4, 8)))
+             lambda data: expect_tensor(data["outputs"]["x"], (2, 4, 8)), compare="_attention_computed")
 checks.check("learned query, key, value and output projections", 1, _public_csa_projection_sizes,
-             _public_csa_four_projections)
+             lambda data: _public_csa_four_projections(data["shapes"]), compare="_attention_computed")
 checks.check("values when every projection is the identity", 1, _public_csa_identity_output, _public_csa_identity_values)
-checks.check("a position never sees later positions", 1, _public_csa_future, _public_csa_no_future)
-checks.check("dropout is off in eval mode", 1, _public_csa_twice_in_eval, _public_csa_same_in_eval)
-checks.check("dropout on the attention weights", 1, _public_csa_train_and_eval, _public_csa_weights_dropout)
-checks.check("dropout on the output", 1, _public_csa_train_and_eval, _public_csa_output_dropout)
+checks.check("a position never sees later positions", 1, _public_csa_future, _public_csa_no_future,
+             compare="_attention_causal")
+checks.check("dropout is off in eval mode", 1, _public_csa_twice_in_eval, _public_csa_same_in_eval,
+             compare="_attention_computed")
+checks.check("dropout on the attention weights", 1, _public_csa_train_and_eval, _public_csa_weights_dropout,
+             vouched_by="dropout is off in eval mode")
+checks.check("dropout on the output", 1, _public_csa_train_and_eval, _public_csa_output_dropout,
+             vouched_by="dropout is off in eval mode")
 checks.check("the module moves to another device (GPU) with everything it keeps", 1, _public_csa_on_another_device,
-             _public_csa_moved)
+             _public_csa_moved, compare="_attention_computed")
 ### BEGIN HIDDEN TESTS
-def _attention_module(dropout=0.0, seed=60):
-    torch.manual_seed(seed)
-    return CausalSelfAttention(hidden_size=16, num_heads=4, dropout=dropout, seq_len=8).to(DEVICE)
-
-
 def _probe_module_values():
-    module = _attention_module().eval()
-    with torch.no_grad():
-        full = module(seeded_randn(2, 8, 16, seed=62))
-        try:
-            shorter = module(seeded_randn(2, 5, 16, seed=62))
-        except RuntimeError:  # failing for T < seq_len is the shorter-sequence check's mistake, not this one's
-            shorter = None
-    return {"outputs": [full, shorter], "parameters": learned_parameters(module)}
+    module, weights = _csa_module(seed=60)
+    module.eval()
+    data = _csa_outputs(module, weights, 4, full=seeded_randn(2, 8, 16, seed=62))
+    x = seeded_randn(2, 5, 16, seed=62)
+    data["inputs"]["shorter"] = x
+    try:
+        data["outputs"]["shorter"] = _csa_outputs(module, weights, 4, x=x)["outputs"]["x"]
+    except RuntimeError:  # failing for T < seq_len is the shorter-sequence check's mistake, not this one's
+        data["outputs"]["shorter"] = None
+    return data
 
 
-checks.check("values match causal multi-head attention with the module's own projections", 1, _probe_module_values,
-             "verdict_attention_module_values")
+checks.check("values match causal multi-head attention, with projections set by the check", 1, _probe_module_values,
+             "verdict_attention_module_values", compare="_attention_values")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1693,57 +1907,44 @@ class FeedForward(nn.Module):
 
 # %% tags=["grader-only"]
 # Grader-only: the verdicts of the hidden checks of FeedForward.
-def _feed_forward_layers(data):
-    """The module's two layers, as functions: nn.Linear layers, or raw matrices used as x @ W (and their biases)."""
-    linears = data["linears"]
-    up = [m for m in linears if tuple(m["weight"].shape) == (64, 16)]
-    down = [m for m in linears if tuple(m["weight"].shape) == (16, 64)]
-    if up and down:
-        return ((lambda h: F.linear(h, up[0]["weight"], up[0]["bias"])),
-                (lambda h: F.linear(h, down[0]["weight"], down[0]["bias"])))
-    raw = {tuple(p["value"].shape): p["value"] for p in data["parameters"] if p["kind"] == "other"}
-    if (16, 64) in raw and (64, 16) in raw:
-        b_up, b_down = raw.get((64,), 0.0), raw.get((16,), 0.0)
-        return (lambda h: h @ raw[(16, 64)] + b_up), (lambda h: h @ raw[(64, 16)] + b_down)
-    raise AssertionError("expected a Linear layer from hidden_size to 4 * hidden_size, then one back to hidden_size")
-
-
 def verdict_feed_forward_values(data):
-    up_, down_ = _feed_forward_layers(data)
-    x = seeded_randn(2, 5, 16, seed=71)
-    _expect_values(data["output"], down_(F.relu(up_(x))), {
-        "there is no activation between the two layers: add a ReLU": down_(up_(x)),
-        "the activation should be a ReLU": down_(F.gelu(up_(x))),
-        "the ReLU is applied after the second layer: it goes between the two layers": F.relu(down_(up_(x))),
-    })
+    x, A = seeded_randn(2, 5, 16, seed=71), seeded_randn(64, 16, seed=70, scale=0.3)
+    mistake = _ff_match(data["outputs"]["x"], x, A)
+    if mistake is not None:
+        raise AssertionError(f"wrong output: {mistake}")
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_FeedForward", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
-"""Checks FeedForward: shape, width and activation (on given weights), dropout; hidden: values with its own weights."""
+"""Checks FeedForward: shape, width and activation (on given weights), dropout; hidden: values on other weights.
+
+The checks set your module's weights themselves (set_feed_forward_weights, in the helpers), to numbers drawn for each
+check: the way up to A, the way back to Aᵀ, no biases, whether you use nn.Linear layers or matrices."""
 checks = Checks("FeedForward", points=5)
+
+
+def _ff_outputs(hidden_size, dropout, seed, train=False, **inputs):
+    """Your module's output for each input, its weights set to A (4·hidden, hidden) drawn for the check; with A and
+    the inputs."""
+    torch.manual_seed(drawn(seed))
+    module = FeedForward(hidden_size, dropout).to(DEVICE)
+    shapes = [list(p.shape) for p in module.parameters()]
+    if not any(shape in ([4 * hidden_size, hidden_size], [hidden_size, 4 * hidden_size]) for shape in shapes):
+        raise AssertionError(f"with hidden_size={hidden_size}, expected a layer from hidden_size to 4 * hidden_size = "
+                             f"{4 * hidden_size} and one back; found weights of shapes {[tuple(s) for s in shapes]}")
+    A = seeded_randn(4 * hidden_size, hidden_size, seed=seed, scale=1.0 if hidden_size == 2 else 0.3)
+    set_feed_forward_weights(module, A)
+    module.train(train)
+    with torch.no_grad():
+        return {"outputs": {key: module(x) for key, x in inputs.items()}, "inputs": inputs, "A": A, "shapes": shapes}
 
 
 def _public_ff_output_with_given_weights():
     """FeedForward(2, 0.0) whose hidden → 4·hidden weight is the (8, 2) matrix A and whose way back is Aᵀ, no biases."""
-    module = FeedForward(2, 0.0).to(DEVICE).eval()
-    A = seeded_randn(8, 2, seed=150)
-    shapes = [list(p.shape) for p in module.parameters()]
-    with torch.no_grad():
-        for p in module.parameters():  # nn.Linear(2, 8).weight and a raw (8, 2) matrix used as x @ W alike
-            if tuple(p.shape) == (8, 2):
-                p.copy_(A)
-            elif tuple(p.shape) == (2, 8):
-                p.copy_(A.T)
-            else:
-                p.zero_()
-        return {"shapes": shapes, "output": module(seeded_randn(1, 3, 2, seed=151))}
+    return _ff_outputs(2, 0.0, 150, x=seeded_randn(1, 3, 2, seed=151))
 
 
 def _public_ff_values(data):
-    if not any(shape in ([8, 2], [2, 8]) for shape in data["shapes"]):
-        raise AssertionError("with hidden_size=2, expected a layer from hidden_size to 4 * hidden_size = 8 and one back; "
-                             f"found weights of shapes {[tuple(s) for s in data['shapes']]}")
-    expect_numbers(data["output"], [[[-2.5356, -1.7379],
+    expect_numbers(data["outputs"]["x"], [[[-2.5356, -1.7379],
                                      [-0.1217, 0.4278],
                                      [-10.65, -7.8401]]], mistakes=[
         ("there is no activation between the two layers: add a ReLU", [[[-2.6938, -2.0632],
@@ -1762,41 +1963,48 @@ def _public_ff_values(data):
 
 
 def _public_ff_twice_in_eval():
-    module, x = FeedForward(16, 0.5).to(DEVICE).eval(), seeded_randn(2, 5, 16, seed=152)
+    x = seeded_randn(2, 5, 16, seed=152)
+    return _ff_outputs(16, 0.5, 154, first=x, second=x)
+
+
+def _public_ff_same_in_eval(data):
+    expect_same_in_eval(data["outputs"], (2, 5, 16))
+
+
+def _public_ff_train_and_eval():
+    """The same module, with the same weights, in training mode then in eval mode."""
+    torch.manual_seed(drawn(155))
+    module = FeedForward(16, 0.5).to(DEVICE)
+    A, x = seeded_randn(64, 16, seed=155, scale=0.3), seeded_randn(4, 8, 16, seed=153)
+    set_feed_forward_weights(module, A)
     with torch.no_grad():
-        return {"first": module(x), "second": module(x)}
+        outputs = {"trained": module.train()(x)}
+        if not drawn_run():  # see drawn_run: while graded, the grader computes the eval-mode output itself
+            outputs["evaluated"] = module.eval()(x)
+    return {"outputs": outputs, "inputs": {"trained": x}, "A": A}
 
 
-def _public_ff_same_in_eval(outputs):
-    expect_same_in_eval(outputs, (2, 5, 16))
-
-
-def _public_ff_output_dropout(output):
+def _public_ff_output_dropout(data):
+    output = data["outputs"]["trained"]
     expect_tensor(output, (4, 8, 16))
     assert (output == 0).float().mean() > 0.2, (
         "with dropout 0.5 in training mode, about half of the outputs should be zeroed: add dropout on the output")
 
 
-checks.check("output shape", 1, lambda: FeedForward(8, 0.1)(seeded_randn(2, 3, 8, seed=0)),
-             lambda output: expect_tensor(output, (2, 3, 8)))
+# While graded, a check's points need your module's outputs on inputs drawn then to be computed with the weights the
+# check set: right, or with a known mistake that the value checks judge (compare="_ff_computed"); in training mode,
+# the eval-mode output with each value zeroed or doubled (compare="_ff_output_dropout").
+checks.check("output shape", 1, lambda: _ff_outputs(8, 0.1, 156, x=seeded_randn(2, 3, 8, seed=0)),
+             lambda data: expect_tensor(data["outputs"]["x"], (2, 3, 8)), compare="_ff_computed")
 checks.check("two layers (hidden → 4 × hidden → hidden) with a ReLU in between, on given weights", 1,
-             _public_ff_output_with_given_weights, _public_ff_values)
-checks.check("dropout is off in eval mode", 1, _public_ff_twice_in_eval, _public_ff_same_in_eval)
-checks.check("dropout on the output in training mode", 1,
-             lambda: FeedForward(16, 0.5).to(DEVICE).train()(seeded_randn(4, 8, 16, seed=153)).detach(),
-             _public_ff_output_dropout)
+             _public_ff_output_with_given_weights, _public_ff_values, compare="_ff_values")
+checks.check("dropout is off in eval mode", 1, _public_ff_twice_in_eval, _public_ff_same_in_eval, compare="_ff_computed")
+checks.check("dropout on the output in training mode", 1, _public_ff_train_and_eval, _public_ff_output_dropout,
+             compare="_ff_output_dropout")
 ### BEGIN HIDDEN TESTS
-def _probe_feed_forward_values():
-    torch.manual_seed(70)
-    module = FeedForward(16, 0.0).to(DEVICE).eval()
-    with torch.no_grad():
-        output = module(seeded_randn(2, 5, 16, seed=71))
-    linears = [{"weight": m.weight, "bias": m.bias} for m in module.modules() if isinstance(m, nn.Linear)]
-    return {"output": output, "linears": linears, "parameters": learned_parameters(module)}
-
-
-checks.check("two layers (hidden → 4 × hidden → hidden) with a ReLU in between", 1, _probe_feed_forward_values,
-             "verdict_feed_forward_values")
+checks.check("two layers (hidden → 4 × hidden → hidden) with a ReLU in between", 1,
+             lambda: _ff_outputs(16, 0.0, 70, x=seeded_randn(2, 5, 16, seed=71)), "verdict_feed_forward_values",
+             compare="_ff_values")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1848,7 +2056,7 @@ def verdict_block_values(data):
     attend.load_state_dict(data["attention"][0])
     ff.load_state_dict(data["feed_forward"][0])
     attend, ff = attend.to(DEVICE).eval(), ff.to(DEVICE).eval()
-    x, output = seeded_randn(2, 6, 16, seed=81), data["output"]
+    x, output = seeded_randn(2, 6, 16, seed=81), data["outputs"]["x"]
 
     def norm(h):
         return F.layer_norm(h, h.shape[-1:])
@@ -1876,6 +2084,41 @@ def verdict_block_values(data):
     _expect_values(output, pre_norm, variants, what="output (expected pre-norm or post-norm)")
 
 
+def verdict_block_shorter(data):
+    expect_tensor(data["outputs"]["x"], (2, 5, 16), "the output for 5 tokens (seq_len=8)")
+
+
+def verdict_block_causal(data):
+    _expect_causal(data["outputs"])
+
+
+def verdict_block_eval(data):
+    _expect_same_in_eval(data["outputs"])
+
+
+def _block_on_stand_ins(data, reference):
+    """compare: each output is a pre-norm or post-norm Block on the stand-in sub-layers whose weights the check set
+    (the grader's own copies, loaded with those weights), for the inputs of the grader's run; causality holds when
+    the probe changed the last position."""
+    attend, ff = _BlockAttention(16, 4, 0.0, 8), _BlockFeedForward(16, 0.0)
+    attend.load_state_dict(reference["attention"][0])
+    ff.load_state_dict(reference["feed_forward"][0])
+    attend, ff = attend.to(DEVICE).eval(), ff.to(DEVICE).eval()
+    for key, x in reference["inputs"].items():
+        _block_match({"output": data["outputs"][key]}, x, attend, ff, f"the output ({key})")
+    if "before" in reference["inputs"]:
+        _expect_causal(data["outputs"])
+
+
+def _public_block_on_stand_ins(data, reference):
+    """compare: the output (and the inputs of the sub-layers, when the probe kept them) of a pre-norm or post-norm
+    Block on the public stand-in sub-layers (the grader's own copies), for the grader's input."""
+    sublayers = {"zero": (torch.zeros_like, torch.zeros_like),
+                 "public": (_PublicAttention().forward, _PublicFeedForward().forward)}[reference["sublayers"]]
+    kept = {k: data[k] for k in ("output", "attention", "feed_forward") if k in reference}
+    _block_match(kept, reference["x"], *sublayers, "the output")
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_Block", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
 """Checks Block with stand-in attention and feed-forward modules: shapes, causality, residuals and layer norms."""
 checks = Checks("Block", points=10)
@@ -1887,7 +2130,8 @@ def _public_block_output():
     return block(seeded_randn(1, 3, 8, seed=0))
 
 
-checks.check("output shape with the default sizes", 1, _public_block_output, lambda output: expect_tensor(output, (1, 3, 8)))
+checks.check("output shape with the default sizes", 1, _public_block_output, lambda output: expect_tensor(output, (1, 3, 8)),
+             vouched_by="output values with stand-in sub-layers")  # its stand-ins' weights are random: no reference
 
 
 class _ZeroSublayer(nn.Module):
@@ -1942,12 +2186,13 @@ def _one_of(value, alternatives, mistakes=(), what="the output"):
 
 
 def _public_block_zero_sublayers():
-    with torch.no_grad():  # its input: [[[0.7846, -0.4471, -0.639, -2.4101], [2.0889, -1.2665, 1.1462, 1.0819]]]
-        return _public_block(_ZeroSublayer, _ZeroSublayer)(seeded_randn(1, 2, 4, seed=2, scale=2.0))
+    x = seeded_randn(1, 2, 4, seed=2, scale=2.0)  # [[[0.7846, -0.4471, -0.639, -2.4101], [2.0889, -1.2665, 1.1462, 1.0819]]]
+    with torch.no_grad():
+        return {"output": _public_block(_ZeroSublayer, _ZeroSublayer)(x), "x": x, "sublayers": "zero"}
 
 
-def _public_block_identity(output):
-    _one_of(output, [[[[0.7846, -0.4471, -0.639, -2.4101], [2.0889, -1.2665, 1.1462, 1.0819]]],   # pre-norm: the input
+def _public_block_identity(data):
+    _one_of(data["output"], [[[[0.7846, -0.4471, -0.639, -2.4101], [2.0889, -1.2665, 1.1462, 1.0819]]],   # pre-norm: the input
                      [[[1.2834, 0.2025, 0.0341, -1.5201], [1.0718, -1.6397, 0.31, 0.258]]]],      # post-norm: normalized
             mistakes=[("a residual connection is missing: with sub-layers that return 0, a Block should return its "
                        "input (pre-norm), or its normalized input (post-norm), not 0",
@@ -1957,14 +2202,15 @@ def _public_block_identity(output):
 
 
 def _public_block_sublayer_inputs():
-    block = _public_block(_PublicAttention, _PublicFeedForward)
+    block, x = _public_block(_PublicAttention, _PublicFeedForward), seeded_randn(1, 3, 4, seed=3, scale=3.0) + 1.0
     with torch.no_grad():
-        output = block(seeded_randn(1, 3, 4, seed=3, scale=3.0) + 1.0)
+        output = block(x)
     attention = [m for m in block.modules() if isinstance(m, _PublicAttention)]
     feed_forward = [m for m in block.modules() if isinstance(m, _PublicFeedForward)]
     assert len(attention) == 1 and len(feed_forward) == 1, (
         "a Block should contain one CausalSelfAttention and one FeedForward (create them in __init__)")
-    return {"output": output, "attention": attention[0].last_input, "feed_forward": feed_forward[0].last_input}
+    return {"output": output, "attention": attention[0].last_input, "feed_forward": feed_forward[0].last_input,
+            "x": x, "sublayers": "public"}
 
 
 def _normalized(h):
@@ -1986,11 +2232,13 @@ def _public_block_layer_norms(data):
 
 
 def _public_block_values():
+    x = seeded_randn(1, 2, 4, seed=4)
     with torch.no_grad():
-        return _public_block(_PublicAttention, _PublicFeedForward)(seeded_randn(1, 2, 4, seed=4))
+        return {"output": _public_block(_PublicAttention, _PublicFeedForward)(x), "x": x, "sublayers": "public"}
 
 
-def _public_block_expected_values(output):
+def _public_block_expected_values(data):
+    output = data["output"]
     no_residual = "the residual connections are missing: add the input of each sub-layer to its output"
     no_ff_residual = "the feed-forward has no residual connection: add its input to its output"
     no_attention_residual = "the attention has no residual connection: add its input to its output"
@@ -2008,11 +2256,15 @@ def _public_block_expected_values(output):
             ], what="the output with stand-in sub-layers (expected pre-norm or post-norm)")
 
 
+# While graded, a check's points need your Block's outputs on inputs drawn then to be a pre-norm or a post-norm Block
+# computed by the grader on the same stand-in sub-layers (compare="_public_block_on_stand_ins"); the shape check
+# above counts with the values check.
 checks.check("with sub-layers that return 0, the block returns its input (residual connections)", 1,
-             _public_block_zero_sublayers, _public_block_identity)
+             _public_block_zero_sublayers, _public_block_identity, compare="_public_block_on_stand_ins")
 checks.check("the sub-layers see normalized inputs, or the block's output is normalized (layer norms)", 1,
-             _public_block_sublayer_inputs, _public_block_layer_norms)
-checks.check("output values with stand-in sub-layers", 2, _public_block_values, _public_block_expected_values)
+             _public_block_sublayer_inputs, _public_block_layer_norms, compare="_public_block_on_stand_ins")
+checks.check("output values with stand-in sub-layers", 2, _public_block_values, _public_block_expected_values,
+             compare="_public_block_on_stand_ins")
 ### BEGIN HIDDEN TESTS
 class _BlockAttention(nn.Module):
     """A stand-in for CausalSelfAttention: each position mixes the positions up to it."""
@@ -2040,39 +2292,45 @@ class _BlockFeedForward(nn.Module):
 
 
 def _stand_in_block(seed=80, dropout=0.0):
-    """The student's Block, built on the stand-ins: a mistake in CausalSelfAttention or FeedForward costs nothing here."""
-    torch.manual_seed(seed)
+    """The student's Block, built on the stand-ins, whose weights the check sets: a mistake in CausalSelfAttention or
+    FeedForward costs nothing here."""
+    torch.manual_seed(drawn(seed))
     with replaced(CausalSelfAttention=_BlockAttention, FeedForward=_BlockFeedForward):
-        return Block(hidden_size=16, num_heads=4, dropout=dropout, seq_len=8).to(DEVICE).eval()
+        block = Block(hidden_size=16, num_heads=4, dropout=dropout, seq_len=8).to(DEVICE).eval()
+    set_stand_in_weights([m for m in block.modules() if isinstance(m, _BlockAttention)], seed + 1)
+    set_stand_in_weights([m for m in block.modules() if isinstance(m, _BlockFeedForward)], seed + 2)
+    return block
 
 
-def _probe_block_values():
-    block = _stand_in_block()
+def _block_outputs(block, **inputs):
+    """The block's output for each input, with the inputs and the stand-ins' weights."""
     with torch.no_grad():
-        output = block(seeded_randn(2, 6, 16, seed=81))
-    return {"output": output,
-            "attention": [m.state_dict() for m in block.modules() if isinstance(m, _BlockAttention)],
-            "feed_forward": [m.state_dict() for m in block.modules() if isinstance(m, _BlockFeedForward)]}
+        return {"outputs": {key: block(x) for key, x in inputs.items()}, "inputs": inputs,
+                "attention": [m.state_dict() for m in block.modules() if isinstance(m, _BlockAttention)],
+                "feed_forward": [m.state_dict() for m in block.modules() if isinstance(m, _BlockFeedForward)]}
 
 
 def _probe_block_causal():
-    block, x = _stand_in_block(), seeded_randn(2, 8, 16, seed=83)
-    with torch.no_grad():
-        return {"before": block(x), "after": block(with_last_position_changed(x))}
+    x = seeded_randn(2, 8, 16, seed=83)
+    return _block_outputs(_stand_in_block(), before=x, after=with_last_position_changed(x))
 
 
 def _probe_block_eval():
-    block, x = _stand_in_block(dropout=0.5), seeded_randn(2, 8, 16, seed=84)
-    with torch.no_grad():
-        return {"first": block(x), "second": block(x)}
+    x = seeded_randn(2, 8, 16, seed=84)
+    return _block_outputs(_stand_in_block(dropout=0.5), first=x, second=x)
 
 
-checks.check("works for a sequence shorter than seq_len", 1, lambda: _stand_in_block()(seeded_randn(2, 5, 16, seed=82)),
-             lambda output: expect_tensor(output, (2, 5, 16), "the output for 5 tokens (seq_len=8)"))
-checks.check("a position never sees later positions", 1, _probe_block_causal, "_expect_causal")
-checks.check("attention and feed-forward with residual connections and layer norms", 2, _probe_block_values,
-             "verdict_block_values")
-checks.check("dropout is off in eval mode", 1, _probe_block_eval, "_expect_same_in_eval")
+# While graded, each check's points need the Block's outputs on inputs drawn then to be a pre-norm or post-norm Block
+# on the stand-ins, computed by the grader (compare="_block_on_stand_ins").
+checks.check("works for a sequence shorter than seq_len", 1,
+             lambda: _block_outputs(_stand_in_block(), x=seeded_randn(2, 5, 16, seed=82)), "verdict_block_shorter",
+             compare="_block_on_stand_ins")
+checks.check("a position never sees later positions", 1, _probe_block_causal, "verdict_block_causal",
+             compare="_block_on_stand_ins")
+checks.check("attention and feed-forward with residual connections and layer norms", 2,
+             lambda: _block_outputs(_stand_in_block(), x=seeded_randn(2, 6, 16, seed=81)), "verdict_block_values",
+             compare="_block_on_stand_ins")
+checks.check("dropout is off in eval mode", 1, _probe_block_eval, "verdict_block_eval", compare="_block_on_stand_ins")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -2134,11 +2392,16 @@ logits.shape  # expected: torch.Size([1, 3, 100])
 # Grader-only: the verdicts of the hidden checks of Transformer.
 def verdict_transformer_shapes(data):
     assert data["seq_len"] == 12, "the model should keep its context length as its attribute seq_len (decode reads it to crop the context)"
-    for T, logits in zip((12, 5), data["logits"]):
-        expect_tensor(logits, (2, T, 50), f"the logits for {T} tokens (seq_len=12)")
+    for key, T in (("full", 12), ("shorter", 5)):
+        expect_tensor(data["outputs"][key], (2, T, 50), f"the logits for {T} tokens (seq_len=12)")
 
 
-def verdict_transformer_positions(same_token):
+def verdict_transformer_causal(data):
+    _expect_causal(data["outputs"])
+
+
+def verdict_transformer_positions(data):
+    same_token = data["outputs"]["same"]
     expect_tensor(same_token, (1, 6, 50), "the logits")
     assert not _close(same_token[:, 1:], same_token[:, :1].expand(-1, 5, -1)), (
         "a sequence that repeats one token gets the same logits at every position: "
@@ -2146,8 +2409,9 @@ def verdict_transformer_positions(same_token):
 
 
 def verdict_transformer_prefix(data):
-    expect_tensor(data["full"], (2, 12, 50), "the logits")
-    _expect_values(data["prefix"], data["full"][:, :5],
+    full = data["outputs"]["full"]
+    expect_tensor(full, (2, 12, 50), "the logits")
+    _expect_values(data["outputs"]["prefix"], full[:, :5],
                    what="logits of the first 5 tokens, run alone, compared with the same tokens inside 12")
 
 
@@ -2159,23 +2423,36 @@ def verdict_transformer_stacking(data):
 
 
 def verdict_transformer_embeddings_and_head(data):
-    logits, ids = data["logits"], seeded_randint(50, (2, 7), seed=94)
+    logits, ids = data["outputs"]["x"], seeded_randint(50, (2, 7), seed=94)
     expect_tensor(logits, (2, 7, 50), "the logits")
     assert not (logits.min() >= 0 and torch.allclose(logits.sum(-1), torch.ones_like(logits[..., 0]), atol=1e-3)), (
         "the model returns probabilities: return the logits, without a softmax")
-    assert data["words"], ("expected word embeddings: one learned vector per token of the vocabulary "
-                           "(a (vocab_size, hidden_size) table)")
-    assert data["positions"], ("expected position embeddings: one learned vector per position, "
-                               "a table of shape (seq_len, hidden_size), as an embedding or a parameter")
-    candidates = [F.embedding(ids, words) + positions[:7] for words in data["words"] for positions in data["positions"]]
-    if not any(_close(data["first"], c) for c in candidates):
-        _expect_values(data["first"], candidates[0], what="input of the first block (word + position embeddings)")
-    last = data["last"]
+    E, P = seeded_randn(50, 16, seed=96), seeded_randn(12, 16, seed=97)  # the weights the probe set (salt 0)
+    _expect_values(data["first"], F.embedding(ids, E) + P[:7],
+                   what="input of the first block (word + position embeddings)")
+    _expect_head(logits, data["lasts"]["x"], E)
+
+
+def _expect_head(logits, last, E):
     assert isinstance(last, torch.Tensor), "not checked: the last block is never applied (see the check of the blocks)"
-    heads = [lambda h, m=m: F.linear(h, m["weight"], m["bias"]) for m in data["heads"]] or [lambda h, w=w: F.linear(h, w) for w in data["words"]]
-    candidates = [head(h) for head in heads for h in (last, F.layer_norm(last, last.shape[-1:]))]
-    assert any(_close(logits, c) for c in candidates), (
+    normed = [F.layer_norm(last, last.shape[-1:], eps=eps) for eps in NORM_EPSILONS]
+    assert any(_close(logits, h @ E.T) for h in [last, *normed]), (
         "the logits should be the output layer applied to the last block's output (optionally after a final LayerNorm)")
+
+
+def _transformer_on_stand_ins(data, reference):
+    """compare: with the weights the check set (word embeddings E, also the output layer's; position embeddings;
+    the stand-in blocks'), the output of the last block is the grader's, and the logits are it times Eᵀ, after a
+    final LayerNorm or not; the blocks, their calls, the first block's input and the length kept are the grader's
+    too; causality holds when the probe changed the last position."""
+    for key in ("seq_len", "blocks", "calls", "first"):
+        if key in reference:
+            same_data(data[key], reference[key], what=key.replace("_", " "))
+    for key, last in reference["lasts"].items():
+        same_data(data["lasts"][key], last, what=f"the output of the last block ({key})")
+        _expect_head(data["outputs"][key], last, reference["weights"]["E"])
+    if "before" in reference["lasts"]:
+        _expect_causal(data["outputs"])
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_Transformer", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
@@ -2195,39 +2472,66 @@ class _PublicBlock(nn.Module):
         return x + self.mix(torch.tanh(x).cumsum(dim=1) / positions)
 
 
-def _public_transformer(num_layers=2):
-    torch.manual_seed(0)
-    with replaced(Block=_PublicBlock):  # see `replaced`
-        model = Transformer(vocab_size=20, hidden_size=8, num_heads=2, dropout=0.0, seq_len=6, num_layers=num_layers)
-    return model.to(DEVICE).eval()
+def _language_model(block, seed, vocab_size=20, hidden_size=8, seq_len=6, num_layers=2, **sizes):
+    """Your Transformer built on stand-in blocks, in eval mode, its weights set by the check (see
+    set_language_model_weights): (model, its stand-in blocks, the weights)."""
+    torch.manual_seed(drawn(seed))
+    with replaced(Block=block):  # see `replaced`
+        model = Transformer(vocab_size=vocab_size, hidden_size=hidden_size, seq_len=seq_len, num_layers=num_layers,
+                            **sizes)
+    model = model.to(DEVICE).eval()
+    blocks = [m for m in model.modules() if isinstance(m, block)]
+    return model, blocks, set_language_model_weights(model, vocab_size, hidden_size, seq_len, seed, blocks)
+
+
+def _logits(model, blocks, weights, **inputs):
+    """The logits for each input, and what the last block call returned (the output layer's input, before a final
+    layer norm), with the weights the check set."""
+    seen, data = {}, {"outputs": {}, "lasts": {}, "weights": weights}
+    hooks = [b.register_forward_hook(lambda module, inputs, output: seen.update(last=output)) for b in blocks]
+    try:
+        with torch.no_grad():
+            for key, ids in inputs.items():
+                seen.clear()
+                data["outputs"][key] = model(ids)
+                data["lasts"][key] = seen.get("last")
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return data
+
+
+def _public_transformer(num_layers=2, seed=300):
+    return _language_model(_PublicBlock, seed, num_heads=2, dropout=0.0, num_layers=num_layers)
 
 
 def _public_transformer_shapes():
-    with replaced(Block=_PublicBlock):
-        model = Transformer().eval()  # seq_len=3
-    with torch.no_grad():
-        return [model(seeded_randint(100, (2, T), seed=0)) for T in (3, 2)]
+    model, blocks, weights = _language_model(_PublicBlock, 310, vocab_size=100, seq_len=3)  # the default sizes
+    return _logits(model, blocks, weights, full=seeded_randint(100, (2, 3), seed=0),
+                   shorter=seeded_randint(100, (2, 2), seed=0))
 
 
-def _public_transformer_expected_shapes(logits):
-    expect_tensor(logits[0], (2, 3, 100), "the logits for 3 tokens (seq_len=3)")
-    expect_tensor(logits[1], (2, 2, 100), "the logits for 2 tokens (seq_len=3): the model must work on sequences "
-                                          "shorter than seq_len")
+def _public_transformer_expected_shapes(data):
+    expect_tensor(data["outputs"]["full"], (2, 3, 100), "the logits for 3 tokens (seq_len=3)")
+    expect_tensor(data["outputs"]["shorter"], (2, 2, 100), "the logits for 2 tokens (seq_len=3): the model must work "
+                                                           "on sequences shorter than seq_len")
 
 
 def _public_transformer_positions():
-    model, ids = _public_transformer(), seeded_randint(20, (1, 6), seed=1)
-    with torch.no_grad():
-        data = {"same_token": model(torch.full((1, 6), 7, device=DEVICE)), "full": model(ids)}
-        try:
-            data["prefix"] = model(ids[:, :3])
-        except RuntimeError:
-            raise AssertionError("not checked: the model fails for a sequence shorter than seq_len "
-                                 "(see the check of the shapes above)") from None
+    (model, blocks, weights), ids = _public_transformer(), seeded_randint(20, (1, 6), seed=1)
+    full = {} if drawn_run() else {"full": ids}  # see drawn_run
+    data = _logits(model, blocks, weights, same_token=torch.full((1, 6), 7, device=DEVICE), **full)
+    try:
+        prefix = _logits(model, blocks, weights, prefix=ids[:, :3])
+    except RuntimeError:
+        raise AssertionError("not checked: the model fails for a sequence shorter than seq_len "
+                             "(see the check of the shapes above)") from None
+    data["outputs"]["prefix"], data["lasts"]["prefix"] = prefix["outputs"]["prefix"], prefix["lasts"]["prefix"]
     return data
 
 
 def _public_transformer_uses_positions(data):
+    data = {**data["outputs"]}
     same = data["same_token"]
     expect_tensor(same, (1, 6, 20), "the logits")
     assert not torch.allclose(same[:, 1:], same[:, :1].expand(-1, 5, -1), atol=1e-5), (
@@ -2241,8 +2545,7 @@ def _public_transformer_uses_positions(data):
 
 
 def _public_transformer_stacking():
-    model = _public_transformer(num_layers=3)
-    blocks, calls = [m for m in model.modules() if isinstance(m, _PublicBlock)], []
+    (model, blocks, _), calls = _public_transformer(num_layers=3), []
     hooks = [b.register_forward_hook(lambda module, inputs, output: calls.append((module, inputs[0], output)))
              for b in blocks]
     try:
@@ -2270,23 +2573,27 @@ def _public_transformer_stacked(data):
 
 
 def _public_transformer_logits():
-    with torch.no_grad():
-        return _public_transformer()(seeded_randint(20, (2, 6), seed=3))
+    return _logits(*_public_transformer(), x=seeded_randint(20, (2, 6), seed=3))
 
 
-def _public_transformer_not_probabilities(logits):
+def _public_transformer_not_probabilities(data):
+    logits = data["outputs"]["x"]
     expect_tensor(logits, (2, 6, 20), "the logits")
     assert not (logits.min() >= 0 and torch.allclose(logits.sum(-1), torch.ones_like(logits[..., 0]), atol=1e-3)), (
         "the model returns probabilities (each row sums to 1): return the logits, without a softmax")
 
 
+# While graded, a check's points need the model's outputs on inputs drawn then to be the grader's, for the weights the
+# check set: each block's input and output, and the logits, after a final layer norm or not
+# (compare="_transformer_on_stand_ins"; the stacking check's block inputs and outputs are compared as they are).
 checks.check("logits of shape (B, T, vocab_size), for T = seq_len and T < seq_len", 1, _public_transformer_shapes,
-             _public_transformer_expected_shapes)
+             _public_transformer_expected_shapes, compare="_transformer_on_stand_ins")
 checks.check("position embeddings are used, counted from the first token", 1, _public_transformer_positions,
-             _public_transformer_uses_positions)
+             _public_transformer_uses_positions, compare="_transformer_on_stand_ins")
 checks.check("num_layers blocks, each with its own weights, applied in turn", 1, _public_transformer_stacking,
              _public_transformer_stacked)
-checks.check("returns logits, not probabilities", 1, _public_transformer_logits, _public_transformer_not_probabilities)
+checks.check("returns logits, not probabilities", 1, _public_transformer_logits, _public_transformer_not_probabilities,
+             compare="_transformer_on_stand_ins")
 ### BEGIN HIDDEN TESTS
 class _MixingBlock(nn.Module):
     """A stand-in for Block: a residual mix of each position with the positions before it. The same as the public
@@ -2302,78 +2609,70 @@ class _MixingBlock(nn.Module):
 
 
 def _stand_in_transformer(seed=90, num_layers=3):
-    """The student's Transformer, built on stand-in blocks: a mistake in Block costs nothing here."""
-    torch.manual_seed(seed)
-    with replaced(Block=_MixingBlock):
-        model = Transformer(vocab_size=50, hidden_size=16, num_heads=4, dropout=0.0, seq_len=12, num_layers=num_layers)
-    return model.to(DEVICE).eval()
+    """The student's Transformer, built on stand-in blocks, its weights set by the check: a mistake in Block costs
+    nothing here."""
+    return _language_model(_MixingBlock, seed, vocab_size=50, hidden_size=16, num_heads=4, dropout=0.0, seq_len=12,
+                           num_layers=num_layers)
 
 
 def _probe_transformer_shapes():
-    model = _stand_in_transformer()
-    seq_len = getattr(model, "seq_len", None)
-    with torch.no_grad():
-        return {"seq_len": seq_len, "logits": [model(seeded_randint(50, (2, T), seed=91)) for T in (12, 5)]}
+    model, blocks, weights = _stand_in_transformer()
+    data = _logits(model, blocks, weights, full=seeded_randint(50, (2, 12), seed=91),
+                   shorter=seeded_randint(50, (2, 5), seed=91))
+    return {"seq_len": getattr(model, "seq_len", None), **data}
 
 
 def _probe_transformer_causal():
-    model, ids = _stand_in_transformer(), seeded_randint(50, (2, 8), seed=95)
-    with torch.no_grad():
-        return {"before": model(ids), "after": model(with_last_position_changed(ids))}
+    ids = seeded_randint(50, (2, 8), seed=95)
+    return _logits(*_stand_in_transformer(), before=ids, after=with_last_position_changed(ids))
 
 
 def _probe_transformer_positions():
-    with torch.no_grad():
-        return _stand_in_transformer()(torch.full((1, 6), 7, device=DEVICE))
+    return _logits(*_stand_in_transformer(), same=torch.full((1, 6), 7, device=DEVICE))
 
 
 def _probe_transformer_prefix():
-    model, ids = _stand_in_transformer(), seeded_randint(50, (2, 12), seed=92)
-    with torch.no_grad():
-        return {"prefix": model(ids[:, :5]), "full": model(ids)}
+    ids = seeded_randint(50, (2, 12), seed=92)
+    full = {} if drawn_run() else {"full": ids}  # see drawn_run
+    return _logits(*_stand_in_transformer(), prefix=ids[:, :5], **full)
 
 
 def _probe_transformer_stacking():
-    model = _stand_in_transformer(num_layers=3)
-    blocks, calls = [m for m in model.modules() if isinstance(m, _MixingBlock)], []
+    (model, blocks, weights), calls = _stand_in_transformer(num_layers=3), []
     hooks = [b.register_forward_hook(lambda module, inputs, output: calls.append(module)) for b in blocks]
     try:
-        with torch.no_grad():
-            model(seeded_randint(50, (1, 6), seed=93))
+        data = _logits(model, blocks, weights, x=seeded_randint(50, (1, 6), seed=93))
     finally:
         for hook in hooks:
             hook.remove()
-    return {"blocks": len(blocks), "calls": [blocks.index(m) for m in calls]}
+    return {"blocks": len(blocks), "calls": [blocks.index(m) for m in calls], **data}
 
 
 def _probe_transformer_embeddings_and_head():
-    model = _stand_in_transformer(num_layers=2)
-    blocks, seen = [m for m in model.modules() if isinstance(m, _MixingBlock)], {}
-    hooks = [blocks[0].register_forward_pre_hook(lambda module, inputs: seen.setdefault("first", inputs[0])),
-             blocks[-1].register_forward_hook(lambda module, inputs, output: seen.update(last=output))]
+    model, blocks, weights = _stand_in_transformer(seed=96, num_layers=2)
+    seen = {}
+    hook = blocks[0].register_forward_pre_hook(lambda module, inputs: seen.setdefault("first", inputs[0])) if blocks else None
     try:
-        with torch.no_grad():
-            logits = model(seeded_randint(50, (2, 7), seed=94))
+        data = _logits(model, blocks, weights, x=seeded_randint(50, (2, 7), seed=94))
     finally:
-        for hook in hooks:
+        if hook is not None:
             hook.remove()
-    tables = [p.detach().reshape(p.shape[-2:]) for p in model.parameters()  # nn.Embedding or nn.Parameter
-              if p.dim() >= 2 and p.shape[-1] == 16 and all(n == 1 for n in p.shape[:-2])]
-    return {"logits": logits, "first": seen.get("first"), "last": seen.get("last"),
-            "words": [t for t in tables if t.shape[0] == 50],
-            "positions": [t for t in tables if t.shape[0] == 12],
-            "heads": [{"weight": m.weight, "bias": m.bias} for m in model.modules()
-                      if isinstance(m, nn.Linear) and m.out_features == 50]}
+    return {"first": seen.get("first"), **data}
 
 
+# While graded, see the public checks: compare="_transformer_on_stand_ins".
 checks.check("works for sequences up to seq_len, and keeps self.seq_len", 1, _probe_transformer_shapes,
-             "verdict_transformer_shapes")
-checks.check("a position never sees later tokens", 1, _probe_transformer_causal, "_expect_causal")
-checks.check("position embeddings are used", 1, _probe_transformer_positions, "verdict_transformer_positions")
-checks.check("positions count from 0 whatever the length", 1, _probe_transformer_prefix, "verdict_transformer_prefix")
+             "verdict_transformer_shapes", compare="_transformer_on_stand_ins")
+checks.check("a position never sees later tokens", 1, _probe_transformer_causal, "verdict_transformer_causal",
+             compare="_transformer_on_stand_ins")
+checks.check("position embeddings are used", 1, _probe_transformer_positions, "verdict_transformer_positions",
+             compare="_transformer_on_stand_ins")
+checks.check("positions count from 0 whatever the length", 1, _probe_transformer_prefix, "verdict_transformer_prefix",
+             compare="_transformer_on_stand_ins")
 checks.check("num_layers blocks, stacked, each with its own weights", 1, _probe_transformer_stacking,
-             "verdict_transformer_stacking")
-checks.check("embeddings in, logits out", 1, _probe_transformer_embeddings_and_head, "verdict_transformer_embeddings_and_head")
+             "verdict_transformer_stacking", compare="_transformer_on_stand_ins")
+checks.check("embeddings in, logits out", 1, _probe_transformer_embeddings_and_head,
+             "verdict_transformer_embeddings_and_head", compare="_transformer_on_stand_ins")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -2650,6 +2949,8 @@ def _probe_loss_padded_logits():
     changed[attention_mask == 0] = 100 * seeded_randn(int((attention_mask == 0).sum()), 50, seed=112)
     last_real = attention_mask.sum(1) - 1
     changed[torch.arange(3, device=DEVICE), last_real] = seeded_randn(3, 50, seed=113) * 100  # nothing to predict after it
+    if drawn_run():  # see drawn_run
+        return {"changed": lm_loss(changed, input_ids, attention_mask)}
     return {"changed": lm_loss(changed, input_ids, attention_mask), "original": lm_loss(logits, input_ids, attention_mask)}
 
 
@@ -2657,13 +2958,21 @@ def _probe_loss_padded_tokens():
     logits, input_ids, attention_mask = _loss_inputs(120)
     changed = input_ids.clone()
     changed[attention_mask == 0] = 17
+    if drawn_run():  # see drawn_run
+        return {"changed": lm_loss(logits, changed, attention_mask)}
     return {"changed": lm_loss(logits, changed, attention_mask), "original": lm_loss(logits, input_ids, attention_mask)}
 
 
 def _probe_loss_gradient():
+    """Whether the loss is a tensor with a gradient, and that gradient with respect to the logits (which, while
+    graded, must be the grader's for this check's points)."""
     logits, input_ids, attention_mask = _loss_inputs(140)
     loss = lm_loss(logits.requires_grad_(True), input_ids, attention_mask)
-    return {"is_tensor": isinstance(loss, torch.Tensor), "requires_grad": bool(getattr(loss, "requires_grad", False))}
+    data = {"is_tensor": isinstance(loss, torch.Tensor), "requires_grad": bool(getattr(loss, "requires_grad", False))}
+    if data["is_tensor"] and data["requires_grad"]:
+        loss.backward()
+        data["gradient"] = logits.grad
+    return data
 
 
 checks.check("the mean over real target tokens of a padded batch", 3, lambda: lm_loss(*_loss_inputs(100)), "verdict_loss_value")
@@ -2761,7 +3070,7 @@ checks = Checks("train_step", points=10)
 
 
 def _public_train_step_losses():
-    torch.manual_seed(0)
+    torch.manual_seed(drawn(0))
     model = TinyLM(vocab_size=20, seq_len=6).to(DEVICE)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     input_ids, attention_mask = seeded_randint(20, (4, 6), seed=1), torch.ones(4, 6, dtype=torch.long, device=DEVICE)
@@ -2797,6 +3106,9 @@ def _linear_loss(logits, input_ids, attention_mask):
 
 def _public_train_step_two_steps():
     model = _TableLM().to(DEVICE)
+    if Checks.salt:  # while graded, the run on drawn inputs starts from another table
+        with torch.no_grad():
+            model.table.add_(seeded_randn(3, 3, seed=157, scale=0.3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     huge = torch.tensor([[0, 1, 0, 1, 0, 1]] * 4, device=DEVICE)  # 20 targets: a gradient of norm 7.2
     small = torch.tensor([[2, 2, 1]], device=DEVICE)              # 2 targets: a gradient of norm 0.71
@@ -2854,7 +3166,7 @@ def _step_loss(logits, input_ids, attention_mask):
 
 
 def _train_step_setup(seed):
-    torch.manual_seed(seed)
+    torch.manual_seed(drawn(seed))
     model = _StepLM()
     with torch.no_grad():  # larger weights: the gradient norm is well above 1, so clipping matters
         for parameter in model.parameters():
@@ -3251,8 +3563,8 @@ _decode_prompt = seeded_randint(20, (1, 3), seed=1)
 
 
 def _public_decode_output():
-    torch.manual_seed(0)
-    return decode(TinyLM(vocab_size=20, seq_len=6).to(DEVICE), _decode_prompt.clone(), max_new_tokens=2)
+    torch.manual_seed(drawn(0))
+    return decode(TinyLM(vocab_size=20, seq_len=6).to(DEVICE), seeded_randint(20, (1, 3), seed=1), max_new_tokens=2)
 
 
 def _public_decode_starts_with_prompt(output):
@@ -3268,7 +3580,7 @@ class _PublicDecodeLM(nn.Module):
 
     def __init__(self, seed, dropout=0.0):
         super().__init__()
-        torch.manual_seed(seed)
+        torch.manual_seed(drawn(seed))
         self.seq_len = 4
         self.tokens, self.positions = nn.Embedding(10, 8), nn.Embedding(4, 8)
         self.dropout = nn.Dropout(dropout)
@@ -3279,7 +3591,10 @@ class _PublicDecodeLM(nn.Module):
         if T > self.seq_len:
             raise IndexError(f"the model got {T} tokens, more than its seq_len of {self.seq_len}")
         x = self.dropout(self.tokens(input_ids) + self.positions(torch.arange(T, device=input_ids.device)))
-        return self.head(torch.tanh(x.cumsum(dim=1)))
+        logits = self.head(torch.tanh(x.cumsum(dim=1)))
+        # In training mode with dropout, the logits are also negated: dropout that always changes the tokens chosen,
+        # so that a model left in training mode always shows (real dropout, on some inputs, would not).
+        return -logits if self.training and self.dropout.p > 0 else logits
 
 
 def _public_decode_model(seed, dropout=0.0):
@@ -3289,7 +3604,7 @@ def _public_decode_model(seed, dropout=0.0):
 def _public_decode_greedy():
     model, prompt, outputs = _public_decode_model(3), torch.tensor([[4, 1]], device=DEVICE), []
     for seed in (0, 1):
-        torch.manual_seed(seed)
+        torch.manual_seed(drawn(seed))
         outputs.append(decode(model, prompt.clone(), max_new_tokens=2))
     return outputs
 
@@ -3313,7 +3628,7 @@ def _public_decode_deterministic(model, prompt, max_new_tokens):
 
 def _public_decode_batch():
     model, prompts = _public_decode_model(4), torch.tensor([[1, 2], [7, 3], [5, 5]], device=DEVICE)
-    alone = [_public_decode_deterministic(model, prompts[i:i + 1], 2) for i in range(3)]
+    alone = [] if drawn_run() else [_public_decode_deterministic(model, prompts[i:i + 1], 2) for i in range(3)]
     try:
         batch = decode(model, prompts.clone(), max_new_tokens=2)
     except RuntimeError as error:
@@ -3331,11 +3646,13 @@ def _public_decode_batch_like_alone(data):
 
 
 def _public_decode_train_and_eval():
+    """decode with a model left in training mode, and in eval mode (with the drawn inputs, training mode only: see
+    drawn_run). The stand-in's training mode always changes the tokens (see its forward)."""
     outputs = {}
-    for mode in ("train", "eval"):
+    for mode in ("train",) if drawn_run() else ("train", "eval"):  # see drawn_run
         model = _public_decode_model(5, dropout=0.5).train(mode == "train")
-        torch.manual_seed(0)
-        outputs[mode] = decode(model, torch.tensor([[2, 6]], device=DEVICE), max_new_tokens=2)
+        torch.manual_seed(drawn(0))
+        outputs[mode] = decode(model, torch.tensor([[2, 6]], device=DEVICE), max_new_tokens=4)
     return outputs
 
 
@@ -3346,17 +3663,20 @@ def _public_decode_same_as_eval(outputs):
 
 
 def _public_decode_gradients():
+    """Whether gradients were on in each forward pass of decode, and the tokens it generated (which, while graded,
+    must be the grader's for this check's points)."""
     model, grad_enabled = _public_decode_model(6), []
     hook = model.register_forward_hook(lambda module, inputs, output: grad_enabled.append(torch.is_grad_enabled()))
     try:
         with torch.enable_grad():
-            decode(model, torch.tensor([[3, 3]], device=DEVICE), max_new_tokens=2)
+            output = decode(model, torch.tensor([[3, 3]], device=DEVICE), max_new_tokens=2)
     finally:
         hook.remove()
-    return grad_enabled
+    return {"grad_enabled": grad_enabled, "output": output}
 
 
-def _public_decode_no_gradients(grad_enabled):
+def _public_decode_no_gradients(data):
+    grad_enabled = data["grad_enabled"]
     assert not any(grad_enabled), ("decode computes gradients, which generation doesn't need (and which cost memory): "
                                    "turn gradient tracking off in decode")
 
@@ -3369,6 +3689,8 @@ def _public_decode_long():
         raise AssertionError("decode fails once the sequence is longer than model.seq_len: the model has no "
                              "position embedding beyond it, so crop the context to its last model.seq_len tokens") from None
     expect_tensor(output, (1, 7))
+    if drawn_run():  # see drawn_run
+        return {"output": output}
     # the tokens generated from the last 4 tokens alone, one step at a time
     return {"output": output, "alone": [decode(model, output[:, k:k + 4].clone(), max_new_tokens=1) for k in range(3)]}
 
@@ -3408,24 +3730,29 @@ class _DecodeLM(nn.Module):
         if T > self.seq_len:  # fail clearly, before a CUDA device-side assert would
             raise IndexError(f"the model got {T} tokens, more than its seq_len of {self.seq_len}")
         x = self.dropout(self.tokens(input_ids) + self.positions(torch.arange(T, device=input_ids.device)))
-        return self.head(torch.tanh(x.cumsum(dim=1)))
+        logits = self.head(torch.tanh(x.cumsum(dim=1)))
+        # In training mode with dropout, the logits are also negated: dropout that always changes the tokens chosen,
+        # so that a model left in training mode always shows (real dropout, on some inputs, would not).
+        return -logits if self.training and self.dropout.p > 0 else logits
 
 
 def _decode_model(seed, dropout=0.0):
-    torch.manual_seed(seed)
+    torch.manual_seed(drawn(seed))
     return _DecodeLM(dropout=dropout).to(DEVICE)
 
 
 def _probe_decode_greedy():
     model, prompt, outputs = _decode_model(180), seeded_randint(50, (1, 3), seed=181), []
     for seed in (0, 1):
-        torch.manual_seed(seed)
+        torch.manual_seed(drawn(seed))
         outputs.append(decode(model, prompt.clone(), max_new_tokens=4))
     return outputs
 
 
 def _probe_decode_batch():
     model, prompts = _decode_model(190), seeded_randint(50, (3, 4), seed=191)
+    if drawn_run():  # see drawn_run
+        return {"batch": decode(model, prompts.clone(), max_new_tokens=3)}
     alone = [decode(model, prompts[i:i + 1].clone(), max_new_tokens=3) for i in range(3)]
     again = decode(model, prompts[:1].clone(), max_new_tokens=3)
     try:
@@ -3438,12 +3765,12 @@ def _probe_decode_batch():
 def _probe_decode_eval_mode():
     """decode of a model left in training mode, and of the same model in eval mode: they should agree."""
     data = {"grad_enabled": []}
-    for mode in ("train", "eval"):
+    for mode in ("train",) if drawn_run() else ("train", "eval"):  # see drawn_run
         model = _decode_model(200, dropout=0.5).train(mode == "train")
         hook = model.register_forward_hook(lambda module, inputs, output: data["grad_enabled"].append(torch.is_grad_enabled()))
         try:
             with torch.enable_grad():
-                torch.manual_seed(202)
+                torch.manual_seed(drawn(202))
                 data[mode] = decode(model, seeded_randint(50, (1, 3), seed=201), max_new_tokens=4)
         finally:
             hook.remove()
@@ -3454,6 +3781,8 @@ def _probe_decode_crop():
     model = _decode_model(210)
     try:
         output = decode(model, seeded_randint(50, (1, 6), seed=211), max_new_tokens=7)
+        if drawn_run():  # see drawn_run
+            return {"output": output}
         alone = [decode(model, output[:, k:k + 8].clone(), max_new_tokens=1) for k in range(5)] if output.shape == (1, 13) else []
         again = decode(model, seeded_randint(50, (1, 6), seed=211), max_new_tokens=7)
         return {"output": output, "alone": alone, "again": again}
