@@ -540,11 +540,12 @@ class StandInLM(nn.Module):
 
     Its logits at each position depend on the tokens up to it, at most seq_len of them (it fails on a longer context).
     A `peaked` model gives, at each position, almost all the probability to one token (its logit is +20, the others'
-    -20): sampling then picks that token whatever the random draws, so the checks know which tokens to expect."""
+    -20): sampling then picks that token whatever the random draws, so the checks know which tokens to expect. Its
+    weights come from `seed` (through `drawn`: other weights while graded)."""
 
     def __init__(self, seed, vocab_size=10, seq_len=4, dropout=0.0, peaked=True):
         super().__init__()
-        torch.manual_seed(seed)
+        torch.manual_seed(drawn(seed))
         self.seq_len, self.peaked = seq_len, peaked
         self.tokens, self.positions = nn.Embedding(vocab_size, 8), nn.Embedding(seq_len, 8)
         self.dropout = nn.Dropout(dropout)
@@ -568,7 +569,7 @@ class UnigramLM(nn.Module):
     def __init__(self, logits, seq_len=32):
         super().__init__()
         self.seq_len = seq_len
-        self.logits = nn.Parameter(torch.tensor(logits, dtype=torch.float32), requires_grad=False)
+        self.logits = nn.Parameter(torch.as_tensor(logits, dtype=torch.float32).detach().cpu().clone(), requires_grad=False)
 
     def forward(self, input_ids):
         B, T = input_ids.shape
@@ -596,16 +597,17 @@ class StandIns:
     """Stand-ins for your apply_temperature, top_k_filter and top_p_filter in the checks of sample, so that a mistake in
     an earlier exercise never costs points in sample. They are not the answers: each one notes how sample calls it and,
     when `removes` says so, removes one token (its logit becomes -inf), so that the checks can see that sample uses
-    what it returns. Called with None (no temperature, no top_k, no top_p), they change nothing."""
+    what it returns. Called with None (no temperature, no top_k, no top_p), they change nothing, unless `even_with_none`
+    (then the tokens sample draws show that it called them)."""
 
-    def __init__(self, removes=None):
-        self.removes = removes or {}
+    def __init__(self, removes=None, even_with_none=False):
+        self.removes, self.even_with_none = removes or {}, even_with_none
         self.calls = {"apply_temperature": [], "top_k_filter": [], "top_p_filter": []}
 
     def _call(self, name, logits, value):
         self.calls[name].append({"logits": logits.detach().clone(), "value": value})
         result = logits.clone()
-        if value is not None and name in self.removes:
+        if (value is not None or self.even_with_none) and name in self.removes:
             result[..., self.removes[name]] = float("-inf")
         return result
 
@@ -622,6 +624,22 @@ class StandIns:
             return self._call("top_p_filter", logits, p)
 
         return {"apply_temperature": apply_temperature, "top_k_filter": top_k_filter, "top_p_filter": top_p_filter}
+
+
+def own_or_drawn(values, seed, scale=1.0):
+    """A check's input: the numbers `values` (nested lists) on the notebook's own inputs; while graded, on the inputs
+    drawn with the grader's salt (see `drawn`), normal numbers of the same shape (`scale`: their standard deviation)."""
+    if not Checks.salt:
+        return torch.tensor(values, dtype=torch.float32, device=DEVICE)
+    return seeded_randn(*torch.tensor(values).shape, seed=seed, scale=scale)
+
+
+def own_or_drawn_ids(values, high, seed):
+    """Token ids: `values` (nested lists) on the notebook's own inputs; while graded, on the drawn inputs, ids in
+    [0, high) of the same shape."""
+    if not Checks.salt:
+        return torch.tensor(values, dtype=torch.long, device=DEVICE)
+    return seeded_randint(high, tuple(torch.tensor(values).shape), seed=seed)
 
 
 def raised(error, where, advice=""):
@@ -995,7 +1013,7 @@ _PROBABILITIES_DIVIDED = ("the probabilities (a softmax) are divided by the temp
 
 
 def _public_temperature_values():
-    return {str(t): apply_temperature(torch.tensor([[2.0, -1.0, 0.5, 0.0]], device=DEVICE), t) for t in (2.0, 0.5)}
+    return {str(t): apply_temperature(own_or_drawn([[2.0, -1.0, 0.5, 0.0]], seed=301, scale=2.0), t) for t in (2.0, 0.5)}
 
 
 def _public_temperature_divides(outputs):
@@ -1025,8 +1043,7 @@ def _public_temperature_unchanged(data):
 
 
 def _public_temperature_shape():
-    logits = torch.tensor([[[4.0, -2.0, 1.0]], [[0.0, 8.0, -4.0]]], device=DEVICE)  # (2, 1, 3)
-    return apply_temperature(logits, 4.0)
+    return apply_temperature(own_or_drawn([[[4.0, -2.0, 1.0]], [[0.0, 8.0, -4.0]]], seed=302, scale=4.0), 4.0)  # (2, 1, 3)
 
 
 def _public_temperature_any_shape(output):
@@ -1190,6 +1207,23 @@ def verdict_top_k_large(output):
     _judge_top_k(output, seeded_randn(2, 1000, seed=404), 50, "the output for 1000 logits per row and k = 50")
 
 
+def compare_top_k_ties(output, reference):
+    """The output for drawn rows with ties, against the solution's, which keeps every tied token (k = 2): an output
+    may keep them all, or exactly k of them, and no other token, with their logits unchanged."""
+    expect_tensor(output, reference.shape, "the output for rows with ties")
+    output, reference = output.detach().float().cpu(), reference.float().cpu()
+    kept, reference_kept = output > float("-inf"), reference > float("-inf")
+    kth = reference.masked_fill(~reference_kept, float("inf")).min(dim=-1, keepdim=True).values  # the k-th largest logit
+    counts = kept.sum(dim=-1)
+    assert not torch.isnan(output).any(), "the output for rows with ties contains NaN"
+    assert (reference_kept | ~kept).all() and (kept | ~(reference > kth)).all() and (
+        (counts == 2) | (counts == reference_kept.sum(dim=-1))).all(), (
+        "wrong tokens kept for rows with ties at the k-th largest logit: keep every token whose logit is at least the "
+        "k-th largest (or exactly k of them)")
+    assert torch.allclose(output[kept], reference[kept], **TOLERANCE), (
+        "wrong values for rows with ties: the logits of the kept tokens should stay as they are")
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_top_k_filter", "locked": true, "points": 20, "schema_version": 3, "solution": false, "task": false}
 """Checks top_k_filter: values on one row, a batch, (B, T, V) logits, k larger than the vocabulary (hidden: other inputs,
 ties, large vocabularies)."""
@@ -1207,7 +1241,7 @@ _WRONG_DIMENSION = "the k largest are taken along the wrong dimension: keep the 
 
 def _public_top_k_row():
     try:
-        return {str(k): top_k_filter(torch.tensor([[1.0, 3.0, -0.5, 2.0, 0.0, 2.5]], device=DEVICE), k) for k in (3, 1)}
+        return {str(k): top_k_filter(own_or_drawn([[1.0, 3.0, -0.5, 2.0, 0.0, 2.5]], seed=405), k) for k in (3, 1)}
     except NotImplementedError:
         raise
     except (RuntimeError, IndexError) as error:
@@ -1231,7 +1265,7 @@ _TOP_K_BATCH = [[0.5, -1.0, 2.0, 1.5, 0.0, -0.5], [3.0, 2.5, -2.0, 0.0, 1.0, 2.8
 
 
 def _public_top_k_batch():
-    return batch_and_rows("top_k_filter", top_k_filter, torch.tensor(_TOP_K_BATCH, device=DEVICE), 2,
+    return batch_and_rows("top_k_filter", top_k_filter, own_or_drawn(_TOP_K_BATCH, seed=406, scale=1.5), 2,
                           "a batch of 3 rows of logits")
 
 
@@ -1250,8 +1284,8 @@ def _public_top_k_3d():
         raise
     except (RuntimeError, IndexError):
         raise AssertionError("not checked: top_k_filter fails for a batch of rows (see the check above)") from None
-    logits = torch.tensor([[[0.2, 1.0, -1.0, 0.5, 2.0], [3.0, -2.0, 0.0, 1.5, 1.0]],
-                           [[-0.5, -1.5, -1.0, -2.0, 0.5], [1.0, 4.0, 2.0, 3.0, 0.0]]], device=DEVICE)
+    logits = own_or_drawn([[[0.2, 1.0, -1.0, 0.5, 2.0], [3.0, -2.0, 0.0, 1.5, 1.0]],
+                           [[-0.5, -1.5, -1.0, -2.0, 0.5], [1.0, 4.0, 2.0, 3.0, 0.0]]], seed=407, scale=1.5)
     return batch_and_rows("top_k_filter", top_k_filter, logits, 2, "logits of shape (2, 2, 5)")
 
 
@@ -1260,7 +1294,7 @@ def _public_top_k_3d_rows(data):
 
 
 def _public_top_k_large_k():
-    logits = torch.tensor([[1.0, 3.0, -0.5, 2.0, 0.0, 2.5]], device=DEVICE)
+    logits = own_or_drawn([[1.0, 3.0, -0.5, 2.0, 0.0, 2.5]], seed=408)
     try:
         return {"logits": logits, "k=6": top_k_filter(logits.clone(), 6), "k=10": top_k_filter(logits.clone(), 10)}
     except NotImplementedError:
@@ -1284,12 +1318,20 @@ checks.check("k larger than the vocabulary keeps every token", 1, _public_top_k_
 ### BEGIN HIDDEN TESTS
 _TIED_LOGITS = [[1.0, 2.0, 2.0, 0.5, 2.0, -1.0], [3.0, 1.0, 1.0, 0.0, -2.0, 0.5], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]
 
+
+def _tied_logits():
+    """Rows with ties at the 2nd largest logit: _TIED_LOGITS, or small whole numbers (many ties) while graded."""
+    if not Checks.salt:
+        return torch.tensor(_TIED_LOGITS, device=DEVICE)
+    return seeded_randint(3, (4, 6), seed=403).float()
+
+
 checks.check("other logits, k = 5, 12 and 25 (more than the 20 tokens)", 4,
              lambda: [top_k_filter(seeded_randn(3, 20, seed=400), k) for k in (5, 12, 25)], "verdict_top_k_values")
 checks.check("k = 1 keeps only the most likely token", 2, lambda: top_k_filter(seeded_randn(4, 12, seed=401), 1),
              "verdict_top_k_one")
-checks.check("ties at the k-th largest logit", 2, lambda: top_k_filter(torch.tensor(_TIED_LOGITS, device=DEVICE), 2),
-             "verdict_top_k_ties")
+checks.check("ties at the k-th largest logit", 2, lambda: top_k_filter(_tied_logits(), 2), "verdict_top_k_ties",
+             compare="compare_top_k_ties")
 checks.check("a (3, 4, 15) batch", 2,
              lambda: batch_and_rows("top_k_filter", top_k_filter, seeded_randn(3, 4, 15, seed=402), 4, "logits of shape (3, 4, 15)"),
              "verdict_top_k_batch")
@@ -1434,14 +1476,14 @@ def verdict_top_p_top_token(output):
 
 
 def verdict_top_p_batch(data):
-    logits = seeded_randn(4, 3, 10, seed=502)
+    logits = _hidden_top_p_batch()
     what = "the output for logits of shape (4, 3, 10) and p = 0.75"
     expect_rows_filtered_alone(data, (4, 3, 10), [(_EVERY_ROW, _ref_top_p(logits, 0.75, "every row").tolist())], what=what)
     _judge_top_p(data["batch"], logits, 0.75, what)
 
 
 def verdict_top_p_large(output):
-    _judge_top_p(output, seeded_randn(2, 500, seed=504, scale=2.0), 0.95, "the output for 500 logits per row and p = 0.95")
+    _judge_top_p(output, _hidden_top_p_large(), 0.95, "the output for 500 logits per row and p = 0.95")
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_top_p_filter", "locked": true, "points": 25, "schema_version": 3, "solution": false, "task": false}
@@ -1473,9 +1515,32 @@ def _top_p_logits(probabilities):
     return torch.tensor(probabilities, device=DEVICE).log()
 
 
+def clear_of_p(make, ps, margin=2e-5):
+    """Logits for the checks of top_p_filter: `make(0)` on the notebook's own inputs; while graded, the first drawn
+    logits `make(attempt)` whose tokens are all clear of the decision (for each token and each p, the probability
+    sorted before it at least `margin` away from p), so that float rounding never decides whether a token is kept."""
+    logits = make(0)
+    for attempt in range(1, 200):
+        if not Checks.salt:
+            break
+        probabilities = logits.double().softmax(dim=-1).sort(dim=-1, descending=True).values
+        before = probabilities.cumsum(dim=-1) - probabilities
+        if all((before - p).abs().min() > margin for p in ps):
+            break
+        logits = make(attempt)
+    return logits
+
+
+def _drawn_top_p_row(probabilities, seed, ps):
+    """The logits of `probabilities` (nested lists) on the notebook's own inputs, drawn ones clear of each p while graded."""
+    return clear_of_p(lambda attempt: _top_p_logits(probabilities) if not Checks.salt else
+                      own_or_drawn(probabilities, seed=seed + 7919 * attempt, scale=1.5), ps)
+
+
 def _public_top_p_row():
     try:
-        return {str(p): top_p_filter(_top_p_logits([[0.1, 0.4, 0.05, 0.25, 0.2]]), p) for p in (0.6, 0.7)}
+        return {str(p): top_p_filter(_drawn_top_p_row([[0.1, 0.4, 0.05, 0.25, 0.2]], 505, (0.6, 0.7)), p)
+                for p in (0.6, 0.7)}
     except NotImplementedError:
         raise
     except (RuntimeError, IndexError) as error:
@@ -1498,9 +1563,20 @@ def _public_top_p_row_values(outputs):
     ], what="the logits of the probabilities [[0.1, 0.4, 0.05, 0.25, 0.2]] filtered with p = 0.7")
 
 
+def _top_token_logits():
+    """A row whose most likely token alone exceeds p = 0.5: [[0.05, 0.8, 0.15]], or drawn while graded."""
+    def make(attempt):
+        if not Checks.salt:
+            return _top_p_logits([[0.05, 0.8, 0.15]])
+        logits = seeded_randn(1, 3, seed=506 + 7919 * attempt)
+        logits[0, seeded_randint(3, (1,), seed=507 + 7919 * attempt)] += 3.0
+        return logits
+    return clear_of_p(make, (0.5,))
+
+
 def _public_top_p_top_token():
     try:
-        return top_p_filter(_top_p_logits([[0.05, 0.8, 0.15]]), 0.5)
+        return top_p_filter(_top_token_logits(), 0.5)
     except NotImplementedError:
         raise
     except (RuntimeError, IndexError) as error:
@@ -1516,7 +1592,8 @@ _TOP_P_BATCH = [[0.1, 0.4, 0.05, 0.25, 0.2], [0.3, 0.05, 0.35, 0.1, 0.2], [0.15,
 
 
 def _public_top_p_batch():
-    return batch_and_rows("top_p_filter", top_p_filter, _top_p_logits(_TOP_P_BATCH), 0.6, "a batch of 3 rows of logits")
+    return batch_and_rows("top_p_filter", top_p_filter, _drawn_top_p_row(_TOP_P_BATCH, 508, (0.6,)), 0.6,
+                          "a batch of 3 rows of logits")
 
 
 def _public_top_p_batch_rows(data):
@@ -1531,8 +1608,9 @@ def _public_top_p_3d():
         raise
     except (RuntimeError, IndexError):
         raise AssertionError("not checked: top_p_filter fails for a batch of rows (see the check above)") from None
-    return batch_and_rows("top_p_filter", top_p_filter, _top_p_logits([[[0.5, 0.25, 0.15, 0.1]], [[0.1, 0.15, 0.3, 0.45]]]),
-                          0.6, "logits of shape (2, 1, 4)")
+    return batch_and_rows("top_p_filter", top_p_filter,
+                          _drawn_top_p_row([[[0.5, 0.25, 0.15, 0.1]], [[0.1, 0.15, 0.3, 0.45]]], 509, (0.6,)), 0.6,
+                          "logits of shape (2, 1, 4)")
 
 
 def _public_top_p_3d_rows(data):
@@ -1546,14 +1624,24 @@ checks.check("each row of a batch is filtered on its own", 3, _public_top_p_batc
 checks.check("logits of shape (B, T, V)", 1, _public_top_p_3d, _public_top_p_3d_rows)
 ### BEGIN HIDDEN TESTS
 def _hidden_top_p_logits():
-    return seeded_randn(3, 20, seed=500, scale=1.5)
+    return clear_of_p(lambda attempt: seeded_randn(3, 20, seed=500 + 7919 * attempt, scale=1.5), (0.9, 0.3, 1.0))
 
 
 def _hidden_peaked_logits():
     """(4, 10) logits whose most likely token has a probability above 0.5."""
-    logits = seeded_randn(4, 10, seed=501)
-    logits[torch.arange(4), torch.tensor([3, 7, 0, 9])] += 4.0
-    return logits
+    def make(attempt):
+        logits = seeded_randn(4, 10, seed=501 + 7919 * attempt)
+        logits[torch.arange(4), torch.tensor([3, 7, 0, 9])] += 4.0
+        return logits
+    return clear_of_p(make, (0.5,))
+
+
+def _hidden_top_p_batch():
+    return clear_of_p(lambda attempt: seeded_randn(4, 3, 10, seed=502 + 7919 * attempt), (0.75,))
+
+
+def _hidden_top_p_large():
+    return clear_of_p(lambda attempt: seeded_randn(2, 500, seed=504 + 7919 * attempt, scale=2.0), (0.95,))
 
 
 checks.check("other logits, p = 0.9, 0.3 and 1", 6,
@@ -1561,10 +1649,9 @@ checks.check("other logits, p = 0.9, 0.3 and 1", 6,
 checks.check("keeps the most likely token when its probability alone exceeds p, other rows", 2,
              lambda: top_p_filter(_hidden_peaked_logits(), 0.5), "verdict_top_p_top_token")
 checks.check("a (4, 3, 10) batch", 3,
-             lambda: batch_and_rows("top_p_filter", top_p_filter, seeded_randn(4, 3, 10, seed=502), 0.75, "logits of shape (4, 3, 10)"),
+             lambda: batch_and_rows("top_p_filter", top_p_filter, _hidden_top_p_batch(), 0.75, "logits of shape (4, 3, 10)"),
              "verdict_top_p_batch")
-checks.check("500 logits per row, p = 0.95", 2, lambda: top_p_filter(seeded_randn(2, 500, seed=504, scale=2.0), 0.95),
-             "verdict_top_p_large")
+checks.check("500 logits per row, p = 0.95", 2, lambda: top_p_filter(_hidden_top_p_large(), 0.95), "verdict_top_p_large")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1638,14 +1725,15 @@ def verdict_sample_eval_mode(data):
     assert torch.equal(data["train"], data["eval"]), _NOT_EVAL
 
 
-def verdict_sample_generator(outputs):
-    expect_tensor(outputs[0], (3, 17), "the output for 3 prompts of 2 tokens and max_new_tokens=15")
+def verdict_sample_generator(data):
+    outputs = data["outputs"]
+    expect_tensor(outputs[0], (200, 17), "the output for 200 prompts of 2 tokens and max_new_tokens=15")
     assert torch.equal(outputs[0], outputs[1]), _GENERATOR_IGNORED
     assert not torch.equal(outputs[0], outputs[2]), _NOT_RANDOM
 
 
-def verdict_sample_distribution(counts):
-    _expect_frequencies(counts, seeded_randn(8, seed=44).softmax(dim=-1))
+def verdict_sample_distribution(data):
+    _expect_frequencies(data["counts"], seeded_randn(8, seed=44).softmax(dim=-1))
 
 
 def verdict_sample_wiring(data):
@@ -1663,6 +1751,93 @@ def verdict_sample_long_prompt(output):
                            (_LAST_POSITION, _ref_peaked_sample(model, prompts, 3, position=0))]:
         assert not (_close(output, wrong) and not _close(output, expected)), f"wrong values in {what}: {message}"
     assert _close(output, expected), f"wrong tokens in {what}: {_PEAKED_HINT}"
+
+
+# The comparisons of sample's data on drawn inputs with the grader's (see Checks.check). Sampling is random, and right
+# samplers draw differently (torch.multinomial, Gumbel-max, ...): they check what every right sampler gives on the drawn
+# model, its prompts, and tokens only where the model puts probability, drawn as often as the model's probabilities,
+# computed here from the drawn model, say. Their reasons name no drawn number: grading twice says the same thing.
+def _expect_no_gradients(grad_enabled, message):
+    assert isinstance(grad_enabled, list) and grad_enabled, "not checked: the model did not run"
+    assert all(flag is False for flag in grad_enabled), message
+
+
+def _expect_drawn_tokens(output, reference, prompt_length, probabilities, what):
+    """Tokens sampled on drawn inputs: the shape and prompts of the reference (the solution's output), and new tokens
+    that follow `probabilities`, each frequency within 6 standard deviations (a right sampler practically never fails)."""
+    expect_tensor(output, tuple(reference.shape), what)
+    values = output.detach().double().cpu()
+    assert torch.isfinite(values).all() and torch.equal(values, values.round()), f"{what} should hold token ids"
+    tokens, probabilities = values.long(), probabilities.double().cpu().flatten()
+    assert torch.equal(tokens[:, :prompt_length], reference[:, :prompt_length].long().cpu()), (
+        f"{what} should start with the prompts")
+    new = tokens[:, prompt_length:].flatten()
+    assert ((new >= 0) & (new < len(probabilities))).all(), f"{what} holds tokens outside the vocabulary"
+    assert (probabilities[new] > 0).all(), (
+        f"{what} holds tokens that have no probability: draw only tokens that the (filtered) logits allow")
+    frequencies = torch.bincount(new, minlength=len(probabilities)).double() / new.numel()
+    assert (frequencies - probabilities).abs().max() < 3.0 / math.sqrt(new.numel()), (
+        f"the tokens in {what} are not drawn with the model's probabilities: draw each one from the softmax of the last "
+        "position's logits")
+
+
+def _expect_runs(data, reference, prompt_length, what):
+    outputs = data["outputs"]
+    assert isinstance(outputs, list) and len(outputs) == len(reference["outputs"]), f"{what}: another structure"
+    for output, expected in zip(outputs, reference["outputs"], strict=True):
+        _expect_drawn_tokens(output, expected, prompt_length, reference["probabilities"], what)
+    return outputs
+
+
+def compare_sample_same_seed(data, reference):
+    outputs = _expect_runs(data, reference, 1, "the output for drawn logits")
+    assert torch.equal(outputs[0], outputs[1]), _GENERATOR_IGNORED
+
+
+def compare_sample_other_seed(data, reference):
+    outputs = _expect_runs(data, reference, 1, "the output for drawn logits")
+    assert not torch.equal(outputs[0], outputs[1]), _NOT_RANDOM
+
+
+def compare_sample_generator(data, reference):
+    outputs = _expect_runs(data, reference, 2, "the output for drawn logits and prompts")
+    assert torch.equal(outputs[0], outputs[1]), _GENERATOR_IGNORED
+    assert not torch.equal(outputs[0], outputs[2]), _NOT_RANDOM
+
+
+def compare_sample_frequencies(data, reference):
+    counts, probabilities = data["counts"], reference["probabilities"].double().cpu()
+    expect_tensor(counts, tuple(reference["counts"].shape), "the counts of the tokens drawn")
+    counts = counts.detach().double().cpu()
+    total = reference["counts"].sum().item()
+    assert torch.isfinite(counts).all() and (counts >= 0).all() and counts.sum().item() == total, (
+        f"the counts of the tokens drawn should add up to the {total} prompts")
+    assert ((counts / total - probabilities).abs().max() < 3.0 / math.sqrt(total)).item(), (
+        "the tokens drawn for drawn logits are not drawn with the model's probabilities: draw them from the softmax of the "
+        "last position's logits")
+
+
+def compare_sample_wiring(data, reference):
+    """The tokens sample drew with stand-ins that remove tokens: never a removed one, the others as often as the model's
+    probabilities without the removed tokens say."""
+    pairs = [(data[key], reference[key]) for key in reference] if "top_k" in reference else [(data, reference)]
+    for got, expected in pairs:
+        assert got["error"] is None, "sample fails on drawn logits (see the message of the notebook's inputs)"
+        logits = expected["logits"].double().cpu().clone()
+        logits[expected["removed"]] = float("-inf")
+        _expect_drawn_tokens(got["output"], expected["output"], 1, logits.softmax(dim=-1),
+                             "the output with the stand-ins of the filters, for drawn logits")
+
+
+def compare_sample_no_gradients(data, reference):
+    same_data(data["output"], reference["output"], what="the tokens sampled by a model sure of each next token")
+    _expect_no_gradients(data["grad_enabled"], _GRADIENTS)
+
+
+def compare_sample_eval(data, reference):
+    for mode in ("train", "eval"):
+        same_data(data[mode], reference[mode], what=f"the tokens sampled by a model sure of each next token ({mode} mode)")
+    _expect_no_gradients(data["grad_enabled"], _GRADIENTS)
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_sample", "locked": true, "points": 30, "schema_version": 3, "solution": false, "task": false}
@@ -1696,7 +1871,7 @@ def _sampled(model, prompt, max_new_tokens, seed=0, stand_ins=None, batch_check=
     top_p_filter (see StandIns in the helpers cell). When sample fails for a batch of prompts but not for one, only the
     check of batches (`batch_check`) says why."""
     stand_ins, runs = stand_ins or StandIns(), []
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(drawn(seed))
     hook = model.register_forward_hook(lambda module, inputs, output: runs.append(1))
     try:
         with replaced(**stand_ins.functions()):  # see `replaced`
@@ -1712,7 +1887,8 @@ def _sampled(model, prompt, max_new_tokens, seed=0, stand_ins=None, batch_check=
             raise
         try:
             with replaced(**StandIns().functions()):
-                sample(model, prompt[:1].clone(), max_new_tokens, generator=torch.Generator().manual_seed(seed), **options)
+                sample(model, prompt[:1].clone(), max_new_tokens, generator=torch.Generator().manual_seed(drawn(seed)),
+                       **options)
         except Exception:
             raise error from None
         raise AssertionError(_BATCH_NOT_CHECKED) from None
@@ -1721,7 +1897,7 @@ def _sampled(model, prompt, max_new_tokens, seed=0, stand_ins=None, batch_check=
 
 
 def _public_sample_output():
-    return _sampled(StandInLM(20), torch.tensor([[3, 7]], device=DEVICE), 2)
+    return _sampled(StandInLM(20), own_or_drawn_ids([[3, 7]], 10, seed=201), 2)
 
 
 def _public_sample_starts_with_prompt(output):
@@ -1730,7 +1906,7 @@ def _public_sample_starts_with_prompt(output):
 
 
 def _public_sample_peaked():
-    return _sampled(StandInLM(32), torch.tensor([[4, 1]], device=DEVICE), 3)
+    return _sampled(StandInLM(32), own_or_drawn_ids([[4, 1]], 10, seed=202), 3)
 
 
 def _public_sample_peaked_tokens(output):
@@ -1742,7 +1918,7 @@ def _public_sample_peaked_tokens(output):
 
 
 def _public_sample_batch():
-    model, prompts = StandInLM(22), torch.tensor([[1, 2], [7, 3], [5, 5]], device=DEVICE)
+    model, prompts = StandInLM(22), own_or_drawn_ids([[1, 2], [7, 3], [5, 5]], 10, seed=203)
     alone = [_sampled(model, prompts[i:i + 1], 2) for i in range(3)]
     try:
         batch = _sampled(model, prompts, 2, batch_check=True)
@@ -1766,8 +1942,8 @@ def _public_sample_train_and_eval():
     outputs = {}
     for mode in ("train", "eval"):
         model = StandInLM(23, dropout=0.5).train(mode == "train")
-        torch.manual_seed(0)
-        outputs[mode] = _sampled(model, torch.tensor([[2, 6]], device=DEVICE), 2)
+        torch.manual_seed(drawn(0))
+        outputs[mode] = _sampled(model, own_or_drawn_ids([[2, 6]], 10, seed=204), 2)
     return outputs
 
 
@@ -1781,20 +1957,20 @@ def _public_sample_gradients():
     hook = model.register_forward_hook(lambda module, inputs, output: grad_enabled.append(torch.is_grad_enabled()))
     try:
         with torch.enable_grad():
-            _sampled(model, torch.tensor([[3, 3]], device=DEVICE), 2)
+            output = _sampled(model, own_or_drawn_ids([[3, 3]], 10, seed=205), 2)
     finally:
         hook.remove()
-    return grad_enabled
+    return {"grad_enabled": grad_enabled, "output": output}
 
 
-def _public_sample_no_gradients(grad_enabled):
-    assert not any(grad_enabled), _GRADIENTS
+def _public_sample_no_gradients(data):
+    assert not any(data["grad_enabled"]), _GRADIENTS
 
 
 def _public_sample_long():
     model = StandInLM(25)  # seq_len=4
     try:
-        output = _sampled(model, torch.tensor([[1, 8, 2, 9]], device=DEVICE), 3)
+        output = _sampled(model, own_or_drawn_ids([[1, 8, 2, 9]], 10, seed=206), 3)
     except IndexError:
         raise AssertionError(_NOT_CROPPED) from None
     expect_tensor(output, (1, 7), "the output for a prompt of 4 tokens and max_new_tokens=3")
@@ -1815,32 +1991,37 @@ def _public_sample_cropped(data):
 
 def _flat_model():
     """A stand-in model whose 10 tokens are all fairly likely."""
-    return UnigramLM([0.3, -0.2, 0.1, 0.0, 0.5, -0.4, 0.2, -0.1, 0.4, -0.3])
+    return UnigramLM(own_or_drawn([0.3, -0.2, 0.1, 0.0, 0.5, -0.4, 0.2, -0.1, 0.4, -0.3], seed=207, scale=0.4))
+
+
+def _runs(model, prompts, max_new_tokens, seeds):
+    """sample's outputs with generators seeded with each (global seed, generator seed) of `seeds`, and the model's
+    probabilities (the grader checks that the tokens follow them)."""
+    outputs = []
+    for global_seed, seed in seeds:  # PyTorch's global random numbers, and the generator's seed
+        torch.manual_seed(drawn(global_seed))
+        outputs.append(_sampled(model, prompts, max_new_tokens, seed=seed))
+    return {"outputs": outputs, "probabilities": model.logits.softmax(dim=-1)}
 
 
 def _public_sample_same_seed():
-    outputs = []
-    for global_seed in (1, 2):  # PyTorch's global random numbers differ; the generators are seeded the same
-        torch.manual_seed(global_seed)
-        outputs.append(_sampled(_flat_model(), torch.tensor([[0]], device=DEVICE), 20, seed=5))
-    return outputs
+    # PyTorch's global random numbers differ; the generators are seeded the same
+    return _runs(_flat_model(), torch.zeros(500, 1, dtype=torch.long, device=DEVICE), 20, ((1, 5), (2, 5)))
 
 
-def _public_sample_reproducible(outputs):
-    expect_tensor(outputs[0], (1, 21), "the output for a prompt of 1 token and max_new_tokens=20")
+def _public_sample_reproducible(data):
+    outputs = data["outputs"]
+    expect_tensor(outputs[0], (500, 21), "the output for 500 prompts of 1 token and max_new_tokens=20")
     assert torch.equal(outputs[0], outputs[1]), _GENERATOR_IGNORED
 
 
 def _public_sample_other_seed():
-    outputs = []
-    for global_seed, seed in ((3, 5), (4, 6)):
-        torch.manual_seed(global_seed)
-        outputs.append(_sampled(_flat_model(), torch.tensor([[0]], device=DEVICE), 20, seed=seed))
-    return outputs
+    return _runs(_flat_model(), torch.zeros(500, 1, dtype=torch.long, device=DEVICE), 20, ((3, 5), (4, 6)))
 
 
-def _public_sample_random(outputs):
-    expect_tensor(outputs[0], (1, 21), "the output for a prompt of 1 token and max_new_tokens=20")
+def _public_sample_random(data):
+    outputs = data["outputs"]
+    expect_tensor(outputs[0], (500, 21), "the output for 500 prompts of 1 token and max_new_tokens=20")
     assert not torch.equal(outputs[0], outputs[1]), _NOT_RANDOM
 
 
@@ -1854,7 +2035,8 @@ def _token_counts(model, prompts, seed):
         raise AssertionError(f"not checked: sample fails for a batch of {len(prompts)} prompts ({type(error).__name__}: "
                              f"{error}); see the checks above") from None
     expect_tensor(output, (len(prompts), 2), f"the output for {len(prompts)} prompts of 1 token and max_new_tokens=1")
-    return torch.bincount(output[:, 1].long().cpu(), minlength=model.logits.shape[-1])
+    return {"counts": torch.bincount(output[:, 1].long().cpu(), minlength=model.logits.shape[-1]),
+            "probabilities": model.logits.softmax(dim=-1)}
 
 
 def _expect_frequencies(counts, probabilities, tolerance=0.03):
@@ -1877,11 +2059,12 @@ def _expect_frequencies(counts, probabilities, tolerance=0.03):
 
 
 def _public_sample_distribution():
-    return _token_counts(UnigramLM([1.0, 0.0, -1.0, 2.0, 0.5]), torch.zeros(10000, 1, dtype=torch.long, device=DEVICE), 7)
+    return _token_counts(UnigramLM(own_or_drawn([1.0, 0.0, -1.0, 2.0, 0.5], seed=208)),
+                         torch.zeros(10000, 1, dtype=torch.long, device=DEVICE), 7)
 
 
-def _public_sample_follows_the_model(counts):
-    _expect_frequencies(counts, torch.tensor([0.20712, 0.0762, 0.02803, 0.56302, 0.12563]))
+def _public_sample_follows_the_model(data):
+    _expect_frequencies(data["counts"], torch.tensor([0.20712, 0.0762, 0.02803, 0.56302, 0.12563]))
 
 
 _PARAMETERS = {"apply_temperature": "temperature", "top_k_filter": "top_k", "top_p_filter": "top_p"}
@@ -1891,10 +2074,22 @@ def _is_probabilities(logits):
     return bool((logits >= 0).all() and torch.allclose(logits.sum(dim=-1), torch.ones(()), atol=1e-3))
 
 
-def _wired(logits, removes, prompts=200, **options):
+def _wiring_inputs(logits, removes, seed):
+    """The model's logits and the token each stand-in removes: as given, on the notebook's own inputs; while graded,
+    drawn logits, and each stand-in removes the token of the same rank (the most likely tokens stay the removed ones)."""
+    if not Checks.salt:
+        return logits, removes
+    ranks = sorted(range(len(logits)), key=lambda token: -logits[token])
+    order = seeded_randn(len(logits), seed=seed).argsort(descending=True).tolist()
+    return seeded_randn(len(logits), seed=seed).tolist(), {name: order[ranks.index(t)] for name, t in removes.items()}
+
+
+def _wired(logits, removes, prompts=1000, seed=209, even_with_none=False, **options):
     """What sample did with the model UnigramLM(logits) and stand-ins that remove tokens (`removes`): its output (or why
-    it failed) and the calls of each stand-in."""
-    stand_ins = StandIns(removes)
+    it failed), the calls of each stand-in, the model's logits and the tokens that a right sample never draws."""
+    logits, removes = _wiring_inputs(logits, removes, seed)
+    stand_ins = StandIns(removes, even_with_none)
+    removed = sorted({token for name, token in removes.items() if options.get(_PARAMETERS[name]) is not None})
     output, error = None, None
     try:
         output = _sampled(UnigramLM(logits), torch.zeros(prompts, 1, dtype=torch.long, device=DEVICE), 2, seed=8,
@@ -1905,7 +2100,8 @@ def _wired(logits, removes, prompts=200, **options):
         raise
     except Exception as failure:
         error = raised(failure, "with " + ", ".join(f"{name}={value}" for name, value in options.items()))
-    return {"output": output, "error": error, "calls": stand_ins.calls, "prompts": prompts}
+    return {"output": output, "error": error, "calls": stand_ins.calls, "prompts": prompts,
+            "logits": torch.tensor(logits), "removed": removed}
 
 
 def _expect_wiring(data, given, removes):
@@ -1951,7 +2147,9 @@ def _public_sample_wiring():
 
 
 def _public_sample_no_filters():
-    return _wired([-1.0, -0.5, 0.0, 1.5, 1.5, 1.5], {}, prompts=2, temperature=1.0, top_k=None, top_p=None)
+    # the stand-ins remove a token even when called with None: a right sample, which doesn't call them, draws it
+    return _wired([-1.0, -0.5, 0.0, 1.5, 1.5, 1.5], {"top_k_filter": 4, "top_p_filter": 3}, seed=210,
+                  even_with_none=True, temperature=1.0, top_k=None, top_p=None)
 
 
 checks.check("returns the prompt followed by max_new_tokens tokens", 1, _public_sample_output,
@@ -1962,16 +2160,21 @@ checks.check("each prompt of a batch is sampled as it would be alone", 2, _publi
              _public_sample_batch_like_alone)
 checks.check("a model in training mode samples what it does in eval mode", 1, _public_sample_train_and_eval,
              _public_sample_same_as_eval)
-checks.check("computes no gradients", 1, _public_sample_gradients, _public_sample_no_gradients)
+checks.check("computes no gradients", 1, _public_sample_gradients, _public_sample_no_gradients,
+             compare="compare_sample_no_gradients")
 checks.check("crops the context to model.seq_len", 2, _public_sample_long, _public_sample_cropped)
-checks.check("generators seeded the same give the same tokens", 2, _public_sample_same_seed, _public_sample_reproducible)
-checks.check("generators seeded differently give other tokens", 1, _public_sample_other_seed, _public_sample_random)
+checks.check("generators seeded the same give the same tokens", 2, _public_sample_same_seed, _public_sample_reproducible,
+             compare="compare_sample_same_seed")
+checks.check("generators seeded differently give other tokens", 1, _public_sample_other_seed, _public_sample_random,
+             compare="compare_sample_other_seed")
 checks.check("the tokens follow the model's probabilities", 2, _public_sample_distribution,
-             _public_sample_follows_the_model)
+             _public_sample_follows_the_model, compare="compare_sample_frequencies")
 checks.check("uses apply_temperature, top_k_filter and top_p_filter, before the softmax", 3, _public_sample_wiring,
-             lambda data: _expect_wiring(data, {"apply_temperature": 0.7, "top_k_filter": 3, "top_p_filter": 0.9}, _REMOVES))
+             lambda data: _expect_wiring(data, {"apply_temperature": 0.7, "top_k_filter": 3, "top_p_filter": 0.9}, _REMOVES),
+             compare="compare_sample_wiring")
 checks.check("no top-k or top-p filtering when top_k and top_p are None", 1, _public_sample_no_filters,
-             lambda data: _expect_wiring(data, {"top_k_filter": None, "top_p_filter": None}, {}))
+             lambda data: _expect_wiring(data, {"top_k_filter": None, "top_p_filter": None}, {}),
+             compare="compare_sample_wiring")
 ### BEGIN HIDDEN TESTS
 _HIDDEN_REMOVES = {"apply_temperature": 0, "top_k_filter": 1, "top_p_filter": 2}
 
@@ -1990,7 +2193,7 @@ def _probe_sample_eval_mode():
         hook = model.register_forward_hook(lambda module, inputs, output: data["grad_enabled"].append(torch.is_grad_enabled()))
         try:
             with torch.enable_grad():
-                torch.manual_seed(47)
+                torch.manual_seed(drawn(47))
                 data[mode] = _sampled(model, seeded_randint(12, (2, 3), seed=43), 4)
         finally:
             hook.remove()
@@ -1998,17 +2201,13 @@ def _probe_sample_eval_mode():
 
 
 def _probe_sample_generator():
-    model, prompts, outputs = UnigramLM(seeded_randn(8, seed=48).tolist()), seeded_randint(8, (3, 2), seed=49), []
-    for global_seed, seed in ((7, 11), (8, 11), (9, 12)):
-        torch.manual_seed(global_seed)
-        outputs.append(_sampled(model, prompts, 15, seed=seed))
-    return outputs
+    return _runs(UnigramLM(seeded_randn(8, seed=48)), seeded_randint(8, (200, 2), seed=49), 15, ((7, 11), (8, 11), (9, 12)))
 
 
 def _probe_sample_wiring():
     logits = [1.5, 1.5, 1.5, -0.5, 0.0, -1.0, 0.5]  # tokens 0, 1 and 2 are the most likely
-    return {"top_k": _wired(logits, _HIDDEN_REMOVES, prompts=300, temperature=1.3, top_k=2, top_p=None),
-            "top_p": _wired(logits, _HIDDEN_REMOVES, prompts=300, temperature=0.8, top_k=None, top_p=0.5)}
+    return {"top_k": _wired(logits, _HIDDEN_REMOVES, seed=211, temperature=1.3, top_k=2, top_p=None),
+            "top_p": _wired(logits, _HIDDEN_REMOVES, seed=212, temperature=0.8, top_k=None, top_p=0.5)}
 
 
 def _probe_sample_long_prompt():
@@ -2019,13 +2218,15 @@ def _probe_sample_long_prompt():
 
 
 checks.check("a model sure of each next token, other sizes", 3, _probe_sample_peaked, "verdict_sample_peaked")
-checks.check("eval mode and no gradients, other model", 2, _probe_sample_eval_mode, "verdict_sample_eval_mode")
-checks.check("the generator, other seeds and prompts", 2, _probe_sample_generator, "verdict_sample_generator")
+checks.check("eval mode and no gradients, other model", 2, _probe_sample_eval_mode, "verdict_sample_eval_mode",
+             compare="compare_sample_eval")
+checks.check("the generator, other seeds and prompts", 2, _probe_sample_generator, "verdict_sample_generator",
+             compare="compare_sample_generator")
 checks.check("the tokens follow the model's probabilities, other model", 2,
-             lambda: _token_counts(UnigramLM(seeded_randn(8, seed=44).tolist()),
-                                   torch.zeros(10000, 1, dtype=torch.long, device=DEVICE), 13),
-             "verdict_sample_distribution")
-checks.check("top_k alone, top_p alone", 2, _probe_sample_wiring, "verdict_sample_wiring")
+             lambda: _token_counts(UnigramLM(seeded_randn(8, seed=44)), torch.zeros(10000, 1, dtype=torch.long, device=DEVICE),
+                                   13),
+             "verdict_sample_distribution", compare="compare_sample_frequencies")
+checks.check("top_k alone, top_p alone", 2, _probe_sample_wiring, "verdict_sample_wiring", compare="compare_sample_wiring")
 checks.check("prompts longer than model.seq_len", 1, _probe_sample_long_prompt, "verdict_sample_long_prompt")
 ### END HIDDEN TESTS
 checks.score()
@@ -2166,6 +2367,15 @@ def verdict_beam_other_model(output):
                    what="the sequence found with 3 beams")
 
 
+def compare_beam_eval(data, reference):
+    """The sequences found on drawn inputs, in training mode and in eval mode, against the solution's (which the
+    number of times the model runs may differ from: beams in one batch, or one at a time)."""
+    for mode in ("train", "eval"):
+        same_data(data[mode], reference[mode], what=f"the sequence found with 2 beams ({mode} mode)")
+    _expect_no_gradients(data["grad_enabled"], "beam_search computes gradients, which decoding doesn't need: decorate it "
+                                               "with @torch.no_grad()")
+
+
 def verdict_beam_greedy(output):
     model, prompt = StandInLM(53, vocab_size=12, seq_len=6, peaked=False), seeded_randint(12, (1, 2), seed=54)
     expect_tensor(output, (1, 7), "the output for a prompt of 2 tokens and max_new_tokens=5")
@@ -2187,7 +2397,7 @@ _BEAM_NOT_CROPPED = ("beam_search fails once the sequence is longer than model.s
 
 
 def _public_beam_output():
-    return beam_search(StandInLM(30, peaked=False), torch.tensor([[2, 5]], device=DEVICE), 3, 2)
+    return beam_search(StandInLM(30, peaked=False), own_or_drawn_ids([[2, 5]], 10, seed=301), 3, 2)
 
 
 def _public_beam_starts_with_prompt(output):
@@ -2196,7 +2406,7 @@ def _public_beam_starts_with_prompt(output):
 
 
 def _public_beam_one():
-    return beam_search(StandInLM(31, peaked=False), torch.tensor([[1]], device=DEVICE), 1, 3)
+    return beam_search(StandInLM(31, peaked=False), own_or_drawn_ids([[1]], 10, seed=302), 1, 3)
 
 
 def _public_beam_one_is_greedy(output):
@@ -2208,8 +2418,13 @@ def _public_beam_one_is_greedy(output):
 _TRAP = [[0.05, 0.5, 0.4, 0.05], [0.25, 0.25, 0.26, 0.24], [0.5, 0.4, 0.05, 0.05], [0.25, 0.25, 0.25, 0.25]]
 
 
+def _trap_model():
+    """TableLM(log _TRAP); while graded, a TableLM of 4 tokens drawn."""
+    return TableLM(own_or_drawn(torch.tensor(_TRAP).log().tolist(), seed=303, scale=1.5))
+
+
 def _public_beam_trap():
-    return beam_search(TableLM(torch.tensor(_TRAP).log()), torch.tensor([[0]], device=DEVICE), 2, 2)
+    return beam_search(_trap_model(), own_or_drawn_ids([[0]], 4, seed=304), 2, 2)
 
 
 def _public_beam_trap_found(output):
@@ -2220,7 +2435,7 @@ def _public_beam_trap_found(output):
 
 def _public_beam_many():
     try:
-        return beam_search(TableLM(torch.tensor(_TRAP).log()), torch.tensor([[0]], device=DEVICE), 6, 2)
+        return beam_search(_trap_model(), own_or_drawn_ids([[0]], 4, seed=305), 6, 2)
     except NotImplementedError:
         raise
     except (RuntimeError, IndexError) as error:
@@ -2235,7 +2450,7 @@ def _public_beam_many_best(output):
 
 
 def _public_beam_table():
-    return beam_search(TableLM(seeded_randn(6, 6, seed=36, scale=1.5)), torch.tensor([[0]], device=DEVICE), 3, 4)
+    return beam_search(TableLM(seeded_randn(6, 6, seed=36, scale=1.5)), own_or_drawn_ids([[0]], 6, seed=306), 3, 4)
 
 
 def _public_beam_best_sum(output):
@@ -2247,7 +2462,7 @@ def _public_beam_best_sum(output):
 
 def _public_beam_long():
     try:
-        return beam_search(StandInLM(36, peaked=False), torch.tensor([[1, 2, 3]], device=DEVICE), 2, 3)  # seq_len=4
+        return beam_search(StandInLM(36, peaked=False), own_or_drawn_ids([[1, 2, 3]], 10, seed=307), 2, 3)  # seq_len=4
     except IndexError:
         raise AssertionError(_BEAM_NOT_CROPPED) from None
 
@@ -2267,8 +2482,8 @@ def _public_beam_eval():
         hook = model.register_forward_hook(lambda module, inputs, output: data["grad_enabled"].append(torch.is_grad_enabled()))
         try:
             with torch.enable_grad():
-                torch.manual_seed(0)
-                data[mode] = beam_search(model, torch.tensor([[4, 2]], device=DEVICE), 2, 2)
+                torch.manual_seed(drawn(0))
+                data[mode] = beam_search(model, own_or_drawn_ids([[4, 2]], 10, seed=308), 2, 2)
         finally:
             hook.remove()
     return data
@@ -2291,10 +2506,10 @@ checks.check("finds the likely sequence that greedy decoding misses", 2, _public
 checks.check("more beams than candidates", 1, _public_beam_many, _public_beam_many_best)
 checks.check("ranks the beams by the sum of their log-probabilities", 2, _public_beam_table, _public_beam_best_sum)
 checks.check("crops the context to model.seq_len", 1, _public_beam_long, _public_beam_cropped)
-checks.check("eval mode, no gradients", 1, _public_beam_eval, _public_beam_eval_no_gradients)
+checks.check("eval mode, no gradients", 1, _public_beam_eval, _public_beam_eval_no_gradients, compare="compare_beam_eval")
 ### BEGIN HIDDEN TESTS
 checks.check("enough beams to keep every sequence: the most likely one", 2,
-             lambda: beam_search(TableLM(seeded_randn(5, 5, seed=50, scale=2.0)), torch.tensor([[1]], device=DEVICE), 25, 3),
+             lambda: beam_search(TableLM(seeded_randn(5, 5, seed=50, scale=2.0)), own_or_drawn_ids([[1]], 5, seed=55), 25, 3),
              "verdict_beam_exhaustive")
 checks.check("3 beams, another model", 2,
              lambda: beam_search(StandInLM(51, vocab_size=10, seq_len=6, peaked=False), seeded_randint(10, (1, 3), seed=52), 3, 4),
