@@ -642,6 +642,13 @@ def own_or_drawn_ids(values, high, seed):
     return seeded_randint(high, tuple(torch.tensor(values).shape), seed=seed)
 
 
+def one_token_prompts(rows, high, seed):
+    """`rows` prompts of one token: token 0 on the notebook's own inputs, tokens in [0, high) drawn while graded."""
+    if not Checks.salt:
+        return torch.zeros(rows, 1, dtype=torch.long, device=DEVICE)
+    return seeded_randint(high, (rows, 1), seed=seed)
+
+
 def raised(error, where, advice=""):
     """The reason of a check whose probe crashed in your code: which error, on which input, and what to look at."""
     return f"your code raised {type(error).__name__} {where} ({error})" + (f": {advice}" if advice else "")
@@ -1727,9 +1734,10 @@ def verdict_sample_eval_mode(data):
 
 def verdict_sample_generator(data):
     outputs = data["outputs"]
-    expect_tensor(outputs[0], (200, 17), "the output for 200 prompts of 2 tokens and max_new_tokens=15")
-    assert torch.equal(outputs[0], outputs[1]), _GENERATOR_IGNORED
-    assert not torch.equal(outputs[0], outputs[2]), _NOT_RANDOM
+    for output in outputs[:2]:
+        expect_tensor(output, (200, 17), "the output for 200 prompts of 2 tokens and max_new_tokens=15")
+    assert torch.equal(outputs[0][:, 2:], outputs[1][:, 2:]), _GENERATOR_IGNORED
+    assert not torch.equal(outputs[0], outputs[3]), _NOT_RANDOM
 
 
 def verdict_sample_distribution(data):
@@ -1782,16 +1790,17 @@ def _expect_drawn_tokens(output, reference, prompt_length, probabilities, what):
 
 
 def _expect_runs(data, reference, prompt_length, what):
+    """The outputs of each run of _runs: each one follows its own model's probabilities."""
     outputs = data["outputs"]
     assert isinstance(outputs, list) and len(outputs) == len(reference["outputs"]), f"{what}: another structure"
-    for output, expected in zip(outputs, reference["outputs"], strict=True):
-        _expect_drawn_tokens(output, expected, prompt_length, reference["probabilities"], what)
+    for output, expected, probabilities in zip(outputs, reference["outputs"], reference["probabilities"], strict=True):
+        _expect_drawn_tokens(output, expected, prompt_length, probabilities, what)
     return outputs
 
 
 def compare_sample_same_seed(data, reference):
     outputs = _expect_runs(data, reference, 1, "the output for drawn logits")
-    assert torch.equal(outputs[0], outputs[1]), _GENERATOR_IGNORED
+    assert torch.equal(outputs[0][:, 1:], outputs[1][:, 1:]), _GENERATOR_IGNORED
 
 
 def compare_sample_other_seed(data, reference):
@@ -1801,8 +1810,8 @@ def compare_sample_other_seed(data, reference):
 
 def compare_sample_generator(data, reference):
     outputs = _expect_runs(data, reference, 2, "the output for drawn logits and prompts")
-    assert torch.equal(outputs[0], outputs[1]), _GENERATOR_IGNORED
-    assert not torch.equal(outputs[0], outputs[2]), _NOT_RANDOM
+    assert torch.equal(outputs[0][:, 2:], outputs[1][:, 2:]), _GENERATOR_IGNORED
+    assert not torch.equal(outputs[0], outputs[3]), _NOT_RANDOM
 
 
 def compare_sample_frequencies(data, reference):
@@ -1991,32 +2000,44 @@ def _public_sample_cropped(data):
 
 def _flat_model():
     """A stand-in model whose 10 tokens are all fairly likely."""
-    return UnigramLM(own_or_drawn([0.3, -0.2, 0.1, 0.0, 0.5, -0.4, 0.2, -0.1, 0.4, -0.3], seed=207, scale=0.4))
+    return UnigramLM(own_or_drawn([0.3, -0.2, 0.1, 0.0, 0.5, -0.4, 0.2, -0.1, 0.4, -0.3], seed=207))
 
 
-def _runs(model, prompts, max_new_tokens, seeds):
-    """sample's outputs with generators seeded with each (global seed, generator seed) of `seeds`, and the model's
-    probabilities (the grader checks that the tokens follow them)."""
+def _runs(runs, max_new_tokens):
+    """sample's outputs for each (model, prompts, global seed, generator seed) of `runs`, and each model's probabilities
+    (the grader checks that the tokens follow them)."""
     outputs = []
-    for global_seed, seed in seeds:  # PyTorch's global random numbers, and the generator's seed
+    for model, prompts, global_seed, seed in runs:  # PyTorch's global random numbers, and the generator's seed
         torch.manual_seed(drawn(global_seed))
         outputs.append(_sampled(model, prompts, max_new_tokens, seed=seed))
-    return {"outputs": outputs, "probabilities": model.logits.softmax(dim=-1)}
+    return {"outputs": outputs, "probabilities": [model.logits.softmax(dim=-1) for model, *_ in runs]}
+
+
+def _other_model(model):
+    """The model with its least likely token made the most likely: tokens drawn from one don't follow the other."""
+    logits = model.logits.clone()
+    logits[logits.argmin()] = logits.max() + 3.0
+    return UnigramLM(logits)
 
 
 def _public_sample_same_seed():
-    # PyTorch's global random numbers differ; the generators are seeded the same
-    return _runs(_flat_model(), torch.zeros(500, 1, dtype=torch.long, device=DEVICE), 20, ((1, 5), (2, 5)))
+    # The generators are seeded the same, PyTorch's global random numbers differ. The model's logits don't depend on
+    # the prompt, so other prompts get the same new tokens; another model gets tokens that follow its own probabilities.
+    model, prompts = _flat_model(), one_token_prompts(500, 10, seed=215)
+    return _runs([(model, prompts, 1, 5), (model, seeded_randint(10, (500, 1), seed=213), 2, 5),
+                  (_other_model(model), prompts, 3, 5)], 20)
 
 
 def _public_sample_reproducible(data):
     outputs = data["outputs"]
     expect_tensor(outputs[0], (500, 21), "the output for 500 prompts of 1 token and max_new_tokens=20")
-    assert torch.equal(outputs[0], outputs[1]), _GENERATOR_IGNORED
+    expect_tensor(outputs[1], (500, 21), "the output for 500 other prompts of 1 token and max_new_tokens=20")
+    assert torch.equal(outputs[0][:, 1:], outputs[1][:, 1:]), _GENERATOR_IGNORED
 
 
 def _public_sample_other_seed():
-    return _runs(_flat_model(), torch.zeros(500, 1, dtype=torch.long, device=DEVICE), 20, ((3, 5), (4, 6)))
+    model, prompts = _flat_model(), one_token_prompts(500, 10, seed=216)
+    return _runs([(model, prompts, 3, 5), (model, prompts, 4, 6)], 20)
 
 
 def _public_sample_random(data):
@@ -2059,8 +2080,8 @@ def _expect_frequencies(counts, probabilities, tolerance=0.03):
 
 
 def _public_sample_distribution():
-    return _token_counts(UnigramLM(own_or_drawn([1.0, 0.0, -1.0, 2.0, 0.5], seed=208)),
-                         torch.zeros(10000, 1, dtype=torch.long, device=DEVICE), 7)
+    return _token_counts(UnigramLM(own_or_drawn([1.0, 0.0, -1.0, 2.0, 0.5], seed=208, scale=1.5)),
+                         one_token_prompts(10000, 5, seed=217), 7)
 
 
 def _public_sample_follows_the_model(data):
@@ -2092,7 +2113,7 @@ def _wired(logits, removes, prompts=1000, seed=209, even_with_none=False, **opti
     removed = sorted({token for name, token in removes.items() if options.get(_PARAMETERS[name]) is not None})
     output, error = None, None
     try:
-        output = _sampled(UnigramLM(logits), torch.zeros(prompts, 1, dtype=torch.long, device=DEVICE), 2, seed=8,
+        output = _sampled(UnigramLM(logits), one_token_prompts(prompts, len(logits), seed=seed + 1), 2, seed=8,
                           stand_ins=stand_ins, **options)
     except AssertionError as failure:
         error = str(failure)
@@ -2201,7 +2222,9 @@ def _probe_sample_eval_mode():
 
 
 def _probe_sample_generator():
-    return _runs(UnigramLM(seeded_randn(8, seed=48)), seeded_randint(8, (200, 2), seed=49), 15, ((7, 11), (8, 11), (9, 12)))
+    model, prompts = UnigramLM(seeded_randn(8, seed=48)), seeded_randint(8, (200, 2), seed=49)
+    return _runs([(model, prompts, 7, 11), (model, seeded_randint(8, (200, 2), seed=214), 8, 11),
+                  (_other_model(model), prompts, 9, 11), (model, prompts, 10, 12)], 15)
 
 
 def _probe_sample_wiring():
@@ -2223,8 +2246,7 @@ checks.check("eval mode and no gradients, other model", 2, _probe_sample_eval_mo
 checks.check("the generator, other seeds and prompts", 2, _probe_sample_generator, "verdict_sample_generator",
              compare="compare_sample_generator")
 checks.check("the tokens follow the model's probabilities, other model", 2,
-             lambda: _token_counts(UnigramLM(seeded_randn(8, seed=44)), torch.zeros(10000, 1, dtype=torch.long, device=DEVICE),
-                                   13),
+             lambda: _token_counts(UnigramLM(seeded_randn(8, seed=44)), one_token_prompts(10000, 8, seed=218), 13),
              "verdict_sample_distribution", compare="compare_sample_frequencies")
 checks.check("top_k alone, top_p alone", 2, _probe_sample_wiring, "verdict_sample_wiring", compare="compare_sample_wiring")
 checks.check("prompts longer than model.seq_len", 1, _probe_sample_long_prompt, "verdict_sample_long_prompt")
