@@ -18,7 +18,7 @@ import pytest
 
 import handins
 from assignments import PW3
-from coursekit import answers, checks, grading, layout, samples
+from coursekit import answers, checks, grading, layout, notebook_checks, samples, scoring
 
 DRAWN_MISMATCH = "right on the notebook's inputs, but not on other inputs of the same sizes drawn while grading"
 
@@ -291,3 +291,47 @@ def test_forged_probe_messages_earn_nothing(batch):
     assert results["forged-probe-messages"].score == 0, lines["forged-probe-messages"]
     failed = _failed(lines["forged-probe-messages"], "apply_temperature")
     assert failed["divides the logits by the temperature"].startswith(DRAWN_MISMATCH)
+
+
+# ------------------------------------------------------------------ every check draws its inputs (in this process)
+
+def _probe_messages(source, salt):
+    """The probe messages of every test cell of pw3's instructor notebook, as a kernel running the solution sends them
+    (the solution's cells and the test cells run here, in probe mode): test cell -> messages."""
+    kernel = scoring.notebook_namespace(source, "kernel", grading=True)
+    kernel["Checks"].mode = "probe"
+    sent, by_cell = [], {}
+
+    def send_probe(exercise, index, description, status, result, drawn=False):
+        sent.append({"exercise": exercise, "index": index, "description": description, "status": status,
+                     "drawn": drawn, **notebook_checks.pack(result)})
+    kernel["send_probe"] = send_probe
+    for cell in source.cells:
+        if answers.is_solution(cell):
+            exec(compile(cell.source, answers.grade_id(cell), "exec"), kernel)
+        elif scoring.is_test_cell(cell):
+            sent.clear()
+            kernel["Checks"].grading_salt = salt
+            exec(compile(cell.source, answers.grade_id(cell), "exec"), kernel)
+            by_cell[answers.grade_id(cell)] = list(sent)
+    return by_cell
+
+
+def test_every_check_draws_other_inputs_while_graded():
+    """The solution's data earns every point; the same data on the notebook's own inputs, replayed as the data on the
+    drawn inputs (a kernel that ignores the salt, or replays what it computed first), earns none, in every check of
+    every exercise: the salt changes the inputs of every check, public and hidden (the stand-in models' tokens are
+    relabeled, every one of them, so that even a model of 4 tokens gives other token ids)."""
+    source = nbformat.read(layout.COURSE.source_notebook(PW3), as_version=4)
+    salt = 20261207
+    by_cell = _probe_messages(source, salt)
+    points = answers.test_points(source)
+    honest, replayed = scoring.Grader(source), scoring.Grader(source)
+    for grade_id, messages in by_cell.items():
+        lines, earned = honest.judge(grade_id, messages, timed_out=False, salt=salt)
+        assert earned == points[grade_id], lines
+        own = [m for m in messages if not m["drawn"]]
+        lines, earned = replayed.judge(grade_id, own + [{**m, "drawn": True} for m in own], timed_out=False, salt=salt)
+        assert earned == 0, lines
+        # a check vouched for by another (a batch against its own rows) fails with the check that vouches for it
+        assert all(DRAWN_MISMATCH in line or "counts only with the check" in line for line in lines[1:-1]), lines

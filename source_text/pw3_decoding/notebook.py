@@ -541,15 +541,19 @@ class StandInLM(nn.Module):
     Its logits at each position depend on the tokens up to it, at most seq_len of them (it fails on a longer context).
     A `peaked` model gives, at each position, almost all the probability to one token (its logit is +20, the others'
     -20): sampling then picks that token whatever the random draws, so the checks know which tokens to expect. Its
-    weights come from `seed` (through `drawn`: other weights while graded)."""
+    weights come from `seed`; while graded, its tokens are relabeled (see `relabeling`)."""
 
     def __init__(self, seed, vocab_size=10, seq_len=4, dropout=0.0, peaked=True):
         super().__init__()
-        torch.manual_seed(drawn(seed))
+        torch.manual_seed(seed)
         self.seq_len, self.peaked = seq_len, peaked
         self.tokens, self.positions = nn.Embedding(vocab_size, 8), nn.Embedding(seq_len, 8)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(8, vocab_size)
+        inverse = relabeling(vocab_size).argsort()  # token relabeling[t] gets the embedding and logit of token t
+        with torch.no_grad():
+            for weight in (self.tokens.weight, self.head.weight, self.head.bias):
+                weight.copy_(weight[inverse])
 
     def forward(self, input_ids):
         T = input_ids.shape[1]
@@ -560,6 +564,39 @@ class StandInLM(nn.Module):
         if self.peaked:
             return 40.0 * F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).float() - 20.0
         return logits
+
+
+def relabeling(vocab_size):
+    """How the stand-in models StandInLM and TableLM name their tokens: token t is token relabeling[t]. On the notebook's
+    own inputs, no change; while graded, a permutation of the vocabulary drawn with the grader's salt, that moves every
+    token. A model and its prompts relabeled alike give the same tokens, relabeled: every answer, right or wrong,
+    decides as it does on the notebook's own inputs, on token ids and weights no one knew before."""
+    if not Checks.salt:
+        return torch.arange(vocab_size)
+    generator = torch.Generator().manual_seed(drawn(900 + vocab_size))
+    while True:
+        permutation = torch.randperm(vocab_size, generator=generator)
+        if not (permutation == torch.arange(vocab_size)).any():
+            return permutation
+
+
+def relabeled_ids(values, vocab_size):
+    """Token ids (nested lists, or a tensor) of the notebook's own inputs, relabeled as the stand-in models are."""
+    return relabeling(vocab_size)[torch.as_tensor(values).long().cpu()].to(DEVICE)
+
+
+def own_ids(high, shape, seed):
+    """The seeded token ids of the notebook's own inputs (seeded_randint), relabeled as the stand-in models are."""
+    return relabeled_ids(own_input(lambda: seeded_randint(high, shape, seed=seed)), high)
+
+
+def own_input(make):
+    """What `make()` gives on the notebook's own inputs (a seeded input that the stand-ins' relabeling then changes)."""
+    salt, Checks.salt = Checks.salt, 0
+    try:
+        return make()
+    finally:
+        Checks.salt = salt
 
 
 class UnigramLM(nn.Module):
@@ -580,12 +617,14 @@ class UnigramLM(nn.Module):
 
 class TableLM(nn.Module):
     """A stand-in language model whose next-token logits depend only on the last token: row t of `table` (V, V) after
-    token t."""
+    token t. While graded, its tokens are relabeled (see `relabeling`)."""
 
     def __init__(self, table, seq_len=8):
         super().__init__()
         self.seq_len = seq_len
-        self.table = nn.Parameter(torch.as_tensor(table, dtype=torch.float32).clone(), requires_grad=False)
+        table = torch.as_tensor(table, dtype=torch.float32).detach().cpu()
+        inverse = relabeling(table.shape[-1]).argsort()
+        self.table = nn.Parameter(table[inverse][:, inverse].clone(), requires_grad=False)
 
     def forward(self, input_ids):
         if input_ids.shape[1] > self.seq_len:
@@ -632,14 +671,6 @@ def own_or_drawn(values, seed, scale=1.0):
     if not Checks.salt:
         return torch.tensor(values, dtype=torch.float32, device=DEVICE)
     return seeded_randn(*torch.tensor(values).shape, seed=seed, scale=scale)
-
-
-def own_or_drawn_ids(values, high, seed):
-    """Token ids: `values` (nested lists) on the notebook's own inputs; while graded, on the drawn inputs, ids in
-    [0, high) of the same shape."""
-    if not Checks.salt:
-        return torch.tensor(values, dtype=torch.long, device=DEVICE)
-    return seeded_randint(high, tuple(torch.tensor(values).shape), seed=seed)
 
 
 def one_token_prompts(rows, high, seed):
@@ -1319,8 +1350,12 @@ def _public_top_k_keeps_all(data):
 
 
 checks.check("keeps the k largest logits of a row, the others -inf", 4, _public_top_k_row, _public_top_k_row_values)
-checks.check("each row of a batch is filtered on its own", 3, _public_top_k_batch, _public_top_k_batch_rows)
-checks.check("logits of shape (B, T, V)", 1, _public_top_k_3d, _public_top_k_3d_rows)
+# The checks of batches compare the kernel's batch with its own rows: they count with the values of a row, vouched for
+# by the grader on drawn inputs.
+checks.check("each row of a batch is filtered on its own", 3, _public_top_k_batch, _public_top_k_batch_rows,
+             vouched_by="keeps the k largest logits of a row, the others -inf")
+checks.check("logits of shape (B, T, V)", 1, _public_top_k_3d, _public_top_k_3d_rows,
+             vouched_by="keeps the k largest logits of a row, the others -inf")
 checks.check("k larger than the vocabulary keeps every token", 1, _public_top_k_large_k, _public_top_k_keeps_all)
 ### BEGIN HIDDEN TESTS
 _TIED_LOGITS = [[1.0, 2.0, 2.0, 0.5, 2.0, -1.0], [3.0, 1.0, 1.0, 0.0, -2.0, 0.5], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]
@@ -1522,26 +1557,29 @@ def _top_p_logits(probabilities):
     return torch.tensor(probabilities, device=DEVICE).log()
 
 
-def clear_of_p(make, ps, margin=2e-5):
+def clear_of_p(make, ps, margin=2e-5, top_below_p=False):
     """Logits for the checks of top_p_filter: `make(0)` on the notebook's own inputs; while graded, the first drawn
     logits `make(attempt)` whose tokens are all clear of the decision (for each token and each p, the probability
-    sorted before it at least `margin` away from p), so that float rounding never decides whether a token is kept."""
+    sorted before it at least `margin` away from p), so that float rounding never decides whether a token is kept; with
+    `top_below_p`, rows whose most likely token alone stays below every p, as on the notebook's own inputs."""
     logits = make(0)
     for attempt in range(1, 200):
         if not Checks.salt:
             break
         probabilities = logits.double().softmax(dim=-1).sort(dim=-1, descending=True).values
         before = probabilities.cumsum(dim=-1) - probabilities
-        if all((before - p).abs().min() > margin for p in ps):
+        if all((before - p).abs().min() > margin for p in ps) and not (
+                top_below_p and (probabilities[..., 0] >= min(ps) - margin).any()):
             break
         logits = make(attempt)
     return logits
 
 
 def _drawn_top_p_row(probabilities, seed, ps):
-    """The logits of `probabilities` (nested lists) on the notebook's own inputs, drawn ones clear of each p while graded."""
+    """The logits of `probabilities` (nested lists) on the notebook's own inputs; while graded, drawn ones clear of each
+    p, whose most likely token alone stays below p, as in the notebook's rows."""
     return clear_of_p(lambda attempt: _top_p_logits(probabilities) if not Checks.salt else
-                      own_or_drawn(probabilities, seed=seed + 7919 * attempt, scale=1.5), ps)
+                      own_or_drawn(probabilities, seed=seed + 7919 * attempt, scale=1.5), ps, top_below_p=True)
 
 
 def _public_top_p_row():
@@ -1627,8 +1665,12 @@ def _public_top_p_3d_rows(data):
 checks.check("keeps the smallest set of most likely tokens whose probabilities reach p", 5, _public_top_p_row,
              _public_top_p_row_values)
 checks.check("always keeps the most likely token", 3, _public_top_p_top_token, _public_top_p_top_token_kept)
-checks.check("each row of a batch is filtered on its own", 3, _public_top_p_batch, _public_top_p_batch_rows)
-checks.check("logits of shape (B, T, V)", 1, _public_top_p_3d, _public_top_p_3d_rows)
+# The checks of batches compare the kernel's batch with its own rows: they count with the values of a row, vouched for
+# by the grader on drawn inputs.
+checks.check("each row of a batch is filtered on its own", 3, _public_top_p_batch, _public_top_p_batch_rows,
+             vouched_by="keeps the smallest set of most likely tokens whose probabilities reach p")
+checks.check("logits of shape (B, T, V)", 1, _public_top_p_3d, _public_top_p_3d_rows,
+             vouched_by="keeps the smallest set of most likely tokens whose probabilities reach p")
 ### BEGIN HIDDEN TESTS
 def _hidden_top_p_logits():
     return clear_of_p(lambda attempt: seeded_randn(3, 20, seed=500 + 7919 * attempt, scale=1.5), (0.9, 0.3, 1.0))
@@ -1906,7 +1948,7 @@ def _sampled(model, prompt, max_new_tokens, seed=0, stand_ins=None, batch_check=
 
 
 def _public_sample_output():
-    return _sampled(StandInLM(20), own_or_drawn_ids([[3, 7]], 10, seed=201), 2)
+    return _sampled(StandInLM(20), relabeled_ids([[3, 7]], 10), 2)
 
 
 def _public_sample_starts_with_prompt(output):
@@ -1915,7 +1957,7 @@ def _public_sample_starts_with_prompt(output):
 
 
 def _public_sample_peaked():
-    return _sampled(StandInLM(32), own_or_drawn_ids([[4, 1]], 10, seed=202), 3)
+    return _sampled(StandInLM(32), relabeled_ids([[4, 1]], 10), 3)
 
 
 def _public_sample_peaked_tokens(output):
@@ -1927,7 +1969,7 @@ def _public_sample_peaked_tokens(output):
 
 
 def _public_sample_batch():
-    model, prompts = StandInLM(22), own_or_drawn_ids([[1, 2], [7, 3], [5, 5]], 10, seed=203)
+    model, prompts = StandInLM(22), relabeled_ids([[1, 2], [7, 3], [5, 5]], 10)
     alone = [_sampled(model, prompts[i:i + 1], 2) for i in range(3)]
     try:
         batch = _sampled(model, prompts, 2, batch_check=True)
@@ -1952,7 +1994,7 @@ def _public_sample_train_and_eval():
     for mode in ("train", "eval"):
         model = StandInLM(23, dropout=0.5).train(mode == "train")
         torch.manual_seed(drawn(0))
-        outputs[mode] = _sampled(model, own_or_drawn_ids([[2, 6]], 10, seed=204), 2)
+        outputs[mode] = _sampled(model, relabeled_ids([[2, 6]], 10), 2)
     return outputs
 
 
@@ -1966,7 +2008,7 @@ def _public_sample_gradients():
     hook = model.register_forward_hook(lambda module, inputs, output: grad_enabled.append(torch.is_grad_enabled()))
     try:
         with torch.enable_grad():
-            output = _sampled(model, own_or_drawn_ids([[3, 3]], 10, seed=205), 2)
+            output = _sampled(model, relabeled_ids([[3, 3]], 10), 2)
     finally:
         hook.remove()
     return {"grad_enabled": grad_enabled, "output": output}
@@ -1979,7 +2021,7 @@ def _public_sample_no_gradients(data):
 def _public_sample_long():
     model = StandInLM(25)  # seq_len=4
     try:
-        output = _sampled(model, own_or_drawn_ids([[1, 8, 2, 9]], 10, seed=206), 3)
+        output = _sampled(model, relabeled_ids([[1, 8, 2, 9]], 10), 3)
     except IndexError:
         raise AssertionError(_NOT_CROPPED) from None
     expect_tensor(output, (1, 7), "the output for a prompt of 4 tokens and max_new_tokens=3")
@@ -2097,12 +2139,14 @@ def _is_probabilities(logits):
 
 def _wiring_inputs(logits, removes, seed):
     """The model's logits and the token each stand-in removes: as given, on the notebook's own inputs; while graded,
-    drawn logits, and each stand-in removes the token of the same rank (the most likely tokens stay the removed ones)."""
+    drawn logits, and each stand-in removes the token of the same rank (the most likely tokens stay the removed ones).
+    The drawn logits are close to each other: no token left takes almost all the probability."""
     if not Checks.salt:
         return logits, removes
     ranks = sorted(range(len(logits)), key=lambda token: -logits[token])
-    order = seeded_randn(len(logits), seed=seed).argsort(descending=True).tolist()
-    return seeded_randn(len(logits), seed=seed).tolist(), {name: order[ranks.index(t)] for name, t in removes.items()}
+    drawn_logits = seeded_randn(len(logits), seed=seed, scale=0.5)
+    order = drawn_logits.argsort(descending=True).tolist()
+    return drawn_logits.tolist(), {name: order[ranks.index(t)] for name, t in removes.items()}
 
 
 def _wired(logits, removes, prompts=1000, seed=209, even_with_none=False, **options):
@@ -2202,7 +2246,7 @@ _HIDDEN_REMOVES = {"apply_temperature": 0, "top_k_filter": 1, "top_p_filter": 2}
 
 def _probe_sample_peaked():
     try:
-        return _sampled(StandInLM(40, vocab_size=12, seq_len=6), seeded_randint(12, (4, 5), seed=41), 8)
+        return _sampled(StandInLM(40, vocab_size=12, seq_len=6), own_ids(12, (4, 5), seed=41), 8)
     except IndexError:
         raise AssertionError(_NOT_CROPPED) from None
 
@@ -2215,7 +2259,7 @@ def _probe_sample_eval_mode():
         try:
             with torch.enable_grad():
                 torch.manual_seed(drawn(47))
-                data[mode] = _sampled(model, seeded_randint(12, (2, 3), seed=43), 4)
+                data[mode] = _sampled(model, own_ids(12, (2, 3), seed=43), 4)
         finally:
             hook.remove()
     return data
@@ -2235,7 +2279,7 @@ def _probe_sample_wiring():
 
 def _probe_sample_long_prompt():
     try:
-        return _sampled(StandInLM(45), seeded_randint(10, (2, 9), seed=46), 3)
+        return _sampled(StandInLM(45), own_ids(10, (2, 9), seed=46), 3)
     except IndexError:
         raise AssertionError(_NOT_CROPPED) from None
 
@@ -2419,7 +2463,7 @@ _BEAM_NOT_CROPPED = ("beam_search fails once the sequence is longer than model.s
 
 
 def _public_beam_output():
-    return beam_search(StandInLM(30, peaked=False), own_or_drawn_ids([[2, 5]], 10, seed=301), 3, 2)
+    return beam_search(StandInLM(30, peaked=False), relabeled_ids([[2, 5]], 10), 3, 2)
 
 
 def _public_beam_starts_with_prompt(output):
@@ -2428,7 +2472,7 @@ def _public_beam_starts_with_prompt(output):
 
 
 def _public_beam_one():
-    return beam_search(StandInLM(31, peaked=False), own_or_drawn_ids([[1]], 10, seed=302), 1, 3)
+    return beam_search(StandInLM(31, peaked=False), relabeled_ids([[1]], 10), 1, 3)
 
 
 def _public_beam_one_is_greedy(output):
@@ -2441,12 +2485,12 @@ _TRAP = [[0.05, 0.5, 0.4, 0.05], [0.25, 0.25, 0.26, 0.24], [0.5, 0.4, 0.05, 0.05
 
 
 def _trap_model():
-    """TableLM(log _TRAP); while graded, a TableLM of 4 tokens drawn."""
-    return TableLM(own_or_drawn(torch.tensor(_TRAP).log().tolist(), seed=303, scale=1.5))
+    """TableLM(log _TRAP), its tokens relabeled while graded."""
+    return TableLM(torch.tensor(_TRAP).log())
 
 
 def _public_beam_trap():
-    return beam_search(_trap_model(), own_or_drawn_ids([[0]], 4, seed=304), 2, 2)
+    return beam_search(_trap_model(), relabeled_ids([[0]], 4), 2, 2)
 
 
 def _public_beam_trap_found(output):
@@ -2457,7 +2501,7 @@ def _public_beam_trap_found(output):
 
 def _public_beam_many():
     try:
-        return beam_search(_trap_model(), own_or_drawn_ids([[0]], 4, seed=305), 6, 2)
+        return beam_search(_trap_model(), relabeled_ids([[0]], 4), 6, 2)
     except NotImplementedError:
         raise
     except (RuntimeError, IndexError) as error:
@@ -2472,7 +2516,7 @@ def _public_beam_many_best(output):
 
 
 def _public_beam_table():
-    return beam_search(TableLM(seeded_randn(6, 6, seed=36, scale=1.5)), own_or_drawn_ids([[0]], 6, seed=306), 3, 4)
+    return beam_search(TableLM(own_input(lambda: seeded_randn(6, 6, seed=36, scale=1.5))), relabeled_ids([[0]], 6), 3, 4)
 
 
 def _public_beam_best_sum(output):
@@ -2484,7 +2528,7 @@ def _public_beam_best_sum(output):
 
 def _public_beam_long():
     try:
-        return beam_search(StandInLM(36, peaked=False), own_or_drawn_ids([[1, 2, 3]], 10, seed=307), 2, 3)  # seq_len=4
+        return beam_search(StandInLM(36, peaked=False), relabeled_ids([[1, 2, 3]], 10), 2, 3)  # seq_len=4
     except IndexError:
         raise AssertionError(_BEAM_NOT_CROPPED) from None
 
@@ -2505,7 +2549,7 @@ def _public_beam_eval():
         try:
             with torch.enable_grad():
                 torch.manual_seed(drawn(0))
-                data[mode] = beam_search(model, own_or_drawn_ids([[4, 2]], 10, seed=308), 2, 2)
+                data[mode] = beam_search(model, relabeled_ids([[4, 2]], 10), 2, 2)
         finally:
             hook.remove()
     return data
@@ -2531,13 +2575,14 @@ checks.check("crops the context to model.seq_len", 1, _public_beam_long, _public
 checks.check("eval mode, no gradients", 1, _public_beam_eval, _public_beam_eval_no_gradients, compare="compare_beam_eval")
 ### BEGIN HIDDEN TESTS
 checks.check("enough beams to keep every sequence: the most likely one", 2,
-             lambda: beam_search(TableLM(seeded_randn(5, 5, seed=50, scale=2.0)), own_or_drawn_ids([[1]], 5, seed=55), 25, 3),
+             lambda: beam_search(TableLM(own_input(lambda: seeded_randn(5, 5, seed=50, scale=2.0))), relabeled_ids([[1]], 5), 25,
+                                 3),
              "verdict_beam_exhaustive")
 checks.check("3 beams, another model", 2,
-             lambda: beam_search(StandInLM(51, vocab_size=10, seq_len=6, peaked=False), seeded_randint(10, (1, 3), seed=52), 3, 4),
+             lambda: beam_search(StandInLM(51, vocab_size=10, seq_len=6, peaked=False), own_ids(10, (1, 3), seed=52), 3, 4),
              "verdict_beam_other_model")
 checks.check("one beam, another model", 1,
-             lambda: beam_search(StandInLM(53, vocab_size=12, seq_len=6, peaked=False), seeded_randint(12, (1, 2), seed=54), 1, 5),
+             lambda: beam_search(StandInLM(53, vocab_size=12, seq_len=6, peaked=False), own_ids(12, (1, 2), seed=54), 1, 5),
              "verdict_beam_greedy")
 ### END HIDDEN TESTS
 checks.score()
