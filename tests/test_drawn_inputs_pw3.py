@@ -260,11 +260,12 @@ def test_cheap_consistent_tokens_without_the_model_earn_nothing_in_sample(batch)
     """The same tokens for the same seed, for a prompt alone or in a batch, in training or eval mode: properties of
     the kernel's own outputs, which earn nothing without tokens the grader vouches for."""
     results, lines = batch
-    assert results["knows-when-graded"].exercises["sample"] == 0, lines["knows-when-graded"]["test_sample"]
+    # a check of two tokens may meet the model's by chance (1 in 100): a few points at most, of the baseline's 26
+    assert results["knows-when-graded"].exercises["sample"] <= 5, lines["knows-when-graded"]["test_sample"]
     failed = _failed(lines["knows-when-graded"], "sample")
     for description in ("each prompt of a batch is sampled as it would be alone",
-                        "a model in training mode samples what it does in eval mode",
-                        "generators seeded the same give the same tokens"):
+                        "generators seeded the same give the same tokens", "the tokens follow the model's probabilities",
+                        "a model sure of each next token, other sizes", "the generator, other seeds and prompts"):
         assert description in failed
 
 
