@@ -1362,10 +1362,14 @@ _TIED_LOGITS = [[1.0, 2.0, 2.0, 0.5, 2.0, -1.0], [3.0, 1.0, 1.0, 0.0, -2.0, 0.5]
 
 
 def _tied_logits():
-    """Rows with ties at the 2nd largest logit: _TIED_LOGITS, or small whole numbers (many ties) while graded."""
-    if not Checks.salt:
-        return torch.tensor(_TIED_LOGITS, device=DEVICE)
-    return seeded_randint(3, (4, 6), seed=403).float()
+    """Rows with ties at the 2nd largest logit: _TIED_LOGITS; while graded, each row of it with its tokens in another
+    order, scaled and shifted by drawn numbers (the same ties, the same order: every answer decides as on _TIED_LOGITS)."""
+    logits = torch.tensor(_TIED_LOGITS)
+    if Checks.salt:
+        order = torch.stack([torch.randperm(6, generator=torch.Generator().manual_seed(drawn(403 + row))) for row in range(3)])
+        scale, shift = 0.5 + seeded_randn(3, 1, seed=404).abs().cpu(), seeded_randn(3, 1, seed=405).cpu()
+        logits = logits.gather(-1, order) * scale + shift
+    return logits.to(DEVICE)
 
 
 checks.check("other logits, k = 5, 12 and 25 (more than the 20 tokens)", 4,
