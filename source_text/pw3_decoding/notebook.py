@@ -541,7 +541,8 @@ class StandInLM(nn.Module):
 
     Its logits at each position depend on the tokens up to it, at most seq_len of them (it fails on a longer context).
     A `peaked` model gives, at each position, almost all the probability to one token (its logit is +20, the others'
-    -20): sampling then picks that token whatever the random draws, so the checks know which tokens to expect."""
+    -20): sampling then picks that token whatever the random draws, so the checks know which tokens to expect. Its
+    weights come from `seed`; while graded, its tokens are relabeled (see `relabeling`)."""
 
     def __init__(self, seed, vocab_size=10, seq_len=4, dropout=0.0, peaked=True):
         super().__init__()
@@ -550,6 +551,10 @@ class StandInLM(nn.Module):
         self.tokens, self.positions = nn.Embedding(vocab_size, 8), nn.Embedding(seq_len, 8)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(8, vocab_size)
+        inverse = relabeling(vocab_size).argsort()  # token relabeling[t] gets the embedding and logit of token t
+        with torch.no_grad():
+            for weight in (self.tokens.weight, self.head.weight, self.head.bias):
+                weight.copy_(weight[inverse])
 
     def forward(self, input_ids):
         T = input_ids.shape[1]
@@ -562,6 +567,39 @@ class StandInLM(nn.Module):
         return logits
 
 
+def relabeling(vocab_size):
+    """How the stand-in models StandInLM and TableLM name their tokens: token t is token relabeling[t]. On the notebook's
+    own inputs, no change; while graded, a permutation of the vocabulary drawn with the grader's salt, that moves every
+    token. A model and its prompts relabeled alike give the same tokens, relabeled: every answer, right or wrong,
+    decides as it does on the notebook's own inputs, on token ids and weights no one knew before."""
+    if not Checks.salt:
+        return torch.arange(vocab_size)
+    generator = torch.Generator().manual_seed(drawn(900 + vocab_size))
+    while True:
+        permutation = torch.randperm(vocab_size, generator=generator)
+        if not (permutation == torch.arange(vocab_size)).any():
+            return permutation
+
+
+def relabeled_ids(values, vocab_size):
+    """Token ids (nested lists, or a tensor) of the notebook's own inputs, relabeled as the stand-in models are."""
+    return relabeling(vocab_size)[torch.as_tensor(values).long().cpu()].to(DEVICE)
+
+
+def own_ids(high, shape, seed):
+    """The seeded token ids of the notebook's own inputs (seeded_randint), relabeled as the stand-in models are."""
+    return relabeled_ids(own_input(lambda: seeded_randint(high, shape, seed=seed)), high)
+
+
+def own_input(make):
+    """What `make()` gives on the notebook's own inputs (a seeded input that the stand-ins' relabeling then changes)."""
+    salt, Checks.salt = Checks.salt, 0
+    try:
+        return make()
+    finally:
+        Checks.salt = salt
+
+
 class UnigramLM(nn.Module):
     """A stand-in language model whose next-token logits are always `logits`, whatever the context (at most seq_len
     tokens)."""
@@ -569,7 +607,7 @@ class UnigramLM(nn.Module):
     def __init__(self, logits, seq_len=32):
         super().__init__()
         self.seq_len = seq_len
-        self.logits = nn.Parameter(torch.tensor(logits, dtype=torch.float32), requires_grad=False)
+        self.logits = nn.Parameter(torch.as_tensor(logits, dtype=torch.float32).detach().cpu().clone(), requires_grad=False)
 
     def forward(self, input_ids):
         B, T = input_ids.shape
@@ -580,12 +618,14 @@ class UnigramLM(nn.Module):
 
 class TableLM(nn.Module):
     """A stand-in language model whose next-token logits depend only on the last token: row t of `table` (V, V) after
-    token t."""
+    token t. While graded, its tokens are relabeled (see `relabeling`)."""
 
     def __init__(self, table, seq_len=8):
         super().__init__()
         self.seq_len = seq_len
-        self.table = nn.Parameter(torch.as_tensor(table, dtype=torch.float32).clone(), requires_grad=False)
+        table = torch.as_tensor(table, dtype=torch.float32).detach().cpu()
+        inverse = relabeling(table.shape[-1]).argsort()
+        self.table = nn.Parameter(table[inverse][:, inverse].clone(), requires_grad=False)
 
     def forward(self, input_ids):
         if input_ids.shape[1] > self.seq_len:
@@ -597,16 +637,17 @@ class StandIns:
     """Stand-ins for your apply_temperature, top_k_filter and top_p_filter in the checks of sample, so that a mistake in
     an earlier exercise never costs points in sample. They are not the answers: each one notes how sample calls it and,
     when `removes` says so, removes one token (its logit becomes -inf), so that the checks can see that sample uses
-    what it returns. Called with None (no temperature, no top_k, no top_p), they change nothing."""
+    what it returns. Called with None (no temperature, no top_k, no top_p), they change nothing, unless `even_with_none`
+    (then the tokens sample draws show that it called them)."""
 
-    def __init__(self, removes=None):
-        self.removes = removes or {}
+    def __init__(self, removes=None, even_with_none=False):
+        self.removes, self.even_with_none = removes or {}, even_with_none
         self.calls = {"apply_temperature": [], "top_k_filter": [], "top_p_filter": []}
 
     def _call(self, name, logits, value):
         self.calls[name].append({"logits": logits.detach().clone(), "value": value})
         result = logits.clone()
-        if value is not None and name in self.removes:
+        if (value is not None or self.even_with_none) and name in self.removes:
             result[..., self.removes[name]] = float("-inf")
         return result
 
@@ -623,6 +664,21 @@ class StandIns:
             return self._call("top_p_filter", logits, p)
 
         return {"apply_temperature": apply_temperature, "top_k_filter": top_k_filter, "top_p_filter": top_p_filter}
+
+
+def own_or_drawn(values, seed, scale=1.0):
+    """A check's input: the numbers `values` (nested lists) on the notebook's own inputs; while graded, on the inputs
+    drawn with the grader's salt (see `drawn`), normal numbers of the same shape (`scale`: their standard deviation)."""
+    if not Checks.salt:
+        return torch.tensor(values, dtype=torch.float32, device=DEVICE)
+    return seeded_randn(*torch.tensor(values).shape, seed=seed, scale=scale)
+
+
+def one_token_prompts(rows, high, seed):
+    """`rows` prompts of one token: token 0 on the notebook's own inputs, tokens in [0, high) drawn while graded."""
+    if not Checks.salt:
+        return torch.zeros(rows, 1, dtype=torch.long, device=DEVICE)
+    return seeded_randint(high, (rows, 1), seed=seed)
 
 
 def raised(error, where, advice=""):
@@ -996,7 +1052,7 @@ _PROBABILITIES_DIVIDED = ("the probabilities (a softmax) are divided by the temp
 
 
 def _public_temperature_values():
-    return {str(t): apply_temperature(torch.tensor([[2.0, -1.0, 0.5, 0.0]], device=DEVICE), t) for t in (2.0, 0.5)}
+    return {str(t): apply_temperature(own_or_drawn([[2.0, -1.0, 0.5, 0.0]], seed=301, scale=2.0), t) for t in (2.0, 0.5)}
 
 
 def _public_temperature_divides(outputs):
@@ -1026,8 +1082,7 @@ def _public_temperature_unchanged(data):
 
 
 def _public_temperature_shape():
-    logits = torch.tensor([[[4.0, -2.0, 1.0]], [[0.0, 8.0, -4.0]]], device=DEVICE)  # (2, 1, 3)
-    return apply_temperature(logits, 4.0)
+    return apply_temperature(own_or_drawn([[[4.0, -2.0, 1.0]], [[0.0, 8.0, -4.0]]], seed=302, scale=4.0), 4.0)  # (2, 1, 3)
 
 
 def _public_temperature_any_shape(output):
@@ -1191,6 +1246,23 @@ def verdict_top_k_large(output):
     _judge_top_k(output, seeded_randn(2, 1000, seed=404), 50, "the output for 1000 logits per row and k = 50")
 
 
+def compare_top_k_ties(output, reference):
+    """The output for drawn rows with ties, against the solution's, which keeps every tied token (k = 2): an output
+    may keep them all, or exactly k of them, and no other token, with their logits unchanged."""
+    expect_tensor(output, reference.shape, "the output for rows with ties")
+    output, reference = output.detach().float().cpu(), reference.float().cpu()
+    kept, reference_kept = output > float("-inf"), reference > float("-inf")
+    kth = reference.masked_fill(~reference_kept, float("inf")).min(dim=-1, keepdim=True).values  # the k-th largest logit
+    counts = kept.sum(dim=-1)
+    assert not torch.isnan(output).any(), "the output for rows with ties contains NaN"
+    assert (reference_kept | ~kept).all() and (kept | ~(reference > kth)).all() and (
+        (counts == 2) | (counts == reference_kept.sum(dim=-1))).all(), (
+        "wrong tokens kept for rows with ties at the k-th largest logit: keep every token whose logit is at least the "
+        "k-th largest (or exactly k of them)")
+    assert torch.allclose(output[kept], reference[kept], **TOLERANCE), (
+        "wrong values for rows with ties: the logits of the kept tokens should stay as they are")
+
+
 # %% nbgrader={"grade": true, "grade_id": "test_top_k_filter", "locked": true, "points": 20, "schema_version": 3, "solution": false, "task": false}
 """Checks top_k_filter: values on one row, a batch, (B, T, V) logits, k larger than the vocabulary (hidden: other inputs,
 ties, large vocabularies)."""
@@ -1208,7 +1280,7 @@ _WRONG_DIMENSION = "the k largest are taken along the wrong dimension: keep the 
 
 def _public_top_k_row():
     try:
-        return {str(k): top_k_filter(torch.tensor([[1.0, 3.0, -0.5, 2.0, 0.0, 2.5]], device=DEVICE), k) for k in (3, 1)}
+        return {str(k): top_k_filter(own_or_drawn([[1.0, 3.0, -0.5, 2.0, 0.0, 2.5]], seed=405), k) for k in (3, 1)}
     except NotImplementedError:
         raise
     except (RuntimeError, IndexError) as error:
@@ -1232,7 +1304,7 @@ _TOP_K_BATCH = [[0.5, -1.0, 2.0, 1.5, 0.0, -0.5], [3.0, 2.5, -2.0, 0.0, 1.0, 2.8
 
 
 def _public_top_k_batch():
-    return batch_and_rows("top_k_filter", top_k_filter, torch.tensor(_TOP_K_BATCH, device=DEVICE), 2,
+    return batch_and_rows("top_k_filter", top_k_filter, own_or_drawn(_TOP_K_BATCH, seed=406, scale=1.5), 2,
                           "a batch of 3 rows of logits")
 
 
@@ -1251,8 +1323,8 @@ def _public_top_k_3d():
         raise
     except (RuntimeError, IndexError):
         raise AssertionError("not checked: top_k_filter fails for a batch of rows (see the check above)") from None
-    logits = torch.tensor([[[0.2, 1.0, -1.0, 0.5, 2.0], [3.0, -2.0, 0.0, 1.5, 1.0]],
-                           [[-0.5, -1.5, -1.0, -2.0, 0.5], [1.0, 4.0, 2.0, 3.0, 0.0]]], device=DEVICE)
+    logits = own_or_drawn([[[0.2, 1.0, -1.0, 0.5, 2.0], [3.0, -2.0, 0.0, 1.5, 1.0]],
+                           [[-0.5, -1.5, -1.0, -2.0, 0.5], [1.0, 4.0, 2.0, 3.0, 0.0]]], seed=407, scale=1.5)
     return batch_and_rows("top_k_filter", top_k_filter, logits, 2, "logits of shape (2, 2, 5)")
 
 
@@ -1261,7 +1333,7 @@ def _public_top_k_3d_rows(data):
 
 
 def _public_top_k_large_k():
-    logits = torch.tensor([[1.0, 3.0, -0.5, 2.0, 0.0, 2.5]], device=DEVICE)
+    logits = own_or_drawn([[1.0, 3.0, -0.5, 2.0, 0.0, 2.5]], seed=408)
     try:
         return {"logits": logits, "k=6": top_k_filter(logits.clone(), 6), "k=10": top_k_filter(logits.clone(), 10)}
     except NotImplementedError:
@@ -1279,18 +1351,34 @@ def _public_top_k_keeps_all(data):
 
 
 checks.check("keeps the k largest logits of a row, the others -inf", 4, _public_top_k_row, _public_top_k_row_values)
-checks.check("each row of a batch is filtered on its own", 3, _public_top_k_batch, _public_top_k_batch_rows)
-checks.check("logits of shape (B, T, V)", 1, _public_top_k_3d, _public_top_k_3d_rows)
+# The checks of batches compare the kernel's batch with its own rows: they count with the values of a row, vouched for
+# by the grader on drawn inputs.
+checks.check("each row of a batch is filtered on its own", 3, _public_top_k_batch, _public_top_k_batch_rows,
+             vouched_by="keeps the k largest logits of a row, the others -inf")
+checks.check("logits of shape (B, T, V)", 1, _public_top_k_3d, _public_top_k_3d_rows,
+             vouched_by="keeps the k largest logits of a row, the others -inf")
 checks.check("k larger than the vocabulary keeps every token", 1, _public_top_k_large_k, _public_top_k_keeps_all)
 ### BEGIN HIDDEN TESTS
 _TIED_LOGITS = [[1.0, 2.0, 2.0, 0.5, 2.0, -1.0], [3.0, 1.0, 1.0, 0.0, -2.0, 0.5], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]
+
+
+def _tied_logits():
+    """Rows with ties at the 2nd largest logit: _TIED_LOGITS; while graded, each row of it with its tokens in another
+    order, scaled and shifted by drawn numbers (the same ties, the same order: every answer decides as on _TIED_LOGITS)."""
+    logits = torch.tensor(_TIED_LOGITS)
+    if Checks.salt:
+        order = torch.stack([torch.randperm(6, generator=torch.Generator().manual_seed(drawn(403 + row))) for row in range(3)])
+        scale, shift = 0.5 + seeded_randn(3, 1, seed=404).abs().cpu(), seeded_randn(3, 1, seed=405).cpu()
+        logits = logits.gather(-1, order) * scale + shift
+    return logits.to(DEVICE)
+
 
 checks.check("other logits, k = 5, 12 and 25 (more than the 20 tokens)", 4,
              lambda: [top_k_filter(seeded_randn(3, 20, seed=400), k) for k in (5, 12, 25)], "verdict_top_k_values")
 checks.check("k = 1 keeps only the most likely token", 2, lambda: top_k_filter(seeded_randn(4, 12, seed=401), 1),
              "verdict_top_k_one")
-checks.check("ties at the k-th largest logit", 2, lambda: top_k_filter(torch.tensor(_TIED_LOGITS, device=DEVICE), 2),
-             "verdict_top_k_ties")
+checks.check("ties at the k-th largest logit", 2, lambda: top_k_filter(_tied_logits(), 2), "verdict_top_k_ties",
+             compare="compare_top_k_ties")
 checks.check("a (3, 4, 15) batch", 2,
              lambda: batch_and_rows("top_k_filter", top_k_filter, seeded_randn(3, 4, 15, seed=402), 4, "logits of shape (3, 4, 15)"),
              "verdict_top_k_batch")
@@ -1435,14 +1523,14 @@ def verdict_top_p_top_token(output):
 
 
 def verdict_top_p_batch(data):
-    logits = seeded_randn(4, 3, 10, seed=502)
+    logits = _hidden_top_p_batch()
     what = "the output for logits of shape (4, 3, 10) and p = 0.75"
     expect_rows_filtered_alone(data, (4, 3, 10), [(_EVERY_ROW, _ref_top_p(logits, 0.75, "every row").tolist())], what=what)
     _judge_top_p(data["batch"], logits, 0.75, what)
 
 
 def verdict_top_p_large(output):
-    _judge_top_p(output, seeded_randn(2, 500, seed=504, scale=2.0), 0.95, "the output for 500 logits per row and p = 0.95")
+    _judge_top_p(output, _hidden_top_p_large(), 0.95, "the output for 500 logits per row and p = 0.95")
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_top_p_filter", "locked": true, "points": 25, "schema_version": 3, "solution": false, "task": false}
@@ -1474,9 +1562,35 @@ def _top_p_logits(probabilities):
     return torch.tensor(probabilities, device=DEVICE).log()
 
 
+def clear_of_p(make, ps, margin=2e-5, top_below_p=False):
+    """Logits for the checks of top_p_filter: `make(0)` on the notebook's own inputs; while graded, the first drawn
+    logits `make(attempt)` whose tokens are all clear of the decision (for each token and each p, the probability
+    sorted before it at least `margin` away from p), so that float rounding never decides whether a token is kept; with
+    `top_below_p`, rows whose most likely token alone stays below every p, as on the notebook's own inputs."""
+    logits = make(0)
+    for attempt in range(1, 200):
+        if not Checks.salt:
+            break
+        probabilities = logits.double().softmax(dim=-1).sort(dim=-1, descending=True).values
+        before = probabilities.cumsum(dim=-1) - probabilities
+        if all((before - p).abs().min() > margin for p in ps) and not (
+                top_below_p and (probabilities[..., 0] >= min(ps) - margin).any()):
+            break
+        logits = make(attempt)
+    return logits
+
+
+def _drawn_top_p_row(probabilities, seed, ps):
+    """The logits of `probabilities` (nested lists) on the notebook's own inputs; while graded, drawn ones clear of each
+    p, whose most likely token alone stays below p, as in the notebook's rows."""
+    return clear_of_p(lambda attempt: _top_p_logits(probabilities) if not Checks.salt else
+                      own_or_drawn(probabilities, seed=seed + 7919 * attempt, scale=1.5), ps, top_below_p=True)
+
+
 def _public_top_p_row():
     try:
-        return {str(p): top_p_filter(_top_p_logits([[0.1, 0.4, 0.05, 0.25, 0.2]]), p) for p in (0.6, 0.7)}
+        return {str(p): top_p_filter(_drawn_top_p_row([[0.1, 0.4, 0.05, 0.25, 0.2]], 505, (0.6, 0.7)), p)
+                for p in (0.6, 0.7)}
     except NotImplementedError:
         raise
     except (RuntimeError, IndexError) as error:
@@ -1499,9 +1613,20 @@ def _public_top_p_row_values(outputs):
     ], what="the logits of the probabilities [[0.1, 0.4, 0.05, 0.25, 0.2]] filtered with p = 0.7")
 
 
+def _top_token_logits():
+    """A row whose most likely token alone exceeds p = 0.5: [[0.05, 0.8, 0.15]], or drawn while graded."""
+    def make(attempt):
+        if not Checks.salt:
+            return _top_p_logits([[0.05, 0.8, 0.15]])
+        logits = seeded_randn(1, 3, seed=506 + 7919 * attempt)
+        logits[0, seeded_randint(3, (1,), seed=507 + 7919 * attempt)] += 3.0
+        return logits
+    return clear_of_p(make, (0.5,))
+
+
 def _public_top_p_top_token():
     try:
-        return top_p_filter(_top_p_logits([[0.05, 0.8, 0.15]]), 0.5)
+        return top_p_filter(_top_token_logits(), 0.5)
     except NotImplementedError:
         raise
     except (RuntimeError, IndexError) as error:
@@ -1517,7 +1642,8 @@ _TOP_P_BATCH = [[0.1, 0.4, 0.05, 0.25, 0.2], [0.3, 0.05, 0.35, 0.1, 0.2], [0.15,
 
 
 def _public_top_p_batch():
-    return batch_and_rows("top_p_filter", top_p_filter, _top_p_logits(_TOP_P_BATCH), 0.6, "a batch of 3 rows of logits")
+    return batch_and_rows("top_p_filter", top_p_filter, _drawn_top_p_row(_TOP_P_BATCH, 508, (0.6,)), 0.6,
+                          "a batch of 3 rows of logits")
 
 
 def _public_top_p_batch_rows(data):
@@ -1532,8 +1658,9 @@ def _public_top_p_3d():
         raise
     except (RuntimeError, IndexError):
         raise AssertionError("not checked: top_p_filter fails for a batch of rows (see the check above)") from None
-    return batch_and_rows("top_p_filter", top_p_filter, _top_p_logits([[[0.5, 0.25, 0.15, 0.1]], [[0.1, 0.15, 0.3, 0.45]]]),
-                          0.6, "logits of shape (2, 1, 4)")
+    return batch_and_rows("top_p_filter", top_p_filter,
+                          _drawn_top_p_row([[[0.5, 0.25, 0.15, 0.1]], [[0.1, 0.15, 0.3, 0.45]]], 509, (0.6,)), 0.6,
+                          "logits of shape (2, 1, 4)")
 
 
 def _public_top_p_3d_rows(data):
@@ -1543,18 +1670,32 @@ def _public_top_p_3d_rows(data):
 checks.check("keeps the smallest set of most likely tokens whose probabilities reach p", 5, _public_top_p_row,
              _public_top_p_row_values)
 checks.check("always keeps the most likely token", 3, _public_top_p_top_token, _public_top_p_top_token_kept)
-checks.check("each row of a batch is filtered on its own", 3, _public_top_p_batch, _public_top_p_batch_rows)
-checks.check("logits of shape (B, T, V)", 1, _public_top_p_3d, _public_top_p_3d_rows)
+# The checks of batches compare the kernel's batch with its own rows: they count with the values of a row, vouched for
+# by the grader on drawn inputs.
+checks.check("each row of a batch is filtered on its own", 3, _public_top_p_batch, _public_top_p_batch_rows,
+             vouched_by="keeps the smallest set of most likely tokens whose probabilities reach p")
+checks.check("logits of shape (B, T, V)", 1, _public_top_p_3d, _public_top_p_3d_rows,
+             vouched_by="keeps the smallest set of most likely tokens whose probabilities reach p")
 ### BEGIN HIDDEN TESTS
 def _hidden_top_p_logits():
-    return seeded_randn(3, 20, seed=500, scale=1.5)
+    return clear_of_p(lambda attempt: seeded_randn(3, 20, seed=500 + 7919 * attempt, scale=1.5), (0.9, 0.3, 1.0))
 
 
 def _hidden_peaked_logits():
     """(4, 10) logits whose most likely token has a probability above 0.5."""
-    logits = seeded_randn(4, 10, seed=501)
-    logits[torch.arange(4), torch.tensor([3, 7, 0, 9])] += 4.0
-    return logits
+    def make(attempt):
+        logits = seeded_randn(4, 10, seed=501 + 7919 * attempt)
+        logits[torch.arange(4), torch.tensor([3, 7, 0, 9])] += 4.0
+        return logits
+    return clear_of_p(make, (0.5,))
+
+
+def _hidden_top_p_batch():
+    return clear_of_p(lambda attempt: seeded_randn(4, 3, 10, seed=502 + 7919 * attempt), (0.75,))
+
+
+def _hidden_top_p_large():
+    return clear_of_p(lambda attempt: seeded_randn(2, 500, seed=504 + 7919 * attempt, scale=2.0), (0.95,))
 
 
 checks.check("other logits, p = 0.9, 0.3 and 1", 6,
@@ -1562,10 +1703,9 @@ checks.check("other logits, p = 0.9, 0.3 and 1", 6,
 checks.check("keeps the most likely token when its probability alone exceeds p, other rows", 2,
              lambda: top_p_filter(_hidden_peaked_logits(), 0.5), "verdict_top_p_top_token")
 checks.check("a (4, 3, 10) batch", 3,
-             lambda: batch_and_rows("top_p_filter", top_p_filter, seeded_randn(4, 3, 10, seed=502), 0.75, "logits of shape (4, 3, 10)"),
+             lambda: batch_and_rows("top_p_filter", top_p_filter, _hidden_top_p_batch(), 0.75, "logits of shape (4, 3, 10)"),
              "verdict_top_p_batch")
-checks.check("500 logits per row, p = 0.95", 2, lambda: top_p_filter(seeded_randn(2, 500, seed=504, scale=2.0), 0.95),
-             "verdict_top_p_large")
+checks.check("500 logits per row, p = 0.95", 2, lambda: top_p_filter(_hidden_top_p_large(), 0.95), "verdict_top_p_large")
 ### END HIDDEN TESTS
 checks.score()
 
@@ -1639,14 +1779,16 @@ def verdict_sample_eval_mode(data):
     assert torch.equal(data["train"], data["eval"]), _NOT_EVAL
 
 
-def verdict_sample_generator(outputs):
-    expect_tensor(outputs[0], (3, 17), "the output for 3 prompts of 2 tokens and max_new_tokens=15")
-    assert torch.equal(outputs[0], outputs[1]), _GENERATOR_IGNORED
-    assert not torch.equal(outputs[0], outputs[2]), _NOT_RANDOM
+def verdict_sample_generator(data):
+    outputs = data["outputs"]
+    for output in outputs[:2]:
+        expect_tensor(output, (200, 17), "the output for 200 prompts of 2 tokens and max_new_tokens=15")
+    assert torch.equal(outputs[0][:, 2:], outputs[1][:, 2:]), _GENERATOR_IGNORED
+    assert not torch.equal(outputs[0], outputs[3]), _NOT_RANDOM
 
 
-def verdict_sample_distribution(counts):
-    _expect_frequencies(counts, seeded_randn(8, seed=44).softmax(dim=-1))
+def verdict_sample_distribution(data):
+    _expect_frequencies(data["counts"], seeded_randn(8, seed=44).softmax(dim=-1))
 
 
 def verdict_sample_wiring(data):
@@ -1664,6 +1806,94 @@ def verdict_sample_long_prompt(output):
                            (_LAST_POSITION, _ref_peaked_sample(model, prompts, 3, position=0))]:
         assert not (_close(output, wrong) and not _close(output, expected)), f"wrong values in {what}: {message}"
     assert _close(output, expected), f"wrong tokens in {what}: {_PEAKED_HINT}"
+
+
+# The comparisons of sample's data on drawn inputs with the grader's (see Checks.check). Sampling is random, and right
+# samplers draw differently (torch.multinomial, Gumbel-max, ...): they check what every right sampler gives on the drawn
+# model, its prompts, and tokens only where the model puts probability, drawn as often as the model's probabilities,
+# computed here from the drawn model, say. Their reasons name no drawn number: grading twice says the same thing.
+def _expect_no_gradients(grad_enabled, message):
+    assert isinstance(grad_enabled, list) and grad_enabled, "not checked: the model did not run"
+    assert all(flag is False for flag in grad_enabled), message
+
+
+def _expect_drawn_tokens(output, reference, prompt_length, probabilities, what):
+    """Tokens sampled on drawn inputs: the shape and prompts of the reference (the solution's output), and new tokens
+    that follow `probabilities`, each frequency within 6 standard deviations (a right sampler practically never fails)."""
+    expect_tensor(output, tuple(reference.shape), what)
+    values = output.detach().double().cpu()
+    assert torch.isfinite(values).all() and torch.equal(values, values.round()), f"{what} should hold token ids"
+    tokens, probabilities = values.long(), probabilities.double().cpu().flatten()
+    assert torch.equal(tokens[:, :prompt_length], reference[:, :prompt_length].long().cpu()), (
+        f"{what} should start with the prompts")
+    new = tokens[:, prompt_length:].flatten()
+    assert ((new >= 0) & (new < len(probabilities))).all(), f"{what} holds tokens outside the vocabulary"
+    assert (probabilities[new] > 0).all(), (
+        f"{what} holds tokens that have no probability: draw only tokens that the (filtered) logits allow")
+    frequencies = torch.bincount(new, minlength=len(probabilities)).double() / new.numel()
+    assert (frequencies - probabilities).abs().max() < 3.0 / math.sqrt(new.numel()), (
+        f"the tokens in {what} are not drawn with the model's probabilities: draw each one from the softmax of the last "
+        "position's logits")
+
+
+def _expect_runs(data, reference, prompt_length, what):
+    """The outputs of each run of _runs: each one follows its own model's probabilities."""
+    outputs = data["outputs"]
+    assert isinstance(outputs, list) and len(outputs) == len(reference["outputs"]), f"{what}: another structure"
+    for output, expected, probabilities in zip(outputs, reference["outputs"], reference["probabilities"], strict=True):
+        _expect_drawn_tokens(output, expected, prompt_length, probabilities, what)
+    return outputs
+
+
+def compare_sample_same_seed(data, reference):
+    outputs = _expect_runs(data, reference, 1, "the output for drawn logits")
+    assert torch.equal(outputs[0][:, 1:], outputs[1][:, 1:]), _GENERATOR_IGNORED
+
+
+def compare_sample_other_seed(data, reference):
+    outputs = _expect_runs(data, reference, 1, "the output for drawn logits")
+    assert not torch.equal(outputs[0], outputs[1]), _NOT_RANDOM
+
+
+def compare_sample_generator(data, reference):
+    outputs = _expect_runs(data, reference, 2, "the output for drawn logits and prompts")
+    assert torch.equal(outputs[0][:, 2:], outputs[1][:, 2:]), _GENERATOR_IGNORED
+    assert not torch.equal(outputs[0], outputs[3]), _NOT_RANDOM
+
+
+def compare_sample_frequencies(data, reference):
+    counts, probabilities = data["counts"], reference["probabilities"].double().cpu()
+    expect_tensor(counts, tuple(reference["counts"].shape), "the counts of the tokens drawn")
+    counts = counts.detach().double().cpu()
+    total = reference["counts"].sum().item()
+    assert torch.isfinite(counts).all() and (counts >= 0).all() and counts.sum().item() == total, (
+        f"the counts of the tokens drawn should add up to the {total} prompts")
+    assert ((counts / total - probabilities).abs().max() < 3.0 / math.sqrt(total)).item(), (
+        "the tokens drawn for drawn logits are not drawn with the model's probabilities: draw them from the softmax of the "
+        "last position's logits")
+
+
+def compare_sample_wiring(data, reference):
+    """The tokens sample drew with stand-ins that remove tokens: never a removed one, the others as often as the model's
+    probabilities without the removed tokens say."""
+    pairs = [(data[key], reference[key]) for key in reference] if "top_k" in reference else [(data, reference)]
+    for got, expected in pairs:
+        assert got["error"] is None, "sample fails on drawn logits (see the message of the notebook's inputs)"
+        logits = expected["logits"].double().cpu().clone()
+        logits[expected["removed"]] = float("-inf")
+        _expect_drawn_tokens(got["output"], expected["output"], 1, logits.softmax(dim=-1),
+                             "the output with the stand-ins of the filters, for drawn logits")
+
+
+def compare_sample_no_gradients(data, reference):
+    same_data(data["output"], reference["output"], what="the tokens sampled by a model sure of each next token")
+    _expect_no_gradients(data["grad_enabled"], _GRADIENTS)
+
+
+def compare_sample_eval(data, reference):
+    for mode in ("train", "eval"):
+        same_data(data[mode], reference[mode], what=f"the tokens sampled by a model sure of each next token ({mode} mode)")
+    _expect_no_gradients(data["grad_enabled"], _GRADIENTS)
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_sample", "locked": true, "points": 30, "schema_version": 3, "solution": false, "task": false}
@@ -1697,7 +1927,7 @@ def _sampled(model, prompt, max_new_tokens, seed=0, stand_ins=None, batch_check=
     top_p_filter (see StandIns in the helpers cell). When sample fails for a batch of prompts but not for one, only the
     check of batches (`batch_check`) says why."""
     stand_ins, runs = stand_ins or StandIns(), []
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(drawn(seed))
     hook = model.register_forward_hook(lambda module, inputs, output: runs.append(1))
     try:
         with replaced(**stand_ins.functions()):  # see `replaced`
@@ -1713,7 +1943,8 @@ def _sampled(model, prompt, max_new_tokens, seed=0, stand_ins=None, batch_check=
             raise
         try:
             with replaced(**StandIns().functions()):
-                sample(model, prompt[:1].clone(), max_new_tokens, generator=torch.Generator().manual_seed(seed), **options)
+                sample(model, prompt[:1].clone(), max_new_tokens, generator=torch.Generator().manual_seed(drawn(seed)),
+                       **options)
         except Exception:
             raise error from None
         raise AssertionError(_BATCH_NOT_CHECKED) from None
@@ -1722,7 +1953,7 @@ def _sampled(model, prompt, max_new_tokens, seed=0, stand_ins=None, batch_check=
 
 
 def _public_sample_output():
-    return _sampled(StandInLM(20), torch.tensor([[3, 7]], device=DEVICE), 2)
+    return _sampled(StandInLM(20), relabeled_ids([[3, 7]], 10), 2)
 
 
 def _public_sample_starts_with_prompt(output):
@@ -1731,7 +1962,7 @@ def _public_sample_starts_with_prompt(output):
 
 
 def _public_sample_peaked():
-    return _sampled(StandInLM(32), torch.tensor([[4, 1]], device=DEVICE), 3)
+    return _sampled(StandInLM(32), relabeled_ids([[4, 1]], 10), 3)
 
 
 def _public_sample_peaked_tokens(output):
@@ -1743,7 +1974,7 @@ def _public_sample_peaked_tokens(output):
 
 
 def _public_sample_batch():
-    model, prompts = StandInLM(22), torch.tensor([[1, 2], [7, 3], [5, 5]], device=DEVICE)
+    model, prompts = StandInLM(22), relabeled_ids([[1, 2], [7, 3], [5, 5]], 10)
     alone = [_sampled(model, prompts[i:i + 1], 2) for i in range(3)]
     try:
         batch = _sampled(model, prompts, 2, batch_check=True)
@@ -1767,8 +1998,8 @@ def _public_sample_train_and_eval():
     outputs = {}
     for mode in ("train", "eval"):
         model = StandInLM(23, dropout=0.5).train(mode == "train")
-        torch.manual_seed(0)
-        outputs[mode] = _sampled(model, torch.tensor([[2, 6]], device=DEVICE), 2)
+        torch.manual_seed(drawn(0))
+        outputs[mode] = _sampled(model, relabeled_ids([[2, 6]], 10), 2)
     return outputs
 
 
@@ -1782,20 +2013,20 @@ def _public_sample_gradients():
     hook = model.register_forward_hook(lambda module, inputs, output: grad_enabled.append(torch.is_grad_enabled()))
     try:
         with torch.enable_grad():
-            _sampled(model, torch.tensor([[3, 3]], device=DEVICE), 2)
+            output = _sampled(model, relabeled_ids([[3, 3]], 10), 2)
     finally:
         hook.remove()
-    return grad_enabled
+    return {"grad_enabled": grad_enabled, "output": output}
 
 
-def _public_sample_no_gradients(grad_enabled):
-    assert not any(grad_enabled), _GRADIENTS
+def _public_sample_no_gradients(data):
+    assert not any(data["grad_enabled"]), _GRADIENTS
 
 
 def _public_sample_long():
     model = StandInLM(25)  # seq_len=4
     try:
-        output = _sampled(model, torch.tensor([[1, 8, 2, 9]], device=DEVICE), 3)
+        output = _sampled(model, relabeled_ids([[1, 8, 2, 9]], 10), 3)
     except IndexError:
         raise AssertionError(_NOT_CROPPED) from None
     expect_tensor(output, (1, 7), "the output for a prompt of 4 tokens and max_new_tokens=3")
@@ -1816,32 +2047,49 @@ def _public_sample_cropped(data):
 
 def _flat_model():
     """A stand-in model whose 10 tokens are all fairly likely."""
-    return UnigramLM([0.3, -0.2, 0.1, 0.0, 0.5, -0.4, 0.2, -0.1, 0.4, -0.3])
+    return UnigramLM(own_or_drawn([0.3, -0.2, 0.1, 0.0, 0.5, -0.4, 0.2, -0.1, 0.4, -0.3], seed=207))
+
+
+def _runs(runs, max_new_tokens):
+    """sample's outputs for each (model, prompts, global seed, generator seed) of `runs`, and each model's probabilities
+    (the grader checks that the tokens follow them)."""
+    outputs = []
+    for model, prompts, global_seed, seed in runs:  # PyTorch's global random numbers, and the generator's seed
+        torch.manual_seed(drawn(global_seed))
+        outputs.append(_sampled(model, prompts, max_new_tokens, seed=seed))
+    return {"outputs": outputs, "probabilities": [model.logits.softmax(dim=-1) for model, *_ in runs]}
+
+
+def _other_model(model):
+    """The model with its least likely token made the most likely: tokens drawn from one don't follow the other."""
+    logits = model.logits.clone()
+    logits[logits.argmin()] = logits.max() + 3.0
+    return UnigramLM(logits)
 
 
 def _public_sample_same_seed():
-    outputs = []
-    for global_seed in (1, 2):  # PyTorch's global random numbers differ; the generators are seeded the same
-        torch.manual_seed(global_seed)
-        outputs.append(_sampled(_flat_model(), torch.tensor([[0]], device=DEVICE), 20, seed=5))
-    return outputs
+    # The generators are seeded the same, PyTorch's global random numbers differ. The model's logits don't depend on
+    # the prompt, so other prompts get the same new tokens; another model gets tokens that follow its own probabilities.
+    model, prompts = _flat_model(), one_token_prompts(500, 10, seed=215)
+    return _runs([(model, prompts, 1, 5), (model, seeded_randint(10, (500, 1), seed=213), 2, 5),
+                  (_other_model(model), prompts, 3, 5)], 20)
 
 
-def _public_sample_reproducible(outputs):
-    expect_tensor(outputs[0], (1, 21), "the output for a prompt of 1 token and max_new_tokens=20")
-    assert torch.equal(outputs[0], outputs[1]), _GENERATOR_IGNORED
+def _public_sample_reproducible(data):
+    outputs = data["outputs"]
+    expect_tensor(outputs[0], (500, 21), "the output for 500 prompts of 1 token and max_new_tokens=20")
+    expect_tensor(outputs[1], (500, 21), "the output for 500 other prompts of 1 token and max_new_tokens=20")
+    assert torch.equal(outputs[0][:, 1:], outputs[1][:, 1:]), _GENERATOR_IGNORED
 
 
 def _public_sample_other_seed():
-    outputs = []
-    for global_seed, seed in ((3, 5), (4, 6)):
-        torch.manual_seed(global_seed)
-        outputs.append(_sampled(_flat_model(), torch.tensor([[0]], device=DEVICE), 20, seed=seed))
-    return outputs
+    model, prompts = _flat_model(), one_token_prompts(500, 10, seed=216)
+    return _runs([(model, prompts, 3, 5), (model, prompts, 4, 6)], 20)
 
 
-def _public_sample_random(outputs):
-    expect_tensor(outputs[0], (1, 21), "the output for a prompt of 1 token and max_new_tokens=20")
+def _public_sample_random(data):
+    outputs = data["outputs"]
+    expect_tensor(outputs[0], (500, 21), "the output for 500 prompts of 1 token and max_new_tokens=20")
     assert not torch.equal(outputs[0], outputs[1]), _NOT_RANDOM
 
 
@@ -1855,7 +2103,8 @@ def _token_counts(model, prompts, seed):
         raise AssertionError(f"not checked: sample fails for a batch of {len(prompts)} prompts ({type(error).__name__}: "
                              f"{error}); see the checks above") from None
     expect_tensor(output, (len(prompts), 2), f"the output for {len(prompts)} prompts of 1 token and max_new_tokens=1")
-    return torch.bincount(output[:, 1].long().cpu(), minlength=model.logits.shape[-1])
+    return {"counts": torch.bincount(output[:, 1].long().cpu(), minlength=model.logits.shape[-1]),
+            "probabilities": model.logits.softmax(dim=-1)}
 
 
 def _expect_frequencies(counts, probabilities, tolerance=0.03):
@@ -1878,11 +2127,12 @@ def _expect_frequencies(counts, probabilities, tolerance=0.03):
 
 
 def _public_sample_distribution():
-    return _token_counts(UnigramLM([1.0, 0.0, -1.0, 2.0, 0.5]), torch.zeros(10000, 1, dtype=torch.long, device=DEVICE), 7)
+    return _token_counts(UnigramLM(own_or_drawn([1.0, 0.0, -1.0, 2.0, 0.5], seed=208, scale=1.5)),
+                         one_token_prompts(10000, 5, seed=217), 7)
 
 
-def _public_sample_follows_the_model(counts):
-    _expect_frequencies(counts, torch.tensor([0.20712, 0.0762, 0.02803, 0.56302, 0.12563]))
+def _public_sample_follows_the_model(data):
+    _expect_frequencies(data["counts"], torch.tensor([0.20712, 0.0762, 0.02803, 0.56302, 0.12563]))
 
 
 _PARAMETERS = {"apply_temperature": "temperature", "top_k_filter": "top_k", "top_p_filter": "top_p"}
@@ -1892,13 +2142,27 @@ def _is_probabilities(logits):
     return bool((logits >= 0).all() and torch.allclose(logits.sum(dim=-1), torch.ones(()), atol=1e-3))
 
 
-def _wired(logits, removes, prompts=200, **options):
+def _wiring_inputs(logits, removes, seed):
+    """The model's logits and the token each stand-in removes: as given, on the notebook's own inputs; while graded,
+    drawn logits, and each stand-in removes the token of the same rank (the most likely tokens stay the removed ones).
+    The drawn logits are close to each other: no token left takes almost all the probability."""
+    if not Checks.salt:
+        return logits, removes
+    ranks = sorted(range(len(logits)), key=lambda token: -logits[token])
+    drawn_logits = seeded_randn(len(logits), seed=seed, scale=0.5)
+    order = drawn_logits.argsort(descending=True).tolist()
+    return drawn_logits.tolist(), {name: order[ranks.index(t)] for name, t in removes.items()}
+
+
+def _wired(logits, removes, prompts=1000, seed=209, even_with_none=False, **options):
     """What sample did with the model UnigramLM(logits) and stand-ins that remove tokens (`removes`): its output (or why
-    it failed) and the calls of each stand-in."""
-    stand_ins = StandIns(removes)
+    it failed), the calls of each stand-in, the model's logits and the tokens that a right sample never draws."""
+    logits, removes = _wiring_inputs(logits, removes, seed)
+    stand_ins = StandIns(removes, even_with_none)
+    removed = sorted({token for name, token in removes.items() if options.get(_PARAMETERS[name]) is not None})
     output, error = None, None
     try:
-        output = _sampled(UnigramLM(logits), torch.zeros(prompts, 1, dtype=torch.long, device=DEVICE), 2, seed=8,
+        output = _sampled(UnigramLM(logits), one_token_prompts(prompts, len(logits), seed=seed + 1), 2, seed=8,
                           stand_ins=stand_ins, **options)
     except AssertionError as failure:
         error = str(failure)
@@ -1906,7 +2170,8 @@ def _wired(logits, removes, prompts=200, **options):
         raise
     except Exception as failure:
         error = raised(failure, "with " + ", ".join(f"{name}={value}" for name, value in options.items()))
-    return {"output": output, "error": error, "calls": stand_ins.calls, "prompts": prompts}
+    return {"output": output, "error": error, "calls": stand_ins.calls, "prompts": prompts,
+            "logits": torch.tensor(logits), "removed": removed}
 
 
 def _expect_wiring(data, given, removes):
@@ -1952,7 +2217,9 @@ def _public_sample_wiring():
 
 
 def _public_sample_no_filters():
-    return _wired([-1.0, -0.5, 0.0, 1.5, 1.5, 1.5], {}, prompts=2, temperature=1.0, top_k=None, top_p=None)
+    # the stand-ins remove a token even when called with None: a right sample, which doesn't call them, draws it
+    return _wired([-1.0, -0.5, 0.0, 1.5, 1.5, 1.5], {"top_k_filter": 4, "top_p_filter": 3}, seed=210,
+                  even_with_none=True, temperature=1.0, top_k=None, top_p=None)
 
 
 checks.check("returns the prompt followed by max_new_tokens tokens", 1, _public_sample_output,
@@ -1963,23 +2230,28 @@ checks.check("each prompt of a batch is sampled as it would be alone", 2, _publi
              _public_sample_batch_like_alone)
 checks.check("a model in training mode samples what it does in eval mode", 1, _public_sample_train_and_eval,
              _public_sample_same_as_eval)
-checks.check("computes no gradients", 1, _public_sample_gradients, _public_sample_no_gradients)
+checks.check("computes no gradients", 1, _public_sample_gradients, _public_sample_no_gradients,
+             compare="compare_sample_no_gradients")
 checks.check("crops the context to model.seq_len", 2, _public_sample_long, _public_sample_cropped)
-checks.check("generators seeded the same give the same tokens", 2, _public_sample_same_seed, _public_sample_reproducible)
-checks.check("generators seeded differently give other tokens", 1, _public_sample_other_seed, _public_sample_random)
+checks.check("generators seeded the same give the same tokens", 2, _public_sample_same_seed, _public_sample_reproducible,
+             compare="compare_sample_same_seed")
+checks.check("generators seeded differently give other tokens", 1, _public_sample_other_seed, _public_sample_random,
+             compare="compare_sample_other_seed")
 checks.check("the tokens follow the model's probabilities", 2, _public_sample_distribution,
-             _public_sample_follows_the_model)
+             _public_sample_follows_the_model, compare="compare_sample_frequencies")
 checks.check("uses apply_temperature, top_k_filter and top_p_filter, before the softmax", 3, _public_sample_wiring,
-             lambda data: _expect_wiring(data, {"apply_temperature": 0.7, "top_k_filter": 3, "top_p_filter": 0.9}, _REMOVES))
+             lambda data: _expect_wiring(data, {"apply_temperature": 0.7, "top_k_filter": 3, "top_p_filter": 0.9}, _REMOVES),
+             compare="compare_sample_wiring")
 checks.check("no top-k or top-p filtering when top_k and top_p are None", 1, _public_sample_no_filters,
-             lambda data: _expect_wiring(data, {"top_k_filter": None, "top_p_filter": None}, {}))
+             lambda data: _expect_wiring(data, {"top_k_filter": None, "top_p_filter": None}, {}),
+             compare="compare_sample_wiring")
 ### BEGIN HIDDEN TESTS
 _HIDDEN_REMOVES = {"apply_temperature": 0, "top_k_filter": 1, "top_p_filter": 2}
 
 
 def _probe_sample_peaked():
     try:
-        return _sampled(StandInLM(40, vocab_size=12, seq_len=6), seeded_randint(12, (4, 5), seed=41), 8)
+        return _sampled(StandInLM(40, vocab_size=12, seq_len=6), own_ids(12, (4, 5), seed=41), 8)
     except IndexError:
         raise AssertionError(_NOT_CROPPED) from None
 
@@ -1991,42 +2263,41 @@ def _probe_sample_eval_mode():
         hook = model.register_forward_hook(lambda module, inputs, output: data["grad_enabled"].append(torch.is_grad_enabled()))
         try:
             with torch.enable_grad():
-                torch.manual_seed(47)
-                data[mode] = _sampled(model, seeded_randint(12, (2, 3), seed=43), 4)
+                torch.manual_seed(drawn(47))
+                data[mode] = _sampled(model, own_ids(12, (2, 3), seed=43), 4)
         finally:
             hook.remove()
     return data
 
 
 def _probe_sample_generator():
-    model, prompts, outputs = UnigramLM(seeded_randn(8, seed=48).tolist()), seeded_randint(8, (3, 2), seed=49), []
-    for global_seed, seed in ((7, 11), (8, 11), (9, 12)):
-        torch.manual_seed(global_seed)
-        outputs.append(_sampled(model, prompts, 15, seed=seed))
-    return outputs
+    model, prompts = UnigramLM(seeded_randn(8, seed=48)), seeded_randint(8, (200, 2), seed=49)
+    return _runs([(model, prompts, 7, 11), (model, seeded_randint(8, (200, 2), seed=214), 8, 11),
+                  (_other_model(model), prompts, 9, 11), (model, prompts, 10, 12)], 15)
 
 
 def _probe_sample_wiring():
     logits = [1.5, 1.5, 1.5, -0.5, 0.0, -1.0, 0.5]  # tokens 0, 1 and 2 are the most likely
-    return {"top_k": _wired(logits, _HIDDEN_REMOVES, prompts=300, temperature=1.3, top_k=2, top_p=None),
-            "top_p": _wired(logits, _HIDDEN_REMOVES, prompts=300, temperature=0.8, top_k=None, top_p=0.5)}
+    return {"top_k": _wired(logits, _HIDDEN_REMOVES, seed=211, temperature=1.3, top_k=2, top_p=None),
+            "top_p": _wired(logits, _HIDDEN_REMOVES, seed=212, temperature=0.8, top_k=None, top_p=0.5)}
 
 
 def _probe_sample_long_prompt():
     try:
-        return _sampled(StandInLM(45), seeded_randint(10, (2, 9), seed=46), 3)
+        return _sampled(StandInLM(45), own_ids(10, (2, 9), seed=46), 3)
     except IndexError:
         raise AssertionError(_NOT_CROPPED) from None
 
 
 checks.check("a model sure of each next token, other sizes", 3, _probe_sample_peaked, "verdict_sample_peaked")
-checks.check("eval mode and no gradients, other model", 2, _probe_sample_eval_mode, "verdict_sample_eval_mode")
-checks.check("the generator, other seeds and prompts", 2, _probe_sample_generator, "verdict_sample_generator")
+checks.check("eval mode and no gradients, other model", 2, _probe_sample_eval_mode, "verdict_sample_eval_mode",
+             compare="compare_sample_eval")
+checks.check("the generator, other seeds and prompts", 2, _probe_sample_generator, "verdict_sample_generator",
+             compare="compare_sample_generator")
 checks.check("the tokens follow the model's probabilities, other model", 2,
-             lambda: _token_counts(UnigramLM(seeded_randn(8, seed=44).tolist()),
-                                   torch.zeros(10000, 1, dtype=torch.long, device=DEVICE), 13),
-             "verdict_sample_distribution")
-checks.check("top_k alone, top_p alone", 2, _probe_sample_wiring, "verdict_sample_wiring")
+             lambda: _token_counts(UnigramLM(seeded_randn(8, seed=44)), one_token_prompts(10000, 8, seed=218), 13),
+             "verdict_sample_distribution", compare="compare_sample_frequencies")
+checks.check("top_k alone, top_p alone", 2, _probe_sample_wiring, "verdict_sample_wiring", compare="compare_sample_wiring")
 checks.check("prompts longer than model.seq_len", 1, _probe_sample_long_prompt, "verdict_sample_long_prompt")
 ### END HIDDEN TESTS
 checks.score()
@@ -2167,6 +2438,15 @@ def verdict_beam_other_model(output):
                    what="the sequence found with 3 beams")
 
 
+def compare_beam_eval(data, reference):
+    """The sequences found on drawn inputs, in training mode and in eval mode, against the solution's (which the
+    number of times the model runs may differ from: beams in one batch, or one at a time)."""
+    for mode in ("train", "eval"):
+        same_data(data[mode], reference[mode], what=f"the sequence found with 2 beams ({mode} mode)")
+    _expect_no_gradients(data["grad_enabled"], "beam_search computes gradients, which decoding doesn't need: decorate it "
+                                               "with @torch.no_grad()")
+
+
 def verdict_beam_greedy(output):
     model, prompt = StandInLM(53, vocab_size=12, seq_len=6, peaked=False), seeded_randint(12, (1, 2), seed=54)
     expect_tensor(output, (1, 7), "the output for a prompt of 2 tokens and max_new_tokens=5")
@@ -2188,7 +2468,7 @@ _BEAM_NOT_CROPPED = ("beam_search fails once the sequence is longer than model.s
 
 
 def _public_beam_output():
-    return beam_search(StandInLM(30, peaked=False), torch.tensor([[2, 5]], device=DEVICE), 3, 2)
+    return beam_search(StandInLM(30, peaked=False), relabeled_ids([[2, 5]], 10), 3, 2)
 
 
 def _public_beam_starts_with_prompt(output):
@@ -2197,7 +2477,7 @@ def _public_beam_starts_with_prompt(output):
 
 
 def _public_beam_one():
-    return beam_search(StandInLM(31, peaked=False), torch.tensor([[1]], device=DEVICE), 1, 3)
+    return beam_search(StandInLM(31, peaked=False), relabeled_ids([[1]], 10), 1, 3)
 
 
 def _public_beam_one_is_greedy(output):
@@ -2209,8 +2489,13 @@ def _public_beam_one_is_greedy(output):
 _TRAP = [[0.05, 0.5, 0.4, 0.05], [0.25, 0.25, 0.26, 0.24], [0.5, 0.4, 0.05, 0.05], [0.25, 0.25, 0.25, 0.25]]
 
 
+def _trap_model():
+    """TableLM(log _TRAP), its tokens relabeled while graded."""
+    return TableLM(torch.tensor(_TRAP).log())
+
+
 def _public_beam_trap():
-    return beam_search(TableLM(torch.tensor(_TRAP).log()), torch.tensor([[0]], device=DEVICE), 2, 2)
+    return beam_search(_trap_model(), relabeled_ids([[0]], 4), 2, 2)
 
 
 def _public_beam_trap_found(output):
@@ -2221,7 +2506,7 @@ def _public_beam_trap_found(output):
 
 def _public_beam_many():
     try:
-        return beam_search(TableLM(torch.tensor(_TRAP).log()), torch.tensor([[0]], device=DEVICE), 6, 2)
+        return beam_search(_trap_model(), relabeled_ids([[0]], 4), 6, 2)
     except NotImplementedError:
         raise
     except (RuntimeError, IndexError) as error:
@@ -2236,7 +2521,7 @@ def _public_beam_many_best(output):
 
 
 def _public_beam_table():
-    return beam_search(TableLM(seeded_randn(6, 6, seed=36, scale=1.5)), torch.tensor([[0]], device=DEVICE), 3, 4)
+    return beam_search(TableLM(own_input(lambda: seeded_randn(6, 6, seed=36, scale=1.5))), relabeled_ids([[0]], 6), 3, 4)
 
 
 def _public_beam_best_sum(output):
@@ -2248,7 +2533,7 @@ def _public_beam_best_sum(output):
 
 def _public_beam_long():
     try:
-        return beam_search(StandInLM(36, peaked=False), torch.tensor([[1, 2, 3]], device=DEVICE), 2, 3)  # seq_len=4
+        return beam_search(StandInLM(36, peaked=False), relabeled_ids([[1, 2, 3]], 10), 2, 3)  # seq_len=4
     except IndexError:
         raise AssertionError(_BEAM_NOT_CROPPED) from None
 
@@ -2268,8 +2553,8 @@ def _public_beam_eval():
         hook = model.register_forward_hook(lambda module, inputs, output: data["grad_enabled"].append(torch.is_grad_enabled()))
         try:
             with torch.enable_grad():
-                torch.manual_seed(0)
-                data[mode] = beam_search(model, torch.tensor([[4, 2]], device=DEVICE), 2, 2)
+                torch.manual_seed(drawn(0))
+                data[mode] = beam_search(model, relabeled_ids([[4, 2]], 10), 2, 2)
         finally:
             hook.remove()
     return data
@@ -2292,16 +2577,17 @@ checks.check("finds the likely sequence that greedy decoding misses", 2, _public
 checks.check("more beams than candidates", 1, _public_beam_many, _public_beam_many_best)
 checks.check("ranks the beams by the sum of their log-probabilities", 2, _public_beam_table, _public_beam_best_sum)
 checks.check("crops the context to model.seq_len", 1, _public_beam_long, _public_beam_cropped)
-checks.check("eval mode, no gradients", 1, _public_beam_eval, _public_beam_eval_no_gradients)
+checks.check("eval mode, no gradients", 1, _public_beam_eval, _public_beam_eval_no_gradients, compare="compare_beam_eval")
 ### BEGIN HIDDEN TESTS
 checks.check("enough beams to keep every sequence: the most likely one", 2,
-             lambda: beam_search(TableLM(seeded_randn(5, 5, seed=50, scale=2.0)), torch.tensor([[1]], device=DEVICE), 25, 3),
+             lambda: beam_search(TableLM(own_input(lambda: seeded_randn(5, 5, seed=50, scale=2.0))), relabeled_ids([[1]], 5), 25,
+                                 3),
              "verdict_beam_exhaustive")
 checks.check("3 beams, another model", 2,
-             lambda: beam_search(StandInLM(51, vocab_size=10, seq_len=6, peaked=False), seeded_randint(10, (1, 3), seed=52), 3, 4),
+             lambda: beam_search(StandInLM(51, vocab_size=10, seq_len=6, peaked=False), own_ids(10, (1, 3), seed=52), 3, 4),
              "verdict_beam_other_model")
 checks.check("one beam, another model", 1,
-             lambda: beam_search(StandInLM(53, vocab_size=12, seq_len=6, peaked=False), seeded_randint(12, (1, 2), seed=54), 1, 5),
+             lambda: beam_search(StandInLM(53, vocab_size=12, seq_len=6, peaked=False), own_ids(12, (1, 2), seed=54), 1, 5),
              "verdict_beam_greedy")
 ### END HIDDEN TESTS
 checks.score()
