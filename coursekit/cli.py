@@ -10,7 +10,7 @@ import nbformat
 from nbgrader.api import Gradebook
 from sqlalchemy.engine import make_url
 
-from . import colab, deadlines, grading, intake, layout, notebook_text, results, samples
+from . import colab, deadlines, gradebook_backup, grading, intake, layout, notebook_text, results, samples
 from .layout import COURSE
 
 
@@ -120,7 +120,7 @@ def cmd_grade(args) -> int:
         except deadlines.DeadlineError as error:
             print(f"\nERROR: {assignment}: {error}. Nothing was graded.", file=sys.stderr)
             return 2
-        except grading.ClusterRefused as error:
+        except (grading.ClusterRefused, gradebook_backup.SnapshotFailed) as error:
             print(f"ERROR: {error}", file=sys.stderr)
             return 2
         if not found:

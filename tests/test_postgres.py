@@ -4,11 +4,14 @@ grading, feedback, export, the formgrader) gives the same grades as with the def
 The tests start a PostgreSQL server of their own (Debian's postgresql, which `make setup` installs), listening
 only on a unix socket in a temporary folder, and fail if it is not installed."""
 
+import stat
+import subprocess
+
 import pytest
 
 import gradebooks
 from browser import chromium_page
-from coursekit import layout, results as scores
+from coursekit import gradebook_backup, layout, results as scores
 from assignments import PW2
 
 
@@ -69,6 +72,20 @@ def test_the_grades_are_in_postgresql_and_no_sqlite_file_is_made(on_postgres, po
         JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id
         GROUP BY submitted_assignment.student_id"""))
     assert totals == {s: on_postgres.results[s].score for s in gradebooks.GRADED_STUDENTS}
+
+
+def test_a_postgresql_gradebook_is_dumped_before_the_batch_and_restores_as_it_was(on_postgres, postgres):
+    """pg_dump's copy, taken before the batch wrote anything: the released assignment, no student yet. pg_restore
+    (the README's command) puts it into an empty database."""
+    dumps = gradebook_backup.snapshots(on_postgres.course, PW2)
+    assert len(dumps) == 1 and dumps[0].suffix == ".dump" and stat.S_IMODE(dumps[0].stat().st_mode) == 0o600
+    restored = postgres.create_database("restored")
+    done = subprocess.run(["pg_restore", "--no-owner", f"--dbname={gradebook_backup.libpq_url(restored)}", str(dumps[0])],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert postgres.query("restored", "SELECT name FROM assignment") == [(PW2.name,)]
+    assert postgres.query("restored", "SELECT count(*) FROM student") == [(0,)]
+    assert postgres.query("transformers", "SELECT count(*) FROM student") == [(len(gradebooks.HANDINS),)]
 
 
 def test_postgresql_and_sqlite_give_the_same_grades(on_postgres, on_sqlite):
