@@ -252,9 +252,10 @@ class GradedExecute(kernel_failures.SurvivesKernelFailures, Execute):
     notebook_output_budget = Integer(2_000_000, help="characters of output a whole notebook may keep").tag(config=True)
     max_output_chars = Integer(20_000, help="characters one output may keep").tag(config=True)
     # A probe's data is kept until its cell is judged, and parsed JSON takes up to 20 times its size on the wire.
-    probe_budget = Integer(2**20, help="bytes of probe data (JSON and tensors, as sent) one check cell may send "
-                           "(pw2's largest, test_Transformer's, sends 69 KB)").tag(config=True)
-    hand_in_probe_budget = Integer(8 * 2**20, help="bytes of probe data a whole hand-in may send").tag(config=True)
+    probe_budget = Integer(4 * 2**20, help="bytes of probe data (JSON and tensors, as sent) one check cell may send "
+                           "(the largest, pw3's test_sample, sends about 2.9 MB on its two runs: mostly tensors; "
+                           "tests/test_notebook_checks.py keeps every cell's well under it)").tag(config=True)
+    hand_in_probe_budget = Integer(16 * 2**20, help="bytes of probe data a whole hand-in may send").tag(config=True)
     verdict_seconds = Float(bounded.VERDICT_SECONDS, help="seconds one verdict may take (milliseconds on honest data)"
                             ).tag(config=True)
 

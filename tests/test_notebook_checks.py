@@ -294,3 +294,16 @@ def test_a_check_cell_that_ran_out_of_time_says_so_for_the_checks_without_data(g
     lines, points = grader.judge("test_FeedForward", [_message(0, "output shape", {"outputs": {"x": torch.zeros(2, 3, 8)}})],
                                  timed_out=True, salt=SALT)
     assert points == 0 and all(notebook_checks.CELL_TIMED_OUT in line for line in lines[1:-1])
+
+
+@pytest.mark.parametrize("assignment", layout.assignments(), ids=str)
+def test_every_check_cells_honest_probe_data_fits_well_within_its_budget(assignment):
+    """The solution's data for a check cell, on its own and on drawn inputs (twice the drawn run's), as packed to
+    cross: beyond the cell's probe budget, the grader drops it and the checks get no answer."""
+    import json
+
+    grader = scoring.Grader(nbformat.read(layout.COURSE.source_notebook(assignment), as_version=4))
+    budget = scoring.GradedExecute.probe_budget.default_value
+    for grade_id in grader.test_cells:
+        sent = sum(len(json.dumps(pack(data))) for status, data in grader.references_of(grade_id, SALT) if status == "ok")
+        assert 2 * sent < 0.8 * budget, (grade_id, sent)
