@@ -153,8 +153,7 @@ class Grader:
         if reason is None or reason in (notebook_checks.CELL_TIMED_OUT, notebook_checks.NO_ANSWER) \
                 or reason.startswith(bounded.OVERTIME):
             return reason
-        return ("right on the notebook's inputs, but not on other inputs of the same sizes drawn while grading "
-                f"({reason})")
+        return f"{DRAWN_MISMATCH}, where the result is not the solution's ({reason}): its points need right values there too"
 
     def _compare(self, compare, data, expected) -> None:
         if compare is None:
@@ -208,6 +207,11 @@ class Grader:
         text = "\n".join(REDACTED if len(line.strip()) >= 20 and any(line.strip() in h for h in hidden) else line
                          for line in text.splitlines())
         return one_line(text, limit or MAX_KERNEL_TEXT)
+
+
+# Why a check whose verdict passed on the notebook's inputs still fails: its result on the drawn inputs (an honest
+# answer with wrong values reads this on a check of shapes, as an answer that only knows the notebook's example does).
+DRAWN_MISMATCH = "passes on the notebook's inputs, but not on other inputs of the same sizes drawn while grading"
 
 
 # Kernel-made text (an exception's message, a probe's own reason) reaches a check line, a feedback page, a CSV:

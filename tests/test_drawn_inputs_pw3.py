@@ -20,7 +20,7 @@ import handins
 from assignments import PW3
 from coursekit import answers, checks, grading, layout, notebook_checks, samples, scoring
 
-DRAWN_MISMATCH = "right on the notebook's inputs, but not on other inputs of the same sizes drawn while grading"
+DRAWN_MISMATCH = scoring.DRAWN_MISMATCH
 
 # ---- answers that know when they are graded (GRADING, Checks.mode, Checks.salt, Checks.grading_salt)
 

@@ -261,7 +261,7 @@ def test_right_shapes_and_consistent_pairs_of_zeros_earn_nothing(grader):
     ], timed_out=False, salt=SALT)
     assert points == 0
     assert lines[0] == "Checking self_attention:" and lines[-1] == "self_attention: 0/10 points."
-    assert lines[1].startswith("  ✗ output shape (B, T, d_v) [0/1]: right on the notebook's inputs, but not on other")
+    assert lines[1].startswith("  ✗ output shape (B, T, d_v) [0/1]: " + scoring.DRAWN_MISMATCH)
     assert lines[2].startswith("  ✗ values on a small example (d_k = 2, d_v = 3) [0/3]: wrong values")
     assert lines[4].startswith("  ✗ values match softmax(Q Kᵀ / √d_k) V [0/3]: wrong output")
 

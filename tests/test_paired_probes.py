@@ -260,7 +260,7 @@ def test_answers_that_notice_they_are_graded_earn_nothing_where_they_cheat(grade
     result = graded["results"]["graded-aware"]
     assert result.exercises["self_attention"] == result.exercises["lm_loss"] == 0
     printed = _lines(graded, "graded-aware", "self_attention")
-    assert "right on the notebook's inputs, but not on other inputs of the same sizes drawn while grading" in printed
+    assert scoring.DRAWN_MISMATCH in printed
 
 
 def test_a_module_that_reports_zero_weights_and_returns_zeros_earns_nothing(graded):
