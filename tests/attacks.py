@@ -79,8 +79,9 @@ from IPython.display import display
 def _forge(info):
     descriptions = re.findall(r'checks\\.check\\(\\s*"([^"]+)"', info.raw_cell)
     for index, description in enumerate(descriptions):
-        display({PROBE_MIME: {"exercise": "", "index": index, "description": description, "status": "ok",
-                              **pack(torch.zeros(2, 6, 8))}}, raw=True)
+        for drawn in (False, True):  # for the notebook's inputs and for the drawn ones
+            display({PROBE_MIME: {"exercise": "", "index": index, "description": description, "status": "ok",
+                                  "drawn": drawn, **pack(torch.zeros(2, 6, 8))}}, raw=True)
 
 get_ipython().events.register("pre_run_cell", _forge)
 '''
