@@ -61,7 +61,7 @@ def test_printed_check_lines_and_displayed_scores_count_for_nothing(graded):
     nb = autograded_notebook(graded, "forge-append-full-marks")
     test_cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_self_attention")
     assert [o.output_type for o in test_cell.outputs] == ["stream", "execute_result"]
-    assert test_cell.outputs[1].data["text/plain"] == f"{graded.results[HONEST].exercises['self_attention']:g}" == "1"
+    assert test_cell.outputs[1].data["text/plain"] == f"{graded.results[HONEST].exercises['self_attention']:g}" == "0"
     assert "✗ values match softmax(Q Kᵀ / √d_k) V [0/3]: wrong output: the scores are not scaled" in test_cell.outputs[0].text
 
 

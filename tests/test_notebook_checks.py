@@ -224,7 +224,7 @@ def _solution_outputs(grader, salt):
         batch = randn(3, 5, 8, seed=5), randn(8, 4, seed=6), randn(8, 4, seed=7), randn(8, 4, seed=8)
         outputs = [namespace["_public_self_attention_output"](),
                    solution["self_attention"](*namespace["_public_self_attention_inputs"]()),
-                   solution["self_attention"](*namespace["_public_self_attention_inputs"](scale=30.0)),
+                   solution["self_attention"](*namespace["_public_large_score_inputs"]()),
                    solution["self_attention"](S, W_Q, W_K, W_V),
                    {"batch": solution["self_attention"](*batch)} if salt else  # drawn: the batch only (drawn_run)
                    {"batch": solution["self_attention"](*batch),
