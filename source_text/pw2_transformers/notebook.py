@@ -600,7 +600,7 @@ def stand_in_loss(logits, input_ids, attention_mask):
 
 
 class TinyLM(nn.Module):
-    """A tiny bigram language model for the public checks of train_step and decode: they don't depend on your Transformer."""
+    """A tiny bigram language model for the public checks of train_step: they don't depend on your Transformer."""
 
     def __init__(self, vocab_size=20, seq_len=6):
         super().__init__()
@@ -2890,6 +2890,7 @@ def _public_padded_batch():
 
 def _public_loss_without_padding():
     logits, input_ids = seeded_randn(2, 4, 5, seed=0), seeded_randint(5, (2, 4), seed=1)  # ids [[0, 4, 4, 3], [3, 3, 1, 1]]
+    input_ids[:, 1:] = input_ids[:, 1:].clamp(min=1)  # no EOS (id 0) to predict: this check is about the shift and the mean
     return lm_loss(logits, input_ids, torch.ones(2, 4, dtype=torch.long, device=DEVICE))
 
 
@@ -3086,7 +3087,9 @@ def _public_train_step_losses():
     model = TinyLM(vocab_size=20, seq_len=6).to(DEVICE)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     input_ids, attention_mask = seeded_randint(20, (4, 6), seed=1), torch.ones(4, 6, dtype=torch.long, device=DEVICE)
-    with replaced(lm_loss=stand_in_loss):  # see `replaced`
+    # The loss scaled down: its gradients stay far below the clipping norm (1.0), so that this check is about the loop
+    # alone (AdamW's steps don't depend on the loss's scale); the clipping has its own check below.
+    with replaced(lm_loss=lambda *inputs: stand_in_loss(*inputs) / 100):  # see `replaced`
         return [train_step(model, optimizer, input_ids, attention_mask) for _ in range(20)]
 
 
@@ -3571,20 +3574,15 @@ def verdict_decode_crop(data):
 # %% nbgrader={"grade": true, "grade_id": "test_decode", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
 """Checks decode with a stand-in model: shapes, greedy choices, batches, eval mode and context cropping."""
 checks = Checks("decode", points=10)
-_decode_prompt = seeded_randint(20, (1, 3), seed=1)
 
 
-def _public_decode_output():
-    torch.manual_seed(drawn(0))
-    return decode(TinyLM(vocab_size=20, seq_len=6).to(DEVICE), seeded_randint(20, (1, 3), seed=1), max_new_tokens=2)
-
-
-def _public_decode_starts_with_prompt(output):
-    expect_tensor(output, (1, 5))
-    assert torch.equal(output[:, :3], _decode_prompt), "the output should start with the prompt"
-
-
-checks.check("returns the prompt followed by max_new_tokens tokens", 1, _public_decode_output, _public_decode_starts_with_prompt)
+def _marked_first_position(logits):
+    """The logits (B, T, V) of the stand-in models below, with position 0 marked: its logits always favour the last
+    token of the vocabulary, which no later position picks. A decode that reads the first position's logits instead
+    of the last's then generates other tokens, whatever the model's weights."""
+    marker = torch.zeros(logits.shape[1], logits.shape[2], device=logits.device)
+    marker[0, -1], marker[1:, -1] = 20.0, -20.0
+    return logits + marker
 
 
 class _PublicDecodeLM(nn.Module):
@@ -3606,11 +3604,27 @@ class _PublicDecodeLM(nn.Module):
         logits = self.head(torch.tanh(x.cumsum(dim=1)))
         # In training mode with dropout, the logits are also negated: dropout that always changes the tokens chosen,
         # so that a model left in training mode always shows (real dropout, on some inputs, would not).
-        return -logits if self.training and self.dropout.p > 0 else logits
+        return _marked_first_position(-logits if self.training and self.dropout.p > 0 else logits)
 
 
 def _public_decode_model(seed, dropout=0.0):
     return _PublicDecodeLM(seed, dropout).to(DEVICE).eval()
+
+
+_decode_prompt = torch.tensor([[3, 7, 1]], device=DEVICE)
+
+
+def _public_decode_output():
+    torch.manual_seed(drawn(0))
+    return decode(_public_decode_model(2), _decode_prompt.clone(), max_new_tokens=2)
+
+
+def _public_decode_starts_with_prompt(output):
+    expect_tensor(output, (1, 5))
+    assert torch.equal(output[:, :3], _decode_prompt), "the output should start with the prompt"
+
+
+checks.check("returns the prompt followed by max_new_tokens tokens", 1, _public_decode_output, _public_decode_starts_with_prompt)
 
 
 def _public_decode_greedy():
@@ -3627,7 +3641,7 @@ def _public_decode_expected(outputs):
         "decode gave different tokens on two calls: greedy decoding picks the most likely token, it does not sample")
     expect_numbers(outputs[0], [[4, 1, 4, 0]], [
         ("the next token should be the most likely one after the last position: its logits are those of the last "
-         "position", [[4, 1, 4, 4]])], what="the prompt [[4, 1]] and the 2 tokens generated after it")
+         "position", [[4, 1, 9, 9]])], what="the prompt [[4, 1]] and the 2 tokens generated after it")
 
 
 def _public_decode_deterministic(model, prompt, max_new_tokens):
@@ -3716,7 +3730,7 @@ def _public_decode_cropped(data):
     try:  # the greedy check judges which position's logits choose the token: either one is fine here
         expect_numbers(data["output"], [[1, 8, 2, 9, 6, 5, 5]])
     except AssertionError:
-        expect_numbers(data["output"], [[1, 8, 2, 9, 6, 2, 6]], what="the tokens generated past model.seq_len (the context should "
+        expect_numbers(data["output"], [[1, 8, 2, 9, 9, 9, 9]], what="the tokens generated past model.seq_len (the context should "
                                                          "be the last model.seq_len tokens)")
 
 
@@ -3746,7 +3760,7 @@ class _DecodeLM(nn.Module):
         logits = self.head(torch.tanh(x.cumsum(dim=1)))
         # In training mode with dropout, the logits are also negated: dropout that always changes the tokens chosen,
         # so that a model left in training mode always shows (real dropout, on some inputs, would not).
-        return -logits if self.training and self.dropout.p > 0 else logits
+        return _marked_first_position(-logits if self.training and self.dropout.p > 0 else logits)
 
 
 def _decode_model(seed, dropout=0.0):
