@@ -15,7 +15,7 @@ ONE := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup notebook notebook-text release solutions samples due grade feedback export report similarity demo test lint catalogue bench-notebook bench-grading bench-training collect lab clean
+.PHONY: help setup notebook notebook-text release solutions samples due grade feedback export report similarity demo test lint catalogue catalogue-draws bench-notebook bench-grading bench-training collect lab clean
 
 help:
 	@echo "Every command acts on every assignment that has work for it, or on one: make grade ASSIGNMENT=pw3_decoding"
@@ -36,6 +36,7 @@ help:
 	@echo "make similarity  pairs of students whose answers are far more alike than the class's: reports/<assignment>/similarity.html and .csv (never changes a grade)"
 	@echo "make demo        the whole cycle on the demo submissions of every assignment, ending with a table of scores for each"
 	@echo "make test        the test suite"
+	@echo "make catalogue-draws   judge each catalogue entry on several draws of the grading inputs (DRAWS=3): list those whose points depend on the draw"
 	@echo "make catalogue   grade the catalogue of known mistakes and correct variants (ONLY=wrong-decode to pick), print what the public and hidden checks catch"
 	@echo "make bench-notebook  CPU and wall seconds of grading one hand-in (every run graded) against plain nbconvert, per-cell times: reports/<assignment>/bench_grading.json"
 	@echo "make bench-grading   grading throughput of 20 hand-ins, sequential against parallel, against plain nbconvert, and a Dask cluster against the local pool (SUBMISSIONS=N, ONLY_CLUSTER=1)"
@@ -133,6 +134,10 @@ lab: setup gradebook.db
 
 catalogue: setup
 	$(PY) -m coursekit catalogue $(ONE) $(if $(ONLY),--only $(ONLY))
+
+# Each entry judged DRAWS times (default 3) on inputs drawn anew: lists those whose points change with the draw.
+catalogue-draws: setup
+	$(PY) -m coursekit catalogue $(ONE) $(if $(ONLY),--only $(ONLY)) --draws $(or $(DRAWS),3)
 
 bench-notebook: setup
 	$(PY) -m coursekit bench-notebook $(ONE)

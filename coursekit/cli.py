@@ -348,6 +348,7 @@ def cmd_bench_training(args) -> int:
 def cmd_catalogue(args) -> int:
     from . import catalogue
 
+    status = 0
     for assignment in _chosen(args, catalogue.with_catalogue(), "has a catalogue (source_text/<assignment>/catalogue.py)"):
         entries = catalogue.load(assignment)
         batch = catalogue.batch_of(assignment, entries)
@@ -356,8 +357,28 @@ def cmd_catalogue(args) -> int:
         if students == []:
             continue
         print(f"{assignment}:")
+        if args.draws:
+            varying = _varying_with_the_draw(assignment, batch, students, args.draws)
+            print("\n".join(varying) if varying else f"  every entry got the same points on {args.draws} draws")
+            status = status or bool(varying)
+            continue
         print(catalogue.table(catalogue.grade_entries(assignment, entries, students)))
-    return 0
+    return status
+
+
+def _varying_with_the_draw(assignment, batch, students, draws) -> list[str]:
+    """One line per entry whose points change from draw to draw (coursekit/draws.py), judged in this process."""
+    from . import draws as drawn_inputs
+
+    source = nbformat.read(layout.COURSE.source_notebook(assignment), as_version=4)
+    lines = []
+    for student in students if students is not None else list(batch):
+        group = batch[student]
+        found = drawn_inputs.judge(source, {k: v for e in group for k, v in e.cells.items()}, draws)
+        for exercise, points in found.varying().items():
+            entry = next(e.name for e in group if exercise in e.cells)
+            lines.append(f"  {entry}: {exercise} gets {' or '.join(f'{p:g}' for p in points)} points, by draw")
+    return lines
 
 
 def _positive(text: str) -> int:
@@ -421,6 +442,9 @@ def main(argv=None) -> int:
                                     "and wrong answers: what the public checks flag, what grading takes away")
     catalogue.add_argument("--only", nargs="+", metavar="TEXT",
                            help="only the submissions whose id contains one of these (e.g. wrong-decode correct-)")
+    catalogue.add_argument("--draws", type=_positive, metavar="N",
+                           help="instead: judge each entry N times, on inputs drawn anew each time (in this process, "
+                           "no kernel), and list those whose points change with the draw (exit status 1 if any)")
     catalogue.set_defaults(run=cmd_catalogue)
     for name, function, help in [
         ("notebook", cmd_notebook, "rebuild the instructor notebooks from their text twins in source_text/"),
