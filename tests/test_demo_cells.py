@@ -173,7 +173,7 @@ def both_ways(tmp_path_factory):
     source = nbformat.read(layout.COURSE.source_notebook(PW2), as_version=4)
     release = nbformat.read(layout.COURSE.release_notebook(PW2), as_version=4)
     solution = answers.solution_answers(source)
-    decode = solution["decode"].replace('    """\n', '    """\n    ' + DECODE_READS_THE_TRAINED_MODEL, 1)
+    decode = solution["decode"].replace("    model.eval()", "    " + DECODE_READS_THE_TRAINED_MODEL + "    model.eval()", 1)
     assert DECODE_READS_THE_TRAINED_MODEL in decode
     handins = {"solution": answers.fill(release, solution),
                "mistakes": answers.fill(release, {**solution, **samples.mistakes(PW2)})}
