@@ -72,6 +72,10 @@ c.Execute.iopub_timeout = 30
 # formgrader both render this notebook). Runaway output: nbgrader's LimitOutput counts lines; LimitOutputSize also
 # caps each output's size, so that a huge print can't make a huge autograded notebook or feedback page.
 c.GradedExecute.course_root = c.CourseDirectory.root
+# Cells the instructor notebook tags `demo` (locked cells that only show something: a training run, generation demos,
+# a bonus) are skipped while a hand-in is graded, unless a cell that runs reads a name they bind (coursekit/demo_cells.py).
+# False runs every cell, as before.
+c.GradedExecute.skip_demo_cells = True
 c.Autograde.autograde_preprocessors = [GradedExecute, SanitizeNotebook, IgnorePattern, ClearMetadataPreprocessor,
                                        LimitOutput, LimitOutputSize, SaveAutoGrades, AssignLatePenalties,
                                        CheckCellMetadata]

@@ -12,6 +12,7 @@ exercises before were graded honestly. GradedExecute (coursekit/scoring.py) runs
 - the rest of the notebook runs in a fresh kernel, started from the same (sandboxed) kernelspec, after the cells before
   the failing one are run again in it (`replay`), but for the cells that failed, that ran out of time (they would
   again) and the test cells (already judged);
+- the demo cells grading skips (coursekit/demo_cells.py) are not replayed either;
 - at most MAX_RESTARTS restarts per hand-in: past them, or when a restart fails, the remaining exercises are "not
   graded", with the reason, never a silent 0.
 
@@ -74,6 +75,7 @@ class KernelFailures:
     restarts: int = 0
     lost: dict = field(default_factory=dict)       # test cell grade_id -> why it was not graded
     skipped: set = field(default_factory=set)      # cells never to run again: they failed, or ran out of time
+    not_run: set = field(default_factory=set)      # cells grading skips: demo cells (coursekit/demo_cells.py)
     stopped: str = ""                              # why nothing more runs ("" while it does)
 
     @classmethod
@@ -106,10 +108,10 @@ class KernelFailures:
         return self.lost.get(grade_id) or self.stopped or None
 
     def replay(self, index: int, cells: list, is_test_cell) -> list[int]:
-        """The cells a fresh kernel runs before cell `index`: the code cells before it, but for the test cells and
-        those skipped."""
+        """The cells a fresh kernel runs before cell `index`: the code cells before it, but for the test cells, those
+        skipped and those grading does not run."""
         return [i for i in range(index) if cells[i].get("cell_type") == "code" and not is_test_cell(cells[i])
-                and i not in self.skipped]
+                and i not in self.skipped and i not in self.not_run]
 
 
 class SurvivesKernelFailures:

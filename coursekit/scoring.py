@@ -27,9 +27,9 @@ import secrets
 import nbformat
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
-from traitlets import Float, Integer, Unicode
+from traitlets import Bool, Float, Integer, Unicode
 
-from . import answers, bounded, kernel_failures, limit_output, notebook_checks
+from . import answers, bounded, demo_cells, kernel_failures, limit_output, notebook_checks
 
 GRADER_ONLY = "grader-only"  # the tag of the source notebook's cells that only the grader runs
 HELPERS = "grading_helpers"
@@ -262,6 +262,8 @@ class GradedExecute(kernel_failures.SurvivesKernelFailures, Execute):
     hand_in_probe_budget = Integer(16 * 2**20, help="bytes of probe data a whole hand-in may send").tag(config=True)
     verdict_seconds = Float(bounded.VERDICT_SECONDS, help="seconds one verdict may take (milliseconds on honest data)"
                             ).tag(config=True)
+    skip_demo_cells = Bool(True, help="skip the cells the instructor's notebook tags `demo` that no cell that runs "
+                           "needs (coursekit/demo_cells.py)").tag(config=True)
 
     def create_kernel_manager(self):
         """nbclient's kernel manager, whose clients read the kernel's messages within bounds (coursekit/bounded.py)."""
@@ -281,6 +283,9 @@ class GradedExecute(kernel_failures.SurvivesKernelFailures, Execute):
         self._spent, self._cell_spent, self._dropped = 0, {}, {}
         self._hand_in_probe_bytes, self._replaying, self._output_failure = 0, False, None
         self._failures = kernel_failures.KernelFailures.of(nb.cells, self._is_graded)
+        self._failures.not_run = demo_cells.skipped(nb.cells, source.cells) if self.skip_demo_cells else set()
+        self.log.info("Demo cells skipped: %s", ", ".join(answers.grade_id(nb.cells[i]) for i in
+                                                        sorted(self._failures.not_run)) or "none")
         nb, resources = super().preprocess(nb, resources, km)
         lines = self._grader.hidden_lines()
         for index, cell in enumerate(nb.cells):
@@ -293,6 +298,9 @@ class GradedExecute(kernel_failures.SurvivesKernelFailures, Execute):
     def preprocess_cell(self, cell, resources, index):
         grade_id = answers.grade_id(cell)
         self._check_assign_resources(resources)
+        if index in self._failures.not_run:  # a demo cell no cell that runs needs: it keeps no outputs
+            cell.outputs, cell.execution_count = [], None
+            return cell, self.resources
         graded = self._is_graded(cell)
         why_not = self._failures.why_not_graded(grade_id) if graded else self._failures.stopped
         if why_not:  # a lost exercise's test cell, or any cell once grading stopped

@@ -66,7 +66,8 @@ def test_the_solution_runs_end_to_end_offline_in_grading_mode(graded):
             assert not [o for o in cell.outputs if o.output_type == "stream" and o.name == "stderr"], cell.id
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "Offline: using the small local sample" in outputs
-    assert "step 30: train loss" in outputs, "the short training run should have finished"
+    training = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "demo_training_run")
+    assert training.outputs == [], "the training demo is skipped while graded: no check needs it"
 
 
 def test_failed_checks_tell_the_student_what_is_wrong(graded):

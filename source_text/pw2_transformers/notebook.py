@@ -3223,7 +3223,7 @@ checks.score()
 # 3. **Train and validate.** `train` calls your `train_step` on one batch after another, with a progress bar. Every `validate_every` steps, `evaluate` computes the validation loss on the first `validation_batches` batches of the validation set only, so that validating stays quick. Both losses, and their perplexities ($e^{\text{loss}}$), go to TensorBoard.
 # 4. **Checkpoint.** `save_checkpoint` saves the model's weights with the configuration that builds it; `load_checkpoint` builds the model again from the file.
 
-# %% nbgrader={"grade": false, "grade_id": "training_pipeline", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "training_pipeline", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 import functools
 import itertools
 
@@ -3328,7 +3328,7 @@ def load_checkpoint(path):
 #
 # Each training run writes to a folder of its own, `runs/<date>-<time>-<configuration>-<what it trains on>` (for example `runs/20260315-141502-gpu-overfit_one_batch`), so that two runs never merge into one curve. **To compare runs**, TensorBoard lists them in its left panel, one colour each: tick the runs you want to see side by side, or type part of their names in the filter box above the list (`n_examples`, say). Hovering over a curve shows the value of every run at that step. To forget a run, delete its folder (in Colab, in the Files panel on the left) and refresh TensorBoard.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_tensorboard", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 import time
 
 from torch.utils.tensorboard import SummaryWriter
@@ -3410,7 +3410,7 @@ TRAINING = "overfit_one_batch"  # or "n_examples"
 N_EXAMPLES = run_config["n_examples"]  # lines of WikiText-103 for "n_examples"
 EPOCHS = 2
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_training_data", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 if GRADING:
     TRAINING = "overfit_one_batch"
 seq_len, batch_size, learning_rate = run_config["model"]["seq_len"], run_config["batch_size"], run_config["learning_rate"]
@@ -3436,7 +3436,7 @@ print(f"{TRAINING}: {len(train_blocks)} training blocks of up to {seq_len} token
 # %% [markdown]
 # How long will it take? The cell below times 3 training steps (your `train_step`, after a warm-up step) of a throwaway model of the chosen configuration, on one batch, and multiplies. The validations count too: each validation batch is a forward pass only, about a third of a training step.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_time_estimate", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 def seconds_per_step(config, learning_rate, loader, steps=3):
     """The mean time of `steps` training steps (train_step) of a new model built from `config`, on `device`,
     on the first batch of `loader`, after one warm-up step (the first step is slower)."""
@@ -3473,7 +3473,7 @@ if not GRADING:  # while graded, the run takes seconds, and nobody reads the est
           f"take about {in_words(expected_seconds(measured, steps, validate_every, batches))} (the table above says "
           f"about {in_words(estimate)} for the \"{run_config['name']}\" configuration).")
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_training_run", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 torch.manual_seed(0)
 transformer = Transformer(**config).to(device)
 optimizer = torch.optim.AdamW(transformer.parameters(), lr=learning_rate)
@@ -3486,7 +3486,7 @@ writer.close()
 # %% [markdown]
 # Save the model: its weights and its configuration.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_save_checkpoint", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 save_checkpoint(transformer, config, "transformer.pt")
 
 
@@ -3843,7 +3843,7 @@ checks.score()
 #
 # First, load the model back from its checkpoint: it generates exactly the same text as the model in memory.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_generation_checkpoint", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 restored = load_checkpoint("transformer.pt")
 prompt_ids = tokenizer([" The"], return_tensors="pt")["input_ids"].to(device)
 generated = decode(transformer, prompt_ids)
@@ -3853,16 +3853,16 @@ tokenizer.batch_decode(generated)
 # %% [markdown]
 # Now prompt the model with the first tokens of a training block. After `"overfit_one_batch"`, the model has memorized its batch: it should continue the prompt almost word for word. After `"n_examples"`, it has seen too many texts to recite them: it continues in its own words.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_generation_training_text", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 block = train_blocks[0]["input_ids"]
 prompt_ids = torch.tensor([block[:8]], device=device)
 print("training text:", repr(tokenizer.decode(block[:40])))
 print("generated    :", repr(tokenizer.decode(decode(transformer, prompt_ids, max_new_tokens=32)[0])))
 
 # %% [markdown]
-# Try your own prompts! The quick demo only memorized one batch, so expect odd text. Training with `"n_examples"` on more lines, for more epochs, gives better text, but takes longer: watch the validation loss in TensorBoard to see how far the model got.
+# Try your own prompts: add a code cell below this one (+ Code) and decode a prompt of your own, as the next cell does with `" As with previous"`. The quick demo only memorized one batch, so expect odd text. Training with `"n_examples"` on more lines, for more epochs, gives better text, but takes longer: watch the validation loss in TensorBoard to see how far the model got.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_generation_prompt", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 prompt = " As with previous"
 input_ids = tokenizer([prompt], return_tensors="pt")["input_ids"].to(device)
 tokenizer.batch_decode(decode(transformer, input_ids))
@@ -3885,7 +3885,7 @@ tokenizer.batch_decode(decode(transformer, input_ids))
 #
 # The bonus downloads BERT from the Hugging Face Hub, so it is skipped while the notebook is graded or offline. `bert_attentions` keeps BERT's tokenizer and model to itself, so that your GPT tokenizer and model stay untouched.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_bonus_bert", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 def bert_attentions(text):
     """The attentions of every layer of BERT-base on `text`, and its tokens, special tokens [CLS] and [SEP] included."""
     from transformers import BertModel, BertTokenizer
@@ -3921,7 +3921,7 @@ else:
 #
 # **Question** Do you notice any interesting (linguistic) pattern? What do the special tokens [CLS] and [SEP] attend to?
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_bonus_bertviz", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 if attentions is not None:  # otherwise the cell above said why the bonus is skipped
     try:
         from bertviz import head_view

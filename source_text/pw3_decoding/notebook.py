@@ -2307,7 +2307,7 @@ checks.score()
 #
 # With `top_k=1`, sampling is greedy decoding: one token only is left to draw. See how it repeats itself:
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_greedy", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 prompt_ids = encode("Alice ")
 print(repr(to_text(sample(model, prompt_ids, 150, top_k=1)[0])))
 
@@ -2316,7 +2316,7 @@ print(repr(to_text(sample(model, prompt_ids, 150, top_k=1)[0])))
 # likely characters (and may loop, as greedy does); at temperature 1 it follows the model's own probabilities; at a
 # high temperature, unlikely characters come in and the words fall apart.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_temperatures", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 for temperature in (0.5, 1.0, 1.5):
     generator = torch.Generator().manual_seed(0)
     text = to_text(sample(model, prompt_ids, 150, temperature=temperature, generator=generator)[0])
@@ -2324,9 +2324,10 @@ for temperature in (0.5, 1.0, 1.5):
 
 # %% [markdown]
 # Top-k and top-p cut the long tail: at the same high temperature, the text keeps closer to words (compare with
-# temperature 1.5 above). Try other values, and other prompts!
+# temperature 1.5 above). Try other values, and other prompts, in a code cell of your own below this one
+# (+ Code)!
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_top_k_top_p", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 for options in ({"temperature": 1.5, "top_k": 5}, {"temperature": 1.5, "top_p": 0.8}):
     generator = torch.Generator().manual_seed(0)
     text = to_text(sample(model, prompt_ids, 150, generator=generator, **options)[0])
@@ -2597,7 +2598,7 @@ checks.score()
 # Compare the text of greedy decoding and of beam search, with the total log-probability of their new characters:
 # beam search usually finds a more likely text. Is it a better one?
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_beam_search", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 def log_probability(model, ids, prompt_length):
     """The sum of the log-probabilities of the tokens of ids (1, T) after its first prompt_length tokens."""
     total = 0.0
