@@ -3096,7 +3096,8 @@ def _public_train_step_losses():
 def _public_train_step_learns(losses):
     assert all(isinstance(loss, float) for loss in losses), (
         f"train_step should return a float, not {getattr(losses[0], 'type_name', type(losses[0]).__name__)}")
-    assert losses[-1] < losses[0] - 0.5, f"20 steps on one batch should lower the loss; it went from {losses[0]:.3f} to {losses[-1]:.3f}"
+    assert losses[-1] < 0.8 * losses[0], (
+        f"20 steps on one batch should lower the loss by a fifth at least; it went from {losses[0]:.4f} to {losses[-1]:.4f}")
 
 
 checks.check("returns a float, and repeated steps lower the loss", 2, _public_train_step_losses, _public_train_step_learns)
