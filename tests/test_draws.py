@@ -1,0 +1,76 @@
+"""A wrong answer fails the same way on every draw of the grading inputs.
+
+Grading draws the inputs of every check anew for each hand-in, so an answer whose checks pass on some draws only would
+get different points for the same code. coursekit/draws.py judges answers on several draws in this process; these
+tests run it on the catalogue entries that once depended on the draw (each fixed since), and show that it notices an
+answer whose points do depend on it."""
+
+from unittest import mock
+
+import nbformat
+import pytest
+
+from assignments import PW2, PW3
+from coursekit import answers, catalogue, draws, layout
+
+DRAWS = 4
+
+# Entries whose points once changed from one draw to the next: the check that decided their points passed on some
+# drawn inputs (large scores that didn't overflow, a sampled token equal to the greedy one, a crop that happened to
+# keep the token that mattered, gradients that stayed under the clipping norm, an EOS id that was never padding).
+ONCE_VARYING = {
+    PW2: ["self_attention: no scaling", "lm_loss: padding masked by the EOS id",
+          "train_step: clip_grad_value_ instead of the norm", "decode: first position instead of the last",
+          "decode: not in eval mode", "decode: sampling instead of greedy", "decode: context cropped one token short"],
+}
+
+
+def _source(assignment):
+    return nbformat.read(layout.COURSE.source_notebook(assignment), as_version=4)
+
+
+def _worth(assignment):
+    """exercise -> the points its test cell is worth."""
+    return {answers.exercise_of(g): p for g, p in answers.test_points(_source(assignment)).items()}
+
+
+def _entry(assignment, name):
+    found = [e for e in catalogue.load(assignment) if e.name == name]
+    assert found, f"{name!r} is no longer in {assignment}'s catalogue: update ONCE_VARYING"
+    return found[0]
+
+
+@pytest.mark.parametrize("name", ONCE_VARYING[PW2])
+def test_a_once_varying_wrong_answer_loses_the_same_points_on_every_draw(name):
+    entry = _entry(PW2, name)
+    found = draws.judge(_source(PW2), entry.cells, DRAWS)
+    assert found.varying() == {}, f"{name}: points by draw {found.varying()}"
+    for exercise, points in found.points.items():
+        assert sum(points.values()) == DRAWS
+        (only,) = points
+        assert only < _worth(PW2)[exercise], f"{name} should lose points in {exercise}, got {only}"
+
+
+def test_the_solution_gets_full_marks_on_every_draw():
+    source = _source(PW3)
+    solution = {k: v for k, v in answers.solution_answers(source).items() if k in ("sample", "top_p_filter")}
+    found = draws.judge(source, solution, 3)
+    assert found.varying() == {}
+    assert {e: list(c) for e, c in found.points.items()} == {e: [_worth(PW3)[e]] for e in solution}
+
+
+def test_an_answer_whose_points_depend_on_the_draw_is_found():
+    """A top_k_filter that is right only when the grading salt is even: the points alternate with the salt."""
+    source = _source(PW3)
+    right = answers.solution_answers(source)["top_k_filter"]
+    flaky = right + "\n_right_top_k_filter = top_k_filter\n" + (
+        "def top_k_filter(logits, k):\n"
+        "    if Checks.grading_salt % 2:\n"
+        "        return logits\n"
+        "    return _right_top_k_filter(logits, k)\n")
+    salts = iter([2, 3, 4, 5, 6, 7, 8, 9] * 20)
+    with mock.patch.object(draws.secrets, "randbelow", lambda _: next(salts) - 1):
+        found = draws.judge(source, {"top_k_filter": flaky}, 4)
+    assert list(found.varying()) == ["top_k_filter"]
+    low, high = found.varying()["top_k_filter"]
+    assert low < high
