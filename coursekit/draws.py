@@ -62,12 +62,14 @@ def judge(source: nbformat.NotebookNode, cells: dict[str, str], draws: int) -> D
     """The points of the exercises in `cells` (exercise grade_id -> source), judged `draws` times, each with a salt of
     its own, as grading judges a hand-in of the instructor's answers with these cells."""
     kernel, found = _kernel(source, cells), Draws()
-    for _ in range(draws):
+    for draw in range(draws):
         grader = scoring.Grader(source)
         for grade_id, cell in grader.test_cells.items():
             salt = secrets.randbelow(2**62 - 1) + 1
             if answers.exercise_of(grade_id) not in cells:
                 grader.references_of(grade_id, salt)  # the reference namespace moves on past it
+                if not draw:  # and so does the kernel, once: a later test cell may call a helper this one defines
+                    _probe_messages(kernel, cell.source, salt)
                 continue
             _, points = grader.judge(grade_id, _probe_messages(kernel, cell.source, salt), False, salt)
             found.points.setdefault(answers.exercise_of(grade_id), Counter())[points] += 1

@@ -1,13 +1,14 @@
 """Every assignment's catalogue (source_text/<assignment>/catalogue.py), graded through nbgrader exactly like a
 student's hand-in: wrong answers lose points in their own exercise only, each lost point with a message that names
-the mistake; correct answers written differently get full marks; grading the same answer twice gives the same
-score. And before hand-in, in the student's notebook: the public checks flag wrong answers in their own exercise,
+the mistake; correct answers written differently get full marks; grading the same answer again, on other drawn
+inputs, gives the same points. And before hand-in, in the student's notebook: the public checks flag wrong answers in their own exercise,
 never a correct one."""
 
+import nbformat
 import pytest
 
 from assignments import exercises, max_points
-from coursekit import catalogue, material
+from coursekit import answers, catalogue, draws, layout, material
 
 ASSIGNMENTS = catalogue.with_catalogue()
 ENTRIES = [(a, e) for a in ASSIGNMENTS for e in catalogue.load(a)]
@@ -64,19 +65,26 @@ def test_a_correct_answer_written_differently_gets_full_marks(outcomes, assignme
     assert outcome.lost == {}, [f.reason for fs in outcome.failures.values() for f in fs]
 
 
-@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=str)
-def test_grading_the_same_answers_again_gives_the_same_scores(outcomes, assignment):
-    """The submissions whose grading involves randomness (dropout, sampling) or numerics close to the tolerance:
-    REGRADED in the assignment's catalogue (entry names; "correct-<n>" for the groups of correct answers)."""
-    named = material.module(assignment, "catalogue").REGRADED
-    entries = catalogue.load(assignment)
-    students = [s for s, group in catalogue.batch_of(assignment, entries).items()
-                if s in named or any(e.name in named for e in group)]
-    assert len(students) >= 3
-    for outcome in catalogue.grade_entries(assignment, entries, students=students):
-        first = outcomes[assignment.name, outcome.entry.name]
-        assert outcome.lost == first.lost, outcome.entry.name
-        assert outcome.failures == first.failures, outcome.entry.name
+REGRADED = [(a, student) for a in ASSIGNMENTS for student, group in catalogue.batch_of(a, catalogue.load(a)).items()
+            if student in material.module(a, "catalogue").REGRADED
+            or any(e.name in material.module(a, "catalogue").REGRADED for e in group)]
+
+
+@pytest.mark.parametrize("assignment, student", REGRADED, ids=[f"{a}: {s}" for a, s in REGRADED])
+def test_grading_the_same_answers_again_gives_the_same_points(outcomes, assignment, student):
+    """The submissions whose grading involves randomness (dropout, sampling) or numerics close to the tolerance
+    (REGRADED in the assignment's catalogue: entry names; "correct-<n>" for the groups of correct answers), judged
+    again on 3 other draws of the grading inputs, as grading judges them (coursekit/draws.py): the same points in every
+    exercise as the batch above gave them, on every draw."""
+    group = catalogue.batch_of(assignment, catalogue.load(assignment))[student]
+    source = nbformat.read(layout.COURSE.source_notebook(assignment), as_version=4)
+    full = {answers.exercise_of(t): p for t, p in answers.test_points(source).items()}
+    found = draws.judge(source, {k: v for e in group for k, v in e.cells.items()}, 3)
+    for entry in group:
+        graded = outcomes[assignment.name, entry.name]
+        for exercise in entry.cells:
+            assert found.points[exercise] == {full[exercise] - graded.lost.get(exercise, 0.0): 3}, (
+                entry.name, exercise, dict(found.points[exercise]), graded.lost)
 
 
 PUBLIC = [(a, e) for a, e in WRONG if not e.hidden_only]
