@@ -198,7 +198,8 @@ def repair(student: nbformat.NotebookNode, release_nb: nbformat.NotebookNode) ->
     if release.too_long:
         notes.append(f"{release.too_long} cells too long to compare by content (over {FUZZY_MAX_CHARS // 1000} kB): "
                      "matched by grade_id, cell id, definition or identical text only")
-    tagged = sorted({t for c in student.cells for t in c.get("metadata", {}).get("tags", [])})
+    released_tags = {t for c in release_nb.cells for t in c.get("metadata", {}).get("tags", [])}  # e.g. demo
+    tagged = sorted({t for c in student.cells for t in c.get("metadata", {}).get("tags", [])} - released_tags)
     if tagged:
         notes.append(f"cell tags ignored: {', '.join(tagged)}")
     return repaired, notes
