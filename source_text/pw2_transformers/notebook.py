@@ -3554,6 +3554,9 @@ def verdict_decode_batch(data):
 def verdict_decode_eval_mode(data):
     assert not any(data["grad_enabled"]), "decode computes gradients, which generation doesn't need (and which cost memory): turn gradient tracking off in decode"
     expect_tensor(data["train"], (1, 7))
+    assert not any(data["training"]), (
+        "the model was in training mode while decode ran it: decode should put the model in eval mode, so that "
+        "dropout is off while it generates")
     assert torch.equal(data["train"], data["eval"]), (
         "a model left in training mode generated other tokens than the same model in eval mode: "
         "decode should put the model in eval mode, so that dropout is off while it generates")
@@ -3804,10 +3807,15 @@ def _probe_decode_batch():
 
 def _probe_decode_eval_mode():
     """decode of a model left in training mode, and of the same model in eval mode: they should agree."""
-    data = {"grad_enabled": []}
+    data = {"grad_enabled": [], "training": []}
+
+    def seen(module, inputs, output):  # whether gradients and training mode were on in each forward pass
+        data["grad_enabled"].append(torch.is_grad_enabled())
+        data["training"].append(module.training)
+
     for mode in ("train",) if drawn_run() else ("train", "eval"):  # see drawn_run
         model = _decode_model(200, dropout=0.5).train(mode == "train")
-        hook = model.register_forward_hook(lambda module, inputs, output: data["grad_enabled"].append(torch.is_grad_enabled()))
+        hook = model.register_forward_hook(seen)
         try:
             with torch.enable_grad():
                 torch.manual_seed(drawn(202))
