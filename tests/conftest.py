@@ -24,6 +24,23 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # the Hugging Face Hub is never needed, and 
 # grading, every small op waits for a busy core: 3x slower (the kernels that grade hand-ins get one thread anyway).
 torch.set_num_threads(1)
 
+# The course copies the tests grade stop a cell after 30 s instead of the course's 60 s: the hand-ins that loop
+# forever or block (runaways, crashes) cost half the waiting. An honest cell takes under 2 s here.
+TEST_CELL_TIMEOUT = 30
+_copy_course = layout.copy_course
+
+
+def _copy_course_for_tests(destination: Path, course: layout.Course = layout.COURSE) -> layout.Course:
+    copied = _copy_course(destination, course)
+    if f"c.Execute.timeout = {TEST_CELL_TIMEOUT}\n" in (copied.root / "nbgrader_config.py").read_text(encoding="utf-8"):
+        return copied  # a copy of a test course
+    with (copied.root / "nbgrader_config.py").open("a", encoding="utf-8") as config:
+        config.write(f"\n# tests/conftest.py: runaway cells cost less waiting\nc.Execute.timeout = {TEST_CELL_TIMEOUT}\n")
+    return copied
+
+
+layout.copy_course = _copy_course_for_tests
+
 
 def tree_digest(folder: Path) -> dict[str, str]:
     """Every file under `folder` with the hash of its bytes (and so its content and name)."""
