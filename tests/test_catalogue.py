@@ -1,8 +1,8 @@
 """Every assignment's catalogue (source_text/<assignment>/catalogue.py), graded through nbgrader exactly like a
 student's hand-in: wrong answers lose points in their own exercise only, each lost point with a message that names
 the mistake; correct answers written differently get full marks; grading the same answer again, on other drawn
-inputs, gives the same points. And before hand-in, in the student's notebook: the public checks flag wrong answers in their own exercise,
-never a correct one."""
+inputs, gives the same points. And before hand-in, in the student's notebook: the public checks flag wrong answers in
+their own exercise, never a correct one."""
 
 import nbformat
 import pytest

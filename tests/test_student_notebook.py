@@ -6,6 +6,7 @@ process, on the local sample data and a BPE tokenizer trained on it, as the note
 """
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -237,9 +238,22 @@ def test_the_solution_runs_top_to_bottom_offline_on_the_cpu(solution_run):
     assert errors(solution_run) == []
     assert "No GPU found: running on the CPU instead." in outputs(solution_run, "device")
     data = outputs(solution_run, "load_data").strip().splitlines()
-    assert data == ["Offline: using the small local sample data/wikitext_sample.json instead of downloading WikiText-103."]
+    assert data == ["Offline: using a small sample of WikiText (data/wikitext_sample.json) instead of downloading WikiText-103."]
     text = all_text(solution_run)
     assert "Bonus skipped: it downloads BERT from the Hugging Face Hub, which can't be reached here." in text
+
+
+def test_without_its_data_folder_the_notebook_uses_the_sample_it_embeds(tmp_path, monkeypatch):
+    """In Colab, a notebook opened from GitHub has no data/ beside it: the offline fallback (download failed, or
+    HF_HUB_OFFLINE) reads the same sample from the copy embedded in its load_data cell."""
+    source = nbformat.read(layout.COURSE.source_notebook(PW2), as_version=4)
+    cell = next(c for c in source.cells if answers.grade_id(c) == "load_data")
+    monkeypatch.chdir(tmp_path)
+    namespace = {"GRADING": False, "OFFLINE": True}
+    exec(compile(cell.source, "<load_data>", "exec"), namespace)
+    expected = json.loads((layout.COURSE.source_notebook(PW2).parent / "data" / "wikitext_sample.json").read_text())
+    assert {split: list(namespace["dataset"][split]["text"]) for split in expected} == expected
+    assert not (tmp_path / "data").exists()
 
 
 def test_the_students_run_trains_saves_and_generates(solution_run, tmp_path):

@@ -2707,10 +2707,12 @@ checks.score()
 #
 # ## Data
 #
-# We use WikiText-103, a corpus of Wikipedia articles, one line of text per example. While the notebook is graded, or when the Hugging Face Hub can't be reached (`HF_HUB_OFFLINE=1`, or no network), it uses a small local sample of WikiText instead (the `data/` folder next to the notebook).
+# We use WikiText-103, a corpus of Wikipedia articles, one line of text per example. While the notebook is graded, or when the Hugging Face Hub can't be reached (`HF_HUB_OFFLINE=1`, or no network), it uses a small sample of WikiText instead: `data/wikitext_sample.json` next to the notebook, or, when the notebook was opened without its `data/` folder (in Colab, from GitHub), the same sample embedded in the cell below.
 
 # %% nbgrader={"grade": false, "grade_id": "load_data", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import base64
 import json
+import zlib
 
 import datasets
 from datasets import Dataset, DatasetDict, load_dataset
@@ -2718,23 +2720,32 @@ from datasets import Dataset, DatasetDict, load_dataset
 if GRADING:
     datasets.disable_progress_bars()
 
+# The same sample, compressed, for a notebook opened without its data/ folder (in Colab, from GitHub):
+EMBEDDED_SAMPLE = "eNqNWF2PJDcVfd9fYc0LidSMWKIQZaSVsklWy6B8rDKTrIDw4K5yd3vbZVdsV/d2EA/svvDCfwAkQALBU/4B4peM4HdwzrWrumamV0SRoumyfX3vuefee7y/fqDOctTWn12oXz5Q6uxswf+rR+or7baHaLX6aBODt40zSV1eXmLla1821a1Xxr/49++VD8cj76gL9aWPpgmxNe3cwlvqZ7rX3iSDLf/93V/+84fvbn77z5vX3928+uPN67/fvPrHzes/37z+282rP72jFsrZrM6PdsNK5Y1RH+qcnVlZ41pc9Tb2NaHrgncHFc3KxIg7c1A6vTGIMORkW1OcwXmblFZZN9k22qkYnFEf/PAD1Tt9sH6tdtgb1Fp3RrVmZ1zoccPygNDXWmnfqk9Na/X5VzbZ4NUqRHHzGU5fZZ357VmIWS9h9lx9YZzRCQasx/1+0PGgfvyjhw/L7+pPpks0kjc2tuVqrPPLFFMy0SKec/Wk610QR7meuHc1iCsEbIyKfkaDPxhZtthEqwyRSNmcVA/gTGNSCjHBCTGWA9yLg8eqjto54wgtl1Y2plw8o+lVcC7si9Nfn6nP8B1oJ/69ALi98bi6s8goAx48QkQAu9FrX3CCw09xC6JrhziuXYFIuOHJEAPhea6j2m8CTEZA3cFME01WS6ebrUJqophK4pWORvU2Z8Ct16A5PKbFyw7bLBwSP+DiR9rpTueD+kLvjOeX87s8f4T/no6IPbpfB4+T2tu8IYo7G4ZKPhtvkY9wEds3EfP/EFHQ3m8Mo8IngzxlvTXgv8/YTPj0HZCJguxB/jI51NmUCj4VEONNdyBrG2HTFVJOXhG6HFBiGS4O6w2LzDZqGcJWfHJWjHrjauDaW0AIpJsNqNJkE1UP2qO7ZIYse6alpFJv9JZB0THkAtU73rQLtoEd7DDNRi2H5ZL4MJL7ewdfd2fzks3iejNig0yEdQQHTZp2T1UDpJz1BlSa8FioddTtINYH70KzJWuS6nRPAzqrBuxbgvnRGOxJ+OnNEZ9SYHK3nAPRDoLiZKx4h92Z0CqjEV2pMGyoBVCKHHeqnRZPW4PaaQkU1uCAxQ80JPg5xvkDYNMjWJq7ID1oxqAUxCIolVCKDTNTijrgf7F81w5fw2o1FnW1eK4+rx1yhs5sfZZGACy00kCn65lnoSe5l0bAmgFRdvZb4uLn/FjHsAcrQtMMMc1KTnASsiO2pbR7lQ4pm6768aGz1784frK8KgIuBLOD3dZi+GTkaBVDd7dbnauPS2+ZxTZWU0GqZEbKB30UO1GToRfWt2Hv2XnATRTpzowzaTmbSUzeBVLQGKIyBXs/ERXNDj6XxnncrMESVu4d0zIDOBGkK8ANJPhEp/rEpiVW7vWo+r3OlkajNdbJwN9OxzWz2Vg0QsTFoTWsseFcXWaUC8um0NNjBWlGcrXfjhBc6zW6HgzISFsoqS4uPM5Oe3Q09XljZLzxQpsKSctZ9Jl6M29BlM/xkxdI0ze1csQxHNx6ZoFzliTbWOeSDM2kDoZTSKHpdKVh8GO2ZPlK/+uvujW3aPbpgDxXF8T4XrPgEprpoYx4riCOvPlmYBPF3ofvvfuu0NziLPeXyVe2gyhp8Lqzcjk+gHemdo/lENku6HaCisA0Va0+pBobTQAuBkaj0SwH67LUPH6sByQH5WJZregZ6EDSVGcQFoabl6hCVxoc6CUNauY/aQOHbMrICEjWbGwGI4co8mIC+8Toe4IZE7qTk09aLhjBO48Mm7m2RBUxvZU9Ex+aoJOcOmY5oDSTVDl6cVEWIhM4mzpGMPSol3JqyhqahKnuLeqRgq/1JJF0VvzCAMO8IsE2mPI8biOxLavognJLlVli+AQS11H7RN2BbL0Fl4AgAoWki156Smghkd4+IQ8Y0XRS5nxrTH88eSsZS1GIFS/Uv/HSyzvMQ0QAgKQkSRTLyd8OTRGUEJLvjRH0Gg2CUubxdP4yqcfOqZ+HQX1mcKKIMymTyh/bYZDsTFvVH+b5iPQoH2rEEo0rQ2tWUV960QVovwN0ODjmTd6HuE2iAucQ4J6mDGdM3KJ1w9b4VERMMt8MRjpoLp30ojTl0jEd2c8cH8qhAlE7TrEy4Ko5lKqx602uarJjVW7QIyJ68Y5VMM1pFqItNEtKXkV16kpjBH0iWA59xaax0uxPXIRo6NEL0hgQz5TpN4PlE+3Xg4YR4QcGAW0ge0+fXcvVpdhlWmnC3pSuOoMLyhxHI2QutERtGsVt8bQ8eajgbVM0rqceKugIoqKPFmOzP6g1dF9kfmWB1TpCyc22e0MfOJLpDZ3gyNZyrRjlc8zP0iITG+U4cBhOQ7oNmSiCzbkcBgeQ4h2KAk1T9LzamunDghLMHft0Qo+L1FdhbA+WUqADC6xop5aDq9NOlEjRrCqFVe70y9qFIc3g0zggC3GoRIduLIOddoOpHtxK8SVqY3DZSo/dGN3OkFhMHen4jVsSn1asqulxtSg0F+fIIZEbMbyg2ihSpSYQoRVni1JH+4OCxCMrV5FVDxEdsumc/lGjDQleuFt0lNLsdNrK2wXupeJEH5IVVwsvpcSkiqpWrMt1vJUxqOTFfr9rijY4yZeyVBF3wYsEiZYyrkJ+ueRjDY9og4JMmISl+2FQHNt1B7mU+Z7hIaOLeLjq8QXRreRluqdh3cSAV2lZIU6TyCnImq6vEqRGeUe8INA64vBSmqY4xQZdl5Q1mGEJbBz63lFRiJyjaWq/aGWwVONl+MwBe6B+hT/OwDLbSnO99w8zdDjch7J8rjCm8mL+/oJuVG0V8Y8RQqhJsDPJN01doh0Px+GxQS9bWz6diYCnzGY7oijYc1qMeokaeGP7fqx6wQuaTccRQYFFLr7zHEBr5ssUqgEMjeaWAFgcC8bjHQAajhJJZBhk05qx0uoxvEVVew1uZ9Go5yFCYv8UZMusjStMY0b/8P33f3K6F97t6qf+VeBurWlMiDVf36zQpV7ysS58mM08hIaZ2SbJU6LOh6R7KUlkEW/4EmCXQQMo3bsD4wcKTQ42/NWzNtr6z0jSHXXdeVHLbF+hmNkub5KlybmuFYfvkzODLfdoWTA9WeFlSSRPp1+gcX+f6i41O5EkwUYj6SilS67jM8qeXTxX+i8mzb9jOz3xWEBseGEBmx1oedAF5HmAD37zP6l3NKM="
+
+
 def local_sample():
-    """The small local sample of WikiText (data/wikitext_sample.json), with the same splits and "text" column."""
-    with open("data/wikitext_sample.json") as f:
-        return DatasetDict({split: Dataset.from_dict({"text": lines}) for split, lines in json.load(f).items()})
+    """The small sample of WikiText in data/wikitext_sample.json (or, without that file, the copy embedded above),
+    with the same splits and "text" column as WikiText-103."""
+    try:
+        with open("data/wikitext_sample.json", encoding="utf-8") as f:
+            splits = json.load(f)
+    except FileNotFoundError:
+        splits = json.loads(zlib.decompress(base64.b64decode(EMBEDDED_SAMPLE)))
+    return DatasetDict({split: Dataset.from_dict({"text": lines}) for split, lines in splits.items()})
 
 
 if OFFLINE:
     dataset = local_sample()
-    print("Offline: using the small local sample data/wikitext_sample.json instead of downloading WikiText-103.")
+    print("Offline: using a small sample of WikiText (data/wikitext_sample.json) instead of downloading WikiText-103.")
 else:
     try:
         dataset = load_dataset("Salesforce/wikitext", "wikitext-103-raw-v1")
     except Exception as error:  # no network, or the Hub is down: carry on offline
         OFFLINE = True
         dataset = local_sample()
-        print(f"Could not download WikiText-103 ({type(error).__name__}): using the small local sample "
-              "data/wikitext_sample.json instead.")
+        print(f"Could not download WikiText-103 ({type(error).__name__}): using a small sample of WikiText "
+              "(data/wikitext_sample.json) instead.")
 
 dataset
 
