@@ -88,7 +88,7 @@ def summary_line(exercise, earned, checked, points):
     hidden = points - checked
     if hidden > 0:
         return (f"Public checks: {earned}/{checked} points. "
-                f"Hidden checks worth {hidden} more points run when your work is graded.")
+                f"Hidden checks worth {hidden} more point{'' if hidden == 1 else 's'} run when your work is graded.")
     return f"{exercise}: {earned}/{points} points."
 
 

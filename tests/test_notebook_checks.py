@@ -307,3 +307,9 @@ def test_every_check_cells_honest_probe_data_fits_well_within_its_budget(assignm
     for grade_id in grader.test_cells:
         sent = sum(len(json.dumps(pack(data))) for status, data in grader.references_of(grade_id, SALT) if status == "ok")
         assert 2 * sent < 0.8 * budget, (grade_id, sent)
+
+
+def test_the_line_after_the_public_checks_counts_hidden_points_in_words():
+    assert notebook_checks.summary_line("decode", 2, 4, 5).endswith("Hidden checks worth 1 more point run when your work is graded.")
+    assert "worth 6 more points run" in notebook_checks.summary_line("decode", 2, 4, 10)
+    assert notebook_checks.summary_line("decode", 10, 10, 10) == "decode: 10/10 points."
