@@ -1435,14 +1435,14 @@ checks.score()
 #
 # GPT uses a version of self-attention called causal self-attention. When we train a model for language modeling or machine translation, we feed it the entire training sequence at once, and every position is computed at the same time, in one pass: the model predicts the next token at every position in parallel. What keeps a position from seeing the future is a mask: position $i$ may only attend to positions $j \le i$, and the mask hides everything after it. For instance, take the sentence "Lisbon is a great city to live in". Using strikethrough for what the mask hides, this is what each position sees (all of these rows are computed together, not one after the other):
 #
-# - Position 0: Lisbon ~is a great city to live in~
-# - Position 1: Lisbon is ~a great city to live in~
-#
-# - Position 2: Lisbon is a ~great city to live in~
-# - Position 3: Lisbon is a great ~city to live in~
-# - Position 4: Lisbon is a great city ~to live in~
-# - Position 5: Lisbon is a great city to ~live in~
-# - Position 6: Lisbon is a great city to live ~in~
+# - Position 0: Lisbon ~~is a great city to live in~~
+# - Position 1: Lisbon is ~~a great city to live in~~
+# - Position 2: Lisbon is a ~~great city to live in~~
+# - Position 3: Lisbon is a great ~~city to live in~~
+# - Position 4: Lisbon is a great city ~~to live in~~
+# - Position 5: Lisbon is a great city to ~~live in~~
+# - Position 6: Lisbon is a great city to live ~~in~~
+# - Position 7: Lisbon is a great city to live in (nothing is hidden from the last position)
 #
 # ![transformer](https://paullerner.github.io/aivancity_nlp/_static/attention_mask.png)
 #
@@ -3953,7 +3953,7 @@ if attentions is not None:  # otherwise the cell above said why the bonus is ski
 # %% [markdown]
 # # Check my work, and hand in
 #
-# The cell below runs the public checks of every exercise again, on your code as it is now, and sums them up: one line per exercise. Run it once you are done, after running the whole notebook (Runtime > Run all). It gives no points, and it ends with how to hand in your notebook.
+# The cell below runs the public checks of every exercise again, on your code as it is now, and sums them up: one line per exercise. Run it once you are done, after running the whole notebook (Runtime > Run all: it stops at the first cell that raises an error, such as an exercise you have not finished yet; fix that cell, or run the cells after it one by one). It gives no points, and it ends with how to hand in your notebook.
 
 # %% nbgrader={"grade": false, "grade_id": "check_my_work", "locked": true, "schema_version": 3, "solution": false, "task": false}
 check_my_work(["self_attention", "multi_head_attention", "causal_multi_head_attention", "CausalSelfAttention",

@@ -2616,7 +2616,7 @@ for name, ids in [("greedy", sample(model, prompt_ids, 40, top_k=1)), ("5 beams"
 # %% [markdown]
 # # Check my work, and hand in
 #
-# The cell below runs the public checks of every exercise again, on your code as it is now, and sums them up: one line per exercise. Run it once you are done, after running the whole notebook (Runtime > Run all). It gives no points, and it ends with how to hand in your notebook.
+# The cell below runs the public checks of every exercise again, on your code as it is now, and sums them up: one line per exercise. Run it once you are done, after running the whole notebook (Runtime > Run all: it stops at the first cell that raises an error, such as an exercise you have not finished yet; fix that cell, or run the cells after it one by one). It gives no points, and it ends with how to hand in your notebook.
 
 # %% nbgrader={"grade": false, "grade_id": "check_my_work", "locked": true, "schema_version": 3, "solution": false, "task": false}
 check_my_work(["apply_temperature", "top_k_filter", "top_p_filter", "sample", "beam_search"], grading=GRADING)
