@@ -624,6 +624,10 @@ class Block(nn.Module):
     wrong("lm_loss: padding masked by the EOS id", "lm_loss", _loss('''    targets = input_ids[:, 1:].masked_fill(input_ids[:, 1:] == 0, -100)
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 '''), expect="every EOS token is ignored"),
+    wrong("lm_loss: masked losses averaged over every position", "lm_loss", _loss('''    V = logits.shape[-1]
+    losses = F.cross_entropy(logits[:, :-1].reshape(-1, V), input_ids[:, 1:].reshape(-1), reduction="none")
+    return (losses * attention_mask[:, 1:].reshape(-1)).mean()
+'''), expect="still counted in the average"),
     wrong("lm_loss: mask taken on the input side", "lm_loss", _loss('''    mask = attention_mask[:, :-1].bool()
     return F.cross_entropy(logits[:, :-1][mask], input_ids[:, 1:][mask])
 '''), expect="input side"),

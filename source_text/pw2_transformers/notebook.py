@@ -812,6 +812,7 @@ MISTAKES = {
     "input_side_mask": "the mask is taken on the input side (attention_mask[:, :-1]); take it on the target side (attention_mask[:, 1:])",
     "per_row_mean": "the loss is averaged per sequence, then over sequences; average over all real target tokens at once",
     "eos_masked": "every EOS token is ignored, including real ones inside the text: mask the padding with attention_mask, not by token id",
+    "divided_by_all": "the padded positions are zeroed but still counted in the average ((loss * mask).mean() divides by every position): divide the sum of the masked losses by the number of real target tokens (mask.sum())",
 }
 
 
@@ -1051,6 +1052,8 @@ def _ref_lm_loss(logits, input_ids, attention_mask, mistake=None):
     if mistake == "per_row_mean":
         mask = mask.float()
         return ((losses * mask).sum(1) / mask.sum(1)).mean()
+    if mistake == "divided_by_all":
+        return (losses * mask.float()).mean()
     mask = mask.float()
     return (losses * mask).sum() / mask.sum()
 
@@ -2860,7 +2863,7 @@ def _verdict_loss_against_reference(loss, seed, mistakes, what):
 
 def verdict_loss_value(loss):
     _verdict_loss_against_reference(loss, 100, ["not_shifted", "shifted_twice", "padding_counted", "input_side_mask",
-                                                "per_row_mean", "eos_masked"], "loss of a padded batch")
+                                                "per_row_mean", "eos_masked", "divided_by_all"], "loss of a padded batch")
 
 
 def verdict_loss_real_eos(loss):
@@ -2916,7 +2919,9 @@ def _public_loss_expected(expected, what, **mistakes):
                 "per_row_mean": "the loss is averaged per sequence, then over sequences: average over all the real "
                                 "target tokens of the batch at once",
                 "eos_masked": "every EOS token is ignored, including the real one inside the text: recognize padding "
-                              "by its attention_mask, not by its token id"}
+                              "by its attention_mask, not by its token id",
+                "divided_by_all": "the padded positions are zeroed but still counted in the average ((loss * mask).mean() "
+                                  "divides by every position): divide the sum by the number of real target tokens"}
 
     def verdict(loss):
         assert isinstance(loss, torch.Tensor), (
@@ -2943,7 +2948,7 @@ checks.check("without padding: the mean cross-entropy of the next token", 3, _pu
                                    sum=7.67001))
 checks.check("a padded batch: the mean over the real target tokens only", 3, lambda: lm_loss(*_public_padded_batch()),
              _public_loss_expected(1.26264, "the loss of a padded batch", padding_counted=1.11955,
-                                   input_side_mask=1.21357, per_row_mean=1.30351, eos_masked=1.38168,
+                                   input_side_mask=1.21357, per_row_mean=1.30351, eos_masked=1.38168, divided_by_all=0.94698,
                                    not_shifted=2.09316, shifted_twice=1.86948, sum=7.57583))
 checks.check("large logits give a finite loss", 1, _public_loss_large_logits, _public_loss_finite)
 ### BEGIN HIDDEN TESTS
