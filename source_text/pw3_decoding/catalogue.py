@@ -73,6 +73,8 @@ ENTRIES = [
     # ---- apply_temperature -------------------------------------------------------------------------------------
     wrong("apply_temperature: multiplied instead of divided", "apply_temperature",
           _temperature("    return logits * temperature\n"), expect="multiplied by the temperature"),
+    wrong("apply_temperature: divides the caller's logits in place", "apply_temperature",
+          _temperature("    logits /= temperature\n    return logits\n"), expect="changed the logits it was given"),
     wrong("apply_temperature: returns probabilities", "apply_temperature",
           _temperature("    return F.softmax(logits / temperature, dim=-1)\n"), expect="probabilities (a softmax)"),
     wrong("apply_temperature: probabilities divided by the temperature", "apply_temperature",
@@ -81,8 +83,8 @@ ENTRIES = [
     wrong("apply_temperature: in place, returns nothing", "apply_temperature",
           _temperature("    logits /= temperature\n"), expect="returns None"),
     correct("apply_temperature: torch.div", "apply_temperature", _temperature("    return torch.div(logits, temperature)\n")),
-    correct("apply_temperature: in place, times 1/T", "apply_temperature",
-            _temperature("    logits.mul_(1.0 / temperature)\n    return logits\n")),
+    correct("apply_temperature: times 1/T, on a copy", "apply_temperature",
+            _temperature("    return logits.clone().mul_(1.0 / temperature)\n")),
 
     # ---- top_k_filter ------------------------------------------------------------------------------------------
     wrong("top_k_filter: keeps k - 1 (strict comparison)", "top_k_filter", _top_k('''\

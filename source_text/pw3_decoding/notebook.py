@@ -999,10 +999,12 @@ for probability, token in zip(top.values.tolist(), top.indices.tolist()):
 #
 # Complete `apply_temperature`: it returns the logits divided by the temperature, with the same shape as `logits`
 # (any shape: the vocabulary is the last dimension). It returns logits, not probabilities: the softmax comes later.
+# It returns a new tensor and leaves `logits` as they were: the caller may use them again (the demo below divides the
+# same logits by several temperatures), so an in-place `logits /= temperature` would change what it sees next.
 
 # %% nbgrader={"grade": false, "grade_id": "apply_temperature", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def apply_temperature(logits, temperature):
-    """The logits divided by the temperature (a number > 0), same shape as `logits`."""
+    """The logits divided by the temperature (a number > 0), same shape as `logits`, in a new tensor."""
     ### BEGIN SOLUTION
     return logits / temperature
     ### END SOLUTION
@@ -1082,18 +1084,25 @@ def _public_temperature_unchanged(data):
 
 
 def _public_temperature_shape():
-    return apply_temperature(own_or_drawn([[[4.0, -2.0, 1.0]], [[0.0, 8.0, -4.0]]], seed=302, scale=4.0), 4.0)  # (2, 1, 3)
+    """The output for logits of shape (2, 1, 3), and those logits after the call (they must not have changed)."""
+    logits = own_or_drawn([[[4.0, -2.0, 1.0]], [[0.0, 8.0, -4.0]]], seed=302, scale=4.0)
+    return {"output": apply_temperature(logits, 4.0), "logits_after": logits}
 
 
-def _public_temperature_any_shape(output):
+def _public_temperature_any_shape(data):
+    output = data["output"]
     assert output is not None, "apply_temperature returns None: return the new logits"
     expect_numbers(output, [[[1.0, -0.5, 0.25]], [[0.0, 2.0, -1.0]]], [(_MULTIPLIED, [[[16.0, -8.0, 4.0]], [[0.0, 32.0, -16.0]]])],
                    what="logits of shape (2, 1, 3) at temperature 4")
+    assert torch.equal(data["logits_after"].detach().float().cpu(), torch.tensor([[[4.0, -2.0, 1.0]], [[0.0, 8.0, -4.0]]])), (
+        "apply_temperature changed the logits it was given (an in-place division, such as logits /= temperature): "
+        "return a new tensor (logits / temperature) and leave the caller's logits as they were: the demo below "
+        "divides the same logits by several temperatures")
 
 
 checks.check("divides the logits by the temperature", 4, _public_temperature_values, _public_temperature_divides)
 checks.check("temperature 1 changes nothing", 1, _public_temperature_one, _public_temperature_unchanged)
-checks.check("logits of shape (B, T, V)", 1, _public_temperature_shape, _public_temperature_any_shape)
+checks.check("logits of shape (B, T, V), left unchanged", 1, _public_temperature_shape, _public_temperature_any_shape)
 ### BEGIN HIDDEN TESTS
 _HIDDEN_TEMPERATURES = (0.7, 1.5, 3.0)
 
