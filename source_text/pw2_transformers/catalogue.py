@@ -517,6 +517,10 @@ class CausalSelfAttention(nn.Module):
 '''),
 
     # ---- Block -------------------------------------------------------------------------------------------
+    wrong("Block: attention built with its default sizes", "Block",
+          _block("        x = x + self.attn(self.ln1(x))\n        return x + self.ff(self.ln2(x))\n").replace(
+              "CausalSelfAttention(hidden_size, num_heads, dropout, seq_len)", "CausalSelfAttention()"),
+          expect="give the sub-layers the block's own sizes"),
     wrong("Block: no residual connections", "Block",
           _block("        x = self.attn(self.ln1(x))\n        return self.ff(self.ln2(x))\n"), expect="residual connections are missing"),
     wrong("Block: no layer norms", "Block",

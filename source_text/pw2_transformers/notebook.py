@@ -2139,13 +2139,51 @@ def _public_block_on_stand_ins(data, reference):
 checks = Checks("Block", points=10)
 
 
+_OTHER_BLOCK_SIZES = {"hidden_size": 12, "num_heads": 3, "seq_len": 5}
+
+
 def _public_block_output():
+    """The output of a Block with the default sizes, and of one with other sizes, with the sizes it gave the sub-layers
+    it built (recorded by the stand-ins)."""
+    built = {}
+
+    class Attention(StandInAttention):
+        def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+            super().__init__(hidden_size, num_heads, dropout, seq_len)
+            built["CausalSelfAttention"] = {"hidden_size": hidden_size, "num_heads": num_heads, "seq_len": seq_len}
+
+    class Feed(StandInFeedForward):
+        def __init__(self, hidden_size, dropout):
+            super().__init__(hidden_size, dropout)
+            built["FeedForward"] = {"hidden_size": hidden_size}
+
     with replaced(CausalSelfAttention=StandInAttention, FeedForward=StandInFeedForward):  # see `replaced`
-        block = Block()
-    return block(seeded_randn(1, 3, 8, seed=0))
+        default = Block()(seeded_randn(1, 3, 8, seed=0))
+    with replaced(CausalSelfAttention=Attention, FeedForward=Feed):
+        other = Block(dropout=0.0, **_OTHER_BLOCK_SIZES)
+    built = dict(built)  # what the constructor built, before the forward pass
+    try:
+        other_output = other(seeded_randn(2, 5, 12, seed=1))
+    except RuntimeError as error:
+        other_output = f"{type(error).__name__}: {error}"[:300]
+    return {"default": default, "built": built, "other": other_output}
 
 
-checks.check("output shape with the default sizes", 1, _public_block_output, lambda output: expect_tensor(output, (1, 3, 8)),
+def _public_block_shapes(data):
+    expect_tensor(data["default"], (1, 3, 8), "the output with the default sizes")
+    for sublayer, sizes in data["built"].items():
+        wrong = {k: v for k, v in sizes.items() if v != _OTHER_BLOCK_SIZES[k]}
+        assert not wrong, (
+            f"Block(hidden_size=12, num_heads=3, seq_len=5) built its {sublayer} with "
+            f"{', '.join(f'{k}={v}' for k, v in wrong.items())}: give the sub-layers the block's own sizes "
+            "(hidden_size, num_heads, dropout, seq_len), not their defaults")
+    assert not isinstance(data["other"], str), (
+        f"Block(hidden_size=12, num_heads=3, seq_len=5) fails on an input of 12 features ({data['other']}): "
+        "every layer of the block should use the block's own sizes")
+    expect_tensor(data["other"], (2, 5, 12), "the output of Block(hidden_size=12, num_heads=3, seq_len=5)")
+
+
+checks.check("output shape, with the default sizes and with others", 1, _public_block_output, _public_block_shapes,
              vouched_by="output values with stand-in sub-layers")  # its stand-ins' weights are random: no reference
 
 
