@@ -157,7 +157,9 @@ def send_probe(exercise, index, description, status, result, drawn=False):
 # data on the notebook's inputs and on the drawn ones.
 _KNOWN = {"divides the logits by the temperature": {"2.0": torch.tensor([[1.0, -0.5, 0.25, 0.0]]),
                                                     "0.5": torch.tensor([[4.0, -2.0, 1.0, 0.0]])},
-          "logits of shape (B, T, V)": torch.tensor([[[1.0, -0.5, 0.25]], [[0.0, 2.0, -1.0]]])}
+          "logits of shape (B, T, V), left unchanged": {
+              "output": torch.tensor([[[1.0, -0.5, 0.25]], [[0.0, 2.0, -1.0]]]),
+              "logits_after": torch.tensor([[[4.0, -2.0, 1.0]], [[0.0, 8.0, -4.0]]])}}
 
 
 def _forge(info):
@@ -250,7 +252,7 @@ def test_answers_right_only_on_the_notebooks_inputs_fail_on_the_drawn_ones(batch
     results, lines = batch
     failed = _failed(lines["knows-when-graded"], "apply_temperature")
     assert failed["divides the logits by the temperature"].startswith(DRAWN_MISMATCH)
-    assert failed["logits of shape (B, T, V)"].startswith(DRAWN_MISMATCH)
+    assert failed["logits of shape (B, T, V), left unchanged"].startswith(DRAWN_MISMATCH)
     assert results["knows-when-graded"].exercises["top_p_filter"] == 0
     assert _failed(lines["knows-when-graded"], "top_p_filter")[
         "keeps the smallest set of most likely tokens whose probabilities reach p"].startswith(DRAWN_MISMATCH)

@@ -65,7 +65,7 @@ def test_the_solution_runs_end_to_end_offline_in_grading_mode(graded):
         if cell.metadata.get("nbgrader", {}).get("grade"):
             assert not [o for o in cell.outputs if o.output_type == "stream" and o.name == "stderr"], cell.id
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "Offline: using the small local sample" in outputs
+    assert "Offline: using a small sample of WikiText" in outputs
     training = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "demo_training_run")
     assert training.outputs == [], "the training demo is skipped while graded: no check needs it"
 
