@@ -313,3 +313,20 @@ def test_the_line_after_the_public_checks_counts_hidden_points_in_words():
     assert notebook_checks.summary_line("decode", 2, 4, 5).endswith("Hidden checks worth 1 more point run when your work is graded.")
     assert "worth 6 more points run" in notebook_checks.summary_line("decode", 2, 4, 10)
     assert notebook_checks.summary_line("decode", 10, 10, 10) == "decode: 10/10 points."
+
+
+@pytest.mark.parametrize("eos_id", [50256, 0], ids=["GPT-2's tokenizer (Colab)", "the offline BPE tokenizer"])
+def test_a_loss_that_ignores_the_eos_id_gets_the_same_diagnosis_whatever_the_tokenizer(eos_id):
+    """lm_loss's checks show the student's code a tokenizer whose EOS id is the checks' padding id: the same mistake is
+    named the same way in Colab (GPT-2's EOS is 50256) and offline."""
+    from coursekit import catalogue
+    source = nbformat.read(layout.COURSE.source_notebook(PW2), as_version=4)
+    release = nbformat.read(layout.COURSE.release_notebook(PW2), as_version=4)
+    answer = (f"import types\ntokenizer = types.SimpleNamespace(eos_token_id={eos_id}, pad_token_id={eos_id})\n\n"
+              "def lm_loss(logits, input_ids, attention_mask):\n"
+              "    V = logits.shape[-1]\n"
+              "    return F.cross_entropy(logits[:, :-1].reshape(-1, V), input_ids[:, 1:].reshape(-1),\n"
+              "                           ignore_index=tokenizer.eos_token_id)\n")
+    failed = catalogue.public_failures({"lm_loss": answer}, release, answers.solution_answers(source))["lm_loss"]
+    assert [c.description for c in failed] == ["a padded batch: the mean over the real target tokens only"]
+    assert "every EOS token is ignored" in failed[0].reason

@@ -632,6 +632,9 @@ class Block(nn.Module):
     losses = F.cross_entropy(logits[:, :-1].reshape(-1, V), input_ids[:, 1:].reshape(-1), reduction="none")
     return (losses * attention_mask[:, 1:].reshape(-1)).mean()
 '''), expect="still counted in the average"),
+    wrong("lm_loss: ignore_index=tokenizer.eos_token_id", "lm_loss", _loss('''    V = logits.shape[-1]
+    return F.cross_entropy(logits[:, :-1].reshape(-1, V), input_ids[:, 1:].reshape(-1), ignore_index=tokenizer.eos_token_id)
+'''), expect="every EOS token is ignored"),
     wrong("lm_loss: mask taken on the input side", "lm_loss", _loss('''    mask = attention_mask[:, :-1].bool()
     return F.cross_entropy(logits[:, :-1][mask], input_ids[:, 1:][mask])
 '''), expect="input side"),

@@ -2933,6 +2933,25 @@ def verdict_loss_gradient(data):
 checks = Checks("lm_loss", points=15)
 
 
+class _ChecksTokenizer:
+    """The notebook's tokenizer as lm_loss's checks show it: its EOS token (GPT-2's padding token too) is id 0, as in
+    the checks' inputs, so that a loss that reads tokenizer.eos_token_id is judged the same in Colab (GPT-2's EOS is
+    50256) and offline."""
+    eos_token_id = pad_token_id = 0
+
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def _lm_loss(*inputs):
+    """Your lm_loss, called while `tokenizer` is the checks' (see _ChecksTokenizer)."""
+    with replaced(tokenizer=_ChecksTokenizer(globals().get("tokenizer"))):  # see `replaced`
+        return lm_loss(*inputs)
+
+
 def _public_padded_batch():
     """Two texts: the first has a real EOS token (id 0) inside it; the second is 3 tokens long, then 2 of padding (id 0)."""
     input_ids = torch.tensor([[3, 1, 0, 4, 2], [2, 4, 1, 0, 0]], device=DEVICE)
@@ -2943,7 +2962,7 @@ def _public_padded_batch():
 def _public_loss_without_padding():
     logits, input_ids = seeded_randn(2, 4, 5, seed=0), seeded_randint(5, (2, 4), seed=1)  # ids [[0, 4, 4, 3], [3, 3, 1, 1]]
     input_ids[:, 1:] = input_ids[:, 1:].clamp(min=1)  # no EOS (id 0) to predict: this check is about the shift and the mean
-    return lm_loss(logits, input_ids, torch.ones(2, 4, dtype=torch.long, device=DEVICE))
+    return _lm_loss(logits, input_ids, torch.ones(2, 4, dtype=torch.long, device=DEVICE))
 
 
 def _public_loss_expected(expected, what, **mistakes):
@@ -2970,7 +2989,7 @@ def _public_loss_expected(expected, what, **mistakes):
 
 def _public_loss_large_logits():
     logits, input_ids, attention_mask = _public_padded_batch()
-    return lm_loss(1000 * logits, input_ids, attention_mask)
+    return _lm_loss(1000 * logits, input_ids, attention_mask)
 
 
 def _public_loss_finite(loss):
@@ -2984,7 +3003,7 @@ def _public_loss_finite(loss):
 checks.check("without padding: the mean cross-entropy of the next token", 3, _public_loss_without_padding,
              _public_loss_expected(1.27834, "the loss without padding", not_shifted=1.77329, shifted_twice=1.67238,
                                    sum=7.67001))
-checks.check("a padded batch: the mean over the real target tokens only", 3, lambda: lm_loss(*_public_padded_batch()),
+checks.check("a padded batch: the mean over the real target tokens only", 3, lambda: _lm_loss(*_public_padded_batch()),
              _public_loss_expected(1.26264, "the loss of a padded batch", padding_counted=1.11955,
                                    input_side_mask=1.21357, per_row_mean=1.30351, eos_masked=1.38168, divided_by_all=0.94698,
                                    not_shifted=2.09316, shifted_twice=1.86948, sum=7.57583))
@@ -3017,8 +3036,8 @@ def _probe_loss_padded_logits():
     last_real = attention_mask.sum(1) - 1
     changed[torch.arange(3, device=DEVICE), last_real] = seeded_randn(3, 50, seed=113) * 100  # nothing to predict after it
     if drawn_run():  # see drawn_run
-        return {"changed": lm_loss(changed, input_ids, attention_mask)}
-    return {"changed": lm_loss(changed, input_ids, attention_mask), "original": lm_loss(logits, input_ids, attention_mask)}
+        return {"changed": _lm_loss(changed, input_ids, attention_mask)}
+    return {"changed": _lm_loss(changed, input_ids, attention_mask), "original": _lm_loss(logits, input_ids, attention_mask)}
 
 
 def _probe_loss_padded_tokens():
@@ -3026,15 +3045,15 @@ def _probe_loss_padded_tokens():
     changed = input_ids.clone()
     changed[attention_mask == 0] = 17
     if drawn_run():  # see drawn_run
-        return {"changed": lm_loss(logits, changed, attention_mask)}
-    return {"changed": lm_loss(logits, changed, attention_mask), "original": lm_loss(logits, input_ids, attention_mask)}
+        return {"changed": _lm_loss(logits, changed, attention_mask)}
+    return {"changed": _lm_loss(logits, changed, attention_mask), "original": _lm_loss(logits, input_ids, attention_mask)}
 
 
 def _probe_loss_gradient():
     """Whether the loss is a tensor with a gradient, and that gradient with respect to the logits (which, while
     graded, must be the grader's for this check's points)."""
     logits, input_ids, attention_mask = _loss_inputs(140)
-    loss = lm_loss(logits.requires_grad_(True), input_ids, attention_mask)
+    loss = _lm_loss(logits.requires_grad_(True), input_ids, attention_mask)
     data = {"is_tensor": isinstance(loss, torch.Tensor), "requires_grad": bool(getattr(loss, "requires_grad", False))}
     if data["is_tensor"] and data["requires_grad"]:
         loss.backward()
@@ -3042,10 +3061,10 @@ def _probe_loss_gradient():
     return data
 
 
-checks.check("the mean over real target tokens of a padded batch", 3, lambda: lm_loss(*_loss_inputs(100)), "verdict_loss_value")
+checks.check("the mean over real target tokens of a padded batch", 3, lambda: _lm_loss(*_loss_inputs(100)), "verdict_loss_value")
 checks.check("logits at padded positions don't count", 1, _probe_loss_padded_logits, "verdict_loss_padded_logits")
 checks.check("tokens at padded positions don't count", 1, _probe_loss_padded_tokens, "verdict_loss_padded_tokens")
-checks.check("a real EOS token inside the text counts", 2, lambda: lm_loss(*_loss_inputs(130)), "verdict_loss_real_eos")
+checks.check("a real EOS token inside the text counts", 2, lambda: _lm_loss(*_loss_inputs(130)), "verdict_loss_real_eos")
 checks.check("gradients flow through the loss", 1, _probe_loss_gradient, "verdict_loss_gradient")
 ### END HIDDEN TESTS
 checks.score()
