@@ -310,7 +310,8 @@ def test_every_check_cells_honest_probe_data_fits_well_within_its_budget(assignm
 
 
 def test_the_line_after_the_public_checks_counts_hidden_points_in_words():
-    assert notebook_checks.summary_line("decode", 2, 4, 5).endswith("Hidden checks worth 1 more point run when your work is graded.")
+    line = notebook_checks.summary_line("decode", 2, 4, 5)
+    assert line.endswith("Hidden checks worth 1 more point run when your work is graded.")
     assert "worth 6 more points run" in notebook_checks.summary_line("decode", 2, 4, 10)
     assert notebook_checks.summary_line("decode", 10, 10, 10) == "decode: 10/10 points."
 
