@@ -1700,7 +1700,14 @@ def _hidden_peaked_logits():
 
 
 def _hidden_top_p_batch():
-    return clear_of_p(lambda attempt: seeded_randn(4, 3, 10, seed=502 + 7919 * attempt), (0.75,))
+    """(4, 3, 10) logits; in two of the rows the most likely token alone is above p = 0.75 (on every draw, so that a
+    filter that drops it loses this check whatever the draw)."""
+    def make(attempt):
+        logits = seeded_randn(4, 3, 10, seed=502 + 7919 * attempt)
+        logits[0, 1, 4] += 7.0
+        logits[2, 0, 8] += 7.0
+        return logits
+    return clear_of_p(make, (0.75,))
 
 
 def _hidden_top_p_large():
