@@ -9,6 +9,7 @@ from unittest import mock
 
 import nbformat
 import pytest
+import torch
 
 from assignments import PW2, PW3
 from coursekit import answers, catalogue, draws, layout
@@ -74,3 +75,21 @@ def test_an_answer_whose_points_depend_on_the_draw_is_found():
     assert list(found.varying()) == ["top_k_filter"]
     low, high = found.varying()["top_k_filter"]
     assert low < high
+
+
+# A draw whose input to Block's zero-sub-layer check has a nearly constant position (variance 0.0017 over its 4
+# features): normalizing it once or twice then gives different numbers (the layer norm's eps weighs on it).
+NEARLY_CONSTANT_SALT = 9592
+
+
+@pytest.mark.parametrize("name, points", [("Block: post-norm without the last layer norm", 1), ("Block: post-norm", 10)])
+def test_a_block_with_its_residual_connections_earns_the_residual_check_on_a_nearly_constant_input(name, points):
+    """With sub-layers that return 0, a Block with both residual connections returns its input normalized once (the
+    post-norm Block missing its last layer norm) or twice (post-norm): each earns the residual check on every draw,
+    also on one whose input has a position of nearly equal features."""
+    g = torch.Generator().manual_seed(2 * 1_000_003 + NEARLY_CONSTANT_SALT)
+    x = torch.randn(1, 2, 4, generator=g) * 2.0
+    assert x.var(-1, unbiased=False).min() < 0.002  # the draw still makes the input this test is about
+    with mock.patch.object(draws.secrets, "randbelow", lambda _: NEARLY_CONSTANT_SALT - 1):
+        found = draws.judge(_source(PW2), _entry(PW2, name).cells, 1)
+    assert dict(found.points["Block"]) == {points: 1}

@@ -2131,6 +2131,9 @@ def _public_block_on_stand_ins(data, reference):
     sublayers = {"zero": (torch.zeros_like, torch.zeros_like),
                  "public": (_PublicAttention().forward, _PublicFeedForward().forward)}[reference["sublayers"]]
     kept = {k: data[k] for k in ("output", "attention", "feed_forward") if k in reference}
+    if reference["sublayers"] == "zero" and any(_close(kept["output"], F.layer_norm(reference["x"], reference["x"].shape[-1:], eps=eps))
+                                                for eps in NORM_EPSILONS):
+        return  # the normalized input, normalized once: the residual connections this check is about are there
     _block_match(kept, reference["x"], *sublayers, "the output")
 
 
