@@ -23,8 +23,10 @@ from . import answers, notebook_checks, scoring
 
 @dataclass
 class Draws:
-    """The points of each exercise over several draws: exercise -> Counter(points -> draws)."""
+    """The points of each exercise over several draws: exercise -> Counter(points -> draws); and the check lines of
+    each exercise on the last draw."""
     points: dict[str, Counter] = field(default_factory=dict)
+    lines: dict[str, list[str]] = field(default_factory=dict)
 
     def varying(self) -> dict[str, list[float]]:
         """The exercises whose points differ between draws, with the points seen."""
@@ -71,6 +73,7 @@ def judge(source: nbformat.NotebookNode, cells: dict[str, str], draws: int) -> D
                 if not draw:  # and so does the kernel, once: a later test cell may call a helper this one defines
                     _probe_messages(kernel, cell.source, salt)
                 continue
-            _, points = grader.judge(grade_id, _probe_messages(kernel, cell.source, salt), False, salt)
+            lines, points = grader.judge(grade_id, _probe_messages(kernel, cell.source, salt), False, salt)
             found.points.setdefault(answers.exercise_of(grade_id), Counter())[points] += 1
+            found.lines[answers.exercise_of(grade_id)] = lines
     return found

@@ -18,7 +18,7 @@ import pytest
 
 import handins
 from assignments import PW3
-from coursekit import answers, checks, grading, layout, notebook_checks, samples, scoring
+from coursekit import answers, catalogue, checks, draws, grading, layout, notebook_checks, samples, scoring
 
 DRAWN_MISMATCH = scoring.DRAWN_MISMATCH
 
@@ -336,5 +336,34 @@ def test_every_check_draws_other_inputs_while_graded():
         own = [m for m in messages if not m["drawn"]]
         lines, earned = replayed.judge(grade_id, own + [{**m, "drawn": True} for m in own], timed_out=False, salt=salt)
         assert earned == 0, lines
-        # a check vouched for by another (a batch against its own rows) fails with the check that vouches for it
-        assert all(DRAWN_MISMATCH in line or "counts only with the check" in line for line in lines[1:-1]), lines
+        assert all(DRAWN_MISMATCH in line for line in lines[1:-1]), lines
+
+
+# A top-k whose batch is its rows filtered one by one, so that it agrees with its rows alone (what the notebook's
+# verdict compares), each row keeping one logit too many, scaled by 1.01: a mistake no check knows.
+TOP_K_ROWS_OF_AN_UNKNOWN_MISTAKE = '''def _one_row(logits, k):
+    kth = torch.topk(logits, min(k + 1, logits.shape[-1]), dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf")) * 1.01
+
+
+def top_k_filter(logits, k):
+    rows = logits.reshape(-1, logits.shape[-1])
+    return torch.cat([_one_row(row[None], k) for row in rows]).reshape(logits.shape)
+'''
+BATCH_CHECKS = ("each row of a batch is filtered on its own", "logits of shape (B, T, V)")
+
+
+def _passed(lines, description):
+    return any(line.lstrip().startswith(f"✓ {description}") for line in lines)
+
+
+def test_a_batch_check_earns_its_points_only_with_rows_the_grader_computes():
+    """The checks of batches compare, in the notebook, the kernel's batch with its own rows filtered alone; while
+    graded, their points need the batch to be the rows filtered as the grader computes them on drawn logits: right,
+    or with a known mistake of one row (told by the checks of one row, not again by the checks of batches)."""
+    source = nbformat.read(layout.COURSE.source_notebook(PW3), as_version=4)
+    known = next(e for e in catalogue.load(PW3) if e.name == "top_p_filter: gather instead of scatter")
+    found = draws.judge(source, known.cells, 2)
+    assert all(_passed(found.lines["top_p_filter"], d) for d in BATCH_CHECKS), found.lines["top_p_filter"]
+    found = draws.judge(source, {"top_k_filter": TOP_K_ROWS_OF_AN_UNKNOWN_MISTAKE}, 2)
+    assert not any(_passed(found.lines["top_k_filter"], d) for d in BATCH_CHECKS), found.lines["top_k_filter"]

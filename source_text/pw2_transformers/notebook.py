@@ -979,6 +979,17 @@ def _ff_values(data, reference):
             raise AssertionError(f"wrong output: {mistake}")
 
 
+def _attention_weights_dropout(data, reference):
+    """compare: the output in training mode is attention computed by the grader on its own one-token inputs, with
+    the projections the check set, with dropout on the attention weights (see _one_token_dropout)."""
+    _expect_weights_dropout(data["trained"], reference["x"], reference["weights"], reference["num_heads"])
+
+
+def _attention_output_dropout(data, reference):
+    """compare: as _attention_weights_dropout, with dropout on the output."""
+    _expect_output_dropout(data["trained"], reference["x"], reference["weights"], reference["num_heads"])
+
+
 def _ff_computed(data, reference):
     """compare: each output is the feed-forward computed with the weights the check set (right or with a known
     mistake, which the value checks judge)."""
@@ -1807,31 +1818,91 @@ def _public_csa_same_in_eval(data):
     expect_same_in_eval(data["outputs"], (2, 8, 16))
 
 
-def _public_csa_train_and_eval():
-    (module, _), x = _csa_module(dropout=0.5, seed=65), seeded_randn(2, 8, 16, seed=68)
+def _one_token_dropout(trained, x, weights, num_heads, p=0.5):
+    """How an attention module's output in training mode, for sequences of one token x (B, 1, hidden), is made of
+    values the check can compute: with one token, each head has one attention weight (1), so dropout on the weights
+    keeps each head's output (× 1/(1-p)) or drops it whole; dropout on the output then zeroes each value or keeps it
+    (× 1/(1-p)). Tries the value and output projections the check set (in any order, or no output projection) and
+    heads of any size. Returns {"heads": the factor of each head's output, (B, heads), 1 when the weights have no
+    dropout; "output": whether the output has dropout; "zeroed": the share of the output's values zeroed by its
+    dropout}."""
+    import itertools
+
+    B, _, hidden = x.shape
+    expect_tensor(trained, x.shape, "the output in training mode")
+    out = trained.detach().double().cpu().reshape(B, hidden)
+    assert torch.isfinite(out).all(), "the output in training mode contains inf or NaN"
+    x = x.detach().double().cpu().reshape(B, hidden)
+    kept = 1 / (1 - p)
+    alive = out.abs().sum(-1) > 0  # a row whose heads were all dropped is 0 whatever the output's dropout
+    likely = bool(alive.any()) and (out[alive] == 0).double().mean().item() > 0.1  # output dropout: tried first
+    projections = [(v.double().cpu(), o.double().cpu()) for v, o in itertools.permutations(weights, 2)]
+    projections += [(v.double().cpu(), torch.eye(hidden, dtype=torch.float64)) for v in weights]
+    tolerance = dict(rtol=1e-4, atol=1e-4)
+    for output_dropout in sorted((False, True), key=lambda d: d != likely):
+        for heads in sorted({num_heads} | {h for h in (1, 2, 4, 8) if hidden % h == 0}, key=lambda h: h != num_heads):
+            factors = torch.tensor([(1.0,) * heads] + list(itertools.product((0.0, kept), repeat=heads)),
+                                   dtype=torch.float64)  # (C, heads)
+            for v, o in projections:
+                values = (x @ v).view(B, heads, hidden // heads)  # (B, heads, d_h): one token, weight 1
+                y = (factors[:, None, :, None] * values).reshape(len(factors), B, hidden) @ o  # (C, B, hidden)
+                if output_dropout:
+                    fits = ((out == 0) | torch.isclose(out, kept * y, **tolerance)).all(-1)  # (C, B)
+                else:
+                    fits = torch.isclose(out, y, **tolerance).all(-1)
+                if fits[0].all():  # every row without dropout on the weights
+                    chosen = torch.zeros(B, dtype=torch.long)
+                elif fits[1:].any(0).all():  # every row with each head kept or dropped: the likeliest way (the
+                    # fewest values left to the output's dropout: a head whose values were all zeroed was dropped)
+                    made = (y[1:] != 0).sum(-1).masked_fill(~fits[1:], hidden + 1)  # (C - 1, B)
+                    chosen = made.argmin(0) + 1
+                else:
+                    continue
+                made = y[chosen, torch.arange(B)]  # (B, hidden): before the output's dropout
+                zeroed = (out == 0)[made != 0].double().mean().item() if output_dropout else 0.0
+                return {"heads": factors[chosen], "output": output_dropout, "zeroed": zeroed}
+    raise AssertionError(
+        f"in training mode, the output for sequences of one token should be attention computed with the projections "
+        f"the check set, with dropout {p}: on the attention weights (with one token, each head's output is kept, "
+        f"× {kept:g}, or dropped), then on the output (each value zeroed, or × {kept:g}). It is not: if a check of "
+        "the values above failed, fix that first")
+
+
+def _expect_weights_dropout(trained, x, weights, num_heads, p=0.5):
+    found = _one_token_dropout(trained, x, weights, num_heads, p)
+    if (found["heads"] == 1).all():
+        raise AssertionError(
+            f"with dropout={p} in training mode, only the output's dropout changes it: add dropout on the attention "
+            "weights too" if found["output"] else
+            f"no dropout in training mode: with dropout={p} the output is the same as in eval mode; add dropout on the "
+            "attention weights and on the output")
+    share = (found["heads"] == 0).double().mean().item()
+    assert (found["heads"] != 1).all() and 0.3 <= share <= 0.7, (
+        f"with dropout={p} in training mode, about {p:.0%} of the attention weights should be dropped; {share:.0%} "
+        "were: apply the module's dropout to the attention weights, after the softmax")
+
+
+def _expect_output_dropout(trained, x, weights, num_heads, p=0.5):
+    found = _one_token_dropout(trained, x, weights, num_heads, p)
+    assert found["output"] and 0.3 <= found["zeroed"] <= 0.7, (
+        f"with dropout={p} in training mode, about {p:.0%} of the outputs should be zeroed "
+        f"({found['zeroed']:.0%} were): add dropout on the output, after the output projection")
+
+
+def _public_csa_train_one_token():
+    """The module in training mode (dropout 0.5), its projections set by the check, on 64 sequences of one token:
+    one attention weight per head, so that the output is made of values the check can compute (_one_token_dropout)."""
+    (module, weights), x = _csa_module(seq_len=1, dropout=0.5, seed=68), seeded_randn(64, 1, 16, seed=68)
     with torch.no_grad():
-        return {"trained": module.train()(x), "evaluated": module.eval()(x)}
+        return {"trained": module.train()(x), "x": x, "weights": weights, "num_heads": 4}
 
 
-def _public_csa_weights_dropout(outputs):
-    trained, evaluated = outputs["trained"], outputs["evaluated"]
-    expect_tensor(trained, (2, 8, 16))
-    expect_tensor(evaluated, (2, 8, 16))
-    assert torch.isfinite(trained).all(), "the output in training mode contains inf or NaN"
-    assert not torch.allclose(trained, evaluated, atol=1e-4, rtol=1e-4), (
-        "no dropout in training mode: with dropout=0.5 the output is the same as in eval mode; "
-        "add dropout on the attention weights and on the output")
-    kept = trained != 0
-    assert not torch.allclose(trained[kept], 2 * evaluated[kept], atol=1e-4, rtol=1e-4), (
-        "with dropout=0.5 in training mode, only the output's dropout changes it: add dropout on the attention weights too")
+def _public_csa_weights_dropout(data):
+    _expect_weights_dropout(data["trained"], data["x"], data["weights"], data["num_heads"])
 
 
-def _public_csa_output_dropout(outputs):
-    trained = outputs["trained"]
-    expect_tensor(trained, (2, 8, 16))
-    assert torch.isfinite(trained).all(), "the output in training mode contains inf or NaN"
-    assert (trained == 0).float().mean() > 0.2, (
-        "with dropout=0.5 in training mode, about half of the outputs should be zeroed: add dropout on the output")
+def _public_csa_output_dropout(data):
+    _expect_output_dropout(data["trained"], data["x"], data["weights"], data["num_heads"])
 
 
 def _public_csa_on_another_device():
@@ -1856,8 +1927,9 @@ def _public_csa_moved(data):
 
 # While graded, a check's points need your module's outputs on inputs drawn then to be attention computed with the
 # projections the check set: the right one, or one with a known mistake (compare="_attention_computed": the value
-# checks judge which), or the right one for the values (compare="_attention_values"). The two dropout checks in
-# training mode judge random outputs, which no reference can fix: they count only when the check of eval mode passes.
+# checks judge which), or the right one for the values (compare="_attention_values"). In training mode, on sequences
+# of one token: that attention, with each head's output kept or dropped and each output value zeroed or kept
+# (compare="_attention_weights_dropout" and "_attention_output_dropout").
 checks.check("output shape with the default sizes", 1, _public_csa_default_sizes,
              lambda data: expect_tensor(data["outputs"]["x"], (1, 3, 8)), compare="_attention_computed")
 checks.check("works for a sequence shorter than seq_len", 1, _public_csa_shorter_sequence,
@@ -1869,10 +1941,10 @@ checks.check("a position never sees later positions", 1, _public_csa_future, _pu
              compare="_attention_causal")
 checks.check("dropout is off in eval mode", 1, _public_csa_twice_in_eval, _public_csa_same_in_eval,
              compare="_attention_computed")
-checks.check("dropout on the attention weights", 1, _public_csa_train_and_eval, _public_csa_weights_dropout,
-             vouched_by="dropout is off in eval mode")
-checks.check("dropout on the output", 1, _public_csa_train_and_eval, _public_csa_output_dropout,
-             vouched_by="dropout is off in eval mode")
+checks.check("dropout on the attention weights", 1, _public_csa_train_one_token, _public_csa_weights_dropout,
+             compare="_attention_weights_dropout")
+checks.check("dropout on the output", 1, _public_csa_train_one_token, _public_csa_output_dropout,
+             compare="_attention_output_dropout")
 checks.check("the module moves to another device (GPU) with everything it keeps", 1, _public_csa_on_another_device,
              _public_csa_moved, compare="_attention_computed")
 ### BEGIN HIDDEN TESTS

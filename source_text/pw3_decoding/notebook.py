@@ -741,7 +741,7 @@ def batch_and_rows(name, function, logits, value, what):
     except (RuntimeError, IndexError) as error:
         raise AssertionError(raised(error, f"for {what}", "each row should be filtered on its own, along the last "
                                     "dimension")) from None
-    return {"batch": batch, "alone": alone, "logits": logits}
+    return {"batch": batch, "alone": alone, "logits": logits, "value": value}
 
 
 def expect_rows_filtered_alone(data, shape, mistakes=(), what="the output"):
@@ -1255,6 +1255,26 @@ def verdict_top_k_large(output):
     _judge_top_k(output, seeded_randn(2, 1000, seed=404), 50, "the output for 1000 logits per row and k = 50")
 
 
+def _filtered_row_by_row(data, reference, filtered, mistakes):
+    """compare: the kernel's filtered batch is what the grader computes on the logits drawn while graded, each row
+    filtered on its own: right, or with one of the known mistakes of a row (`filtered(logits, value, mistake)`; the
+    checks of one row judge which). The kernel's rows filtered alone only explain the verdict: they earn nothing."""
+    for mistake in (None, *mistakes):
+        try:
+            return same_data(data["batch"], filtered(reference["logits"], reference["value"], mistake))
+        except AssertionError:
+            pass
+    raise AssertionError("the filtered batch is not its rows, each filtered on its own")
+
+
+# The known mistakes of top-k on one row (the others, "dim0" and "whole batch", mix the rows of a batch).
+TOP_K_ROW_MISTAKES = ("k-1", "k+1", "smallest", "sorted", "zeros")
+
+
+def compare_top_k_batch(data, reference):
+    _filtered_row_by_row(data, reference, _ref_top_k, TOP_K_ROW_MISTAKES)
+
+
 def compare_top_k_ties(output, reference):
     """The output for drawn rows with ties, against the solution's, which keeps every tied token (k = 2): an output
     may keep them all, or exactly k of them, and no other token, with their logits unchanged."""
@@ -1360,12 +1380,13 @@ def _public_top_k_keeps_all(data):
 
 
 checks.check("keeps the k largest logits of a row, the others -inf", 4, _public_top_k_row, _public_top_k_row_values)
-# The checks of batches compare the kernel's batch with its own rows: they count with the values of a row, vouched for
-# by the grader on drawn inputs.
+# The checks of batches compare the kernel's batch with its own rows (to say which row differs); while graded, their
+# points need the batch to be its rows filtered on their own, as the grader computes them on drawn logits
+# (compare="compare_top_k_batch"), right or with a known mistake of one row (the checks of one row judge which).
 checks.check("each row of a batch is filtered on its own", 3, _public_top_k_batch, _public_top_k_batch_rows,
-             vouched_by="keeps the k largest logits of a row, the others -inf")
+             compare="compare_top_k_batch")
 checks.check("logits of shape (B, T, V)", 1, _public_top_k_3d, _public_top_k_3d_rows,
-             vouched_by="keeps the k largest logits of a row, the others -inf")
+             compare="compare_top_k_batch")
 checks.check("k larger than the vocabulary keeps every token", 1, _public_top_k_large_k, _public_top_k_keeps_all)
 ### BEGIN HIDDEN TESTS
 _TIED_LOGITS = [[1.0, 2.0, 2.0, 0.5, 2.0, -1.0], [3.0, 1.0, 1.0, 0.0, -2.0, 0.5], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]
@@ -1495,6 +1516,15 @@ def _is_top_p(output, logits, p, margin=1e-5):
     same = torch.isclose(output, logits, **TOLERANCE)
     return bool((same | ~kept).all() and (output[~kept] == float("-inf")).all() and kept[before < p - margin].all()
                 and not kept[before > p + margin].any())
+
+
+# The known mistakes of top-p on one row (the other, "every row", mixes the rows of a batch).
+TOP_P_ROW_MISTAKES = ("vocabulary order", "no softmax", "crossing removed", "top dropped", "not put back", "gather",
+                      "zeros", "probabilities")
+
+
+def compare_top_p_batch(data, reference):
+    _filtered_row_by_row(data, reference, _ref_top_p, TOP_P_ROW_MISTAKES)
 
 
 def _judge_top_p(output, logits, p, what):
@@ -1679,12 +1709,13 @@ def _public_top_p_3d_rows(data):
 checks.check("keeps the smallest set of most likely tokens whose probabilities reach p", 5, _public_top_p_row,
              _public_top_p_row_values)
 checks.check("always keeps the most likely token", 3, _public_top_p_top_token, _public_top_p_top_token_kept)
-# The checks of batches compare the kernel's batch with its own rows: they count with the values of a row, vouched for
-# by the grader on drawn inputs.
+# The checks of batches compare the kernel's batch with its own rows (to say which row differs); while graded, their
+# points need the batch to be its rows filtered on their own, as the grader computes them on drawn logits
+# (compare="compare_top_p_batch"), right or with a known mistake of one row (the checks of one row judge which).
 checks.check("each row of a batch is filtered on its own", 3, _public_top_p_batch, _public_top_p_batch_rows,
-             vouched_by="keeps the smallest set of most likely tokens whose probabilities reach p")
+             compare="compare_top_p_batch")
 checks.check("logits of shape (B, T, V)", 1, _public_top_p_3d, _public_top_p_3d_rows,
-             vouched_by="keeps the smallest set of most likely tokens whose probabilities reach p")
+             compare="compare_top_p_batch")
 ### BEGIN HIDDEN TESTS
 def _hidden_top_p_logits():
     return clear_of_p(lambda attempt: seeded_randn(3, 20, seed=500 + 7919 * attempt, scale=1.5), (0.9, 0.3, 1.0))
