@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from assignments import PW2
-from coursekit import answers, material
+from coursekit import answers, layout, material
 
 
 def code_cell(nb: nbformat.NotebookNode, marker: str, whole: bool = False) -> str:
@@ -273,3 +273,14 @@ def test_each_training_run_writes_to_a_tensorboard_folder_of_its_own(source_nb, 
     tensorboard = next(c.source for c in source_nb.cells if "def run_writer" in c.source)
     assert "%tensorboard --logdir runs" in tensorboard and 'root="runs"' in tensorboard
     assert not any('SummaryWriter("logs")' in c.source for c in source_nb.cells)
+
+
+@pytest.mark.parametrize("assignment", layout.assignments(), ids=str)
+def test_every_image_says_what_it_shows_when_it_does_not_load(assignment):
+    """A figure that fails to load (offline, a blocked host) shows its alt text: it says what the figure shows, in
+    words, never a file name or "image"."""
+    release = nbformat.read(layout.COURSE.release_notebook(assignment), as_version=4)
+    images = [m for c in release.cells if c.cell_type == "markdown" for m in re.findall(r"!\[([^\]]*)\]\(([^)]*)\)", c.source)]
+    for alt, address in images:
+        words = re.findall(r"[A-Za-z]+", alt)
+        assert len(words) >= 3 and not re.search(r"\.(png|jpe?g|gif|svg)$", alt, re.I), (alt, address)

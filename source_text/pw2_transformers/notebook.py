@@ -68,7 +68,7 @@
 # - choose a GPU (for example T4), save;
 # - Connect.
 #
-# ![image.png](https://paullerner.github.io/aivancity_nlp/_static/colab_gpu.png)
+# ![Colab's runtime type settings, where a GPU is chosen as the hardware accelerator](https://paullerner.github.io/aivancity_nlp/_static/colab_gpu.png)
 
 # %% nbgrader={"grade": false, "grade_id": "install", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import importlib.util
@@ -1092,7 +1092,7 @@ def _ref_lm_loss(logits, input_ids, attention_mask, mistake=None):
 #
 # Forget about the right part for now: we'll get back to it later in the lab.
 #
-# ![image](https://miro.medium.com/v2/resize:fit:1270/1*LpDpZojgoKTPBBt8wdC4nQ.png)
+# ![Figure 2 of the Transformer paper. Left: scaled dot-product attention, MatMul of Q and K, Scale, optional Mask, SoftMax, MatMul with V. Right: multi-head attention, h heads of scaled dot-product attention on linear projections of V, K and Q, concatenated, then a final linear layer](https://miro.medium.com/v2/resize:fit:1270/1*LpDpZojgoKTPBBt8wdC4nQ.png)
 #
 # In this exercise, we dive into the attention mechanism. We first build a simple self-attention function, then extend it to multi-head attention, add causal masking, and finally wrap it in a PyTorch module.
 
@@ -1458,7 +1458,7 @@ checks.score()
 # - Position 6: Lisbon is a great city to live ~~in~~
 # - Position 7: Lisbon is a great city to live in (nothing is hidden from the last position)
 #
-# ![transformer](https://paullerner.github.io/aivancity_nlp/_static/attention_mask.png)
+# ![The causal attention mask: each position attends only to itself and to the positions before it](https://paullerner.github.io/aivancity_nlp/_static/attention_mask.png)
 #
 # Apply the mask to the attention scores using `torch.tril` and `masked_fill`: position $i$ may attend only to positions $j \le i$. Masked scores are set to $-\infty$ *before* the softmax, so that they get a weight of exactly 0. For a sequence of 3 tokens and one head, the scores go from
 #
@@ -1611,7 +1611,7 @@ checks.score()
 # %% [markdown]
 # We can now look back at the attention figure from the paper. Hopefully, you now understand the right side of the figure too.
 #
-# ![image](https://miro.medium.com/v2/resize:fit:1270/1*LpDpZojgoKTPBBt8wdC4nQ.png)
+# ![Figure 2 of the Transformer paper, again: scaled dot-product attention (left) and multi-head attention (right)](https://miro.medium.com/v2/resize:fit:1270/1*LpDpZojgoKTPBBt8wdC4nQ.png)
 
 # %% [markdown]
 # ## PyTorch module (10 points)
@@ -1970,7 +1970,7 @@ checks.score()
 # %% [markdown]
 # # Transformer
 #
-# ![transformer](https://paullerner.github.io/aivancity_nlp/_static/transformer_decoder.png)
+# ![A decoder-only Transformer: embeddings, a stack of blocks (masked multi-head attention and a feed-forward network, with residual connections and layer norms), then an output layer over the vocabulary](https://paullerner.github.io/aivancity_nlp/_static/transformer_decoder.png)
 #
 # ## Attention is almost all you need: feedforward neural network (5 points)
 #
@@ -2809,7 +2809,7 @@ checks.score()
 #
 # A peek into language modeling (next class)
 #
-# ![lm](https://paullerner.github.io/aivancity_nlp/_static/lm.png)
+# ![A language model: the probability of each next word, given the words before it](https://paullerner.github.io/aivancity_nlp/_static/lm.png)
 #
 # A language model estimates the probability of a sequence of words $w$:
 # $$P(w)=\prod_{t=1}^{|w|} P(w_t | w_{<t}) = P(w_1)  P(w_2|w_1)  P(w_3 | w_1 w_2)...$$
