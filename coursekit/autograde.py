@@ -123,12 +123,13 @@ _assignment = None
 _work: Path | None = None
 _root: Path | None = None
 _scratch: Path | None = None  # the folder this worker's sandboxed kernels work in
+_ipc: Path | None = None      # the folder of their sockets
 
 
 def _start_worker(worker: int, root: str, assignment: str, env: dict[str, str], sandboxed: bool) -> None:
     """Loads the course's nbgrader configuration, with this worker's own folders as the submissions to grade and
     the autograded notebooks, and (sandboxed) this worker's own kernel uid and IPC folder."""
-    global _api, _assignment, _work, _root, _scratch
+    global _api, _assignment, _work, _root, _scratch, _ipc
     os.environ.update(env)
     os.chdir(root)
     sys.path.insert(0, str(layout.ROOT))
@@ -143,6 +144,7 @@ def _start_worker(worker: int, root: str, assignment: str, env: dict[str, str], 
     _work = _root / "build" / "grading" / assignment / f"worker-{worker}"
     shutil.rmtree(_work, ignore_errors=True)
     _scratch = sandbox.scratch_folder(_root / "build", worker) if sandboxed else None
+    _ipc = sandbox.ipc_folder(_root / "build", worker) if sandboxed else None
     config.CourseDirectory.submitted_directory = str((_work / "in").relative_to(_root))
     config.CourseDirectory.autograded_directory = str((_work / "out").relative_to(_root))
     _api = NbGraderAPI(config=config)
@@ -210,11 +212,13 @@ def grade_one(hand_in: dict) -> dict:
 
 
 def _clean() -> None:
-    """Empties this worker's folders: nbgrader's input and output, and its kernels' scratch folder."""
+    """Empties this worker's folders: nbgrader's input and output, and its kernels' scratch and IPC folders (which the
+    kernel could write: removed without following anything in them)."""
     for folder in (_work / "in", _work / "out"):
         shutil.rmtree(folder, ignore_errors=True)
-    if _scratch is not None:
-        sandbox.remove_scratch(_scratch)
+    for folder in (_scratch, _ipc):
+        if folder is not None:
+            sandbox.remove_scratch(folder)
 
 
 def worker_memory(reset_peak: bool = False) -> dict[str, int]:

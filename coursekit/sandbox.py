@@ -264,11 +264,17 @@ def install_kernel(build: Path, course_root: Path) -> dict[str, str]:
     return {"JUPYTER_PATH": str(build / "jupyter")}
 
 
+def ipc_folder(build: Path, worker: int) -> Path:
+    """The folder of grading worker `worker`'s kernel sockets, build/ipc/worker-<n>/: the kernel can write in it."""
+    return Path(build).resolve() / "ipc" / f"worker-{worker}"
+
+
 def nbgrader_settings(build: Path, worker: int) -> dict[str, dict]:
     """nbgrader configuration that runs grading worker `worker`'s kernels with the `coursekit-sandbox` kernelspec,
-    over IPC sockets in the worker's own folder (each kernel empties it and makes it its uid's)."""
+    over IPC sockets in the worker's own folder (each kernel empties it and makes it its uid's; the worker removes
+    it after each hand-in, with the scratch folder)."""
     return {"Execute": {"kernel_name": KERNEL_NAME},
-            "AsyncKernelManager": {"transport": "ipc", "ip": str((build / "ipc").resolve() / f"worker-{worker}" / "kernel")}}
+            "AsyncKernelManager": {"transport": "ipc", "ip": str(ipc_folder(build, worker) / "kernel")}}
 
 
 def _kernel_uid() -> int | None:

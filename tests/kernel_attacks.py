@@ -41,6 +41,9 @@ def {function}(*args, **kwargs):
 
 # The kernel killed as the kernel's out-of-memory killer kills: SIGKILL, nothing to catch.
 KILLED = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"
+# Memory really used up, as a generation loop that keeps every step's tensors does: 64 MiB written at a time until the
+# sandbox's memory budget refuses more (RuntimeError from torch's allocator, or MemoryError).
+EXHAUSTS_MEMORY = ("import torch\n_kept = []\nwhile True:\n    _kept.append(torch.ones(16 * 2**20))\n")
 # The kernel exits at once, without Python's clean-up.
 EXITS = "import os\nos._exit(1)\n"
 # Ignores the check's alarm and the grader's interrupt, then loops: only killing the kernel stops it.

@@ -53,6 +53,25 @@ os.link({notebook!r}, "hard.ipynb")
 os.symlink("/", "root")
 """
 
+# The kernel's IPC folder is the one host folder it can write besides its scratch copy: every socket file in it becomes
+# a link to the gradebook, and links wait under the names of the worker's next sockets and beside them (root removes
+# the folder, and jupyter_client the socket files, after the kernel).
+LINKS_IN_IPC_FOLDER = """import json, os
+from ipykernel.connect import get_connection_info
+_ip = json.loads(get_connection_info())["ip"]
+_folder = os.path.dirname(_ip)
+_course = os.path.dirname(os.path.dirname(os.path.dirname(_folder)))
+_targets = [os.path.join(_course, "gradebook.db"), os.path.join(_course, "source", {name!r}, {notebook!r})]
+for _entry in os.listdir(_folder):
+    os.remove(os.path.join(_folder, _entry))
+    os.symlink(_targets[0], os.path.join(_folder, _entry))
+for _port in range(1, 40):
+    if not os.path.lexists(f"{{_ip}}-{{_port}}"):
+        os.symlink(_targets[_port % 2], f"{{_ip}}-{{_port}}")
+os.symlink(_course, os.path.join(_folder, "course"))
+print("links planted in", _folder)
+"""
+
 # Hand-ins that attack while their kernel runs: the mistakes' answers, with the attack after the imports.
 AT_GRADING = {
     "link-to-gradebook": REPLACE_NOTEBOOK.format(notebook=PW3.notebook, target=COURSE_ROOT + "gradebook.db"),
@@ -60,6 +79,7 @@ AT_GRADING = {
                                               target=f"{COURSE_ROOT}source/{PW3.name}/{PW3.notebook}"),
     "link-to-secret": None,  # LINK_SECRET, with the secret's path (made by the fixture)
     "fill-the-folder": FILL_FOLDER.format(notebook=PW3.notebook),
+    "links-in-ipc-folder": LINKS_IN_IPC_FOLDER.format(name=PW3.name, notebook=PW3.notebook),
 }
 # Hand-ins tampered with in submitted/, and what intake says of them.
 IN_SUBMITTED = {
@@ -175,6 +195,9 @@ def test_the_autograded_folder_holds_only_each_notebook_no_link_and_stays_small(
 def test_nothing_the_kernels_wrote_is_left_on_the_host(batch):
     scratch = batch.course.root / "build" / "scratch"
     assert not scratch.exists() or list(scratch.iterdir()) == []
+    ipc = batch.course.root / "build" / "ipc"
+    links = [str(p) for p in ipc.rglob("*") if p.is_symlink()] if ipc.exists() else []
+    assert links == [], "no link a kernel planted in its IPC folder is left"
     assert not list((batch.course.root / "build" / "grading" / PW3.name).glob("worker-*/*/*"))
 
 

@@ -23,6 +23,7 @@ ATTACKS = {
                                  kernel_failures.UNREADABLE.format(detail="not JSON (JSONDecodeError)")),
 }
 EVERY_ANSWER_EXITS = "exits-in-every-answer"
+OUT_OF_MEMORY = "out-of-memory-in-sample"  # a real one: memory used up, not a signal
 WORKER_MEMORY_MB = 200  # what one hand-in may add to the grading worker's memory, at its peak
 
 
@@ -45,7 +46,8 @@ def batch(tmp_path_factory) -> Batch:
 
     notebooks = {"honest": answers.fill(release, honest), "solution": answers.fill(release, solution),
                  **{student: attacked(exercise, attack=attack) for student, (exercise, attack, _) in ATTACKS.items()},
-                 EVERY_ANSWER_EXITS: attacked(*exercises(PW3), attack=kernel_attacks.EXITS)}
+                 EVERY_ANSWER_EXITS: attacked(*exercises(PW3), attack=kernel_attacks.EXITS),
+                 OUT_OF_MEMORY: attacked("sample", attack=kernel_attacks.EXHAUSTS_MEMORY)}
     for student, notebook in notebooks.items():
         folder = layout.submission_dir(course.submitted, student, PW3)
         folder.mkdir(parents=True)
@@ -82,6 +84,17 @@ def test_a_kernel_failure_costs_the_exercise_it_ran_and_nothing_else(batch, stud
     points = answers.test_points(nbformat.read(batch.course.source_notebook(PW3), as_version=4))[f"test_{exercise}"]
     assert f"✗ not graded [0/{points:g}]: {reason}" in printed(batch, student, f"test_{exercise}")
     assert result.note == f"not graded ({reason}): {exercise}"
+
+
+def test_memory_used_up_in_one_exercise_costs_that_exercise_only(batch):
+    """sample's answer fills the sandbox's memory budget whenever a check calls it: sample gets 0, with the
+    allocator's error in its check lines; every other exercise keeps the honest points, beam_search after it too."""
+    result, honest = batch.results[OUT_OF_MEMORY], batch.results["honest"]
+    assert result.status == "graded" and result.exercises["sample"] == 0
+    assert {e: p for e, p in result.exercises.items() if e != "sample"} == \
+        {e: p for e, p in honest.exercises.items() if e != "sample"}
+    lines = printed(batch, OUT_OF_MEMORY, "test_sample")
+    assert "memory" in lines.lower(), lines
 
 
 def test_the_exercises_after_a_failure_are_graded_in_a_fresh_kernel(batch):

@@ -248,12 +248,14 @@ def _failed(lines, exercise):
 
 def test_answers_right_only_on_the_notebooks_inputs_fail_on_the_drawn_ones(batch):
     """apply_temperature and top_p_filter that give the notebook's expected answers on its own inputs (they know when
-    they are graded) pass every verdict there, and lose the checks' points on the drawn inputs."""
+    they are graded) pass every verdict there, and lose the points of the values on the drawn inputs."""
     results, lines = batch
     failed = _failed(lines["knows-when-graded"], "apply_temperature")
     assert failed["divides the logits by the temperature"].startswith(DRAWN_MISMATCH)
     assert failed["logits of shape (B, T, V), left unchanged"].startswith(DRAWN_MISMATCH)
-    assert results["knows-when-graded"].exercises["top_p_filter"] == 0
+    # on the drawn inputs, its top_p_filter is the baseline's mistake (the token that crosses p removed): the points of
+    # that mistake at most (the checks of batches, which a known mistake of one row keeps), never those of the values
+    assert results["knows-when-graded"].exercises["top_p_filter"] <= results["baseline"].exercises["top_p_filter"]
     assert _failed(lines["knows-when-graded"], "top_p_filter")[
         "keeps the smallest set of most likely tokens whose probabilities reach p"].startswith(DRAWN_MISMATCH)
 
