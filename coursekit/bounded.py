@@ -4,6 +4,8 @@ Every byte the kernel sends is hostile (shared/notes/boundary.md). jupyter_clien
 it with json.loads before the kit sees it: a nested or huge payload grew the grading worker by 1.8 GB. So the worker's
 connection to the kernel is bounded before anything is parsed, and while it is parsed:
 
+- the queue: ZMQ holds at most RECEIVE_QUEUE_MESSAGES messages for the worker (RCVHWM), so that a kernel sending
+  faster than the worker reads fills its own memory, not the worker's;
 - one frame: ZMQ's MAXMSGSIZE on every socket of the worker's kernel client (`BoundedKernelClient`): a larger frame is
   never received. ZMQ then cuts the connection for good (measured: no message arrives after it), which the channel
   sees on its socket's monitor and reports at once (`ConnectionCut`), rather than waiting for the cell's time-out;
@@ -36,6 +38,9 @@ MiB = 2**20
 # characters (limit_output.py). Probes need a few KB, status and display messages less.
 MAX_FRAME_BYTES = 64 * MiB
 MAX_MESSAGE_BYTES = 72 * MiB
+# Messages ZMQ may hold for the worker before it reads them (its default: 1,000, that is up to 64 GB of 64 MB frames).
+# The rest wait in the kernel's own send queue, in the sandbox's memory, or are dropped when that is full.
+RECEIVE_QUEUE_MESSAGES = 2
 MAX_JSON_ITEMS = 100_000  # values, lists and dicts in one frame's JSON (a check's probe has a few hundred)
 MAX_JSON_DEPTH = 64       # a probe's data is at most 9 levels deep (notebook_checks.unpack), a message's frame 4 more
 WIRE_BYTES = "coursekit_wire_bytes"  # the key of a received message's size on the wire, all frames together
@@ -151,6 +156,7 @@ class BoundedKernelClient(AsyncKernelClient):
     def _context_default(self):
         context = super()._context_default()
         context.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)  # every socket made from it, before it connects
+        context.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE_MESSAGES)
         return context
 
 

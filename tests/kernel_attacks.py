@@ -74,6 +74,9 @@ MANY_ITEMS = raw_iopub(f"b'{{\"data\": {{\"{MIME}\": [' + b'{{}},' * 3_000_000 +
 # One probe message of 200 MB (a string): more than a frame may hold.
 HUGE = raw_iopub(f"b'{{\"data\": {{\"{MIME}\": \"' + b'x' * 200_000_000 + b'\"}}, \"metadata\": {{}}}}'")
 # 300 probe messages of 20,000 empty dicts each (60 KB each, 18 MB in all): each within the bounds.
+# 100 messages of 20 MB each (2 GB), sent as fast as the kernel can: more than the worker reads meanwhile.
+FLOOD_OF_BIG_MESSAGES = raw_iopub(f"b'{{\"data\": {{\"{MIME}\": \"' + b'x' * 20_000_000 + b'\"}}, \"metadata\": {{}}}}'",
+                                  times=100)
 FLOOD = raw_iopub(f"b'{{\"data\": {{\"{MIME}\": [' + b'{{}},' * 20_000 + b'{{}}]}}, \"metadata\": {{}}}}'", times=300)
 
 

@@ -2,7 +2,8 @@
 
 One pw3 batch, graded as `make grade` grades it: honest work with typical mistakes, and the same work with one answer
 that, when its check calls it, sends (signed with the kernel's key, on its IOPub socket, as a real message) probe data
-nested 50,000 levels deep, 3 million items, one message of 200 MB, or 300 messages of 20,000 items each. Each costs at
+nested 50,000 levels deep, 3 million items, one message of 200 MB, 300 messages of 20,000 items each, or 100
+messages of 20 MB. Each costs at
 most its own exercise, the batch is graded as usual, and the grading worker's memory stays within WORKER_MEMORY_MB of
 what it was before the hand-in, at its peak (the log states it for every hand-in)."""
 
@@ -27,6 +28,7 @@ ATTACKS = {
         detail=f"the connection was cut (a message part of more than {bounded.MAX_FRAME_BYTES // bounded.MiB} MB, "
                "or the kernel went away)")),
     "flood-of-probes": ("sample", kernel_attacks.FLOOD, None),
+    "flood-of-big-messages": ("beam_search", kernel_attacks.FLOOD_OF_BIG_MESSAGES, None),
 }
 WORKER_MEMORY_MB = 200
 
