@@ -196,7 +196,7 @@ def test_the_solution_gets_full_marks_with_its_demo_cells_skipped(both_ways):
     source = nbformat.read(course.source_notebook(PW2), as_version=4)
     for grade_id in demo_cells.demo_ids(source.cells):
         assert cells[grade_id].outputs == [] and cells[grade_id].execution_count is None, grade_id
-    assert "Offline: using a small sample of WikiText" in "".join(o.get("text", "") for o in cells["load_data"].outputs)
+    assert {"load_data", "load_tokenizer"} <= demo_cells.demo_ids(source.cells), "no check needs the data or the tokenizer"
     grading.feedback(course, PW2)
     page = (course.root / "feedback" / "solution" / PW2.name / f"{PW2.notebook.removesuffix('.ipynb')}.html")
     assert page.is_file() and "decode" in page.read_text()

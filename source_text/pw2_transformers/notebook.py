@@ -475,6 +475,14 @@ def replaced(**names):
                 namespace.pop(name, None)
 
 
+@contextlib.contextmanager
+def wrapped(name, wrapper):
+    """Temporarily replaces the global `name` by `wrapper(its value)` (None when the notebook has none yet): the checks
+    show your code their own view of a notebook object, such as the tokenizer's ids in lm_loss's checks."""
+    with replaced(**{name: wrapper(globals().get(name))}):
+        yield
+
+
 def expect_tensor(value, shape, what="the output"):
     """Fails with a plain message unless `value` is a tensor of the given shape."""
     type_name = value.type_name if isinstance(value, Other) else type(value).__name__
@@ -2825,7 +2833,7 @@ checks.score()
 #
 # We use WikiText-103, a corpus of Wikipedia articles, one line of text per example. While the notebook is graded, or when the Hugging Face Hub can't be reached (`HF_HUB_OFFLINE=1`, or no network), it uses a small sample of WikiText instead: `data/wikitext_sample.json` next to the notebook, or, when the notebook was opened without its `data/` folder (in Colab, from GitHub), the same sample embedded in the cell below.
 
-# %% nbgrader={"grade": false, "grade_id": "load_data", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "load_data", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 import base64
 import json
 import zlib
@@ -2865,7 +2873,7 @@ else:
 
 dataset
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_dataset_example", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 dataset["train"][3]["text"]
 
 # %% [markdown]
@@ -2875,7 +2883,7 @@ dataset["train"][3]["text"]
 #
 # Instead, LLMs rely on BPE (byte-pair encoding), a data compression technique, which segments rare words into subwords. We use GPT-2's tokenizer. Offline, we train a small BPE tokenizer of the same kind on the local sample instead.
 
-# %% nbgrader={"grade": false, "grade_id": "load_tokenizer", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "load_tokenizer", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 if OFFLINE:
@@ -2895,35 +2903,35 @@ tokenizer.pad_token = tokenizer.eos_token
 
 seq_len = 128
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_tokenize_example", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 print(tokenizer.tokenize(dataset["train"][3]["text"]))
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_text_batch", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 text_batch = dataset["train"][:4]["text"]
 
 # %% [markdown]
 # Hugging Face's `transformers` provides a convenient way to tokenize text. It also takes care of padding the texts so that all examples of a batch fit in the same `Tensor`, and it returns an `attention_mask`: 1 for real tokens, 0 for padding.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_tokenize_batch", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 batch = tokenizer(text_batch, return_tensors='pt', padding=True, truncation=True, max_length=seq_len)
 input_ids, attention_mask = batch['input_ids'], batch['attention_mask']
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_input_ids", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 input_ids
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_input_ids_shape", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 input_ids.shape
 
 # %% [markdown]
 # Notice the padding: short texts are padded with `tokenizer.eos_token_id`, the "end of text" token. (The first text of WikiText is empty, so its row is all padding.)
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_eos_token_id", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 tokenizer.eos_token_id
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_transformer", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 transformer = Transformer(vocab_size=len(tokenizer), seq_len=seq_len)
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_logits", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 # same as before (only larger seq_len and V)
 logits = transformer(input_ids)
 logits.shape
@@ -2954,7 +2962,7 @@ def lm_loss(logits, input_ids, attention_mask):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_random_model_loss", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 # loss of the randomly initialized model
 loss = lm_loss(logits, input_ids, attention_mask)
 print(f"loss {loss.item():.2f}, ln V = ln {len(tokenizer)} = {math.log(len(tokenizer)):.2f}")
@@ -3023,7 +3031,7 @@ class _ChecksTokenizer:
 
 def _lm_loss(*inputs):
     """Your lm_loss, called while `tokenizer` is the checks' (see _ChecksTokenizer)."""
-    with replaced(tokenizer=_ChecksTokenizer(globals().get("tokenizer"))):  # see `replaced`
+    with wrapped("tokenizer", _ChecksTokenizer):  # see `wrapped`: no tokenizer yet while graded, unless your code reads it
         return lm_loss(*inputs)
 
 
@@ -3519,7 +3527,7 @@ elif not GRADING:
 #
 # Your machine may be faster or slower: just before training, the notebook times a few steps of your own `train_step` and prints how long the whole run should take.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_training_config", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 def training_config(device, offline=False):
     """The training run that fits the machine: a dict with its `name`, `why` it was chosen, the `model`'s arguments
     (all but the vocabulary size), the run's settings, and the `estimated_seconds_per_step` of the table above.
@@ -3550,13 +3558,13 @@ print(f"Training configuration \"{run_config['name']}\", because {run_config['wh
 #
 # Choose what to train on:
 # - `"overfit_one_batch"`, the quick demo: the model sees the same batch again and again, and memorizes it. Its training loss goes down fast, but its validation loss doesn't: it learns that one batch, not the language. Minutes, on a CPU or a GPU (see the table above).
-# - `"n_examples"`: the model learns from the first `N_EXAMPLES` lines of WikiText-103 (10,000 on a GPU, 1,000 on a CPU, unless you change it), for `EPOCHS` epochs. Its validation loss goes down too. Try it when you have more time: the more lines and epochs, the longer it takes, and the better the model. The cell after the next one tells you how long it should take.
+# - `"n_examples"`: the model learns from the first `N_EXAMPLES` lines of WikiText-103 (by default, `None`: 10,000 on a GPU, 1,000 on a CPU), for `EPOCHS` epochs. Its validation loss goes down too. Try it when you have more time: the more lines and epochs, the longer it takes, and the better the model. The cell after the next one tells you how long it should take.
 #
 # While the notebook is graded, or offline, the model and the data are much smaller (the `"offline"` configuration), so that training takes seconds on a CPU. While it is graded, it always runs the quick demo, whatever you chose.
 
 # %%
 TRAINING = "overfit_one_batch"  # or "n_examples"
-N_EXAMPLES = run_config["n_examples"]  # lines of WikiText-103 for "n_examples"
+N_EXAMPLES = None  # lines of WikiText-103 for "n_examples"; None: the configuration's (10,000 on a GPU, 1,000 on a CPU)
 EPOCHS = 2
 
 # %% nbgrader={"grade": false, "grade_id": "demo_training_data", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
@@ -3568,7 +3576,7 @@ overfit_steps, validate_every, validation_batches = (run_config["overfit_steps"]
 config = dict(vocab_size=len(tokenizer), **run_config["model"])  # the Transformer's arguments
 
 # Tokenize once: the first lines of the training set, and the validation set.
-train_size = min(len(dataset["train"]), 1000 if TRAINING == "overfit_one_batch" else N_EXAMPLES)
+train_size = min(len(dataset["train"]), 1000 if TRAINING == "overfit_one_batch" else N_EXAMPLES or run_config["n_examples"])
 train_blocks = tokenize_once(dataset["train"].select(range(train_size)), tokenizer, seq_len)
 validation_blocks = tokenize_once(dataset["validation"], tokenizer, seq_len)
 if TRAINING == "overfit_one_batch":
