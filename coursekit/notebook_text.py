@@ -2,13 +2,15 @@
 
 The text twin is what humans review and diff; the notebook is what nbgrader reads. Converting in
 either direction is deterministic: cell ids come from the nbgrader grade_id (or the cell's position),
-metadata is limited to the kernelspec, nbgrader's and cell tags (`grader-only`), and there are no outputs.
+metadata is limited to the kernelspec, nbgrader's and cell tags (`grader-only`), and the collapsed view of a
+cell whose first line is a Colab form title (TITLE); there are no outputs.
 
 The helpers cell carries a copy of the checks engine, coursekit/notebook_checks.py, between two marker lines:
 `embed_checks_engine` writes the module's current text there (`make notebook` does), so that a student in
 Colab needs nothing but the notebook.
 """
 
+import copy
 import re
 from pathlib import Path
 
@@ -20,12 +22,21 @@ from . import notebook_checks
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 
+# A code cell whose first line is a Colab form title (`# @title ...`: the helpers, the check cells) shows that line
+# only: Colab's form view hides its code, JupyterLab collapses its input; its outputs stay in view.
+TITLE = "# @title "
+COLLAPSED = {"cellView": "form", "jupyter": {"source_hidden": True}}
+
+
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of `nb` as committed under source/: no outputs, stable ids, only kernelspec and nbgrader metadata."""
+    """A copy of `nb` as committed under source/: no outputs, stable ids, only kernelspec and nbgrader metadata (and
+    the collapsed view of a cell with a title, see TITLE)."""
     out = nbformat.v4.new_notebook()
     out.metadata = {"kernelspec": nb.metadata.get("kernelspec", KERNELSPEC)}
     for index, cell in enumerate(nb.cells):
         metadata = {key: cell.metadata[key] for key in ("nbgrader", "tags") if cell.metadata.get(key)}
+        if cell.cell_type == "code" and cell.source.startswith(TITLE):
+            metadata.update(copy.deepcopy(COLLAPSED))
         if cell.cell_type == "code":
             new = nbformat.v4.new_code_cell(cell.source, metadata=metadata)
         elif cell.cell_type == "markdown":

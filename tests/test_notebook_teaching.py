@@ -284,3 +284,22 @@ def test_every_image_says_what_it_shows_when_it_does_not_load(assignment):
     for alt, address in images:
         words = re.findall(r"[A-Za-z]+", alt)
         assert len(words) >= 3 and not re.search(r"\.(png|jpe?g|gif|svg)$", alt, re.I), (alt, address)
+
+
+@pytest.mark.parametrize("assignment", layout.assignments(), ids=str)
+def test_the_helpers_and_check_cells_show_one_line_and_hide_their_code(assignment):
+    """Students see exercises, not engine code: in the release, the helpers cell and every check cell start with a
+    Colab form title, and are collapsed in Colab (form view) and in JupyterLab (input hidden); their outputs, the
+    lines that say what was checked, stay in view. Exercise cells and the teaching code are never collapsed."""
+    release = nbformat.read(layout.COURSE.release_notebook(assignment), as_version=4)
+    for cell in release.cells:
+        if cell.cell_type != "code":
+            continue
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        collapsed = cell.metadata.get("cellView") == "form" and cell.metadata.get("jupyter", {}).get("source_hidden")
+        if grade_id == "grading_helpers" or grade_id.startswith("test_"):
+            assert collapsed and cell.source.startswith("# @title "), grade_id
+            title = cell.source.splitlines()[0]
+            assert len(title) < 130 and ("Checks of" in title or "Helpers" in title), title
+        else:
+            assert not collapsed, (grade_id, cell.source[:60])

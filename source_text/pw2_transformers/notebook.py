@@ -112,7 +112,7 @@ else:
               "then run the notebook again.")
 
 # %% nbgrader={"grade": true, "grade_id": "grading_helpers", "locked": true, "points": 0, "schema_version": 3, "solution": false, "task": false}
-# Helpers for the checks below each exercise. Please run this cell, and don't edit it.
+# @title Helpers for the checks below each exercise: please run this cell, and don't edit it
 # --- begin coursekit/notebook_checks.py (written here by `make notebook`) ---
 """The checks engine: written into every notebook's helpers cell by `make notebook`, and used by the grader.
 
@@ -1196,6 +1196,7 @@ def verdict_self_attention_batch(outputs):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_self_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+# @title Checks of self_attention: run this cell after your answer (the lines it prints say what was checked)
 """Checks self_attention: output shape, values on a small example, large scores; hidden: other inputs, batches."""
 checks = Checks("self_attention", points=10)
 
@@ -1358,6 +1359,7 @@ def verdict_multi_head_attention_2_heads(output):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_multi_head_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+# @title Checks of multi_head_attention: run this cell after your answer (the lines it prints say what was checked)
 """Checks multi_head_attention: output shape, and values on small examples with 4 and with 2 heads (hidden: other inputs)."""
 checks = Checks("multi_head_attention", points=10)
 
@@ -1540,6 +1542,7 @@ def verdict_causal_2_heads(output):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_causal_multi_head_attention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+# @title Checks of causal_multi_head_attention: run this cell after your answer (the lines it prints say what was checked)
 """Checks causal_multi_head_attention: shape, causality, and values on a small example (hidden: other inputs)."""
 checks = Checks("causal_multi_head_attention", points=10)
 
@@ -1688,6 +1691,7 @@ def verdict_attention_module_values(data):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_CausalSelfAttention", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+# @title Checks of CausalSelfAttention: run this cell after your answer (the lines it prints say what was checked)
 """Checks CausalSelfAttention: shapes for every length up to seq_len, its projections, values when they are the identity,
 causality, dropout, and that it moves to another device; hidden: values with projections the check sets.
 
@@ -2010,6 +2014,7 @@ def verdict_feed_forward_values(data):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_FeedForward", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": false}
+# @title Checks of FeedForward: run this cell after your answer (the lines it prints say what was checked)
 """Checks FeedForward: shape, width and activation (on given weights), dropout; hidden: values on other weights.
 
 The checks set your module's weights themselves (set_feed_forward_weights, in the helpers), to numbers drawn for each
@@ -2218,6 +2223,7 @@ def _public_block_on_stand_ins(data, reference):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_Block", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+# @title Checks of Block: run this cell after your answer (the lines it prints say what was checked)
 """Checks Block with stand-in attention and feed-forward modules: shapes, causality, residuals and layer norms."""
 checks = Checks("Block", points=10)
 
@@ -2592,6 +2598,7 @@ def _transformer_on_stand_ins(data, reference):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_Transformer", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+# @title Checks of Transformer: run this cell after your answer (the lines it prints say what was checked)
 """Checks Transformer with stand-in blocks: shapes, causality, position embeddings, stacking and logits."""
 checks = Checks("Transformer", points=10)
 
@@ -3012,6 +3019,7 @@ def verdict_loss_gradient(data):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_lm_loss", "locked": true, "points": 15, "schema_version": 3, "solution": false, "task": false}
+# @title Checks of lm_loss: run this cell after your answer (the lines it prints say what was checked)
 """Checks lm_loss: a scalar, the shift, and padding that never counts while real EOS tokens do."""
 checks = Checks("lm_loss", points=15)
 
@@ -3234,6 +3242,7 @@ def verdict_train_step_loss(loss):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_train_step", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+# @title Checks of train_step: run this cell after your answer (the lines it prints say what was checked)
 """Checks train_step with a stand-in model and loss: the returned loss, zero_grad, clipping and the update."""
 checks = Checks("train_step", points=10)
 
@@ -3732,6 +3741,7 @@ def verdict_decode_crop(data):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_decode", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+# @title Checks of decode: run this cell after your answer (the lines it prints say what was checked)
 """Checks decode with a stand-in model: shapes, greedy choices, batches, eval mode and context cropping."""
 checks = Checks("decode", points=10)
 

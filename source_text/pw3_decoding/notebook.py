@@ -73,7 +73,7 @@ if not GRADING:
     print("Running on the CPU: this practical work needs no GPU.")
 
 # %% nbgrader={"grade": true, "grade_id": "grading_helpers", "locked": true, "points": 0, "schema_version": 3, "solution": false, "task": false}
-# Helpers for the checks below each exercise. Please run this cell, and don't edit it.
+# @title Helpers for the checks below each exercise: please run this cell, and don't edit it
 # --- begin coursekit/notebook_checks.py (written here by `make notebook`) ---
 """The checks engine: written into every notebook's helpers cell by `make notebook`, and used by the grader.
 
@@ -1051,6 +1051,7 @@ def verdict_temperature_batch(output):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_apply_temperature", "locked": true, "points": 10, "schema_version": 3, "solution": false, "task": false}
+# @title Checks of apply_temperature: run this cell after your answer (the lines it prints say what was checked)
 """Checks apply_temperature: values for temperatures 2 and 0.5, temperature 1, any shape (hidden: other inputs)."""
 checks = Checks("apply_temperature", points=10)
 
@@ -1301,6 +1302,7 @@ def compare_top_k_ties(output, reference):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_top_k_filter", "locked": true, "points": 20, "schema_version": 3, "solution": false, "task": false}
+# @title Checks of top_k_filter: run this cell after your answer (the lines it prints say what was checked)
 """Checks top_k_filter: values on one row, a batch, (B, T, V) logits, k larger than the vocabulary (hidden: other inputs,
 ties, large vocabularies)."""
 checks = Checks("top_k_filter", points=20)
@@ -1581,6 +1583,7 @@ def verdict_top_p_large(output):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_top_p_filter", "locked": true, "points": 25, "schema_version": 3, "solution": false, "task": false}
+# @title Checks of top_p_filter: run this cell after your answer (the lines it prints say what was checked)
 """Checks top_p_filter: values on one row, the most likely token, a batch, (B, T, V) logits (hidden: other inputs,
 p = 1, large vocabularies)."""
 checks = Checks("top_p_filter", points=25)
@@ -1952,6 +1955,7 @@ def compare_sample_eval(data, reference):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_sample", "locked": true, "points": 30, "schema_version": 3, "solution": false, "task": false}
+# @title Checks of sample: run this cell after your answer (the lines it prints say what was checked)
 """Checks sample with stand-in models and stand-ins for the filters: shapes, last position, batches, eval mode, no
 gradients, cropping, the generator, the probabilities drawn, and the use of the temperature and the filters."""
 checks = Checks("sample", points=30)
@@ -2510,6 +2514,7 @@ def verdict_beam_greedy(output):
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_beam_search", "locked": true, "points": 15, "schema_version": 3, "solution": false, "task": false}
+# @title Checks of beam_search: run this cell after your answer (the lines it prints say what was checked)
 """Checks beam_search with stand-in models: shapes, one beam, a sequence greedy decoding misses, more beams than
 candidates, the sum of log-probabilities, cropping, eval mode (hidden: every sequence tried, other models)."""
 checks = Checks("beam_search", points=15)
