@@ -218,7 +218,7 @@ def _clean() -> None:
         shutil.rmtree(folder, ignore_errors=True)
     for folder in (_scratch, _ipc):
         if folder is not None:
-            sandbox.remove_scratch(folder)
+            sandbox.remove_kernel_folder(folder)
 
 
 def worker_memory(reset_peak: bool = False) -> dict[str, int]:

@@ -209,18 +209,19 @@ def scratch_folder(build: Path, worker: int) -> Path:
     return Path(build).resolve() / "scratch" / f"worker-{worker}"
 
 
-def remove_scratch(folder: Path) -> None:
-    """Removes a scratch folder the kernel wrote, without following anything in it: shutil.rmtree opens each folder
-    relative to its parent's descriptor, without following links (it says so: `avoids_symlink_attacks`)."""
+def remove_kernel_folder(folder: Path) -> None:
+    """Removes a folder the kernel could write (its scratch folder, its IPC folder), without following anything in
+    it: shutil.rmtree opens each folder relative to its parent's descriptor, without following links (it says so:
+    `avoids_symlink_attacks`)."""
     if not shutil.rmtree.avoids_symlink_attacks:
-        raise RuntimeError("shutil.rmtree follows links on this platform: a scratch folder cannot be removed safely")
+        raise RuntimeError("shutil.rmtree follows links on this platform: a kernel's folder cannot be removed safely")
     shutil.rmtree(folder, ignore_errors=True)
 
 
 def make_scratch(work: Path, scratch: Path, uid: int | None) -> None:
     """A fresh scratch folder for a kernel, made by root before the kernel starts: a copy of the plain files under
     `work` (the folder nbgrader runs the notebook in; links and special files are left out), owned by `uid`."""
-    remove_scratch(scratch)
+    remove_kernel_folder(scratch)
     scratch.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     scratch.mkdir(mode=0o700)
     copied = boundary.read_tree(work, max_bytes=SCRATCH_COPY_BYTES)

@@ -319,7 +319,7 @@ def test_read_tree_refuses_a_folder_reached_through_a_link(planted):
 def test_a_scratch_folder_is_removed_without_following_its_links(planted, tmp_path):
     folder, secret = planted
     assert shutil.rmtree.avoids_symlink_attacks
-    sandbox.remove_scratch(folder)
+    sandbox.remove_kernel_folder(folder)
     assert not folder.exists() and secret.read_text() == SECRET
 
 
