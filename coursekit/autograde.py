@@ -38,7 +38,7 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from . import boundary, kernel_failures, layout, notebook_checks, sandbox, workers
+from . import boundary, demo_cells, kernel_failures, layout, notebook_checks, sandbox, warm_kernels, workers
 
 
 class SandboxUnavailable(RuntimeError):
@@ -124,12 +124,13 @@ _work: Path | None = None
 _root: Path | None = None
 _scratch: Path | None = None  # the folder this worker's sandboxed kernels work in
 _ipc: Path | None = None      # the folder of their sockets
+_zygote = None                # the process that forks them warm (coursekit/warm_kernels.py), if any
 
 
 def _start_worker(worker: int, root: str, assignment: str, env: dict[str, str], sandboxed: bool) -> None:
     """Loads the course's nbgrader configuration, with this worker's own folders as the submissions to grade and
     the autograded notebooks, and (sandboxed) this worker's own kernel uid and IPC folder."""
-    global _api, _assignment, _work, _root, _scratch, _ipc
+    global _api, _assignment, _work, _root, _scratch, _ipc, _zygote
     os.environ.update(env)
     os.chdir(root)
     sys.path.insert(0, str(layout.ROOT))
@@ -137,10 +138,12 @@ def _start_worker(worker: int, root: str, assignment: str, env: dict[str, str], 
     from traitlets.config import Config
 
     config = load_config(Path(root))
+    _root, _assignment = Path(root), layout.Assignment(assignment)
     if sandboxed:
         os.environ.update(sandbox.worker_environment(worker))
         config.merge(Config(sandbox.nbgrader_settings(Path(root) / "build", worker)))
-    _root, _assignment = Path(root), layout.Assignment(assignment)
+        if warm_kernels_wanted() and sandbox.worker_uid(worker) is not None:
+            os.environ[sandbox.WARM_VARIABLE] = _start_zygote(worker)
     _work = _root / "build" / "grading" / assignment / f"worker-{worker}"
     shutil.rmtree(_work, ignore_errors=True)
     _scratch = sandbox.scratch_folder(_root / "build", worker) if sandboxed else None
@@ -148,6 +151,37 @@ def _start_worker(worker: int, root: str, assignment: str, env: dict[str, str], 
     config.CourseDirectory.submitted_directory = str((_work / "in").relative_to(_root))
     config.CourseDirectory.autograded_directory = str((_work / "out").relative_to(_root))
     _api = NbGraderAPI(config=config)
+
+
+# Kernels are forked warm from a zygote per worker (coursekit/warm_kernels.py) when grading runs as root;
+# COURSEKIT_WARM_KERNELS=0 in the environment starts every kernel cold.
+WARM_SWITCH = "COURSEKIT_WARM_KERNELS"
+
+
+def warm_kernels_wanted() -> bool:
+    return os.environ.get(WARM_SWITCH, "1") != "0"
+
+
+def warm_modules(course: layout.Course, assignment: layout.Assignment) -> list[str]:
+    """What a zygote imports for `assignment`: the modules its release notebook's cells import, but its demo cells'
+    (grading skips them; see coursekit/demo_cells.py)."""
+    try:
+        cells = nbformat.read(course.release_notebook(assignment), as_version=4).cells
+    except (OSError, ValueError):
+        return []
+    return warm_kernels.modules_of([c for c in cells if demo_cells.DEMO not in demo_cells.tags(c)])
+
+
+def _start_zygote(worker: int) -> str:
+    """Starts this worker's zygote (stopped when the worker ends); returns its socket, or "" when it did not start."""
+    global _zygote
+    import atexit
+
+    address = warm_kernels.socket_path(_root / "build", worker)
+    _zygote = warm_kernels.start(address, warm_modules(layout.Course(_root), _assignment),
+                                 sandbox.kernel_environment(os.environ))
+    atexit.register(warm_kernels.stop, _zygote)
+    return address if _zygote is not None else ""
 
 
 # What a staged hand-in may weigh (intake stages a notebook of at most intake.MAX_MB and a timestamp.txt), and what

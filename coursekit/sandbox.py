@@ -38,15 +38,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 if __package__:
-    from . import boundary
+    from . import boundary, warm_kernels
 else:  # run as the kernelspec's command, a script: its own folder is the first on sys.path
     import boundary
+    import warm_kernels
 
 KERNEL_NAME = "coursekit-sandbox"
 # Grading worker N's kernels run as uid FIRST_UID + N (no account has these uids). Two courses (or two checkouts) graded
 # at once on one machine should each set COURSEKIT_SANDBOX_FIRST_UID, since the process limit counts per uid.
 FIRST_UID = int(os.environ.get("COURSEKIT_SANDBOX_FIRST_UID", "60001"))
 UID_VARIABLE = "PW2_SANDBOX_UID"
+WARM_VARIABLE = "COURSEKIT_WARM_SOCKET"  # the socket of the worker's zygote (coursekit/warm_kernels.py), if it has one
 
 # The only parts of the host's file system the kernel sees (read-only), besides the Python it runs.
 SYSTEM_FOLDERS = ["usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32"]
@@ -80,6 +82,11 @@ class Limits:
         if left <= 0:
             raise ValueError(f"{self}: /tmp and /dev/shm take the whole memory budget")
         return left
+
+    def rlimits(self, processes: int) -> dict[str, int]:
+        """The kernel's resource limits (resource module names), with `processes` as its process limit."""
+        return {"RLIMIT_AS": self.address_space_bytes, "RLIMIT_CPU": self.cpu_seconds, "RLIMIT_NPROC": processes,
+                "RLIMIT_FSIZE": self.file_bytes}
 
 
 LIMITS = Limits()
@@ -139,12 +146,9 @@ def command(program: list[str], work: Path, course_root: Path | None = None, uid
         args += ["--unshare-user", "--disable-userns"]
     else:            # what setpriv needs to drop to `uid`, and nothing else
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
-    python_bin = Path(sys.executable).parent
-    args += ["--clearenv", "--setenv", "PATH", f"{python_bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin",
-             "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8", "--setenv", "PGPASSFILE", "/dev/null"]
-    for name in PASSED_VARIABLES:
-        if name in environ:
-            args += ["--setenv", name, environ[name]]
+    args += ["--clearenv"]
+    for name, value in kernel_environment(environ).items():
+        args += ["--setenv", name, value]
     for folder in system:
         args += ["--symlink", os.readlink(folder), str(folder)] if folder.is_symlink() else \
                 ["--ro-bind", str(folder), str(folder)]
@@ -175,9 +179,21 @@ def command(program: list[str], work: Path, course_root: Path | None = None, uid
     if uid is not None:
         args += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
                  "--bounding-set=-all", "--no-new-privs", "--"]
-    processes = limits.processes + (0 if uid is not None else _running_tasks(os.getuid()))
-    return ["prlimit", f"--as={limits.address_space_bytes}", f"--cpu={limits.cpu_seconds}", f"--nproc={processes}",
-            f"--fsize={limits.file_bytes}", "--", "bwrap", *args, *program]
+    rlimits = limits.rlimits(_process_limit(limits, uid))
+    return ["prlimit", f"--as={rlimits['RLIMIT_AS']}", f"--cpu={rlimits['RLIMIT_CPU']}", f"--nproc={rlimits['RLIMIT_NPROC']}",
+            f"--fsize={rlimits['RLIMIT_FSIZE']}", "--", "bwrap", *args, *program]
+
+
+def _process_limit(limits: Limits, uid: int | None) -> int:
+    return limits.processes + (0 if uid is not None else _running_tasks(os.getuid()))
+
+
+def kernel_environment(environ: dict[str, str] = os.environ) -> dict[str, str]:
+    """The kernel's whole environment: PATH, HOME=/tmp, LANG, and those of PASSED_VARIABLES that `environ` sets."""
+    python_bin = Path(sys.executable).parent
+    found = {"PATH": f"{python_bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin", "HOME": "/tmp", "LANG": "C.UTF-8",
+             "PGPASSFILE": "/dev/null"}
+    return {**found, **{name: environ[name] for name in PASSED_VARIABLES if name in environ}}
 
 
 def give_folder(folder: Path, uid: int | None, private: bool = False) -> None:
@@ -298,12 +314,18 @@ def _run_kernel(connection_file: str) -> None:
     make_scratch(work, scratch, uid)
     connection = os.open(connection_file, os.O_RDONLY)
     os.set_inheritable(connection, True)
-    cmd = command([sys.executable, "-m", "ipykernel_launcher", "-f", connection_file], work,
-                  Path(os.environ["PW2_COURSE_ROOT"]), uid, writable=[ipc], files={Path(connection_file): connection},
-                  work_source=scratch)
     # Jupyter interrupts a kernel with SIGINT to its whole process group, bubblewrap included: bubblewrap must
     # ignore it (or it dies and takes the kernel with it). The kernel itself is interrupted by a message.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sandboxed = dict(course_root=Path(os.environ["PW2_COURSE_ROOT"]), uid=uid, writable=[ipc],
+                     files={Path(connection_file): connection}, work_source=scratch)
+    zygote = warm_kernels.connect(os.environ.get(WARM_VARIABLE)) if uid is not None else None
+    if zygote is not None:  # a warm kernel, forked into the same sandbox (see coursekit/warm_kernels.py)
+        request = {"uid": uid, "cwd": str(work), "connection_file": connection_file, "environment": kernel_environment(),
+                   "limits": LIMITS.rlimits(_process_limit(LIMITS, uid))}
+        sys.exit(warm_kernels.launch(zygote, command(warm_kernels.HOLDER, work, **sandboxed), LAUNCH_ENVIRONMENT,
+                                     [connection], request))
+    cmd = command([sys.executable, "-m", "ipykernel_launcher", "-f", connection_file], work, **sandboxed)
     os.execvpe(cmd[0], cmd, LAUNCH_ENVIRONMENT)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from assignments import PW2
-from coursekit import autograde, layout, results as scores, sandbox, workers
+from coursekit import autograde, layout, results as scores, sandbox, warm_kernels, workers
 
 # Worker processes (spawned) import this module to find the tasks below: keep its imports light (jupyter_client,
 # nbgrader and the CLI are imported by the tests that use them).
@@ -35,10 +35,11 @@ _slots = itertools.count(40)
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox drops to a uid of its own only as root")
 
 
-@pytest.fixture(scope="module")
-def course(tmp_path_factory):
-    """A course directory: the hand-in ada's folder, another hand-in, the gradebook and source/; and a canary
-    file's path outside the course."""
+@pytest.fixture(scope="module", params=["cold", "warm"])
+def course(tmp_path_factory, request):
+    """A course directory: the hand-in ada's folder, another hand-in, the gradebook and source/; a canary file's path
+    outside the course; and how its kernels start: cold (a new Python in the sandbox) or warm (forked into the sandbox
+    by a zygote that imported torch, coursekit/warm_kernels.py: every attack below is tried on both)."""
     top = tmp_path_factory.mktemp("sandbox")
     root = top / "course"
     work = layout.submission_dir(root / "autograded", "ada", PW2)
@@ -48,7 +49,17 @@ def course(tmp_path_factory):
     bob = layout.submission_dir(root / "autograded", "bob", PW2)
     bob.mkdir(parents=True)
     (bob / PW2.notebook).write_text("bob's answers")
-    return argparse.Namespace(root=root, work=work, build=root / "build", bob=bob, canary=top / "canary")
+    found = argparse.Namespace(root=root, work=work, build=root / "build", bob=bob, canary=top / "canary", zygote=None,
+                               warm={})
+    if request.param == "warm" and os.geteuid() == 0:
+        address = warm_kernels.socket_path(found.build, 99)
+        # started from an environment that holds the grader's secrets: the zygote gets the sandbox's environment only
+        found.zygote = warm_kernels.start(address, ["torch"], sandbox.kernel_environment({**os.environ,
+                                                                                         **GRADERS_VARIABLES}))
+        assert found.zygote is not None, "the zygote did not start"
+        found.warm = {sandbox.WARM_VARIABLE: address}
+    yield found
+    warm_kernels.stop(found.zygote)
 
 
 class Kernel:
@@ -65,7 +76,7 @@ class Kernel:
         specs = KernelSpecManager(kernel_dirs=[str(Path(env["JUPYTER_PATH"]) / "kernels")])
         self.manager = KernelManager(kernel_name=sandbox.KERNEL_NAME, kernel_spec_manager=specs, **settings)
         self.manager.start_kernel(cwd=str(course.work), env={**os.environ, **GRADERS_VARIABLES,
-                                                             **sandbox.worker_environment(worker)})
+                                                             **sandbox.worker_environment(worker), **course.warm})
         self.client = self.manager.client()
         self.client.start_channels()
         self.client.wait_for_ready(timeout=60)
@@ -343,6 +354,90 @@ def test_a_setsid_daemon_is_gone_once_the_kernel_is_shut_down(course):
     time.sleep(1)
     assert heartbeat.stat().st_size == beats, "the heartbeat stopped"
     assert processes_of(started.uid) == [], "no process of the kernel's uid is left on the host"
+
+
+def test_a_warm_kernel_is_forked_with_its_imports_done_and_a_cold_one_is_not(shared_kernel, course):
+    got = shared_kernel.result("import json, os, sys; print(json.dumps(['torch' in sys.modules, os.getpid()]))")
+    assert got == ([True, 3] if course.zygote else [False, 2]), "warm: a fork of the zygote, pid 3 (the holder is 2)"
+
+
+# Reads the kernel's own writable memory (heap, stack, anonymous maps) and says whether `first + second` is in it. The
+# needle is given in two halves and never put together, so that the cell's text and variables do not hold it.
+OWN_MEMORY_HOLDS = """
+import json, re
+def own_memory_holds(first, second):
+    with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as mem:
+        for line in maps:
+            start, end, perms = re.match(r'([0-9a-f]+)-([0-9a-f]+) (\\S+)', line).groups()
+            if perms.startswith('rw'):
+                try:
+                    mem.seek(int(start, 16))
+                    region = mem.read(int(end, 16) - int(start, 16))
+                except (OSError, ValueError, OverflowError):
+                    continue
+                at = region.find(first)
+                while at >= 0:
+                    if region[at + len(first):at + len(first) + len(second)] == second:
+                        return True
+                    at = region.find(first, at + 1)
+    return False
+"""
+
+
+def halves(text: str) -> tuple[bytes, bytes]:
+    middle = len(text) // 2
+    return text[:middle].encode(), text[middle:].encode()
+
+
+@needs_root
+def test_a_warm_kernels_memory_holds_nothing_of_the_grader_nor_of_the_kernel_before(course):
+    """The zygote was started from an environment with the grader's secrets (see `course`); a first kernel plants a
+    token in a module, a file and its memory: the next kernel of the same zygote finds none of them."""
+    token = "planted-by-the-first-" + secrets.token_hex(6)
+    with kernel(course) as first:
+        first.run(f"import torch, json\ntorch.planted = {token!r}\nkept = [{token!r}] * 1000\n"
+                  f"open('/tmp/planted', 'w').write({token!r})")
+    with kernel(course) as second:
+        got = second.result(OWN_MEMORY_HOLDS + "import os, torch\nprint(json.dumps([hasattr(torch, 'planted'), "
+                            "os.path.exists('/tmp/planted'), "
+                            f"own_memory_holds(*{halves(token)}), own_memory_holds(*{halves(SECRET)})]))",
+                            timeout=120)
+    assert got == [False, False, False, False]
+
+
+@needs_root
+def test_a_killed_launcher_takes_its_kernel_and_its_daemons_with_it(course):
+    started = Kernel(course, next(_slots))
+    heartbeat = started.scratch / "heartbeat"
+    try:
+        started.run(DAEMON)
+        time.sleep(0.5)
+        assert heartbeat.stat().st_size > 0 and processes_of(started.uid), "the daemon runs"
+        started.manager.shutdown_kernel(now=True)  # no message: SIGKILL to the kernelspec's command (warm: the launcher)
+        deadline = time.time() + 10
+        while processes_of(started.uid) and time.time() < deadline:
+            time.sleep(0.2)
+        assert processes_of(started.uid) == [], "no process of the kernel's uid is left on the host"
+    finally:
+        started.client.stop_channels()
+
+
+@needs_root
+def test_the_zygote_is_out_of_reach_of_kernels_and_of_users_other_than_root(course, tmp_path):
+    if not course.zygote:
+        pytest.skip("cold kernels have no zygote")
+    address = course.warm[sandbox.WARM_VARIABLE]
+    with kernel(course) as started:
+        got = started.result(f"import json, socket\ntry:\n    socket.socket(socket.AF_UNIX).connect({address!r})\n"
+                             "    print(json.dumps('connected'))\nexcept OSError as e:\n    print(json.dumps(e.errno))")
+    assert got == 2, "the kernel does not see the build folder (ENOENT)"
+    code = f"import socket\ntry:\n    socket.socket(socket.AF_UNIX).connect({address!r}); print('connected')\n" \
+           "except OSError as e:\n    print(e.errno)"
+    uid = sandbox.worker_uid(next(_slots))
+    import subprocess
+    outside = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-c",
+                              code], capture_output=True, text=True, timeout=30)
+    assert outside.stdout.strip() == "13", "an unprivileged user of the host is refused (EACCES)"
 
 
 def test_a_kernel_leaves_nothing_in_the_ipc_folder_of_the_next_kernel_of_its_worker(course):
