@@ -170,7 +170,7 @@ def _become_kernel(request: dict, uid: int, fds: list[int]) -> None:
     os.setsid()
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)
-    for target, fd in zip((1, 2), fds):
+    for target, fd in zip((1, 2), fds, strict=False):
         os.dup2(fd, target)
     os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     os.chdir(request["cwd"])
