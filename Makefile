@@ -15,7 +15,7 @@ ONE := $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup notebook notebook-text release solutions samples due grade feedback export report similarity demo test lint catalogue catalogue-draws bench-notebook bench-grading bench-training collect lab clean
+.PHONY: help setup notebook notebook-text release solutions samples due grade feedback export report similarity demo test lint catalogue catalogue-draws bench-notebook bench-grading bench-training gpu-check collect lab clean
 
 help:
 	@echo "Every command acts on every assignment that has work for it, or on one: make grade ASSIGNMENT=pw3_decoding"
@@ -41,6 +41,7 @@ help:
 	@echo "make bench-notebook  CPU and wall seconds of grading one hand-in (every run graded) against plain nbconvert, per-cell times: reports/<assignment>/bench_grading.json"
 	@echo "make bench-grading   grading throughput of 20 hand-ins, sequential against parallel, against plain nbconvert, and a Dask cluster against the local pool (SUBMISSIONS=N, ONLY_CLUSTER=1)"
 	@echo "make bench-training  training throughput and time to overfit one batch (DEVICE=cuda on a GPU)"
+	@echo "make gpu-check   on a CUDA machine: the checks give the same scores on the GPU as on the CPU, and a short training benchmark (DEVICE=cpu: a dry run): reports/gpu_check_<device>.json"
 	@echo "Gradebook: SQLite gradebook.db, or the database GRADEBOOK_URL names (make grade GRADEBOOK_URL=postgresql://...)"
 
 setup: $(VENV)/.installed
@@ -149,6 +150,11 @@ bench-grading: setup
 DEVICE ?= cpu
 bench-training: setup
 	$(PY) -m coursekit bench-training $(ONE) --device $(DEVICE)
+
+# On a CUDA machine, under 10 minutes: the checks on the GPU give the CPU's scores; reports/gpu_check_cuda.json.
+# DEVICE=cpu: a dry run on a machine without a GPU. DEVICE here defaults to cuda (bench-training's to cpu).
+gpu-check: setup
+	$(PY) -m coursekit gpu-check $(ONE) --device $(if $(filter file,$(origin DEVICE)),cuda,$(DEVICE))
 
 lint: setup
 	$(PY) -m ruff check coursekit tests source_text

@@ -1,9 +1,10 @@
 """Benchmarks of grading. Numbers go in the README, not in tests (machines here are noisy).
 
-- `make bench-notebook`: how long one submission takes to autograde, and where the time goes. It grades
-  the demo solution in a throwaway course directory, as `make grade` would (forced, every run), and executes it with
-  plain `jupyter nbconvert --execute` in grading mode, in the same run: CPU and wall seconds, their ratio, and the time
-  of each cell (written to reports/<assignment>/bench_grading.json, under "notebook").
+- `make bench-notebook`: what one hand-in costs to autograde, and where the time goes. It grades a batch of copies of
+  the demo solution in a throwaway course directory with one worker, as `make grade` would (forced, every run), with
+  warm kernels and with cold ones, and executes it with plain `jupyter nbconvert --execute` in grading mode, in the
+  same run: CPU and wall seconds per hand-in, their ratios, and the time of each cell (written to
+  reports/<assignment>/bench_grading.json, under "notebook").
 - `make bench-grading`: throughput of a batch (at least 20 hand-ins: solutions, typical mistakes and
   untouched releases), graded by one worker and then by one worker per core, and what grading adds on
   top of executing the same notebook with plain `jupyter nbconvert --execute`; then the same batch on a Dask
@@ -72,46 +73,71 @@ def _cpu_seconds(every: float = 0.05):
         found["wall"] = round(time.perf_counter() - start, 2)
 
 
-def run(assignment: layout.Assignment, repeats: int = 3) -> dict:
-    """One hand-in (the solution) graded `repeats` times as `make grade` grades it (forced: the incremental record never
-    skips it), and executed `repeats` times with plain `jupyter nbconvert --execute` in grading mode, in the same run:
-    CPU and wall seconds of each, their medians' ratio, and the time of each cell of a graded hand-in."""
+@contextlib.contextmanager
+def _kernels(warm: bool):
+    """Grading workers started inside the block fork their kernels warm from a zygote, or start them cold."""
+    before = os.environ.get(autograde.WARM_SWITCH)
+    os.environ[autograde.WARM_SWITCH] = "1" if warm else "0"
+    try:
+        yield
+    finally:
+        os.environ.pop(autograde.WARM_SWITCH)
+        if before is not None:
+            os.environ[autograde.WARM_SWITCH] = before
+
+
+def run(assignment: layout.Assignment, repeats: int = 3, hand_ins: int = 4) -> dict:
+    """A batch of `hand_ins` copies of the solution graded `repeats` times by one worker, as `make grade` grades it
+    (forced: the incremental record never skips it), with warm kernels and with cold ones, and the solution executed
+    `repeats` times with plain `jupyter nbconvert --execute` in grading mode, in the same run: CPU and wall seconds per
+    hand-in (the batch's, worker and zygote start-up included, divided by `hand_ins`), their medians' ratios to plain
+    nbconvert, and the time of each cell of a graded hand-in."""
     with tempfile.TemporaryDirectory() as tmp:
         course = layout.copy_course(Path(tmp) / "course")
         grading.release(course, assignment)
         solution = samples.notebooks(course, assignment)["solution"]
-        folder = layout.submission_dir(course.submitted, "bench", assignment)
-        folder.mkdir(parents=True)
-        nbformat.write(solution, folder / assignment.notebook)
-        graded = []
+        for i in range(hand_ins):
+            folder = layout.submission_dir(course.submitted, f"bench-{i + 1:02d}", assignment)
+            folder.mkdir(parents=True)
+            nbformat.write(solution, folder / assignment.notebook)
+        graded = {"warm": [], "cold": []}
         for _ in range(repeats):
-            with _cpu_seconds() as spent:
-                results = grading.grade(course, assignment, jobs=1, force=True)
-            assert [r.status for r in results] == ["graded"], table(results)
-            graded.append(spent)
-        # the time of each cell of the graded hand-in, as nbgrader recorded it (a cell skipped while graded: 0 s)
-        graded_nb = nbformat.read(layout.submission_dir(course.autograded, "bench", assignment) / assignment.notebook,
+            for kind in graded:  # interleaved, so that a busy spell of the machine weighs on both
+                with _kernels(kind == "warm"), _cpu_seconds() as spent:
+                    results = grading.grade(course, assignment, jobs=1, force=True)
+                assert [r.status for r in results] == ["graded"] * hand_ins, table(results)
+                graded[kind].append({key: round(value / hand_ins, 2) for key, value in spent.items()})
+        # the time of each cell of a graded hand-in, as nbgrader recorded it (a cell skipped while graded: 0 s)
+        graded_nb = nbformat.read(layout.submission_dir(course.autograded, "bench-01", assignment) / assignment.notebook,
                                   as_version=4)
         cells = [{"cell": c.metadata.get("nbgrader", {}).get("grade_id") or c.id, "seconds": round(_seconds(c), 2)}
                  for c in graded_nb.cells if c.cell_type == "code"]
         plain = _plain_nbconvert(course, assignment, repeats)
     median = {kind: {key: statistics.median(r[key] for r in runs) for key in ("cpu", "wall")}
-              for kind, runs in (("graded", graded), ("plain", plain))}
-    return {"assignment": assignment.name, "repeats": repeats, "graded": graded, "plain_nbconvert": plain,
-            "median": median, "cpu_ratio": round(median["graded"]["cpu"] / median["plain"]["cpu"], 3),
-            "wall_ratio": round(median["graded"]["wall"] / median["plain"]["wall"], 3), "cells": cells}
+              for kind, runs in (*graded.items(), ("plain", plain))}
+    ratio = {kind: {key: round(median[kind][key] / median["plain"][key], 3) for key in ("cpu", "wall")}
+             for kind in graded}
+    return {"assignment": assignment.name, "repeats": repeats, "hand_ins": hand_ins, "graded_warm": graded["warm"],
+            "graded_cold": graded["cold"], "plain_nbconvert": plain, "median": median,
+            "cpu_ratio": ratio["warm"]["cpu"], "wall_ratio": ratio["warm"]["wall"], "cold_cpu_ratio": ratio["cold"]["cpu"],
+            "cold_wall_ratio": ratio["cold"]["wall"], "cells": cells}
 
 
 def notebook_report(found: dict) -> str:
-    graded, plain = found["median"]["graded"], found["median"]["plain"]
+    median = found["median"]
     slowest = sorted(found["cells"], key=lambda c: -c["seconds"])[:6]
     return "\n".join([
-        f"{found['assignment']}: one hand-in (the solution), {found['repeats']} runs of each, medians",
-        f"  `make grade` (forced, one worker; nbgrader, sandbox, checks and references): {graded['cpu']:.1f} s CPU, "
-        f"{graded['wall']:.1f} s wall",
-        f"  plain `jupyter nbconvert --execute` in grading mode: {plain['cpu']:.1f} s CPU, {plain['wall']:.1f} s wall",
-        f"  ratio: {found['cpu_ratio']:.2f}x CPU, {found['wall_ratio']:.2f}x wall",
-        "  slowest cells: " + ", ".join(f"{c['cell']} {c['seconds']:.1f} s" for c in slowest)])
+        f"{found['assignment']}: batches of {found['hand_ins']} hand-ins (the solution) graded by one worker, "
+        f"{found['repeats']} runs of each; per hand-in, medians",
+        f"  `make grade` (forced; nbgrader, sandbox, checks, references; start-up shared by the batch), warm kernels: "
+        f"{median['warm']['cpu']:.2f} s CPU, {median['warm']['wall']:.2f} s wall",
+        f"  the same with cold kernels (COURSEKIT_WARM_KERNELS=0): {median['cold']['cpu']:.2f} s CPU, "
+        f"{median['cold']['wall']:.2f} s wall",
+        f"  plain `jupyter nbconvert --execute` in grading mode: {median['plain']['cpu']:.2f} s CPU, "
+        f"{median['plain']['wall']:.2f} s wall",
+        f"  ratio to plain nbconvert: warm {found['cpu_ratio']:.2f}x CPU, {found['wall_ratio']:.2f}x wall; "
+        f"cold {found['cold_cpu_ratio']:.2f}x CPU, {found['cold_wall_ratio']:.2f}x wall",
+        "  slowest cells of a graded hand-in: " + ", ".join(f"{c['cell']} {c['seconds']:.1f} s" for c in slowest)])
 
 
 def _batch_course(folder: Path, assignment: layout.Assignment, submissions: int) -> layout.Course:

@@ -321,6 +321,20 @@ def cmd_bench_notebook(args) -> int:
     return 0
 
 
+def cmd_gpu_check(args) -> int:
+    import json
+
+    from . import gpu_check
+
+    report = gpu_check.run(args.device, _chosen(args, COURSE.assignments(), "in source/"), training=not args.no_training)
+    print(gpu_check.summary(report))
+    path = args.out or COURSE.root / "reports" / f"gpu_check_{args.device}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {path}")
+    return 0 if report["same"] else 1
+
+
 def cmd_bench_grading(args) -> int:
     from . import benchmark
 
@@ -438,6 +452,13 @@ def main(argv=None) -> int:
                           help="... or after this many seconds (default: 120 on CPU, 1200 on GPU)")
     training.add_argument("--out", type=Path, help="the JSON report (default: reports/<assignment>/bench_training_<device>.json)")
     training.set_defaults(run=cmd_bench_training)
+    gpu = commands.add_parser("gpu-check", parents=[every], help="the solution's hidden and public checks and the "
+                              "catalogue's entries about devices, on the GPU and on the CPU (same scores?), and a short "
+                              "training benchmark: one JSON report")
+    gpu.add_argument("--device", default="cuda", help="cuda (default) or cpu (a dry run: both passes on the CPU)")
+    gpu.add_argument("--no-training", action="store_true", help="leave out the training benchmark")
+    gpu.add_argument("--out", type=Path, help="the JSON report (default: reports/gpu_check_<device>.json)")
+    gpu.set_defaults(run=cmd_gpu_check)
     catalogue = commands.add_parser("catalogue", parents=[every], help="grade each assignment's catalogue of known right "
                                     "and wrong answers: what the public checks flag, what grading takes away")
     catalogue.add_argument("--only", nargs="+", metavar="TEXT",
