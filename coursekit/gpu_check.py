@@ -18,7 +18,6 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from . import layout
 
@@ -94,7 +93,7 @@ def run(device: str = "cuda", assignments: list[layout.Assignment] | None = None
                   (on_device[name] if name == "solution" else on_device["entries"][name])]
         if cpu["solution_public_failures"] != on_device["solution_public_failures"]:
             differ.append("solution's public checks")
-        report["assignments"][assignment.name] = {"cpu": cpu, device: on_device, "differ": differ}
+        report["assignments"][assignment.name] = {"gpu_hidden": cpu, "on_device": on_device, "differ": differ}
     if training:
         report["training"] = _training(device, assignments)
     report["same"] = not any(a["differ"] for a in report["assignments"].values())
@@ -124,11 +123,11 @@ def _training(device: str, assignments: list[layout.Assignment] | None) -> dict:
 def summary(report: dict) -> str:
     lines = [f"gpu-check on {report['device']} ({report['machine']}, torch {report['torch']}), {report['seconds']} s"]
     for name, found in report["assignments"].items():
-        on_device = found[report["device"]]
-        lines.append(f"  {name}: checks ran on {on_device['device']}; solution {sum(on_device['solution'].values()):g} "
-                     f"points ({sum(found['cpu']['solution'].values()):g} on the CPU); {len(on_device['entries'])} "
-                     f"device entries of the catalogue; " + (f"DIFFER: {', '.join(found['differ'])}" if found["differ"]
-                                                            else "same scores"))
+        on_device = found["on_device"]
+        points, hidden = (sum(found[key]["solution"].values()) for key in ("on_device", "gpu_hidden"))
+        lines.append(f"  {name}: checks ran on {on_device['device']}; solution {points:g} points ({hidden:g} with the "
+                     f"GPU hidden); {len(on_device['entries'])} device entries of the catalogue; "
+                     + (f"DIFFER: {', '.join(found['differ'])}" if found["differ"] else "same scores"))
     for name, bench in report.get("training", {}).items():
         best = max(bench["throughput"], key=lambda r: r["tokens_per_s"])
         lines.append(f"  {name} training: fastest variant {best['variant']}, {best['tokens_per_s']:,.0f} tokens/s, "

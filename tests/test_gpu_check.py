@@ -21,9 +21,9 @@ def test_the_dry_run_judges_the_solution_on_both_passes_and_writes_one_report(tm
     report = json.loads(out.read_text())
     found = report["assignments"][PW3.name]
     assert report["same"] and found["differ"] == []
-    for on in ("cpu", "cpu"):
-        assert found[on]["device"] == "cpu"
-        assert sum(found[on]["solution"].values()) == 100 and found[on]["solution_public_failures"] == {}
+    for judged in (found["gpu_hidden"], found["on_device"]):
+        assert judged["device"] == "cpu"
+        assert sum(judged["solution"].values()) == 100 and judged["solution_public_failures"] == {}
     assert "same scores on both devices" in done.stdout
 
 
@@ -61,6 +61,9 @@ def test_the_short_training_benchmark_runs_on_the_cpu():
 
 
 def test_make_gpu_check_runs_on_cuda_unless_told_otherwise():
-    default = subprocess.run(["make", "-n", "gpu-check"], cwd=layout.ROOT, capture_output=True, text=True).stdout
-    dry = subprocess.run(["make", "-n", "gpu-check", "DEVICE=cpu"], cwd=layout.ROOT, capture_output=True, text=True).stdout
+    def command(*options):
+        done = subprocess.run(["make", "-n", "gpu-check", *options], cwd=layout.ROOT, capture_output=True, text=True)
+        return " ".join(done.stdout.split())
+
+    default, dry = command(), command("DEVICE=cpu")
     assert "gpu-check --device cuda" in default and "gpu-check --device cpu" in dry
