@@ -86,7 +86,7 @@ def _kernels(warm: bool):
             os.environ[autograde.WARM_SWITCH] = before
 
 
-def run(assignment: layout.Assignment, repeats: int = 3, hand_ins: int = 4) -> dict:
+def run(assignment: layout.Assignment, repeats: int = 2, hand_ins: int = 8) -> dict:
     """A batch of `hand_ins` copies of the solution graded `repeats` times by one worker, as `make grade` grades it
     (forced: the incremental record never skips it), with warm kernels and with cold ones, and the solution executed
     `repeats` times with plain `jupyter nbconvert --execute` in grading mode, in the same run: CPU and wall seconds per
@@ -100,14 +100,14 @@ def run(assignment: layout.Assignment, repeats: int = 3, hand_ins: int = 4) -> d
             folder = layout.submission_dir(course.submitted, f"bench-{i + 1:02d}", assignment)
             folder.mkdir(parents=True)
             nbformat.write(solution, folder / assignment.notebook)
-        graded = {"warm": [], "cold": []}
+        graded = {"cold": [], "warm": []}
         for _ in range(repeats):
-            for kind in graded:  # interleaved, so that a busy spell of the machine weighs on both
+            for kind in graded:  # interleaved, so that a busy spell of the machine weighs on both; warm last
                 with _kernels(kind == "warm"), _cpu_seconds() as spent:
                     results = grading.grade(course, assignment, jobs=1, force=True)
                 assert [r.status for r in results] == ["graded"] * hand_ins, table(results)
                 graded[kind].append({key: round(value / hand_ins, 2) for key, value in spent.items()})
-        # the time of each cell of a graded hand-in, as nbgrader recorded it (a cell skipped while graded: 0 s)
+        # the time of each cell of a hand-in graded warm, as nbgrader recorded it (a cell skipped while graded: 0 s)
         graded_nb = nbformat.read(layout.submission_dir(course.autograded, "bench-01", assignment) / assignment.notebook,
                                   as_version=4)
         cells = [{"cell": c.metadata.get("nbgrader", {}).get("grade_id") or c.id, "seconds": round(_seconds(c), 2)}

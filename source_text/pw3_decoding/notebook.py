@@ -955,9 +955,9 @@ def train_char_lm(model, text_ids, steps, batch_size=32, lr=1e-2, seed=0):
 # %% [markdown]
 # Train it: a few seconds on a CPU. A short training on purpose: the model learns words and bits of sentences, but
 # not the whole text by heart, which makes the differences between decoding strategies easy to see. (While your
-# notebook is graded, it trains for a few steps only: the checks use models of their own.)
+# notebook is graded, this cell and the examples that use its model are skipped: the checks use models of their own.)
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_train_model", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 torch.manual_seed(0)
 model = CharLM(len(CHARS)).to(device)
 final_loss = train_char_lm(model, encode(TEXT)[0], steps=20 if GRADING else 150)
@@ -968,7 +968,7 @@ final_loss = train_char_lm(model, encode(TEXT)[0], steps=20 if GRADING else 150)
 # Feed the model a prompt: the logits of the **last** position, through a softmax, are its probabilities for the next
 # character. Here are its five favourites after `"Alice was "`:
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_next_token", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 with torch.no_grad():
     next_logits = model(encode("Alice was "))[:, -1]  # (1, V): the logits of the last position
 probabilities = next_logits.softmax(dim=-1)[0]
@@ -1021,7 +1021,7 @@ def apply_temperature(logits, temperature):
 # %% [markdown]
 # See what the temperature does to the model's probabilities for the character after `"Alice was "`:
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_temperature_effect", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 for temperature in (0.5, 1.0, 2.0):
     probabilities = apply_temperature(next_logits, temperature).softmax(dim=-1)[0]
     top = probabilities.topk(5)
@@ -1163,7 +1163,7 @@ def top_k_filter(logits, k):
 # %% [markdown]
 # The five characters that top-k keeps after `"Alice was "`, with $k = 5$, and their new probabilities:
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_top_k_example", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 filtered = top_k_filter(next_logits, 5)[0]
 kept = (filtered > float("-inf")).nonzero().flatten().tolist()
 print({CHARS[t]: round(p, 3) for t, p in zip(kept, filtered.softmax(dim=-1)[kept].tolist())})
@@ -1470,7 +1470,7 @@ def top_p_filter(logits, p):
 # %% [markdown]
 # How many characters the nucleus holds ($p = 0.9$) depends on how sure the model is:
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "demo_top_p_example", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 for prompt in ("Alice was ", "the Rabbi", "she "):
     with torch.no_grad():
         prompt_logits = model(encode(prompt))[:, -1]  # (1, V)
