@@ -15,7 +15,7 @@ The sandbox is the same as a cold kernel's (coursekit/sandbox.py, as root only; 
   the PID namespace. The kernel leaves the zygote's session, takes the launcher's stdout and stderr and closes every
   other file, goes to the hand-in's folder, takes the sandbox's limits, drops every capability (bounding, inheritable
   and ambient sets), its groups and root (to the worker's kernel uid), sets NoNewPrivs, checks all of it in
-  /proc/self/status (it exits otherwise), draws new seeds for `random`, then runs ipykernel;
+  /proc/self/status (it exits otherwise), draws new seeds for `random`, numpy and torch, then runs ipykernel;
 - lifetimes: the child waits for the kernel and tells the launcher its exit status; the launcher then ends the holder.
   If the launcher is killed, the holder's stdin closes, the holder ends, bubblewrap ends and its PID namespace with
   every process in it, the kernel included. The zygote dies with its worker.
@@ -179,7 +179,11 @@ def _become_kernel(request: dict, uid: int, fds: list[int]) -> None:
     _drop_privileges(uid)
     os.environ.clear()
     os.environ.update(request["environment"])
-    random.seed()
+    random.seed()  # from the system's entropy, as a new process seeds them
+    if "numpy.random" in sys.modules:
+        sys.modules["numpy.random"].seed()
+    if "torch" in sys.modules:
+        sys.modules["torch"].seed()
     connection_file = request["connection_file"]
     sys.argv = ["ipykernel_launcher", "-f", connection_file]
     sys.path[0:0] = [request["cwd"]]

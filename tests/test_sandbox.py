@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -361,6 +362,16 @@ def test_a_warm_kernel_is_forked_with_its_imports_done_and_a_cold_one_is_not(sha
     assert got == ([True, 3] if course.zygote else [False, 2]), "warm: a fork of the zygote, pid 3 (the holder is 2)"
 
 
+def test_each_kernel_draws_random_numbers_of_its_own(course):
+    """A new Python seeds `random`, numpy and torch from the system's entropy: so does every kernel, warm ones too
+    (forks of one zygote would otherwise all draw the same numbers)."""
+    code = "import json, random, numpy, torch\nprint(json.dumps([torch.rand(3).tolist(), random.random(), " \
+           "numpy.random.random()]))"
+    with kernel(course) as first, kernel(course) as second:
+        one, other = first.result(code), second.result(code)
+    assert all(a != b for a, b in zip(one, other, strict=True))
+
+
 # Reads the kernel's own writable memory (heap, stack, anonymous maps) and says whether `first + second` is in it. The
 # needle is given in two halves and never put together, so that the cell's text and variables do not hold it.
 OWN_MEMORY_HOLDS = """
@@ -434,7 +445,6 @@ def test_the_zygote_is_out_of_reach_of_kernels_and_of_users_other_than_root(cour
     code = f"import socket\ntry:\n    socket.socket(socket.AF_UNIX).connect({address!r}); print('connected')\n" \
            "except OSError as e:\n    print(e.errno)"
     uid = sandbox.worker_uid(next(_slots))
-    import subprocess
     outside = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-c",
                               code], capture_output=True, text=True, timeout=30)
     assert outside.stdout.strip() == "13", "an unprivileged user of the host is refused (EACCES)"
