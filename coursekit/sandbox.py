@@ -323,8 +323,16 @@ def _run_kernel(connection_file: str) -> None:
     if zygote is not None:  # a warm kernel, forked into the same sandbox (see coursekit/warm_kernels.py)
         request = {"uid": uid, "cwd": str(work), "connection_file": connection_file, "environment": kernel_environment(),
                    "limits": LIMITS.rlimits(_process_limit(LIMITS, uid))}
-        sys.exit(warm_kernels.launch(zygote, command(warm_kernels.HOLDER, work, **sandboxed), LAUNCH_ENVIRONMENT,
-                                     [connection], request))
+        code = warm_kernels.launch(zygote, command(warm_kernels.HOLDER, work, **sandboxed), LAUNCH_ENVIRONMENT,
+                                   [connection], request)
+        if code is not None:
+            sys.exit(code)
+        print("[coursekit-sandbox] the warm kernel did not start: starting it cold", file=sys.stderr)
+        os.close(connection)  # bubblewrap read it to its end: the cold sandbox gets it anew
+        connection = os.open(connection_file, os.O_RDONLY)
+        os.set_inheritable(connection, True)
+        sandboxed["files"] = {Path(connection_file): connection}
+        make_scratch(work, scratch, uid)  # the scratch folder as new
     cmd = command([sys.executable, "-m", "ipykernel_launcher", "-f", connection_file], work, **sandboxed)
     os.execvpe(cmd[0], cmd, LAUNCH_ENVIRONMENT)
 

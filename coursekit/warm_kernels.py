@@ -37,6 +37,7 @@ import sys
 LAUNCHER_TIMEOUT = 60  # seconds a zygote's child waits for its launcher's request
 HOLDER = ["/bin/sh", "-c", "echo ready; exec cat"]  # the sandbox's first process: ends when its stdin closes
 READY = b"ready\n"
+STARTED, FAILED = b"started\n", b"failed\n"  # a zygote's child's first answer: the kernel runs, or did not start
 # Parts of a module that it imports lazily, on first use, and that grading uses: torch imports torch._dynamo the first
 # time a module runs on the "meta" device (1.5 s of CPU, measured).
 LAZY_PARTS = {"torch": ["torch._dynamo"]}
@@ -124,8 +125,9 @@ def serve(address: str, modules: list[str]) -> None:
 
 
 def _serve_one(connection: socket.socket) -> None:
-    """A zygote's child: reads one launcher's request, makes the kernel in its sandbox, waits for it, answers its exit
-    status (as waitstatus_to_exitcode), and exits."""
+    """A zygote's child: reads one launcher's request, makes the kernel in its sandbox, answers STARTED once the kernel
+    has dropped its privileges (or FAILED if it died before: the launcher then starts it cold), waits for it, answers
+    its exit status (as waitstatus_to_exitcode), and exits."""
     if _peer_uid(connection) != 0:
         os._exit(71)
     connection.settimeout(LAUNCHER_TIMEOUT)
@@ -141,20 +143,27 @@ def _serve_one(connection: socket.socket) -> None:
         if os.stat(fd).st_ino != os.stat(f"/proc/self/ns/{name}").st_ino:
             _checked(libc.setns(fd, 0), f"setns({name})")
         os.close(fd)
+    started, started_here = os.pipe()
     kernel = os.fork()  # the first process forked after joining the PID namespace is in it
     if kernel == 0:
         try:
-            _become_kernel(request, kernel_uid, fds)
+            os.close(started)
+            _become_kernel(request, kernel_uid, fds, started_here)
         finally:
             os._exit(73)
-    for fd in fds:
+    for fd in [*fds, started_here]:
         os.close(fd)
-    _, status = os.waitpid(kernel, 0)
+    began = os.read(started, 1) == STARTED[:1]
     connection.settimeout(5)
+    try:
+        connection.sendall(STARTED if began else FAILED)
+    except OSError:
+        pass  # the launcher is gone
+    _, status = os.waitpid(kernel, 0)
     try:
         connection.sendall(str(os.waitstatus_to_exitcode(status)).encode())
     except OSError:
-        pass  # the launcher is gone
+        pass
     os._exit(0)
 
 
@@ -165,14 +174,16 @@ def _peer_uid(connection: socket.socket) -> int:
     return uid
 
 
-def _become_kernel(request: dict, uid: int, fds: list[int]) -> None:
-    """In the sandbox's namespaces, as root: becomes the unprivileged kernel and runs ipykernel (never returns)."""
+def _become_kernel(request: dict, uid: int, fds: list[int], started: int) -> None:
+    """In the sandbox's namespaces, as root: becomes the unprivileged kernel, says so on the pipe `started`, and runs
+    ipykernel (never returns)."""
     os.setsid()
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)
     for target, fd in zip((1, 2), fds, strict=False):
         os.dup2(fd, target)
-    os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    started = os.dup2(started, 3) if started != 3 else started
+    os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     os.chdir(request["cwd"])
     for name, value in request["limits"].items():
         resource.setrlimit(getattr(resource, name), (value, value))
@@ -184,6 +195,8 @@ def _become_kernel(request: dict, uid: int, fds: list[int]) -> None:
         sys.modules["numpy.random"].seed()
     if "torch" in sys.modules:
         sys.modules["torch"].seed()
+    os.write(started, STARTED[:1])
+    os.close(started)
     connection_file = request["connection_file"]
     sys.argv = ["ipykernel_launcher", "-f", connection_file]
     sys.path[0:0] = [request["cwd"]]
@@ -280,11 +293,11 @@ def _children(pid: int) -> list[int]:
 
 
 def launch(connection: socket.socket, sandbox_command: list[str], environment: dict[str, str], fds: list[int],
-           request: dict) -> int:
+           request: dict) -> int | None:
     """The launcher: runs `sandbox_command` (bubblewrap with HOLDER as its program, passed `fds`), asks the zygote on
-    `connection` for a kernel in it (`request`: uid, cwd, limits, environment, connection_file), and returns the kernel's exit
-    status once it ends; the sandbox is then ended. Never raises for the kernel's sake: a sandbox that does not start
-    is an exit status too."""
+    `connection` for a kernel in it (`request`: uid, cwd, limits, environment, connection_file), and returns the
+    kernel's exit status once it ends; the sandbox is then ended. None when no warm kernel started (the sandbox did not
+    start, the zygote did not answer or said FAILED): the caller then starts the kernel cold."""
     import subprocess
 
     read, write = os.pipe()
@@ -292,16 +305,20 @@ def launch(connection: socket.socket, sandbox_command: list[str], environment: d
     os.close(read)
     try:
         if sandbox.stdout.readline() != READY:
-            return 75
+            return None
         inits = _children(sandbox.pid)
         holders = _children(inits[0]) if len(inits) == 1 else []
         if len(holders) != 1:
-            return 76
-        socket.send_fds(connection, [json.dumps({**request, "holder": holders[0]}).encode()], [1, 2])
-        answer = b""
-        while chunk := connection.recv(64):
-            answer += chunk
-        return int(answer) if answer.strip().lstrip(b"-").isdigit() else 77
+            return None
+        try:
+            socket.send_fds(connection, [json.dumps({**request, "holder": holders[0]}).encode()], [1, 2])
+            answers = connection.makefile("rb")
+            if answers.readline() != STARTED:
+                return None
+            code = answers.read()
+        except OSError:
+            return None
+        return int(code) if code.strip().lstrip(b"-").isdigit() else 77
     finally:
         os.close(write)  # the holder ends, and the sandbox with it
         sandbox.stdout.close()

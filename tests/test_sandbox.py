@@ -450,6 +450,37 @@ def test_the_zygote_is_out_of_reach_of_kernels_and_of_users_other_than_root(cour
     assert outside.stdout.strip() == "13", "an unprivileged user of the host is refused (EACCES)"
 
 
+@needs_root
+def test_a_kernel_whose_zygote_fails_starts_cold(course, monkeypatch):
+    """A zygote that dies after it accepted the launcher (here: one that closes every connection at once): the
+    launcher ends the placeholder sandbox and starts the kernel cold, which runs."""
+    if not course.zygote:
+        pytest.skip("cold kernels have no zygote")
+    import threading
+
+    address = warm_kernels.socket_path(course.build, 98)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen()
+    stop = threading.Event()
+
+    def refuse():
+        while not stop.is_set():
+            connection, _ = listener.accept()
+            connection.recv(65536)
+            connection.close()
+    threading.Thread(target=refuse, daemon=True).start()
+    monkeypatch.setitem(course.warm, sandbox.WARM_VARIABLE, address)
+    try:
+        with kernel(course) as started:
+            got = started.result("import json, os, sys; print(json.dumps(['torch' in sys.modules, os.getpid()]))")
+    finally:
+        stop.set()
+        listener.close()
+        os.unlink(address)
+    assert got == [False, 2], "a cold kernel: nothing imported in advance, pid 2"
+
+
 def test_a_kernel_leaves_nothing_in_the_ipc_folder_of_the_next_kernel_of_its_worker(course):
     worker = next(_slots)
     ipc = Path(sandbox.nbgrader_settings(course.build, worker)["AsyncKernelManager"]["ip"]).parent
