@@ -38,7 +38,7 @@ help:
 	@echo "make test        the test suite"
 	@echo "make catalogue-draws   judge each catalogue entry on several draws of the grading inputs (DRAWS=3): list those whose points depend on the draw"
 	@echo "make catalogue   grade the catalogue of known mistakes and correct variants (ONLY=wrong-decode to pick), print what the public and hidden checks catch"
-	@echo "make bench-notebook  CPU and wall seconds of grading one hand-in (every run graded) against plain nbconvert, per-cell times: reports/<assignment>/bench_grading.json"
+	@echo "make bench-notebook  CPU and wall seconds per hand-in of a batch (HAND_INS=8) graded by one worker (every run graded), warm and cold kernels, against plain nbconvert, per-cell times: reports/<assignment>/bench_grading.json"
 	@echo "make bench-grading   grading throughput of 20 hand-ins, sequential against parallel, against plain nbconvert, and a Dask cluster against the local pool (SUBMISSIONS=N, ONLY_CLUSTER=1)"
 	@echo "make bench-training  training throughput and time to overfit one batch (DEVICE=cuda on a GPU)"
 	@echo "make gpu-check   on a CUDA machine: the checks give the same scores on the GPU as on the CPU, and a short training benchmark (DEVICE=cpu: a dry run): reports/gpu_check_<device>.json"
@@ -141,7 +141,7 @@ catalogue-draws: setup
 	$(PY) -m coursekit catalogue $(ONE) $(if $(ONLY),--only $(ONLY)) --draws $(or $(DRAWS),3)
 
 bench-notebook: setup
-	$(PY) -m coursekit bench-notebook $(ONE)
+	$(PY) -m coursekit bench-notebook $(ONE) $(if $(HAND_INS),--hand-ins $(HAND_INS)) $(if $(REPEATS),--repeats $(REPEATS))
 
 bench-grading: setup
 	$(PY) -m coursekit bench-grading $(ONE) $(if $(SUBMISSIONS),--submissions $(SUBMISSIONS)) $(if $(ONLY_CLUSTER),--only-cluster)

@@ -314,7 +314,7 @@ def cmd_bench_notebook(args) -> int:
     from . import benchmark  # imports nbclient: only when asked
 
     for assignment in _chosen(args, COURSE.assignments(), "in source/"):
-        found = benchmark.run(assignment)
+        found = benchmark.run(assignment, args.repeats, args.hand_ins)
         print(benchmark.notebook_report(found))
         path = benchmark.write_grading_json({"notebook": found}, COURSE.reports_of(assignment) / "bench_grading.json")
         print(f"wrote {path.relative_to(COURSE.root)}")
@@ -452,6 +452,12 @@ def main(argv=None) -> int:
                           help="... or after this many seconds (default: 120 on CPU, 1200 on GPU)")
     training.add_argument("--out", type=Path, help="the JSON report (default: reports/<assignment>/bench_training_<device>.json)")
     training.set_defaults(run=cmd_bench_training)
+    notebook_bench = commands.add_parser("bench-notebook", parents=[every], help="CPU and wall seconds per hand-in "
+                                         "of a batch graded by one worker, warm and cold kernels, against plain nbconvert")
+    notebook_bench.add_argument("--hand-ins", type=_positive, default=8, metavar="N", help="copies of the solution in "
+                                "the batch (default 8; the start-up of the worker is shared by the batch)")
+    notebook_bench.add_argument("--repeats", type=_positive, default=2, metavar="N", help="runs of each (default 2)")
+    notebook_bench.set_defaults(run=cmd_bench_notebook)
     gpu = commands.add_parser("gpu-check", parents=[every], help="the solution's hidden and public checks and the "
                               "catalogue's entries about devices, on the GPU and on the CPU (same scores?), and a short "
                               "training benchmark: one JSON report")
@@ -478,7 +484,6 @@ def main(argv=None) -> int:
         ("report", cmd_report, "the class report for TAs: reports/<assignment>/class_report.html and CSV files"),
         ("similarity", cmd_similarity, "pairs of students whose answers are far more alike than the class's: "
          "reports/<assignment>/similarity.html and similarity.csv (informs only, never changes a grade)"),
-        ("bench-notebook", cmd_bench_notebook, "time the autograding of one submission, and its slowest cells"),
     ]:
         commands.add_parser(name, parents=[every], help=help).set_defaults(run=function)
     commands.add_parser("nbgrader", help="run nbgrader with the arguments that follow, once nbgrader_config.py "

@@ -1,9 +1,10 @@
-"""Parallel grading gives the same results as sequential grading.
+"""Parallel grading gives the same results as sequential grading, and warm kernels as cold ones.
 
-The session's batch (conftest.py) is graded by two workers at once. Here a sample of its hand-ins, chosen
-to cover every outcome (full marks, partial credit, a repaired hand-in, a forged grade, a time-out, an
-unreadable file), is graded again in a fresh course directory by a single worker: the scores, the notes,
-the check lines every student reads and the gradebook must be the same.
+The session's batch (conftest.py) is graded by two workers at once, with warm kernels (forked from a zygote,
+coursekit/warm_kernels.py, when the tests run as root). Here a sample of its hand-ins, chosen to cover every outcome
+(full marks, partial credit, a repaired hand-in, a forged grade, a time-out, an unreadable file), is graded again in
+a fresh course directory by a single worker with cold kernels: the scores, the notes, the check lines every student
+reads and the gradebook must be the same.
 """
 
 import shutil
@@ -31,7 +32,9 @@ def sequential(graded, tmp_path_factory) -> Sequential:
     grading.release(course, PW2)
     for student in SAMPLE:
         shutil.copytree(graded.course.submitted / student, course.submitted / student)
-    return Sequential(course, {r.student: r for r in grading.grade(course, PW2, jobs=1)})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(autograde.WARM_SWITCH, "0")  # cold kernels
+        return Sequential(course, {r.student: r for r in grading.grade(course, PW2, jobs=1)})
 
 
 def _check_lines(course: layout.Course, student: str) -> dict[str, list[checks.Check]]:
@@ -57,7 +60,7 @@ def test_the_sample_covers_every_kind_of_outcome(graded):
 
 
 @pytest.mark.parametrize("student", SAMPLE)
-def test_one_worker_and_two_workers_give_the_same_grades_notes_and_messages(graded, sequential, student):
+def test_one_worker_cold_and_two_workers_warm_give_the_same_grades_notes_and_messages(graded, sequential, student):
     assert sequential.results[student] == graded.results[student]
     assert _check_lines(sequential.course, student) == _check_lines(graded.course, student)
     assert _gradebook_scores(sequential.course, student) == _gradebook_scores(graded.course, student)
