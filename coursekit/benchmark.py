@@ -171,6 +171,22 @@ def _plain_nbconvert(course: layout.Course, assignment: layout.Assignment, repea
     return times
 
 
+_SPIN = "n = 0\nfor i in range(20_000_000):\n    n += i\n"  # pure CPU work, about 2 s here
+
+
+def machine_ceiling(jobs: int, repeats: int = 3) -> float:
+    """How much faster this machine runs `jobs` CPU-bound processes at once than one after the other: the most that
+    `jobs` grading workers can gain on it (shared virtual machines give less than `jobs`). Median of `repeats`."""
+    def seconds(processes: int) -> float:
+        start = time.perf_counter()
+        running = [subprocess.Popen([sys.executable, "-c", _SPIN]) for _ in range(processes)]
+        for process in running:
+            process.wait()
+        return time.perf_counter() - start
+
+    return round(statistics.median(jobs * seconds(1) / seconds(jobs) for _ in range(repeats)), 2)
+
+
 def grading_throughput(assignment: layout.Assignment, submissions: int = 20, jobs: int | None = None,
                        repeats: int = 3) -> dict:
     """Seconds and hand-ins per minute for a batch graded sequentially and in parallel, and the time of a
@@ -188,6 +204,9 @@ def grading_throughput(assignment: layout.Assignment, submissions: int = 20, job
                                        "per_minute": round(60 * submissions / seconds, 1)}
         plain = _plain_nbconvert(course, assignment, repeats)
     result["plain_nbconvert_seconds"] = round(statistics.median(p["wall"] for p in plain), 2)
+    if jobs > 1:
+        result["speedup"] = round(result["runs"][1]["seconds"] / result["runs"][jobs]["seconds"], 2)
+        result["machine_ceiling"] = machine_ceiling(jobs)
     return result
 
 
@@ -200,6 +219,10 @@ def grading_report(result: dict) -> str:
         lines.append(f"{workers:>8}  {run['seconds']:>7.1f}s  {run['per_submission']:>10.2f}s  {run['per_minute']:>12.1f}"
                      f"  {run['per_submission'] / plain:>17.2f}x")
     lines.append(f"plain `jupyter nbconvert --execute` of one notebook in grading mode (median): {plain:.2f} s")
+    if "speedup" in result:
+        lines.append(f"{max(result['runs'])} workers grade {result['speedup']:.2f}x faster than one; this machine runs "
+                     f"{max(result['runs'])} CPU-bound processes {result['machine_ceiling']:.2f}x faster than one "
+                     "after the other (the ceiling)")
     return "\n".join(lines)
 
 
