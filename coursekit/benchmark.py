@@ -7,9 +7,10 @@
   reports/<assignment>/bench_grading.json, under "notebook").
 - `make bench-grading`: throughput of a batch (at least 20 hand-ins: solutions, typical mistakes and
   untouched releases), graded by one worker and then by one worker per core, and what grading adds on
-  top of executing the same notebook with plain `jupyter nbconvert --execute`, and the machine's own ceiling for as many
-  CPU-bound processes at once (`machine_ceiling`: shared virtual machines give less than their cores); then the same batch on a Dask
-  cluster of one worker per core on this machine against the local pool, as a ratio (PostgreSQL gradebook).
+  top of executing the same notebook with plain `jupyter nbconvert --execute`, and the machine's own ceiling for as
+  many CPU-bound processes at once (`machine_ceiling`: shared virtual machines give less than their cores); then the
+  same batch on a Dask cluster of one worker per core on this machine against the local pool, as a ratio (PostgreSQL
+  gradebook).
 """
 
 import contextlib
