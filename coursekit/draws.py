@@ -33,7 +33,7 @@ class Draws:
         return {e: sorted(c) for e, c in self.points.items() if len(c) > 1}
 
 
-def _kernel(source: nbformat.NotebookNode, cells: dict[str, str]) -> dict:
+def kernel_namespace(source: nbformat.NotebookNode, cells: dict[str, str]) -> dict:
     """A namespace like a graded kernel's: the helpers in probe mode, then every exercise cell, the instructor's but
     for those in `cells` (an answer that raises leaves its exercise undefined, as in a kernel)."""
     kernel = scoring.notebook_namespace(source, "__main__", grading=True)
@@ -60,10 +60,11 @@ def _probe_messages(kernel: dict, test_source: str, salt: int) -> list[dict]:
     return sent
 
 
-def judge(source: nbformat.NotebookNode, cells: dict[str, str], draws: int) -> Draws:
+def judge(source: nbformat.NotebookNode, cells: dict[str, str], draws: int, kernel: dict | None = None) -> Draws:
     """The points of the exercises in `cells` (exercise grade_id -> source), judged `draws` times, each with a salt of
-    its own, as grading judges a hand-in of the instructor's answers with these cells."""
-    kernel, found = _kernel(source, cells), Draws()
+    its own, as grading judges a hand-in of the instructor's answers with these cells (in `kernel`, if given: a
+    kernel_namespace of the same cells)."""
+    kernel, found = kernel if kernel is not None else kernel_namespace(source, cells), Draws()
     for draw in range(draws):
         grader = scoring.Grader(source)
         for grade_id, cell in grader.test_cells.items():

@@ -46,9 +46,10 @@ def judge(assignment: layout.Assignment, entry_names: list[str] | None = None) -
     solutions = answers.solution_answers(source)
     exercises = {grade_id: solutions[grade_id] for grade_id in answers.exercise_ids(source)}
     start = time.perf_counter()
-    judged = draws.judge(source, exercises, 1)
+    kernel = draws.kernel_namespace(source, exercises)
+    judged = draws.judge(source, exercises, 1, kernel)
     public = catalogue.public_failures({}, release, solutions)
-    found = {"device": str(draws._kernel(source, {}).get("DEVICE", "cpu")),
+    found = {"device": str(kernel.get("DEVICE", kernel.get("device", "cpu"))),  # what the notebook's device cell chose
              "solution": {e: points for e, counts in judged.points.items() for points in counts},
              "solution_public_failures": {e: [str(c) for c in failed] for e, failed in public.items() if failed},
              "entries": {}}
@@ -95,13 +96,13 @@ def run(device: str = "cuda", assignments: list[layout.Assignment] | None = None
             differ.append("solution's public checks")
         report["assignments"][assignment.name] = {"gpu_hidden": cpu, "on_device": on_device, "differ": differ}
     if training:
-        report["training"] = _training(device, assignments)
+        report["training"] = training_benchmark(device, assignments)
     report["same"] = not any(a["differ"] for a in report["assignments"].values())
     report["seconds"] = round(time.perf_counter() - start, 1)
     return report
 
 
-def _training(device: str, assignments: list[layout.Assignment] | None) -> dict:
+def training_benchmark(device: str, assignments: list[layout.Assignment] | None) -> dict:
     """The training benchmark of each assignment that has one, short: on a GPU 20 timed steps and overfitting up to
     2 minutes; on the CPU (dry run) the notebook's offline configuration, 1 step and 2 overfitting steps."""
     from . import material

@@ -54,7 +54,7 @@ def test_a_score_that_differs_between_the_devices_fails_the_check(monkeypatch):
 
 
 def test_the_short_training_benchmark_runs_on_the_cpu():
-    found = gpu_check._training("cpu", [PW2])[PW2.name]
+    found = gpu_check.training_benchmark("cpu", [PW2])[PW2.name]
     assert found["device"] == "cpu" and found["sdpa_max_logit_difference"] < 1e-3
     assert found["throughput"] and all(run["tokens_per_s"] > 0 for run in found["throughput"])
     assert len(found["overfit"]) == 1
