@@ -48,6 +48,7 @@ PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 CAPABILITY_VERSION_3 = 0x20080522
 NAMESPACES = ["cgroup", "ipc", "uts", "net", "pid", "mnt"]  # mnt last: after it, /proc is the sandbox's
+OPTIONAL_NAMESPACES = {"cgroup"}  # bubblewrap unshares it where it can (--unshare-cgroup-try); every other must differ
 
 
 class _CapHeader(ctypes.Structure):
@@ -138,9 +139,13 @@ def _serve_one(connection: socket.socket) -> None:
     if status.st_uid != kernel_uid or kernel_uid == 0:
         os._exit(72)
     spaces = {name: os.open(f"/proc/{holder}/ns/{name}", os.O_RDONLY) for name in NAMESPACES}
+    same = {name for name, fd in spaces.items() if os.stat(fd).st_ino == os.stat(f"/proc/self/ns/{name}").st_ino}
+    if same - OPTIONAL_NAMESPACES:  # the holder is not in a sandbox of its own: never a kernel outside one
+        connection.sendall(FAILED)
+        os._exit(75)
     libc = _libc()
     for name, fd in spaces.items():
-        if os.stat(fd).st_ino != os.stat(f"/proc/self/ns/{name}").st_ino:
+        if name not in same:
             _checked(libc.setns(fd, 0), f"setns({name})")
         os.close(fd)
     started, started_here = os.pipe()

@@ -481,6 +481,29 @@ def test_a_kernel_whose_zygote_fails_starts_cold(course, monkeypatch):
     assert got == [False, 2], "a cold kernel: nothing imported in advance, pid 2"
 
 
+@needs_root
+def test_the_zygote_makes_no_kernel_for_a_process_outside_a_sandbox(course):
+    """A request (root's) that names a process of the kernel's uid running on the host, not in a sandbox: the zygote
+    answers FAILED and forks no kernel there (it never runs one in the host's namespaces)."""
+    if not course.zygote:
+        pytest.skip("cold kernels have no zygote")
+    uid = sandbox.worker_uid(next(_slots))
+    host = subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sleep", "30"])
+    try:
+        time.sleep(0.3)
+        connection = warm_kernels.connect(course.warm[sandbox.WARM_VARIABLE])
+        request = {"holder": host.pid, "uid": uid, "cwd": "/tmp", "limits": {}, "environment": {},
+                   "connection_file": "/nonexistent.json"}
+        socket.send_fds(connection, [json.dumps(request).encode()], [1, 2])
+        connection.settimeout(10)
+        answer = connection.makefile("rb").read()
+        assert answer == warm_kernels.FAILED
+        assert processes_of(uid) == [host.pid], "no process but the host's own runs as that uid"
+    finally:
+        host.kill()
+        host.wait()
+
+
 def test_a_kernel_leaves_nothing_in_the_ipc_folder_of_the_next_kernel_of_its_worker(course):
     worker = next(_slots)
     ipc = Path(sandbox.nbgrader_settings(course.build, worker)["AsyncKernelManager"]["ip"]).parent
