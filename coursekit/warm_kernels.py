@@ -11,17 +11,22 @@ The sandbox is the same as a cold kernel's (coursekit/sandbox.py, as root only; 
   so it holds nothing of any hand-in, and each kernel starts from the same state;
 - the kernelspec's launcher (root) starts the hand-in's bubblewrap sandbox exactly as for a cold kernel, but with a
   holder (`cat`, as the kernel's uid) where the kernel would be, then asks the zygote for a kernel in it;
-- the zygote's child joins the holder's namespaces (mount, PID, network, IPC, UTS, cgroup) and forks the kernel into
-  the PID namespace. The kernel leaves the zygote's session, takes the launcher's stdout and stderr and closes every
-  other file, goes to the hand-in's folder, takes the sandbox's limits, drops every capability (bounding, inheritable
-  and ambient sets), its groups and root (to the worker's kernel uid), sets NoNewPrivs, checks all of it in
-  /proc/self/status (it exits otherwise), draws new seeds for `random`, numpy and torch, then runs ipykernel;
+- the zygote's child checks that the launcher is root and the holder runs as the kernel's uid in namespaces of its own
+  (else it answers FAILED: never a kernel outside a sandbox), joins them (mount, PID, network, IPC, UTS, cgroup) and
+  forks the kernel into the PID namespace. The kernel leaves the zygote's session, takes the launcher's stdout and
+  stderr and closes every other file, goes to the hand-in's folder, takes the sandbox's limits, drops every capability
+  (bounding, inheritable and ambient sets), its groups and root (to the worker's kernel uid), sets NoNewPrivs and (as
+  a process exec'd as that uid is) dumpable, checks it all in /proc/self/status (it exits otherwise), draws new seeds
+  for `random`, numpy and torch, says STARTED, then runs ipykernel. A launcher that does not hear STARTED starts the
+  kernel cold;
 - lifetimes: the child waits for the kernel and tells the launcher its exit status; the launcher then ends the holder.
   If the launcher is killed, the holder's stdin closes, the holder ends, bubblewrap ends and its PID namespace with
   every process in it, the kernel included. The zygote dies with its worker.
 
-What the kernel can tell from a cold one: the modules are already imported, its pid is 3 (the holder is 2), Python's
-hash seed is the zygote's (the same for every kernel of a worker: it protects nothing here).
+What the kernel can tell from a cold one: the modules are already imported, its pid is 3 (the holder is 2), its
+command line is the zygote's, Python's hash seed is the zygote's (the same for every kernel of a worker: it protects
+nothing here). Attacks on all of it: tests/test_sandbox.py (every kernel attack runs on cold and warm kernels).
+Measured: a graded pw2 hand-in costs 5.0 to 5.7 s of CPU warm against 9.1 to 10.4 s cold (README, "Benchmark").
 """
 
 import ctypes
