@@ -340,16 +340,24 @@ os.wait()
 """
 
 
-@needs_root
-def test_a_setsid_daemon_is_gone_once_the_kernel_is_shut_down(course):
+def kernel_with_a_daemon(course) -> tuple[Kernel, Path]:
+    """A kernel that started DAEMON, and the daemon's heartbeat file (seen from the host)."""
     started = Kernel(course, next(_slots))
     heartbeat = started.scratch / "heartbeat"
     try:
         started.run(DAEMON)
         time.sleep(0.5)
         assert heartbeat.stat().st_size > 0 and processes_of(started.uid), "the daemon runs"
-    finally:
+    except BaseException:
         started.shut_down()
+        raise
+    return started, heartbeat
+
+
+@needs_root
+def test_a_setsid_daemon_is_gone_once_the_kernel_is_shut_down(course):
+    started, heartbeat = kernel_with_a_daemon(course)
+    started.shut_down()
     time.sleep(0.3)
     beats = heartbeat.stat().st_size
     time.sleep(1)
@@ -418,12 +426,8 @@ def test_a_warm_kernels_memory_holds_nothing_of_the_grader_nor_of_the_kernel_bef
 
 @needs_root
 def test_a_killed_launcher_takes_its_kernel_and_its_daemons_with_it(course):
-    started = Kernel(course, next(_slots))
-    heartbeat = started.scratch / "heartbeat"
+    started, _ = kernel_with_a_daemon(course)
     try:
-        started.run(DAEMON)
-        time.sleep(0.5)
-        assert heartbeat.stat().st_size > 0 and processes_of(started.uid), "the daemon runs"
         started.manager.shutdown_kernel(now=True)  # no message: SIGKILL to the kernelspec's command (warm: the launcher)
         deadline = time.time() + 10
         while processes_of(started.uid) and time.time() < deadline:
