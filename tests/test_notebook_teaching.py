@@ -216,6 +216,10 @@ def test_the_configurations_table_says_what_the_function_returns(source_nb, conf
     assert flops / (0.3 * 8.1e12) == pytest.approx(t4_step, abs=0.01)
     minutes = float(re.search(r'\| `"cpu"` \|.*\| about ([\d.]+) min on 2 CPU cores', table).group(1))
     assert demo_seconds(configs, "cpu") / 60 == pytest.approx(minutes, rel=0.25)
+    # and on busy cores, as a student on a shared or older machine may see it
+    busy_step = float(re.search(r"while other jobs ran, a step took up to ([\d.]+) s", table).group(1))
+    busy_minutes = float(re.search(r"up to ([\d.]+) min when they are busy", table).group(1))
+    assert demo_seconds(configs, "cpu", busy_step) / 60 == pytest.approx(busy_minutes, rel=0.25)
     gpu_minutes = float(re.search(r'\| `"gpu"` \|.*\| about ([\d.]+) min on a Colab T4', table).group(1))
     assert demo_seconds(configs, "cuda") / 60 == pytest.approx(gpu_minutes, rel=0.25)
     offline_seconds = float(re.search(r'\| `"offline"` \|.*\| about (\d+) s on 2 CPU cores', table).group(1))
