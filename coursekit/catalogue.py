@@ -191,17 +191,27 @@ def _run_check_cells(cells: dict[str, str], release: nbformat.NotebookNode, solu
     return failed
 
 
+def named(outcome: EntryOutcome) -> bool:
+    """Whether grading told a wrong answer its own mistake: a message of a failed check holds the entry's `expect`
+    words (the mistake in the catalogue's words), not only a number such as the largest difference."""
+    reasons = " | ".join(f.reason for fs in outcome.failures.values() for f in fs)
+    return bool(outcome.entry.expect) and outcome.entry.expect in reasons
+
+
 def table(found: list[EntryOutcome]) -> str:
     """Per entry: wrong or correct, its name, whether the public checks flag it before hand-in (their exercises), the
-    points grading took away per exercise, then each failed check's message."""
-    lines = [f"{'':7}  {'public':<28}  {'graded':<28}  entry"]
+    points grading took away per exercise, whether the messages name the mistake (wrong answers), then each failed
+    check's message."""
+    lines = [f"{'':7}  {'public':<28}  {'graded':<28}  {'named':<5}  entry"]
     for o in sorted(found, key=lambda o: (o.entry.correct, o.entry.name)):
         public = ", ".join(o.public) or "-"
         lost = ", ".join(f"{e} -{p:g}" for e, p in o.lost.items()) or "full marks"
-        lines.append(f"{'correct' if o.entry.correct else 'wrong  '}  {public:<28}  {lost:<28}  {o.entry.name}")
+        said = "-" if o.entry.correct else "yes" if named(o) else "no"
+        lines.append(f"{'correct' if o.entry.correct else 'wrong  '}  {public:<28}  {lost:<28}  {said:<5}  {o.entry.name}")
         lines += [f"           ✗ {c.description} (-{c.points:g}): {c.reason}" for fs in o.failures.values() for c in fs]
     wrong = [o for o in found if not o.entry.correct]
     flagged = sum(bool(set(o.public) & set(o.entry.cells)) for o in wrong)
     lines.append(f"public checks flag {flagged} of {len(wrong)} wrong answers in their own exercise; "
-                 f"{sum(bool(o.public) for o in found if o.entry.correct)} correct answers flagged")
+                 f"{sum(bool(o.public) for o in found if o.entry.correct)} correct answers flagged; "
+                 f"grading names the mistake of {sum(named(o) for o in wrong)} of {len(wrong)} wrong answers")
     return "\n".join(lines)

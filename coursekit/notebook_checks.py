@@ -374,11 +374,13 @@ def expect_tensor(value, shape, what="the output"):
     assert tuple(value.shape) == tuple(shape), f"{what} should have shape {tuple(shape)}, not {tuple(value.shape)}"
 
 
-def expect_numbers(value, expected, mistakes=(), what="the output", atol=1e-4):
+def expect_numbers(value, expected, mistakes=(), what="the output", atol=1e-4, behaviour=None):
     """Fails unless the tensor `value` holds the numbers `expected` (nested lists, as written in the notebook).
 
     `mistakes` pairs a message with the numbers that mistake would give, for the same inputs: when `value` matches
-    one, the message says which mistake it is. NaN is named as such, with its usual causes."""
+    one, the message says which mistake it is. NaN is named as such, with its usual causes. Otherwise `behaviour`
+    (a sentence, or None: what further questions to your code found out, see `asked`) says what the output is
+    consistent with."""
     expected = torch.tensor(expected, dtype=torch.float32)
     expect_tensor(value, expected.shape, what)
     value = value.detach().float().cpu()
@@ -391,7 +393,19 @@ def expect_numbers(value, expected, mistakes=(), what="the output", atol=1e-4):
         raise AssertionError(f"{what} contains NaN: is a row of attention scores entirely masked, or is -inf "
                              "multiplied by 0 somewhere?")
     difference = (value - expected).abs().max().item()
-    raise AssertionError(f"wrong values in {what} (largest difference from the expected values: {difference:.3g})")
+    raise AssertionError(f"wrong values in {what}" + (f": {behaviour}" if behaviour else "")
+                         + f" (largest difference from the expected values: {difference:.3g})")
+
+
+def asked(question):
+    """Diagnosis by behaviour: when values are wrong in a way no listed mistake explains, a check asks your code
+    further questions whose answers don't depend on knowing the mistake, and says what its output is consistent
+    with. `asked` gives the answer of `question()` (a further call of your code), or None when it raised: these
+    questions earn no points and never fail a check by themselves."""
+    try:
+        return question()
+    except Exception:
+        return None
 
 
 def seeded_randn(*shape, seed, scale=1.0):

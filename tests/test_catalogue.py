@@ -4,6 +4,8 @@ the mistake; correct answers written differently get full marks; grading the sam
 inputs, gives the same points. And before hand-in, in the student's notebook: the public checks flag wrong answers in
 their own exercise, never a correct one."""
 
+import dataclasses
+
 import nbformat
 import pytest
 
@@ -56,6 +58,26 @@ def test_every_lost_point_comes_with_a_message_naming_the_mistake(outcomes, assi
         assert all(f.reason for f in failures)
     reasons = " | ".join(f.reason for fs in outcome.failures.values() for f in fs)
     assert entry.expect in reasons, f"expected a message about {entry.expect!r}, got: {reasons}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=str)
+def test_grading_names_the_mistake_of_at_least_90_percent_of_the_wrong_answers(outcomes, assignment):
+    """Named: a failure message holds the words of the entry's mistake, not only a number. The catalogue includes
+    mistakes no listed variant explains, which the checks name from what the code does (diagnosis by behaviour)."""
+    wrong = [outcomes[assignment.name, e.name] for a, e in WRONG if a == assignment]
+    named = [o for o in wrong if catalogue.named(o)]
+    assert len(named) >= 0.9 * len(wrong), [o.entry.name for o in wrong if o not in named]
+
+
+def test_the_catalogue_table_says_which_wrong_answers_are_named(outcomes):
+    found = [o for (name, _), o in outcomes.items() if name == "pw2_transformers"]
+    table = catalogue.table(found)
+    row = next(line for line in table.splitlines() if line.endswith("  lm_loss: shifted the wrong way"))
+    assert row.split()[-6] == "yes", row
+    assert row.startswith("wrong") and "grading names the mistake of" in table.splitlines()[-1]
+    broken = dataclasses.replace(outcomes["pw2_transformers", "lm_loss: shifted the wrong way"].entry, expect="no such words")
+    outcome = dataclasses.replace(outcomes["pw2_transformers", "lm_loss: shifted the wrong way"], entry=broken)
+    assert not catalogue.named(outcome) and "  no     lm_loss: shifted the wrong way" in catalogue.table([outcome])
 
 
 @pytest.mark.parametrize("assignment, entry", CORRECT, ids=ids(CORRECT))

@@ -166,6 +166,31 @@ ENTRIES = [
     e = torch.exp(Q @ K.transpose(-2, -1) / math.sqrt(K.shape[-1]))
     return e / e.sum(dim=-1, keepdim=True) @ V
 ''', expect="overflows"),
+    # Mistakes no listed variant explains: the checks name them from what the code does (diagnosis by behaviour).
+    wrong("self_attention: sigmoid instead of softmax", "self_attention", '''def self_attention(S, W_Q, W_K, W_V):
+    Q, K, V = S @ W_Q, S @ W_K, S @ W_V
+    return torch.sigmoid(Q @ K.transpose(-2, -1) / math.sqrt(K.shape[-1])) @ V
+''', expect="not a weighted average of the value rows"),
+    wrong("self_attention: a causal mask already", "self_attention", '''def self_attention(S, W_Q, W_K, W_V):
+    Q, K, V = S @ W_Q, S @ W_K, S @ W_V
+    scores = Q @ K.transpose(-2, -1) / math.sqrt(K.shape[-1])
+    T = scores.shape[-1]
+    scores = scores.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool, device=S.device), 1), float("-inf"))
+    return scores.softmax(dim=-1) @ V
+''', expect="no causal mask"),
+    wrong("self_attention: softmax over the batch dimension", "self_attention", '''def self_attention(S, W_Q, W_K, W_V):
+    Q, K, V = S @ W_Q, S @ W_K, S @ W_V
+    return F.softmax(Q @ K.transpose(-2, -1) / math.sqrt(K.shape[-1]), dim=0) @ V
+''', expect="not a weighted average of the value rows"),
+    wrong("self_attention: keys compared with keys", "self_attention", '''def self_attention(S, W_Q, W_K, W_V):
+    Q, K, V = S @ W_Q, S @ W_K, S @ W_V
+    return (K @ K.transpose(-2, -1) / math.sqrt(K.shape[-1])).softmax(dim=-1) @ V
+''', expect="not a softmax of the scores Q Kᵀ"),
+    wrong("self_attention: ReLU of the scores, normalized", "self_attention", '''def self_attention(S, W_Q, W_K, W_V):
+    Q, K, V = S @ W_Q, S @ W_K, S @ W_V
+    weights = torch.relu(Q @ K.transpose(-2, -1) / math.sqrt(K.shape[-1]))
+    return weights / (weights.sum(dim=-1, keepdim=True) + 1e-9) @ V
+''', expect="not a softmax of the scores Q Kᵀ"),
     correct("self_attention: einsum", "self_attention", '''def self_attention(S, W_Q, W_K, W_V):
     Q, K, V = (torch.einsum("btd,de->bte", S, W) for W in (W_Q, W_K, W_V))
     weights = torch.einsum("bqe,bke->bqk", Q, K).div(K.shape[-1] ** 0.5).softmax(-1)
@@ -655,6 +680,22 @@ class Block(nn.Module):
     picked = log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
     return -(picked * mask).sum() / mask.sum()
 '''), expect="large (x1000)"),
+    # Mistakes no listed variant explains: named from the loss's gradient (which position predicts which token, and
+    # how much each weighs).
+    wrong("lm_loss: shifted the wrong way", "lm_loss", _loss('''    mask = attention_mask[:, :-1].bool()
+    return F.cross_entropy(logits[:, 1:][mask], input_ids[:, :-1][mask])
+'''), expect="the shift goes the wrong way"),
+    wrong("lm_loss: summed, then divided by the batch size", "lm_loss", _loss('''    mask = attention_mask[:, 1:].float()
+    losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), input_ids[:, 1:], reduction="none")
+    return (losses * mask).sum() / logits.shape[0]
+'''), expect="divided by another number than the count of real targets"),
+    wrong("lm_loss: divided by the number of real tokens of the input", "lm_loss", _loss('''    V = logits.shape[-1]
+    losses = F.cross_entropy(logits[:, :-1].reshape(-1, V), input_ids[:, 1:].reshape(-1), reduction="none")
+    return (losses * attention_mask[:, 1:].reshape(-1)).sum() / attention_mask.sum()
+'''), expect="divided by another number than the count of real targets"),
+    wrong("lm_loss: each text's last target left out", "lm_loss", _loss('''    mask = attention_mask[:, 2:].bool()
+    return F.cross_entropy(logits[:, :-2][mask], input_ids[:, 1:-1][mask])
+'''), expect="real target token(s) (attention_mask 1) don't count"),
     correct("lm_loss: ignore_index", "lm_loss", _loss('''    labels = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
     return nn.CrossEntropyLoss()(logits[:, :-1].reshape(-1, logits.size(-1)), labels.reshape(-1))
 ''')),
@@ -662,6 +703,10 @@ class Block(nn.Module):
     losses = F.cross_entropy(logits[:, :-1].reshape(-1, V), input_ids[:, 1:].reshape(-1), reduction="none")
     mask = attention_mask[:, 1:].reshape(-1).float()
     return (losses * mask).sum() / mask.sum()
+''')),
+    correct("lm_loss: NLLLoss on flattened real positions", "lm_loss", _loss('''    keep = attention_mask[:, 1:].reshape(-1) == 1
+    log_probs = F.log_softmax(logits[:, :-1].reshape(-1, logits.shape[-1]), dim=-1)
+    return nn.NLLLoss(reduction="sum")(log_probs[keep], input_ids[:, 1:].reshape(-1)[keep]) / keep.sum()
 ''')),
     correct("lm_loss: log_softmax and gather", "lm_loss", _loss('''    log_probs = F.log_softmax(logits[:, :-1], dim=-1)
     picked = log_probs.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)

@@ -490,11 +490,13 @@ def expect_tensor(value, shape, what="the output"):
     assert tuple(value.shape) == tuple(shape), f"{what} should have shape {tuple(shape)}, not {tuple(value.shape)}"
 
 
-def expect_numbers(value, expected, mistakes=(), what="the output", atol=1e-4):
+def expect_numbers(value, expected, mistakes=(), what="the output", atol=1e-4, behaviour=None):
     """Fails unless the tensor `value` holds the numbers `expected` (nested lists, as written in the notebook).
 
     `mistakes` pairs a message with the numbers that mistake would give, for the same inputs: when `value` matches
-    one, the message says which mistake it is. NaN is named as such, with its usual causes."""
+    one, the message says which mistake it is. NaN is named as such, with its usual causes. Otherwise `behaviour`
+    (a sentence, or None: what further questions to your code found out, see `asked`) says what the output is
+    consistent with."""
     expected = torch.tensor(expected, dtype=torch.float32)
     expect_tensor(value, expected.shape, what)
     value = value.detach().float().cpu()
@@ -507,7 +509,19 @@ def expect_numbers(value, expected, mistakes=(), what="the output", atol=1e-4):
         raise AssertionError(f"{what} contains NaN: is a row of attention scores entirely masked, or is -inf "
                              "multiplied by 0 somewhere?")
     difference = (value - expected).abs().max().item()
-    raise AssertionError(f"wrong values in {what} (largest difference from the expected values: {difference:.3g})")
+    raise AssertionError(f"wrong values in {what}" + (f": {behaviour}" if behaviour else "")
+                         + f" (largest difference from the expected values: {difference:.3g})")
+
+
+def asked(question):
+    """Diagnosis by behaviour: when values are wrong in a way no listed mistake explains, a check asks your code
+    further questions whose answers don't depend on knowing the mistake, and says what its output is consistent
+    with. `asked` gives the answer of `question()` (a further call of your code), or None when it raised: these
+    questions earn no points and never fail a check by themselves."""
+    try:
+        return question()
+    except Exception:
+        return None
 
 
 def seeded_randn(*shape, seed, scale=1.0):
@@ -576,6 +590,123 @@ def check_my_work(exercises, grading=False):
     print(f"{passing}/{len(exercises)} exercises pass their public checks. Hidden checks also run when your work "
           "is graded, so passing the public checks is a good sign, not a guarantee.")
 # --- end coursekit/notebook_checks.py ---
+
+
+# Diagnosis by behaviour (see `asked`): what the checks ask your code when its values are wrong.
+
+def attention_weights_asked(attention, d_k=2, T=4, seed=900):
+    """Asks an attention function (S, W_Q, W_K, W_V) -> output for its weights: with S the identity (T positions of
+    T features) and W_V the identity, V is the identity and the output is the weights matrix itself, (1, T, T).
+    Returns {"weights", "scores"}: what it gave, and the scores Q Kᵀ of that call."""
+    S = torch.eye(T, device=DEVICE)[None]                                                     # (1, T, T)
+    W_Q, W_K = seeded_randn(T, d_k, seed=seed, scale=1.5), seeded_randn(T, d_k, seed=seed + 1, scale=1.5)
+    return {"weights": attention(S, W_Q, W_K, torch.eye(T, device=DEVICE)),
+            "scores": (S @ W_Q) @ (S @ W_K).transpose(-2, -1)}
+
+
+def describe_attention_weights(asked_data, d_k=2):
+    """In words, what the weights an attention function gave (attention_weights_asked) are consistent with; None when
+    they can't be read (no answer, another shape)."""
+    if not isinstance(asked_data, dict) or not isinstance(asked_data.get("weights"), torch.Tensor):
+        return None
+    A, s = asked_data["weights"].detach().float().cpu(), asked_data["scores"].detach().float().cpu()
+    if A.shape != s.shape or not torch.isfinite(A).all():
+        return None
+    A, s = A[0], s[0]
+    rows, columns, ones = A.sum(-1), A.sum(-2), torch.ones(A.shape[0])
+    if not torch.allclose(rows, ones, atol=1e-3):
+        if torch.allclose(columns, ones, atol=1e-3):
+            return ("asked with values that are the identity, it returns weights in which each key's weights sum to 1 "
+                    "over the queries, where each query's weights should sum to 1 over the keys (the last dimension)")
+        if (A < -1e-6).any():
+            return ("asked with values that are the identity, it returns negative weights: the output is not a "
+                    "weighted average of the value rows (the weights of a query should be a softmax over the keys)")
+        low, high = f"{rows.min().item():.3g}", f"{rows.max().item():.3g}"
+        return (f"asked with values that are the identity, it returns weights whose sum over the keys is "
+                f"{low if low == high else low + ' to ' + high}, not 1: the output is not a weighted average of the "
+                "value rows (the weights of a query should be a softmax over the keys)")
+    upper = torch.triu(torch.ones_like(A, dtype=torch.bool), diagonal=1)
+    if (A[upper].abs() < 1e-6).all():
+        return ("the weights of every later position are 0: self_attention has no causal mask (CausalSelfAttention "
+                "adds it later)")
+    y = A.clamp_min(1e-30).log()
+    y, x = y - y.mean(-1, keepdim=True), s - s.mean(-1, keepdim=True)
+    factor = ((x * y).sum() / (x * x).sum()).item()
+    right = 1 / math.sqrt(d_k)
+    if (y - factor * x).abs().max() > 1e-3 * max(1.0, y.abs().max().item()):
+        return "the weights of a query sum to 1 over the keys, but they are not a softmax of the scores Q Kᵀ (scaled)"
+    if abs(factor - right) <= 1e-3 * right:
+        return ("its attention weights are right (a softmax over the keys of Q Kᵀ / √d_k): the mistake is in what "
+                "they are multiplied with (the values, V = S W_V) or in what is returned")
+    return (f"its attention weights are a softmax of the scores Q Kᵀ multiplied by {factor:.3g}, where they should be "
+            f"divided by √d_k, that is multiplied by {right:.3g} (d_k = {d_k}, the size of one key)")
+
+
+def loss_weights_asked(loss_function, logits, input_ids, attention_mask):
+    """Asks a next-token loss which positions it counts, and how: the gradient of its loss with respect to the
+    logits (B, T, V). Returns {"gradient", "probabilities"} (None when the loss has no gradient)."""
+    logits = logits.detach().clone().requires_grad_(True)
+    loss = loss_function(logits, input_ids, attention_mask)
+    if not isinstance(loss, torch.Tensor) or not loss.requires_grad or loss.dim() != 0:
+        return None
+    loss.backward()
+    return {"gradient": logits.grad, "probabilities": logits.detach().softmax(-1)}
+
+
+def describe_loss_weights(asked_data, input_ids, attention_mask, eos_id=0):
+    """In words, what the gradient of a cross-entropy loss (loss_weights_asked) says about it: which token each position
+    is trained to predict, which positions count, and how much each weighs. None when it can't be read. The gradient
+    of a loss that weighs the cross-entropy of position (b, t) predicting token y by w is w (p - onehot(y)) there."""
+    if not isinstance(asked_data, dict) or not isinstance(asked_data.get("gradient"), torch.Tensor):
+        return None
+    G, p = asked_data["gradient"].detach().float().cpu(), asked_data["probabilities"].detach().float().cpu()
+    input_ids, attention_mask = input_ids.cpu(), attention_mask.cpu()
+    B, T, V = G.shape
+    target = G.argmin(-1)                                                       # (B, T): the token each position raises
+    weight = G.gather(-1, target[..., None])[..., 0] / (p.gather(-1, target[..., None])[..., 0] - 1)
+    weight = torch.where(G.abs().amax(-1) < 1e-9, torch.zeros_like(weight), weight)
+    if not torch.allclose(G, weight[..., None] * (p - F.one_hot(target, V)), atol=1e-6, rtol=1e-3):
+        return None                                                             # not a weighted cross-entropy
+    counted = weight > 1e-9
+    if not counted.any():
+        return "its loss doesn't change when the logits do"
+    b, t = counted.nonzero(as_tuple=True)
+
+    def predicts(shift):
+        source = t + shift
+        return bool(((source >= 0) & (source < T)).all() and (target[b, t] == input_ids[b, source.clamp(0, T - 1)]).all())
+
+    if not predicts(1):
+        for shift, words in [(0, "the token at its own position: the targets are not shifted"),
+                             (2, "the token two positions later: the targets are shifted by two"),
+                             (-1, "the token before it: the shift goes the wrong way")]:
+            if predicts(shift):
+                return f"each position it counts is trained to predict {words}"
+        return "the tokens its positions are trained to predict are not the next tokens of the text"
+    real = torch.zeros(B, T, dtype=torch.bool)
+    real[:, :-1] = attention_mask[:, 1:].bool()                                 # positions whose target is a real token
+    said = []
+    padded = int((counted & ~real).sum())
+    if padded:
+        said.append(f"{padded} position{'s' * (padded > 1)} whose target is padding (attention_mask 0) count in the loss")
+    left_out = real & ~counted
+    if left_out.any():
+        eos = bool((input_ids.roll(-1, 1)[left_out] == eos_id).all())
+        said.append(f"{int(left_out.sum())} real target token(s) (attention_mask 1) don't count"
+                    + (": they are EOS tokens inside the text, which count like any other token" if eos else ""))
+    n, w = int(counted.sum()), weight[counted]
+    if torch.allclose(w, torch.ones_like(w), rtol=1e-3):
+        said.append(f"the losses of the {n} positions it counts are summed, where the loss is their mean")
+    elif not torch.allclose(w, torch.full_like(w, 1 / n), rtol=1e-3):
+        rows = [int(counted[row].sum()) for row in range(B)]
+        per_row = torch.tensor([1 / (B * rows[row]) if rows[row] else 0.0 for row in range(B)])[b]
+        if torch.allclose(w, per_row, rtol=1e-3):
+            said.append("the losses are averaged per sequence, then over the sequences: a short sequence's tokens weigh "
+                        "more than a long one's, where every real target token should weigh the same")
+        elif torch.allclose(w, torch.full_like(w, w[0].item()), rtol=1e-3):
+            said.append(f"each of the {n} positions it counts weighs 1/{1 / w[0].item():.3g}, where their mean gives "
+                        f"each 1/{n}: the sum is divided by another number than the count of real targets")
+    return "; ".join(said) or None
 
 DEVICE = torch.device(device)
 # While your notebook is graded, its checks only call your code and send what it returns to the grader,
@@ -873,8 +1004,9 @@ def _ref_attention(S, W_Q, W_K, W_V, W_O=None, num_heads=1, causal=False, mistak
     return out
 
 
-def _expect_values(output, expected, variants=(), what="output"):
-    """Fails unless `output` matches `expected`; names the known mistake it matches, if any.
+def _expect_values(output, expected, variants=(), what="output", behaviour=None):
+    """Fails unless `output` matches `expected`; names the known mistake it matches, if any, or else says what the
+    output is consistent with (`behaviour`: a sentence from the diagnosis by behaviour, or None).
 
     `variants` maps a key of MISTAKES (or a message) to the output that mistake would give:
     a dict, or a list of (mistake, output) pairs.
@@ -888,7 +1020,8 @@ def _expect_values(output, expected, variants=(), what="output"):
     if torch.isnan(output).any():
         raise AssertionError(f"{what} contains NaN")
     difference = (output.detach().float() - expected.float()).abs().max().item()
-    raise AssertionError(f"wrong {what} (largest difference from the expected values: {difference:.3g})")
+    raise AssertionError(f"wrong {what}" + (f": {behaviour}" if behaviour else "")
+                         + f" (largest difference from the expected values: {difference:.3g})")
 
 
 def _expect_causal(outputs, what="the output"):
@@ -1178,7 +1311,8 @@ print("First position:", attended_values[0, 0])
 
 # %% tags=["grader-only"]
 # Grader-only: the verdicts of the hidden checks of self_attention.
-def verdict_self_attention_values(output):
+def verdict_self_attention_values(data):
+    output = data["output"]
     S, W_Q, W_K, W_V = _self_attention_inputs(1)
     variants = {m: _ref_attention(S, W_Q, W_K, W_V, mistake=m)
                 for m in ["scale:none", "scale:model", "scale:multiply", "softmax_dim"]}
@@ -1186,7 +1320,8 @@ def verdict_self_attention_values(output):
     variants["the scores are divided by √d_v, the size of one value; divide by √d_k, the size of one key"] = (
         Q @ K.transpose(-2, -1) / math.sqrt(V.shape[-1])).softmax(dim=-1) @ V
     variants["the scores are divided by d_k instead of √d_k"] = (Q @ K.transpose(-2, -1) / K.shape[-1]).softmax(dim=-1) @ V
-    _expect_values(output, _ref_attention(S, W_Q, W_K, W_V), variants)
+    _expect_values(output, _ref_attention(S, W_Q, W_K, W_V), variants,
+                   behaviour=describe_attention_weights(data.get("asked")))
 
 
 def verdict_self_attention_batch(outputs):
@@ -1216,8 +1351,14 @@ _SCALED_BY_D_V = "the scores are divided by √d_v, the size of one value; divid
 _SCALED_BY_D_K = "the scores are divided by d_k instead of √d_k"
 
 
-def _public_self_attention_values(output):
-    expect_numbers(output, [[[-0.51023, 1.5691, -2.0588],
+def _self_attention_asked(inputs):
+    """Your self_attention's output for `inputs`, and what it answers when asked for its weights (see
+    attention_weights_asked): the second only says what a wrong output is consistent with."""
+    return {"output": self_attention(*inputs), "asked": asked(lambda: attention_weights_asked(self_attention))}
+
+
+def _public_self_attention_values(data):
+    expect_numbers(data["output"], [[[-0.51023, 1.5691, -2.0588],
                              [-1.485, 1.3625, -2.6762],
                              [-2.7775, 1.3225, -3.8022]]], mistakes=[
         ("the scores are not scaled: divide Q Kᵀ by √d_k", [[[-0.021417, 1.4682, -1.4805],
@@ -1240,7 +1381,7 @@ def _public_self_attention_values(output):
          "must sum to 1", [[[-2.6483, 2.0338, -4.6835],
                             [-0.63326, 0.79758, -1.4172],
                             [-4.4517, 2.8245, -6.9777]]]),
-    ])
+    ], behaviour=describe_attention_weights(data["asked"]))
 
 
 def _public_large_score_inputs():
@@ -1263,7 +1404,7 @@ def _public_large_scores(output):
 
 
 checks.check("output shape (B, T, d_v)", 1, _public_self_attention_output, lambda output: expect_tensor(output, (2, 5, 3)))
-checks.check("values on a small example (d_k = 2, d_v = 3)", 3, lambda: self_attention(*_public_self_attention_inputs()),
+checks.check("values on a small example (d_k = 2, d_v = 3)", 3, lambda: _self_attention_asked(_public_self_attention_inputs()),
              _public_self_attention_values)
 checks.check("no inf or NaN for large scores", 1, lambda: self_attention(*_public_large_score_inputs()),
              _public_large_scores)
@@ -1281,7 +1422,7 @@ def _probe_self_attention_batch():
     return {"batch": self_attention(S, W_Q, W_K, W_V), "alone": [self_attention(S[b:b + 1], W_Q, W_K, W_V) for b in range(3)]}
 
 
-checks.check("values match softmax(Q Kᵀ / √d_k) V", 3, lambda: self_attention(*_self_attention_inputs(1)),
+checks.check("values match softmax(Q Kᵀ / √d_k) V", 3, lambda: _self_attention_asked(_self_attention_inputs(1)),
              "verdict_self_attention_values")
 checks.check("sequences in a batch don't mix", 2, _probe_self_attention_batch, "verdict_self_attention_batch")
 ### END HIDDEN TESTS
@@ -2983,22 +3124,24 @@ loss
 
 # %% tags=["grader-only"]
 # Grader-only: the verdicts of the hidden checks of lm_loss.
-def _verdict_loss_against_reference(loss, seed, mistakes, what):
+def _verdict_loss_against_reference(loss, seed, mistakes, what, asked_data=None):
     logits, input_ids, attention_mask = _loss_inputs(seed)
     variants = {m: _ref_lm_loss(logits, input_ids, attention_mask, mistake=m) for m in mistakes}
-    _expect_values(loss, _ref_lm_loss(logits, input_ids, attention_mask), variants, what=what)
+    _expect_values(loss, _ref_lm_loss(logits, input_ids, attention_mask), variants, what=what,
+                   behaviour=describe_loss_weights(asked_data, input_ids, attention_mask))
 
 
-def verdict_loss_value(loss):
-    _verdict_loss_against_reference(loss, 100, ["not_shifted", "shifted_twice", "padding_counted", "input_side_mask",
-                                                "per_row_mean", "eos_masked", "divided_by_all"], "loss of a padded batch")
+def verdict_loss_value(data):
+    _verdict_loss_against_reference(data["loss"], 100, ["not_shifted", "shifted_twice", "padding_counted", "input_side_mask",
+                                                "per_row_mean", "eos_masked", "divided_by_all"], "loss of a padded batch",
+                                    data["asked"])
 
 
-def verdict_loss_real_eos(loss):
+def verdict_loss_real_eos(data):
     _, input_ids, attention_mask = _loss_inputs(130)
     assert input_ids[0, 3] == PAD_ID_FOR_TESTS and attention_mask[0, 3] == 1
-    _verdict_loss_against_reference(loss, 130, ["eos_masked", "padding_counted", "input_side_mask"],
-                                    "loss of a text that contains a real EOS token")
+    _verdict_loss_against_reference(data["loss"], 130, ["eos_masked", "padding_counted", "input_side_mask"],
+                                    "loss of a text that contains a real EOS token", data["asked"])
 
 
 def verdict_loss_padded_logits(losses):
@@ -3059,13 +3202,19 @@ def _public_padded_batch():
     return _first_text_unlikely(seeded_randn(2, 5, 5, seed=2), input_ids), input_ids, attention_mask
 
 
-def _public_loss_without_padding():
+def _public_unpadded_batch():
     logits, input_ids = seeded_randn(2, 4, 5, seed=0), seeded_randint(5, (2, 4), seed=1)  # ids [[0, 4, 4, 3], [3, 3, 1, 1]]
     input_ids[:, 1:] = input_ids[:, 1:].clamp(min=1)  # no EOS (id 0) to predict: this check is about the shift and the mean
-    return _lm_loss(logits, input_ids, torch.ones(2, 4, dtype=torch.long, device=DEVICE))
+    return logits, input_ids, torch.ones(2, 4, dtype=torch.long, device=DEVICE)
 
 
-def _public_loss_expected(expected, what, **mistakes):
+def _loss_asked(inputs):
+    """Your lm_loss on `inputs`, and which positions it counts and how much each weighs, read from its gradient (see
+    loss_weights_asked): the second only says what a wrong loss is consistent with."""
+    return {"loss": _lm_loss(*inputs), "asked": asked(lambda: loss_weights_asked(_lm_loss, *inputs))}
+
+
+def _public_loss_expected(expected, what, inputs=None, **mistakes):
     messages = {"not_shifted": "the targets are not shifted: the logits at position t must predict the token at position t + 1",
                 "shifted_twice": "the targets are shifted by two positions instead of one",
                 "sum": "the losses of the target tokens are summed: the loss is their mean",
@@ -3080,10 +3229,12 @@ def _public_loss_expected(expected, what, **mistakes):
                 "divided_by_all": "the padded positions are zeroed but still counted in the average ((loss * mask).mean() "
                                   "divides by every position): divide the sum by the number of real target tokens"}
 
-    def verdict(loss):
+    def verdict(data):
+        loss = data["loss"] if isinstance(data, dict) else data
         assert isinstance(loss, torch.Tensor), (
             f"lm_loss should return a tensor, not {getattr(loss, 'type_name', type(loss).__name__)} (don't call .item())")
-        expect_numbers(loss, expected, [(messages[k], v) for k, v in mistakes.items()], what=what)
+        behaviour = describe_loss_weights(data["asked"], *inputs()[1:]) if inputs and isinstance(data, dict) else None
+        expect_numbers(loss, expected, [(messages[k], v) for k, v in mistakes.items()], what=what, behaviour=behaviour)
     return verdict
 
 
@@ -3100,11 +3251,11 @@ def _public_loss_finite(loss):
         "F.log_softmax), not as the log of a softmax")
 
 
-checks.check("without padding: the mean cross-entropy of the next token", 3, _public_loss_without_padding,
-             _public_loss_expected(1.27834, "the loss without padding", not_shifted=1.77329, shifted_twice=1.67238,
+checks.check("without padding: the mean cross-entropy of the next token", 3, lambda: _loss_asked(_public_unpadded_batch()),
+             _public_loss_expected(1.27834, "the loss without padding", _public_unpadded_batch, not_shifted=1.77329, shifted_twice=1.67238,
                                    sum=7.67001))
-checks.check("a padded batch: the mean over the real target tokens only", 3, lambda: _lm_loss(*_public_padded_batch()),
-             _public_loss_expected(6.23427, "the loss of a padded batch", padding_counted=4.84827,
+checks.check("a padded batch: the mean over the real target tokens only", 3, lambda: _loss_asked(_public_padded_batch()),
+             _public_loss_expected(6.23427, "the loss of a padded batch", _public_padded_batch, padding_counted=4.84827,
                                    input_side_mask=5.47497, per_row_mean=5.03224, eos_masked=5.89148, divided_by_all=4.67570,
                                    not_shifted=1.82188, shifted_twice=1.37484, sum=37.40562))
 checks.check("large logits give a finite loss", 1, _public_loss_large_logits, _public_loss_finite)
@@ -3161,10 +3312,10 @@ def _probe_loss_gradient():
     return data
 
 
-checks.check("the mean over real target tokens of a padded batch", 3, lambda: _lm_loss(*_loss_inputs(100)), "verdict_loss_value")
+checks.check("the mean over real target tokens of a padded batch", 3, lambda: _loss_asked(_loss_inputs(100)), "verdict_loss_value")
 checks.check("logits at padded positions don't count", 1, _probe_loss_padded_logits, "verdict_loss_padded_logits")
 checks.check("tokens at padded positions don't count", 1, _probe_loss_padded_tokens, "verdict_loss_padded_tokens")
-checks.check("a real EOS token inside the text counts", 2, lambda: _lm_loss(*_loss_inputs(130)), "verdict_loss_real_eos")
+checks.check("a real EOS token inside the text counts", 2, lambda: _loss_asked(_loss_inputs(130)), "verdict_loss_real_eos")
 checks.check("gradients flow through the loss", 1, _probe_loss_gradient, "verdict_loss_gradient")
 ### END HIDDEN TESTS
 checks.score()
