@@ -136,18 +136,8 @@ def run_in_colab(nb, folder: Path, endpoint: str, dead_port: int) -> Run:
     default of one thread per core made a training step 30 times slower (1.1 s instead of 0.04 s)."""
     folder.mkdir()
     nbformat.write(nb, folder / PW2.notebook)
-    beside = folder.parent
     marker = f"COURSEKIT_ONLINE_PATH_RUN={uuid.uuid4().hex}"
-    dead_proxy = f"http://127.0.0.1:{dead_port}"  # for any request to another host than 127.0.0.1
-    env = {key: value for key, value in os.environ.items()
-           if key != "NBGRADER_EXECUTION" and not key.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
-    env.update(colab(beside / "colab"), HF_ENDPOINT=endpoint, HF_HOME=str(beside / "hf"),
-               HF_HUB_CACHE=str(beside / "hf" / "hub"), HF_DATASETS_CACHE=str(beside / "hf" / "datasets"),
-               HF_HUB_ETAG_TIMEOUT="5", HF_HUB_DOWNLOAD_TIMEOUT="10", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1",
-               TMPDIR=str(beside), **dict([marker.split("=", 1)]))
-    for proxy in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]:
-        env[proxy] = env[proxy.lower()] = dead_proxy
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env = colab_environment(folder.parent, endpoint, dead_port, marker)
     command = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--output", "executed.ipynb",
                "--ExecutePreprocessor.timeout=300", PW2.notebook]
     try:
@@ -158,6 +148,21 @@ def run_in_colab(nb, folder: Path, endpoint: str, dead_port: int) -> Run:
     assert done.returncode == 0, done.stderr[-3000:]
     assert processes_with(marker) == {}, "a process the run started is still running"
     return Run(nbformat.read(folder / "executed.ipynb", as_version=4), folder, left_running)
+
+
+def colab_environment(beside: Path, endpoint: str, dead_port: int, marker: str) -> dict[str, str]:
+    """The environment of a run as in Colab (see run_in_colab), its caches and temporary files in `beside`."""
+    dead_proxy = f"http://127.0.0.1:{dead_port}"  # for any request to another host than 127.0.0.1
+    env = {key: value for key, value in os.environ.items()
+           if key != "NBGRADER_EXECUTION" and not key.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
+    env.update(colab(beside / "colab"), HF_ENDPOINT=endpoint, HF_HOME=str(beside / "hf"),
+               HF_HUB_CACHE=str(beside / "hf" / "hub"), HF_DATASETS_CACHE=str(beside / "hf" / "datasets"),
+               HF_HUB_ETAG_TIMEOUT="5", HF_HUB_DOWNLOAD_TIMEOUT="10", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1",
+               TMPDIR=str(beside), **dict([marker.split("=", 1)]))
+    for proxy in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]:
+        env[proxy] = env[proxy.lower()] = dead_proxy
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -286,8 +291,9 @@ def test_hub_down_the_notebook_runs_to_the_end_on_what_it_embeds(hub_down):
     assert_tensorboard_ran_in_colab_mode(hub_down)
     printed = outputs(hub_down.nb, "load_data").strip().splitlines()
     assert len(printed) == 1 and re.fullmatch(r"Could not download WikiText-103 \(\w+\): using a small sample of WikiText "
-                                              r"\(data/wikitext_sample.json\) instead\.", printed[0]), printed
+                                              r"\(the copy embedded in the notebook\) instead\.", printed[0]), printed
     assert_dataset_is_the_sample(hub_down)  # the copy embedded in load_data: there is no data/ folder
+    assert "Retrying" not in outputs(hub_down.nb, "load_data", "stderr"), "the Hub is asked once, not for 25 s"
     assert "Offline: using a BPE tokenizer of 512 tokens trained on the local sample instead of GPT-2's." in hub_down.text
     assert "ln V = ln 512 = " in outputs(hub_down.nb, "demo_random_model_loss")
     assert 'Training configuration "offline", because the notebook runs offline' in hub_down.text
@@ -307,3 +313,38 @@ def test_check_my_work_prints_the_same_public_results_online_and_with_the_hub_do
     assert f"{len(EXERCISES)}/{len(EXERCISES)} exercises pass their public checks" in report
     assert outputs(online.nb, "check_my_work", "stderr") == outputs(hub_down.nb, "check_my_work", "stderr") == ""
     assert outputs(hub_down.nb, "check_my_work") == report
+
+
+# The Hub fails between the data cell and the tokenizer cell: WikiText came, GPT-2's tokenizer doesn't.
+
+DATA_AND_TOKENIZER = """
+import json, sys
+import nbformat
+nb = nbformat.read(sys.argv[1], as_version=4)
+namespace = {"GRADING": False, "OFFLINE": False}
+for grade_id in ("load_data", "load_tokenizer"):
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    exec(compile(cell.source, grade_id, "exec"), namespace)
+print(json.dumps({"OFFLINE": namespace["OFFLINE"], "vocabulary": len(namespace["tokenizer"]),
+                  "train": list(namespace["dataset"]["train"]["text"])}))
+"""
+
+
+def test_when_only_the_tokenizer_fails_to_download_the_notebook_carries_on_offline(tmp_path, dead_port, release_nb):
+    """Without the fallback, "Run all" stopped at the tokenizer cell (OSError); with it, the notebook carries on with
+    the sample and its own tokenizer, not with WikiText-103 and a tokenizer trained on all of it."""
+    with StandInHub([r for r in build_repositories(SAMPLE, tmp_path / "repositories") if r.kind == "dataset"]) as hub:
+        script = tmp_path / "cells.py"
+        script.write_text(DATA_AND_TOKENIZER)
+        nbformat.write(release_nb, tmp_path / PW2.notebook)
+        env = colab_environment(tmp_path, hub.url, dead_port, f"COURSEKIT_ONLINE_PATH_RUN={uuid.uuid4().hex}")
+        done = subprocess.run([sys.executable, str(script), PW2.notebook], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert ("Salesforce/wikitext" in " ".join(map(str, hub.requests))
+                and "openai-community/gpt2" in " ".join(map(str, hub.requests))), "both were asked for"
+    printed, found = done.stdout.strip().splitlines()[:-1], json.loads(done.stdout.strip().splitlines()[-1])
+    assert re.fullmatch(r"Could not download GPT-2's tokenizer \(\w+\): using a small sample of WikiText \(the copy "
+                        r"embedded in the notebook\) and a tokenizer trained on it instead\.", printed[0]), printed
+    assert found["OFFLINE"] is True and found["vocabulary"] == 512
+    assert found["train"] == json.loads(SAMPLE.read_text())["train"]

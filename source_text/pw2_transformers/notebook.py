@@ -2998,26 +2998,32 @@ EMBEDDED_SAMPLE = "eNqNWF2PJDcVfd9fYc0LidSMWKIQZaSVsklWy6B8rDKTrIDw4K5yd3vbZVdsV
 
 def local_sample():
     """The small sample of WikiText in data/wikitext_sample.json (or, without that file, the copy embedded above),
-    with the same splits and "text" column as WikiText-103."""
+    with the same splits and "text" column as WikiText-103; and where it was read from."""
     try:
         with open("data/wikitext_sample.json", encoding="utf-8") as f:
-            splits = json.load(f)
+            return _as_dataset(json.load(f)), "data/wikitext_sample.json"
     except FileNotFoundError:
-        splits = json.loads(zlib.decompress(base64.b64decode(EMBEDDED_SAMPLE)))
+        return _as_dataset(json.loads(zlib.decompress(base64.b64decode(EMBEDDED_SAMPLE)))), "the copy embedded in the notebook"
+
+
+def _as_dataset(splits):
     return DatasetDict({split: Dataset.from_dict({"text": lines}) for split, lines in splits.items()})
 
 
 if OFFLINE:
-    dataset = local_sample()
-    print("Offline: using a small sample of WikiText (data/wikitext_sample.json) instead of downloading WikiText-103.")
+    dataset, sample_from = local_sample()
+    print(f"Offline: using a small sample of WikiText ({sample_from}) instead of downloading WikiText-103.")
 else:
     try:
-        dataset = load_dataset("Salesforce/wikitext", "wikitext-103-raw-v1")
+        from huggingface_hub import HfApi
+
+        HfApi().dataset_info("Salesforce/wikitext", timeout=10)  # when the Hub can't be reached, this fails at once
+        dataset = load_dataset("Salesforce/wikitext", "wikitext-103-raw-v1")  # (this one would retry for 25 s)
     except Exception as error:  # no network, or the Hub is down: carry on offline
         OFFLINE = True
-        dataset = local_sample()
+        dataset, sample_from = local_sample()
         print(f"Could not download WikiText-103 ({type(error).__name__}): using a small sample of WikiText "
-              "(data/wikitext_sample.json) instead.")
+              f"({sample_from}) instead.")
 
 dataset
 
@@ -3034,6 +3040,15 @@ dataset["train"][3]["text"]
 # %% nbgrader={"grade": false, "grade_id": "load_tokenizer", "locked": true, "schema_version": 3, "solution": false, "task": false} tags=["demo"]
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+if not OFFLINE:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained("openai-community/gpt2")
+    except Exception as error:  # the Hub failed since the data cell: carry on offline, data included
+        OFFLINE = True
+        dataset, sample_from = local_sample()
+        print(f"Could not download GPT-2's tokenizer ({type(error).__name__}): using a small sample of WikiText "
+              f"({sample_from}) and a tokenizer trained on it instead.")
+
 if OFFLINE:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -3044,8 +3059,6 @@ if OFFLINE:
         vocab_size=512, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
     print(f"Offline: using a BPE tokenizer of {len(tokenizer)} tokens trained on the local sample instead of GPT-2's.")
-else:
-    tokenizer = AutoTokenizer.from_pretrained("openai-community/gpt2")
 
 tokenizer.pad_token = tokenizer.eos_token
 
