@@ -93,3 +93,65 @@ def test_a_block_with_its_residual_connections_earns_the_residual_check_on_a_nea
     with mock.patch.object(draws.secrets, "randbelow", lambda _: NEARLY_CONSTANT_SALT - 1):
         found = draws.judge(_source(PW2), _entry(PW2, name).cells, 1)
     assert dict(found.points["Block"]) == {points: 1}
+
+
+# Rare coincidences: a wrong answer that passes a check on a small share of draws only (0.5% or 2% here) is missed by
+# a few judged draws, but over a term, or over the catalogue's ~150 entries graded again on every test run, it gives
+# the same code different points. These checks are designed so that the mistake shows on every draw; each test below
+# failed on its 2,000 draws before its inputs were redesigned (first text's loss set apart; large scores with a
+# feature that keeps the weights away from uniform and from one-hot).
+
+def _check_cell_namespace(assignment, test_cell):
+    """A kernel-like namespace with the instructor's answers and the functions of check cell `test_cell`."""
+    import ast
+
+    source = _source(assignment)
+    namespace = draws.kernel_namespace(source, {})
+    cell = next(c for c in source.cells if answers.grade_id(c) == test_cell)
+    tree = ast.parse(cell.source.replace("### BEGIN HIDDEN TESTS", "").replace("### END HIDDEN TESTS", ""))
+    tree.body = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Assign))
+                 and not (isinstance(node, ast.Assign) and "checks" in ast.unparse(node.targets[0]))]
+    exec(compile(tree, test_cell, "exec"), namespace)
+    return namespace
+
+
+def _coincidences(namespace, inputs, right, wrong, draws_count=2000):
+    """On how many of `draws_count` draws `wrong` gives the same data as `right` on `inputs()` (as grading compares)."""
+    from coursekit import notebook_checks
+
+    found = 0
+    for salt in range(1, draws_count + 1):
+        namespace["Checks"].salt = salt * 7_919
+        try:
+            notebook_checks.same_data(wrong(*inputs()), right(*inputs()))
+            found += 1
+        except AssertionError:
+            pass
+    namespace["Checks"].salt = 0
+    return found
+
+
+def test_a_wrongly_scaled_attention_differs_on_every_draw_of_the_large_score_inputs():
+    import math
+
+    namespace = _check_cell_namespace(PW2, "test_self_attention")
+
+    def scaled_by_the_value_size(S, W_Q, W_K, W_V):
+        Q, K, V = S @ W_Q, S @ W_K, S @ W_V
+        return (Q @ K.transpose(-2, -1) / math.sqrt(V.shape[-1])).softmax(dim=-1) @ V
+
+    assert _coincidences(namespace, namespace["_public_large_score_inputs"], namespace["self_attention"],
+                         scaled_by_the_value_size) == 0
+
+
+def test_a_loss_averaged_per_text_differs_on_every_draw_of_the_padded_batches():
+    namespace = _check_cell_namespace(PW2, "test_lm_loss")
+
+    def mean_per_row(logits, input_ids, attention_mask):
+        losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), input_ids[:, 1:], reduction="none")
+        mask = attention_mask[:, 1:].float()
+        return ((losses * mask).sum(1) / mask.sum(1)).mean()
+
+    for inputs in (namespace["_public_padded_batch"], lambda: namespace["_loss_inputs"](110),
+                   lambda: tuple(x * (1000 if i == 0 else 1) for i, x in enumerate(namespace["_public_padded_batch"]()))):
+        assert _coincidences(namespace, inputs, namespace["lm_loss"], mean_per_row) == 0

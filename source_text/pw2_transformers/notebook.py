@@ -1387,12 +1387,17 @@ def _public_self_attention_values(data):
 def _public_large_score_inputs():
     """Inputs whose scores are all about 900, give or take a few units: exp(900) overflows, while the scaled scores'
     softmax is far from one-hot, so that its values still tell whether the scores are scaled. Each token's first
-    feature is 30, and only it reaches the first column of Q and K: Q Kᵀ = 900 + (second columns' product)."""
+    feature is 30, and only it reaches the first column of Q and K: Q Kᵀ = 900 + (second columns' product). The
+    second feature (-1, 0.3, 1 along the positions) reaches the second columns with weight 1 and the others little,
+    so that the first and last queries' weights are never close to uniform nor to one-hot, whatever the inputs drawn
+    while graded: either would hide how the scores are scaled."""
     S, W_Q, W_K, W_V = _public_self_attention_inputs()
-    S = torch.cat([torch.full_like(S[..., :1], 30.0), S[..., 1:]], dim=-1)
+    S = torch.cat([torch.full_like(S[..., :1], 30.0), torch.tensor([-1.0, 0.3, 1.0], device=S.device)[None, :, None].expand_as(S[..., :1]),
+                   S[..., 2:]], dim=-1)
     W_Q, W_K = W_Q.clone(), W_K.clone()
     for W in (W_Q, W_K):
-        W[0], W[1:, 0] = torch.tensor([1.0, 0.0], device=W.device), 0.0
+        W[0], W[1], W[2:, 0] = torch.tensor([1.0, 0.0], device=W.device), torch.tensor([0.0, 1.0], device=W.device), 0.0
+        W[2:, 1] *= 0.3  # the other features move the second columns a little only
     return S, W_Q, W_K, W_V
 
 
