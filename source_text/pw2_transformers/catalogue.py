@@ -372,6 +372,31 @@ ENTRIES = [
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0, is_causal=True)
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 '''),
+    correct("CausalSelfAttention: per-head (heads, hidden, d_head) parameters and einsum, ARENA-style", "CausalSelfAttention",
+            '''class CausalSelfAttention(nn.Module):
+    def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
+        super().__init__()
+        d_head = hidden_size // num_heads
+        self.W_Q = nn.Parameter(torch.randn(num_heads, hidden_size, d_head) * 0.02)
+        self.W_K = nn.Parameter(torch.randn(num_heads, hidden_size, d_head) * 0.02)
+        self.W_V = nn.Parameter(torch.randn(num_heads, hidden_size, d_head) * 0.02)
+        self.W_O = nn.Parameter(torch.randn(num_heads, d_head, hidden_size) * 0.02)
+        self.b_Q, self.b_K, self.b_V = (nn.Parameter(torch.zeros(num_heads, d_head)) for _ in range(3))
+        self.b_O = nn.Parameter(torch.zeros(hidden_size))
+        self.attn_dropout, self.resid_dropout = nn.Dropout(dropout), nn.Dropout(dropout)
+        self.register_buffer("IGNORE", torch.tensor(float("-inf")), persistent=False)
+
+    def forward(self, x):
+        q = torch.einsum("bph,nhd->bpnd", x, self.W_Q) + self.b_Q
+        k = torch.einsum("bph,nhd->bpnd", x, self.W_K) + self.b_K
+        v = torch.einsum("bph,nhd->bpnd", x, self.W_V) + self.b_V
+        scores = torch.einsum("bqnd,bknd->bnqk", q, k) / self.W_Q.shape[-1] ** 0.5
+        T = x.shape[1]
+        scores = scores.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool, device=x.device), 1), self.IGNORE)
+        pattern = self.attn_dropout(scores.softmax(dim=-1))
+        z = torch.einsum("bnqk,bknd->bqnd", pattern, v)
+        return self.resid_dropout(torch.einsum("bqnd,ndh->bqh", z, self.W_O) + self.b_O)
+'''),
     correct("CausalSelfAttention: raw parameter matrices and einsum", "CausalSelfAttention", '''class CausalSelfAttention(nn.Module):
     def __init__(self, hidden_size=8, num_heads=2, dropout=0.1, seq_len=3):
         super().__init__()

@@ -812,11 +812,12 @@ def set_attention_weights(module, matrices, num_heads, what="your CausalSelfAtte
     """Sets an attention module's learned projections to `matrices` (symmetric hidden × hidden), in the order the
     module creates them, and every bias to 0; returns how many it used. Understood layouts: hidden × hidden
     nn.Linear layers or matrices, fused (k·hidden, hidden) weights (nn.MultiheadAttention's too) or (hidden, k·hidden)
-    matrices, and one (d_h, hidden) nn.Linear or (hidden, d_h) matrix per head, numbered in their names."""
+    matrices, one (d_h, hidden) nn.Linear or (hidden, d_h) matrix per head, numbered in their names, and every head's
+    matrices in one (heads, hidden, d_h) or (heads, d_h, hidden) parameter, as einsum layouts keep them."""
     hidden = matrices[0].shape[0]
     d_h = hidden // num_heads
     expected = (f"a {hidden} × {hidden} projection, a fused (k·{hidden}, {hidden}) one, one head's ({d_h}, {hidden}) "
-                f"projection, or a bias")
+                f"projection, every head's ({num_heads}, {hidden}, {d_h}) or ({num_heads}, {d_h}, {hidden}) ones, or a bias")
     roles, used = {}, 0
 
     def take(k=1):
@@ -831,8 +832,12 @@ def set_attention_weights(module, matrices, num_heads, what="your CausalSelfAtte
         for name, p in module.named_parameters():
             if not p.requires_grad:  # not learned (a mask kept as a frozen parameter): left as it is
                 continue
-            if p.dim() == 1:
+            if p.dim() == 1 or (p.dim() == 2 and tuple(p.shape) == (num_heads, d_h) and d_h != hidden):  # biases
                 p.zero_()
+                continue
+            if p.dim() == 3 and p.shape[0] == num_heads and tuple(p.shape[1:]) in ((hidden, d_h), (d_h, hidden)):
+                blocks = take()[0].view(hidden, num_heads, d_h).permute(1, 0, 2)  # head h: columns h·d_h to (h+1)·d_h
+                p.copy_(blocks if p.shape[1] == hidden else blocks.transpose(1, 2))  # (the same rows, transposed)
                 continue
             if p.dim() != 2:
                 raise _cannot_set(what, name, p.shape, expected)
@@ -1885,7 +1890,7 @@ def _public_csa_projection_sizes():
 
 
 def _public_csa_four_projections(shapes):
-    weights = sum(math.prod(shape) for shape in shapes if len(shape) >= 2)
+    weights = sum(math.prod(shape) for shape in shapes if len(shape) >= 2 and math.prod(shape) != 8)  # no bias
     assert weights != 3 * 8 * 8, ("the module learns three hidden × hidden projections: "
                                   "is the output projection (W_O) missing?")
     assert weights == 4 * 8 * 8, (f"with hidden_size=8, expected the weights of four learned 8 × 8 projections "
@@ -1895,23 +1900,8 @@ def _public_csa_four_projections(shapes):
 def _public_csa_identity_output():
     """The module's output when its query, key, value and output projections are all the identity (and biases 0)."""
     module = CausalSelfAttention(hidden_size=8, num_heads=2, dropout=0.0, seq_len=3).to(DEVICE).eval()
-    eye = torch.eye(8, device=DEVICE)
+    set_attention_weights(module, [torch.eye(8, device=DEVICE)] * 4, num_heads=2)  # whatever its layout (see there)
     with torch.no_grad():
-        for name, p in module.named_parameters():
-            if not p.requires_grad:  # not learned (a mask kept as a frozen parameter?): left as it is
-                continue
-            head = [int(part) for part in name.split(".") if part.isdigit()][-1:] or [0]  # "heads.1.query.weight": 1
-            rows = slice(4 * head[0], 4 * head[0] + 4)
-            if p.dim() == 2 and p.shape[1] == 8 and p.shape[0] % 8 == 0:  # a fused (k·8, 8) weight gets k identities
-                p.copy_(eye.repeat(p.shape[0] // 8, 1))
-            elif p.dim() == 2 and p.shape[0] == 8 and p.shape[1] % 8 == 0:  # and a fused (8, k·8) matrix too
-                p.copy_(eye.repeat(1, p.shape[1] // 8))
-            elif p.dim() == 2 and tuple(p.shape) == (4, 8):  # one head's (d_h, hidden) projection: its rows
-                p.copy_(eye[rows])
-            elif p.dim() == 2 and tuple(p.shape) == (8, 4):  # one head's (hidden, d_h) matrix: its columns
-                p.copy_(eye[:, rows])
-            else:
-                p.zero_()
         return module(seeded_randn(1, 3, 8, seed=140))
 
 
