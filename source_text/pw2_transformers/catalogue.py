@@ -651,6 +651,19 @@ class Block(nn.Module):
     correct("Transformer: no final layer norm, nn.Sequential of blocks", "Transformer", _transformer(
         blocks="nn.Sequential(*[Block(hidden_size, num_heads, dropout, seq_len) for _ in range(num_layers)])",
         stack="x = self.blocks(x)", out="self.head(x)")),
+    correct("Transformer: its own LayerNorm class (nanoGPT-style, optional bias)", "Transformer", """class LayerNorm(nn.Module):
+    \"\"\"LayerNorm with an optional bias (nanoGPT).\"\"\"
+    def __init__(self, ndim, bias=True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+""" + _transformer().replace("self.norm, self.head = nn.LayerNorm(hidden_size), nn.Linear(hidden_size, vocab_size)",
+                             "self.norm, self.head = LayerNorm(hidden_size, bias=False), nn.Linear(hidden_size, vocab_size)")),
     correct("Transformer: weight tying", "Transformer", _transformer(
         extra="        self.head = nn.Linear(self.tok.embedding_dim, self.tok.num_embeddings, bias=False)\n"
               "        self.head.weight = self.tok.weight\n")),

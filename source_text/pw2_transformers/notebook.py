@@ -887,6 +887,10 @@ def set_stand_in_weights(modules, seed, scale=0.5):
                 p.copy_(seeded_randn(*p.shape, seed=seed + 10 * i + j, scale=scale))
 
 
+# The scale and the shift of a layer norm written as its own class (nanoGPT's, say), by the names they usually have.
+LAYER_NORM_ROLES = {"weight": 1.0, "gamma": 1.0, "scale": 1.0, "g": 1.0, "bias": 0.0, "beta": 0.0, "shift": 0.0, "b": 0.0}
+
+
 def set_language_model_weights(model, vocab_size, hidden_size, seq_len, seed, blocks=()):
     """Sets a language model's word embeddings to E (vocab_size, hidden_size), its output layer to E too (tied or
     not: logits = h Eᵀ, no bias), its position embeddings to P (seq_len, hidden_size), its layer norms to 1 and 0,
@@ -903,6 +907,8 @@ def set_language_model_weights(model, vocab_size, hidden_size, seq_len, seed, bl
                 continue
             if isinstance(owner, nn.LayerNorm):
                 p.fill_(1.0 if name.endswith("weight") else 0.0)
+            elif shape == (hidden_size,) and name.rpartition(".")[2].lower() in LAYER_NORM_ROLES:  # a layer norm of your own
+                p.fill_(LAYER_NORM_ROLES[name.rpartition(".")[2].lower()])
             elif shape == (vocab_size, hidden_size):
                 p.copy_(E)
             elif shape == (hidden_size, vocab_size):
