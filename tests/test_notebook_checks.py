@@ -222,10 +222,11 @@ def _solution_outputs(grader, salt):
         S, W_Q, W_K, W_V = namespace["_self_attention_inputs"](1)
         randn = namespace["seeded_randn"]  # the grader's copy of the engine, which the salt is set in
         batch = randn(3, 5, 8, seed=5), randn(8, 4, seed=6), randn(8, 4, seed=7), randn(8, 4, seed=8)
+        asked = namespace["attention_weights_asked"](solution["self_attention"])  # what a value check also asks
         outputs = [namespace["_public_self_attention_output"](),
-                   solution["self_attention"](*namespace["_public_self_attention_inputs"]()),
+                   {"output": solution["self_attention"](*namespace["_public_self_attention_inputs"]()), "asked": asked},
                    solution["self_attention"](*namespace["_public_large_score_inputs"]()),
-                   solution["self_attention"](S, W_Q, W_K, W_V),
+                   {"output": solution["self_attention"](S, W_Q, W_K, W_V), "asked": asked},
                    {"batch": solution["self_attention"](*batch)} if salt else  # drawn: the batch only (drawn_run)
                    {"batch": solution["self_attention"](*batch),
                     "alone": [solution["self_attention"](batch[0][b:b + 1], *batch[1:]) for b in range(3)]}]

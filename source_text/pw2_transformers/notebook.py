@@ -594,6 +594,14 @@ def check_my_work(exercises, grading=False):
 
 # Diagnosis by behaviour (see `asked`): what the checks ask your code when its values are wrong.
 
+def _answer_and_asked(data, key="output"):
+    """A check's data with its further question: (the answer, what was asked), as a probe that asks sends them
+    ({key: answer, "asked": ...}); other data is the answer alone, and nothing was asked."""
+    if isinstance(data, dict) and key in data:
+        return data[key], data.get("asked")
+    return data, None
+
+
 def attention_weights_asked(attention, d_k=2, T=4, seed=900):
     """Asks an attention function (S, W_Q, W_K, W_V) -> output for its weights: with S the identity (T positions of
     T features) and W_V the identity, V is the identity and the output is the weights matrix itself, (1, T, T).
@@ -1323,7 +1331,7 @@ print("First position:", attended_values[0, 0])
 # %% tags=["grader-only"]
 # Grader-only: the verdicts of the hidden checks of self_attention.
 def verdict_self_attention_values(data):
-    output = data["output"]
+    output, asked_data = _answer_and_asked(data)
     S, W_Q, W_K, W_V = _self_attention_inputs(1)
     variants = {m: _ref_attention(S, W_Q, W_K, W_V, mistake=m)
                 for m in ["scale:none", "scale:model", "scale:multiply", "softmax_dim"]}
@@ -1332,7 +1340,7 @@ def verdict_self_attention_values(data):
         Q @ K.transpose(-2, -1) / math.sqrt(V.shape[-1])).softmax(dim=-1) @ V
     variants["the scores are divided by d_k instead of √d_k"] = (Q @ K.transpose(-2, -1) / K.shape[-1]).softmax(dim=-1) @ V
     _expect_values(output, _ref_attention(S, W_Q, W_K, W_V), variants,
-                   behaviour=describe_attention_weights(data.get("asked")))
+                   behaviour=describe_attention_weights(asked_data))
 
 
 def verdict_self_attention_batch(outputs):
@@ -1369,7 +1377,8 @@ def _self_attention_asked(inputs):
 
 
 def _public_self_attention_values(data):
-    expect_numbers(data["output"], [[[-0.51023, 1.5691, -2.0588],
+    output, asked_data = _answer_and_asked(data)
+    expect_numbers(output, [[[-0.51023, 1.5691, -2.0588],
                              [-1.485, 1.3625, -2.6762],
                              [-2.7775, 1.3225, -3.8022]]], mistakes=[
         ("the scores are not scaled: divide Q Kᵀ by √d_k", [[[-0.021417, 1.4682, -1.4805],
@@ -1392,7 +1401,7 @@ def _public_self_attention_values(data):
          "must sum to 1", [[[-2.6483, 2.0338, -4.6835],
                             [-0.63326, 0.79758, -1.4172],
                             [-4.4517, 2.8245, -6.9777]]]),
-    ], behaviour=describe_attention_weights(data["asked"]))
+    ], behaviour=describe_attention_weights(asked_data))
 
 
 def _public_large_score_inputs():
@@ -3146,16 +3155,18 @@ def _verdict_loss_against_reference(loss, seed, mistakes, what, asked_data=None)
 
 
 def verdict_loss_value(data):
-    _verdict_loss_against_reference(data["loss"], 100, ["not_shifted", "shifted_twice", "padding_counted", "input_side_mask",
+    loss, asked_data = _answer_and_asked(data, "loss")
+    _verdict_loss_against_reference(loss, 100, ["not_shifted", "shifted_twice", "padding_counted", "input_side_mask",
                                                 "per_row_mean", "eos_masked", "divided_by_all"], "loss of a padded batch",
-                                    data["asked"])
+                                    asked_data)
 
 
 def verdict_loss_real_eos(data):
     _, input_ids, attention_mask = _loss_inputs(130)
     assert input_ids[0, 3] == PAD_ID_FOR_TESTS and attention_mask[0, 3] == 1
-    _verdict_loss_against_reference(data["loss"], 130, ["eos_masked", "padding_counted", "input_side_mask"],
-                                    "loss of a text that contains a real EOS token", data["asked"])
+    loss, asked_data = _answer_and_asked(data, "loss")
+    _verdict_loss_against_reference(loss, 130, ["eos_masked", "padding_counted", "input_side_mask"],
+                                    "loss of a text that contains a real EOS token", asked_data)
 
 
 def verdict_loss_padded_logits(losses):
@@ -3244,10 +3255,10 @@ def _public_loss_expected(expected, what, inputs=None, **mistakes):
                                   "divides by every position): divide the sum by the number of real target tokens"}
 
     def verdict(data):
-        loss = data["loss"] if isinstance(data, dict) else data
+        loss, asked_data = _answer_and_asked(data, "loss")
         assert isinstance(loss, torch.Tensor), (
             f"lm_loss should return a tensor, not {getattr(loss, 'type_name', type(loss).__name__)} (don't call .item())")
-        behaviour = describe_loss_weights(data["asked"], *inputs()[1:]) if inputs and isinstance(data, dict) else None
+        behaviour = describe_loss_weights(asked_data, *inputs()[1:]) if inputs else None
         expect_numbers(loss, expected, [(messages[k], v) for k, v in mistakes.items()], what=what, behaviour=behaviour)
     return verdict
 
