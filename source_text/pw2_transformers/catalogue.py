@@ -217,6 +217,13 @@ ENTRIES = [
     wrong("multi_head_attention: no scaling", "multi_head_attention", _mha(scale="1"), expect="not scaled"),
     wrong("multi_head_attention: a single head", "multi_head_attention", _mha(heads="1"),
           expect="not taken from num_heads"),
+    # Named from every head's weights, asked with values that are the identity (diagnosis by behaviour).
+    wrong("multi_head_attention: scaled by d_h instead of its square root", "multi_head_attention",
+          _mha(scale="Q.shape[-1]"), expect="multiplied by 0.25, where they should be divided by √d_k"),
+    wrong("multi_head_attention: sigmoid instead of softmax", "multi_head_attention",
+          _mha(softmax="torch.sigmoid(scores)"), expect="not a weighted average of the value rows"),
+    wrong("multi_head_attention: a causal mask already", "multi_head_attention", _mha(mask=CAUSAL),
+          expect="multi_head_attention has no causal mask"),
     correct("multi_head_attention: a loop over heads", "multi_head_attention", '''def multi_head_attention(S, W_Q, W_K, W_V, W_O, num_heads=4):
     d = W_Q.shape[1] // num_heads
     heads = []

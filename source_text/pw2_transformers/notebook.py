@@ -612,7 +612,40 @@ def attention_weights_asked(attention, d_k=2, T=4, seed=900):
             "scores": (S @ W_Q) @ (S @ W_K).transpose(-2, -1)}
 
 
-def describe_attention_weights(asked_data, d_k=2):
+def heads_weights_asked(attention, num_heads=2, T=4, seed=910):
+    """Asks a multi-head attention function (S, W_Q, W_K, W_V, W_O, num_heads) -> output for every head's weights:
+    hidden = num_heads·T, S's first T features are the identity (the others 0), W_V copies them into every head and W_O
+    is the identity, so that the output is every head's T × T weights side by side, (1, T, num_heads·T). Returns
+    {"weights", "scores"}, (num_heads, T, T) each: what it gave, and each head's scores Q_h K_hᵀ."""
+    hidden = num_heads * T
+    S = torch.zeros(1, T, hidden, device=DEVICE)
+    S[0, :, :T] = torch.eye(T, device=DEVICE)
+    W_V = torch.eye(T, device=DEVICE).repeat(1, num_heads)                                   # (T, hidden)
+    W_V = torch.cat([W_V, torch.zeros(hidden - T, hidden, device=DEVICE)])                   # (hidden, hidden)
+    W_Q, W_K = seeded_randn(hidden, hidden, seed=seed, scale=1.5), seeded_randn(hidden, hidden, seed=seed + 1, scale=1.5)
+    output = attention(S, W_Q, W_K, W_V, torch.eye(hidden, device=DEVICE), num_heads=num_heads)
+    Q, K = (S @ W_Q)[0].view(T, num_heads, T).transpose(0, 1), (S @ W_K)[0].view(T, num_heads, T).transpose(0, 1)
+    return {"weights": output[0].reshape(T, num_heads, T).transpose(0, 1), "scores": Q @ K.transpose(-2, -1)}
+
+
+def describe_heads_weights(asked_data, what="multi_head_attention"):
+    """In words, what every head's weights (heads_weights_asked) are consistent with: one sentence when every head
+    says the same, else one per head; None when they can't be read."""
+    if not isinstance(asked_data, dict) or not isinstance(asked_data.get("weights"), torch.Tensor):
+        return None
+    weights, scores = asked_data["weights"], asked_data["scores"]
+    if weights.shape != scores.shape or weights.dim() != 3:
+        return None
+    said = [describe_attention_weights({"weights": w[None], "scores": s[None]}, d_k=s.shape[-1], what=what)
+            for w, s in zip(weights, scores)]
+    if None in said:
+        return None
+    if len(set(said)) == 1:
+        return "in every head, " + said[0]
+    return "; ".join(f"in head {h}, {sentence}" for h, sentence in enumerate(said))
+
+
+def describe_attention_weights(asked_data, d_k=2, what="self_attention"):
     """In words, what the weights an attention function gave (attention_weights_asked) are consistent with; None when
     they can't be read (no answer, another shape)."""
     if not isinstance(asked_data, dict) or not isinstance(asked_data.get("weights"), torch.Tensor):
@@ -635,8 +668,8 @@ def describe_attention_weights(asked_data, d_k=2):
                 "value rows (the weights of a query should be a softmax over the keys)")
     upper = torch.triu(torch.ones_like(A, dtype=torch.bool), diagonal=1)
     if (A[upper].abs() < 1e-6).all():
-        return ("the weights of every later position are 0: self_attention has no causal mask (CausalSelfAttention "
-                "adds it later)")
+        return (f"the weights of every later position are 0: {what} has no causal mask (causal attention comes "
+                "later)")
     y = A.clamp_min(1e-30).log()
     y, x = y - y.mean(-1, keepdim=True), s - s.mean(-1, keepdim=True)
     factor = ((x * y).sum() / (x * x).sum()).item()
@@ -1505,7 +1538,8 @@ print("First position, first 4 values:", attended_values[0, 0, :4])
 
 # %% tags=["grader-only"]
 # Grader-only: the verdicts of the hidden checks of multi_head_attention.
-def _verdict_multi_head_attention(output, num_heads, seed):
+def _verdict_multi_head_attention(data, num_heads, seed):
+    output, asked_data = _answer_and_asked(data)
     args = _multi_head_inputs(seed)
     variants = {m: _ref_attention(*args, num_heads=num_heads, mistake=m)
                 for m in ["scale:none", "scale:model", "scale:multiply", "softmax_dim", "split", "merge", "no_W_O"]}
@@ -1513,7 +1547,8 @@ def _verdict_multi_head_attention(output, num_heads, seed):
     S, W_Q, W_K, W_V, W_O = args
     variants["the output projection is applied transposed (W_Oᵀ instead of W_O)"] = (
         _attend(S @ W_Q, S @ W_K, S @ W_V, num_heads, causal=False) @ W_O.T)
-    _expect_values(output, _ref_attention(*args, num_heads=num_heads), variants)
+    _expect_values(output, _ref_attention(*args, num_heads=num_heads), variants,
+                   behaviour=describe_heads_weights(asked_data))
 
 
 def verdict_multi_head_attention_4_heads(output):
@@ -1548,7 +1583,15 @@ _HEADS_MERGED = ("the heads are merged without transposing back: (B, heads, T, d
 _NOT_SCALED = "the scores are not scaled: divide Q Kᵀ by √d_h, the size of one head's keys"
 
 
-def _public_four_heads(output):
+def _multi_head_asked(inputs, num_heads=4):
+    """Your multi_head_attention's output for `inputs`, and what it answers when asked for every head's weights (see
+    heads_weights_asked): the second only says what a wrong output is consistent with."""
+    return {"output": multi_head_attention(*inputs, num_heads=num_heads),
+            "asked": asked(lambda: heads_weights_asked(multi_head_attention))}
+
+
+def _public_four_heads(data):
+    output, asked_data = _answer_and_asked(data)
     expect_numbers(output, [[[2.5926, -3.6161, 2.5692, -1.0526, -0.4287, 1.4506, 0.53121, -1.1111],
                              [1.7763, -0.36643, 0.50097, 0.090402, -2.495, -0.26698, -0.7636, 2.3817],
                              [2.1568, -2.9839, 1.7443, -1.0556, -1.9885, 1.5082, -0.012586, 0.56044]]], mistakes=[
@@ -1578,7 +1621,7 @@ def _public_four_heads(output):
         ("this is single-head attention: the number of heads is not taken from num_heads", [[[3.1981, -3.3885, 3.1191, -1.318, -3.0026, 1.5896, 0.066196, 1.24],
                                                                                              [1.5667, -0.5954, 0.12448, 0.49279, -0.34254, -0.61144, -0.46775, 0.62284],
                                                                                              [1.2602, -0.8512, 0.29275, 0.36925, -1.3538, -0.060656, -0.39389, 1.4808]]]),
-    ], what="the output with 4 heads")
+    ], what="the output with 4 heads", behaviour=describe_heads_weights(asked_data))
 
 
 def _public_two_heads(output):
@@ -1607,11 +1650,11 @@ def _public_two_heads(output):
 checks.check("output shape (B, T, hidden)", 1, lambda: multi_head_attention(*_multi_head_inputs(0)),
              lambda output: expect_tensor(output, (2, 6, 8)))
 checks.check("values with 4 heads (the default)", 3,
-             lambda: multi_head_attention(*_public_multi_head_inputs(110, hidden=8)), _public_four_heads)
+             lambda: _multi_head_asked(_public_multi_head_inputs(110, hidden=8)), _public_four_heads)
 checks.check("values with num_heads=2", 2,
              lambda: multi_head_attention(*_public_multi_head_inputs(120, hidden=4), num_heads=2), _public_two_heads)
 ### BEGIN HIDDEN TESTS
-checks.check("values with 4 heads, other inputs", 2, lambda: multi_head_attention(*_multi_head_inputs(10)),
+checks.check("values with 4 heads, other inputs", 2, lambda: _multi_head_asked(_multi_head_inputs(10)),
              "verdict_multi_head_attention_4_heads")
 checks.check("values with num_heads=2, other inputs", 2,
              lambda: multi_head_attention(*_multi_head_inputs(20), num_heads=2),
