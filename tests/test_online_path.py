@@ -5,7 +5,10 @@ stand-in `google.colab` module imported in the kernel, and no GPU.
 a. The Hugging Face Hub is a stand-in (tests/hub_stand_in.py) that serves tiny look-alikes of WikiText-103,
    GPT-2's tokenizer and BERT: the notebook downloads them, trains the "cpu" configuration, and runs the bonus.
 b. The Hub can't be reached (HF_ENDPOINT points at a port where nothing listens): the notebook falls back on the
-   sample embedded in its load_data cell, its own small tokenizer, and skips the bonus.
+   sample embedded in its load_data cell, its own small tokenizer, and skips the bonus. It asks the Hub once, not
+   for the 25 s of retries load_dataset would take.
+c. Only GPT-2's tokenizer fails to download (the Hub fails between two cells): the data and tokenizer cells carry on
+   offline together.
 
 Nothing here reaches the real Hub: HF_ENDPOINT points at 127.0.0.1, and any other HTTP(S) request goes to a proxy
 where nothing listens. The TensorBoard server that `%tensorboard` starts in Colab mode, like any other process the
