@@ -379,8 +379,7 @@ def expect_numbers(value, expected, mistakes=(), what="the output", atol=1e-4, b
 
     `mistakes` pairs a message with the numbers that mistake would give, for the same inputs: when `value` matches
     one, the message says which mistake it is. NaN is named as such, with its usual causes. Otherwise `behaviour`
-    (a sentence, or None: what further questions to your code found out, see `asked`) says what the output is
-    consistent with."""
+    (see `unexplained`) says what the output is consistent with."""
     expected = torch.tensor(expected, dtype=torch.float32)
     expect_tensor(value, expected.shape, what)
     value = value.detach().float().cpu()
@@ -392,9 +391,19 @@ def expect_numbers(value, expected, mistakes=(), what="the output", atol=1e-4, b
     if torch.isnan(value).any():
         raise AssertionError(f"{what} contains NaN: is a row of attention scores entirely masked, or is -inf "
                              "multiplied by 0 somewhere?")
-    difference = (value - expected).abs().max().item()
-    raise AssertionError(f"wrong values in {what}" + (f": {behaviour}" if behaviour else "")
-                         + f" (largest difference from the expected values: {difference:.3g})")
+    raise AssertionError(unexplained(f"wrong values in {what}", (value - expected).abs().max().item(), behaviour))
+
+
+def unexplained(wrong, difference, behaviour=None):
+    """The message of values that no listed mistake explains: `wrong` (what is wrong), what the output is consistent
+    with, and the largest difference. `behaviour` is a function giving that sentence (or None), from what further
+    questions to your code found out (see `asked`): it runs only here, once the values are known to be wrong, and a
+    diagnosis that fails says nothing rather than failing the check."""
+    try:
+        said = behaviour() if behaviour else None
+    except Exception:
+        said = None
+    return wrong + (f": {said}" if said else "") + f" (largest difference from the expected values: {difference:.3g})"
 
 
 def asked(question):

@@ -332,3 +332,21 @@ def test_a_loss_that_ignores_the_eos_id_gets_the_same_diagnosis_whatever_the_tok
     failed = catalogue.public_failures({"lm_loss": answer}, release, answers.solution_answers(source))["lm_loss"]
     assert [c.description for c in failed] == ["a padded batch: the mean over the real target tokens only"]
     assert "every EOS token is ignored" in failed[0].reason
+
+
+def test_a_right_answer_with_a_malformed_further_answer_keeps_its_points(grader_copy):
+    """What a value check also asks (the diagnosis by behaviour) is read only once the values are wrong: a kernel that
+    sends the right output with a further answer the grader can't read loses nothing (it lost 3 points when the verdict
+    read it first), and a wrong output is still told its plain difference."""
+    descriptions = [entry[0] for entry in grader_copy.checks_of("test_self_attention").entries]
+    own, drawn = _solution_outputs(grader_copy, 0), _solution_outputs(grader_copy, SALT)
+    for index in (1, 3):  # the two value checks that ask; on the notebook's inputs (the drawn data must be the grader's)
+        own[index] = {"output": own[index]["output"], "asked": {"weights": torch.zeros(1, 4, 4), "scores": "?"}}
+    honest = [m for i, d in enumerate(descriptions) for m in (_message(i, d, own[i]), _message(i, d, drawn[i], drawn=True))]
+    lines, points = grader_copy.judge("test_self_attention", honest, timed_out=False, salt=SALT)
+    assert points == 10, lines
+    own[1] = {"output": own[1]["output"] + 1, "asked": own[1]["asked"]}
+    lines = scoring.Grader(grader_copy.source).judge("test_self_attention", [_message(1, descriptions[1], own[1])],
+                                                     timed_out=False, salt=SALT)[0]
+    assert lines[2].startswith("  ✗ values on a small example (d_k = 2, d_v = 3) [0/3]: wrong values in the output "
+                               "(largest difference from the expected values: 1"), lines

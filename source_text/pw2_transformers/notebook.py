@@ -495,8 +495,7 @@ def expect_numbers(value, expected, mistakes=(), what="the output", atol=1e-4, b
 
     `mistakes` pairs a message with the numbers that mistake would give, for the same inputs: when `value` matches
     one, the message says which mistake it is. NaN is named as such, with its usual causes. Otherwise `behaviour`
-    (a sentence, or None: what further questions to your code found out, see `asked`) says what the output is
-    consistent with."""
+    (see `unexplained`) says what the output is consistent with."""
     expected = torch.tensor(expected, dtype=torch.float32)
     expect_tensor(value, expected.shape, what)
     value = value.detach().float().cpu()
@@ -508,9 +507,19 @@ def expect_numbers(value, expected, mistakes=(), what="the output", atol=1e-4, b
     if torch.isnan(value).any():
         raise AssertionError(f"{what} contains NaN: is a row of attention scores entirely masked, or is -inf "
                              "multiplied by 0 somewhere?")
-    difference = (value - expected).abs().max().item()
-    raise AssertionError(f"wrong values in {what}" + (f": {behaviour}" if behaviour else "")
-                         + f" (largest difference from the expected values: {difference:.3g})")
+    raise AssertionError(unexplained(f"wrong values in {what}", (value - expected).abs().max().item(), behaviour))
+
+
+def unexplained(wrong, difference, behaviour=None):
+    """The message of values that no listed mistake explains: `wrong` (what is wrong), what the output is consistent
+    with, and the largest difference. `behaviour` is a function giving that sentence (or None), from what further
+    questions to your code found out (see `asked`): it runs only here, once the values are known to be wrong, and a
+    diagnosis that fails says nothing rather than failing the check."""
+    try:
+        said = behaviour() if behaviour else None
+    except Exception:
+        said = None
+    return wrong + (f": {said}" if said else "") + f" (largest difference from the expected values: {difference:.3g})"
 
 
 def asked(question):
@@ -1058,7 +1067,7 @@ def _ref_attention(S, W_Q, W_K, W_V, W_O=None, num_heads=1, causal=False, mistak
 
 def _expect_values(output, expected, variants=(), what="output", behaviour=None):
     """Fails unless `output` matches `expected`; names the known mistake it matches, if any, or else says what the
-    output is consistent with (`behaviour`: a sentence from the diagnosis by behaviour, or None).
+    output is consistent with (`behaviour`: see `unexplained`).
 
     `variants` maps a key of MISTAKES (or a message) to the output that mistake would give:
     a dict, or a list of (mistake, output) pairs.
@@ -1071,9 +1080,8 @@ def _expect_values(output, expected, variants=(), what="output", behaviour=None)
             raise AssertionError(f"wrong {what}: {MISTAKES.get(mistake, mistake)}")
     if torch.isnan(output).any():
         raise AssertionError(f"{what} contains NaN")
-    difference = (output.detach().float() - expected.float()).abs().max().item()
-    raise AssertionError(f"wrong {what}" + (f": {behaviour}" if behaviour else "")
-                         + f" (largest difference from the expected values: {difference:.3g})")
+    raise AssertionError(unexplained(f"wrong {what}", (output.detach().float() - expected.float()).abs().max().item(),
+                                     behaviour))
 
 
 def _expect_causal(outputs, what="the output"):
@@ -1373,7 +1381,7 @@ def verdict_self_attention_values(data):
         Q @ K.transpose(-2, -1) / math.sqrt(V.shape[-1])).softmax(dim=-1) @ V
     variants["the scores are divided by d_k instead of √d_k"] = (Q @ K.transpose(-2, -1) / K.shape[-1]).softmax(dim=-1) @ V
     _expect_values(output, _ref_attention(S, W_Q, W_K, W_V), variants,
-                   behaviour=describe_attention_weights(asked_data))
+                   behaviour=lambda: describe_attention_weights(asked_data))
 
 
 def verdict_self_attention_batch(outputs):
@@ -1434,7 +1442,7 @@ def _public_self_attention_values(data):
          "must sum to 1", [[[-2.6483, 2.0338, -4.6835],
                             [-0.63326, 0.79758, -1.4172],
                             [-4.4517, 2.8245, -6.9777]]]),
-    ], behaviour=describe_attention_weights(asked_data))
+    ], behaviour=lambda: describe_attention_weights(asked_data))
 
 
 def _public_large_score_inputs():
@@ -1548,7 +1556,7 @@ def _verdict_multi_head_attention(data, num_heads, seed):
     variants["the output projection is applied transposed (W_Oᵀ instead of W_O)"] = (
         _attend(S @ W_Q, S @ W_K, S @ W_V, num_heads, causal=False) @ W_O.T)
     _expect_values(output, _ref_attention(*args, num_heads=num_heads), variants,
-                   behaviour=describe_heads_weights(asked_data))
+                   behaviour=lambda: describe_heads_weights(asked_data))
 
 
 def verdict_multi_head_attention_4_heads(output):
@@ -1621,7 +1629,7 @@ def _public_four_heads(data):
         ("this is single-head attention: the number of heads is not taken from num_heads", [[[3.1981, -3.3885, 3.1191, -1.318, -3.0026, 1.5896, 0.066196, 1.24],
                                                                                              [1.5667, -0.5954, 0.12448, 0.49279, -0.34254, -0.61144, -0.46775, 0.62284],
                                                                                              [1.2602, -0.8512, 0.29275, 0.36925, -1.3538, -0.060656, -0.39389, 1.4808]]]),
-    ], what="the output with 4 heads", behaviour=describe_heads_weights(asked_data))
+    ], what="the output with 4 heads", behaviour=lambda: describe_heads_weights(asked_data))
 
 
 def _public_two_heads(output):
@@ -3194,7 +3202,7 @@ def _verdict_loss_against_reference(loss, seed, mistakes, what, asked_data=None)
     logits, input_ids, attention_mask = _loss_inputs(seed)
     variants = {m: _ref_lm_loss(logits, input_ids, attention_mask, mistake=m) for m in mistakes}
     _expect_values(loss, _ref_lm_loss(logits, input_ids, attention_mask), variants, what=what,
-                   behaviour=describe_loss_weights(asked_data, input_ids, attention_mask))
+                   behaviour=lambda: describe_loss_weights(asked_data, input_ids, attention_mask))
 
 
 def verdict_loss_value(data):
@@ -3301,7 +3309,7 @@ def _public_loss_expected(expected, what, inputs=None, **mistakes):
         loss, asked_data = _answer_and_asked(data, "loss")
         assert isinstance(loss, torch.Tensor), (
             f"lm_loss should return a tensor, not {getattr(loss, 'type_name', type(loss).__name__)} (don't call .item())")
-        behaviour = describe_loss_weights(asked_data, *inputs()[1:]) if inputs else None
+        behaviour = (lambda: describe_loss_weights(asked_data, *inputs()[1:])) if inputs else None
         expect_numbers(loss, expected, [(messages[k], v) for k, v in mistakes.items()], what=what, behaviour=behaviour)
     return verdict
 
